@@ -1,0 +1,291 @@
+//! The checkpoint: where reading stands, saved atomically after each delivered page.
+//!
+//! The file is versioned JSON (`{"version": 1, ...}`), pinned by golden tests. Saving writes
+//! `checkpoint.json.tmp`, fsyncs it, renames it over `checkpoint.json` and fsyncs the
+//! directory: the rename is atomic, so after a crash at any moment the stable file is either
+//! the old checkpoint or the new one, never a mix. The temp file is *not* read at start: the
+//! poller may write it before a page is delivered ([`CheckpointStore::prepare`]) and rename it
+//! only after, so a leftover temp file describes a page that may never have been delivered.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The format this binary writes and reads.
+pub const VERSION: u64 = 1;
+
+/// Where reading stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The first second not yet covered by a finished window: the next window starts here.
+    pub next_oldest: i64,
+    /// The window being read, if one is open.
+    #[serde(default)]
+    pub window: Option<Window>,
+    /// Ids delivered recently, by second, kept for `--overlap` (bounded by the overlap span).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub recent: BTreeMap<i64, Vec<String>>,
+    /// The analysis state, opaque here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Value>,
+    /// When this was saved (for people reading the file).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An open window and the chain being read in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// Inclusive start (Unix seconds).
+    pub oldest: i64,
+    /// Inclusive end, fixed when the window opened; the next window starts at `latest + 1`.
+    pub latest: i64,
+    /// The end of the current chain's range: `latest`, or `low` for a re-read after
+    /// `invalid_cursor`. Its cursors belong to `[oldest, chain_latest]`.
+    pub chain_latest: i64,
+    /// The next cursor of the chain; `None` before its first page.
+    pub cursor: Option<String>,
+    /// The oldest `date_create` delivered so far in the window.
+    pub low: Option<i64>,
+    /// The ids delivered at second `low`.
+    pub ids_at_low: Vec<String>,
+}
+
+impl Window {
+    /// A fresh window `[oldest, latest]`, nothing read.
+    pub fn open(oldest: i64, latest: i64) -> Window {
+        Window { oldest, latest, chain_latest: latest, cursor: None, low: None, ids_at_low: Vec::new() }
+    }
+}
+
+/// Why the checkpoint cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing failed (permissions, a full or read-only disk).
+    #[error("cannot {op} checkpoint {}: {source}", path.display())]
+    Io {
+        /// "read" or "write".
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a checkpoint we can read.
+    #[error("checkpoint {} is corrupt: {reason}; fix or move it away (moving it restarts from --initial-lookback and repeats events)", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Written by another version.
+    #[error("checkpoint {} has version {version}, this binary reads version {VERSION}; run the version that wrote it", path.display())]
+    UnknownVersion {
+        /// The file.
+        path: PathBuf,
+        /// What it says.
+        version: String,
+    },
+}
+
+impl Error {
+    /// True when the user must act on the file (exit 2), rather than a passing I/O fault.
+    pub fn is_config(&self) -> bool {
+        matches!(self, Error::Corrupt { .. } | Error::UnknownVersion { .. })
+    }
+}
+
+/// The checkpoint file in a state directory.
+#[derive(Debug)]
+pub struct CheckpointStore {
+    dir: PathBuf,
+    path: PathBuf,
+    tmp: PathBuf,
+}
+
+/// A checkpoint written to the temp file, not yet in place.
+#[derive(Debug)]
+#[must_use = "a prepared checkpoint takes effect only when committed"]
+pub struct Prepared(());
+
+impl CheckpointStore {
+    /// The store in `dir` (which the caller has locked).
+    pub fn new(dir: &Path) -> CheckpointStore {
+        CheckpointStore { dir: dir.to_path_buf(), path: dir.join("checkpoint.json"), tmp: dir.join("checkpoint.json.tmp") }
+    }
+
+    /// The checkpoint file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the checkpoint; `None` on a first run.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`], [`Error::UnknownVersion`] or [`Error::Io`]; never a silent restart.
+    pub fn load(&self) -> Result<Option<Checkpoint>, Error> {
+        // See the module header: a leftover temp file is never trusted.
+        let _ = std::fs::remove_file(&self.tmp);
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(Error::Io { op: "read", path: self.path.clone(), source }),
+        };
+        decode(&bytes).map(Some).map_err(|e| match e {
+            DecodeError::Version(version) => Error::UnknownVersion { path: self.path.clone(), version },
+            DecodeError::Corrupt(reason) => Error::Corrupt { path: self.path.clone(), reason },
+        })
+    }
+
+    /// Writes `cp` to the temp file and fsyncs it; [`CheckpointStore::commit`] puts it in place.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`].
+    pub fn prepare(&self, cp: &Checkpoint) -> Result<Prepared, Error> {
+        let io = |source| Error::Io { op: "write", path: self.tmp.clone(), source };
+        let mut f = std::fs::File::create(&self.tmp).map_err(io)?;
+        f.write_all(&encode(cp)).map_err(io)?;
+        // Without this fsync, a power loss after the rename could leave an empty file in place.
+        f.sync_all().map_err(io)?;
+        Ok(Prepared(()))
+    }
+
+    /// Renames the prepared checkpoint into place and fsyncs the directory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`].
+    pub fn commit(&self, _prepared: Prepared) -> Result<(), Error> {
+        let io = |source| Error::Io { op: "write", path: self.path.clone(), source };
+        std::fs::rename(&self.tmp, &self.path).map_err(io)?;
+        // The rename lives in the directory's entry table: fsync the directory so that the
+        // new name survives a power loss too.
+        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io)
+    }
+
+    /// [`prepare`](Self::prepare) then [`commit`](Self::commit).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`].
+    pub fn save(&self, cp: &Checkpoint) -> Result<(), Error> {
+        let p = self.prepare(cp)?;
+        self.commit(p)
+    }
+}
+
+/// The bytes written for `cp`.
+pub fn encode(cp: &Checkpoint) -> Vec<u8> {
+    let mut v = serde_json::to_value(cp).expect("a Checkpoint is plain data and always serialises");
+    if let Value::Object(m) = &mut v {
+        m.insert("version".into(), VERSION.into());
+    }
+    let mut bytes = serde_json::to_vec_pretty(&v).expect("a Value always serialises");
+    bytes.push(b'\n');
+    bytes
+}
+
+enum DecodeError {
+    Version(String),
+    Corrupt(String),
+}
+
+fn decode(bytes: &[u8]) -> Result<Checkpoint, DecodeError> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| DecodeError::Corrupt(format!("not JSON ({e})")))?;
+    match v.get("version") {
+        Some(Value::Number(n)) if n.as_u64() == Some(VERSION) => {}
+        Some(other) => return Err(DecodeError::Version(other.to_string())),
+        None => return Err(DecodeError::Corrupt("no \"version\" field".into())),
+    }
+    serde_json::from_value(v).map_err(|e| DecodeError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Checkpoint {
+        Checkpoint {
+            next_oldest: 1_700_000_000,
+            window: Some(Window {
+                oldest: 1_700_000_000,
+                latest: 1_700_003_600,
+                chain_latest: 1_700_003_600,
+                cursor: Some("dXNlcjpVMEc5V0ZYTlo=".into()),
+                low: Some(1_700_002_000),
+                ids_at_low: vec!["0123a45b-6c7d-8900-e12f-3456789gh0i1".into()],
+            }),
+            recent: BTreeMap::new(),
+            analysis: None,
+            updated_at: DateTime::parse_from_rfc3339("2026-11-21T08:00:00Z").unwrap().with_timezone(&Utc),
+        }
+    }
+
+    const GOLDEN: &str = r#"{
+  "next_oldest": 1700000000,
+  "updated_at": "2026-11-21T08:00:00Z",
+  "version": 1,
+  "window": {
+    "chain_latest": 1700003600,
+    "cursor": "dXNlcjpVMEc5V0ZYTlo=",
+    "ids_at_low": [
+      "0123a45b-6c7d-8900-e12f-3456789gh0i1"
+    ],
+    "latest": 1700003600,
+    "low": 1700002000,
+    "oldest": 1700000000
+  }
+}
+"#;
+
+    #[test]
+    fn serialisation_is_pinned() {
+        assert_eq!(String::from_utf8(encode(&sample())).unwrap(), GOLDEN);
+    }
+
+    #[test]
+    fn deserialisation_is_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("checkpoint.json"), GOLDEN).unwrap();
+        assert_eq!(CheckpointStore::new(dir.path()).load().unwrap(), Some(sample()));
+    }
+
+    #[test]
+    fn save_then_load_round_trips_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::new(dir.path());
+        assert_eq!(store.load().unwrap(), None);
+        store.save(&sample()).unwrap();
+        assert_eq!(store.load().unwrap(), Some(sample()));
+        assert!(!dir.path().join("checkpoint.json.tmp").exists());
+    }
+
+    #[test]
+    fn a_prepared_but_uncommitted_checkpoint_is_ignored_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::new(dir.path());
+        store.save(&sample()).unwrap();
+        let mut next = sample();
+        next.next_oldest += 99;
+        let _never_committed = store.prepare(&next).unwrap();
+        assert_eq!(store.load().unwrap(), Some(sample()));
+    }
+
+    #[test]
+    fn corrupt_and_unknown_versions_are_clear_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::new(dir.path());
+        for (body, want) in [("{not json", "corrupt"), ("{}", "corrupt"), (r#"{"version":1,"next_oldest":"x"}"#, "corrupt"), (r#"{"version":7}"#, "version 7")] {
+            std::fs::write(store.path(), body).unwrap();
+            let err = store.load().unwrap_err();
+            assert!(err.is_config());
+            let msg = err.to_string();
+            assert!(msg.contains(want) && msg.contains("checkpoint.json"), "{body}: {msg}");
+        }
+    }
+}

@@ -1,0 +1,549 @@
+//! The command line: raw clap arguments, then a validated [`RunConfig`].
+//!
+//! Every flag also reads an environment variable, so a Kubernetes manifest can configure the
+//! binary without a file; `--config FILE` (TOML) may set the same keys (the flag's long name,
+//! with `-` or `_`). Precedence: flag, then environment, then the file, then the default.
+//! Groups of flags that belong to one module (mapping, HTTP sink, observability, analysis) are
+//! defined beside that module and flattened in here.
+
+use crate::slack::client::TokenSource;
+use secrecy::SecretString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+/// Slack's documented maximum page size.
+pub const MAX_LIMIT: u32 = 9999;
+/// Slack accepts at most this many comma-separated actions in one filter.
+pub const MAX_ACTIONS: usize = 30;
+/// Default for `--initial-lookback`: Slack keeps about this much history worth backfilling.
+pub const DEFAULT_INITIAL_LOOKBACK: &str = "720h";
+/// Default for `--interval`: one catch-up a minute is well inside the shared Tier 3 budget.
+pub const DEFAULT_INTERVAL: &str = "60s";
+/// Default for `--settle-lag`: Slack indexes events late; never read the newest minute.
+pub const DEFAULT_SETTLE_LAG: &str = "60s";
+/// Default for `--max-requests-per-minute`: well under Slack's ~50/min, which the whole org shares.
+pub const DEFAULT_MAX_RPM: u32 = 20;
+/// Default for `--request-timeout`: long enough for a 9,999-entry page on a slow link.
+pub const DEFAULT_REQUEST_TIMEOUT: &str = "60s";
+
+/// The top-level command line.
+#[derive(Debug, clap::Parser)]
+#[command(name = "slack-audit-source", version, about = "Slack Enterprise Grid audit logs to NDJSON, exactly once.")]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Poll the Audit Logs API and deliver ECS NDJSON to the sink, checkpointing after delivery.
+    Run(Box<RunArgs>),
+    /// Map raw Slack audit entries on stdin to ECS documents on stdout.
+    Map(crate::mapping::MapArgs),
+    /// Read raw entries or ECS documents on stdin and print the analysis findings.
+    Analyze(crate::analysis::AnalyzeArgs),
+    /// Serve a stand-in for the Audit Logs API with generated events.
+    Simulate(crate::simulate::SimulateArgs),
+    /// Run the simulator and `run` in one process, printing NDJSON: try this first.
+    Demo(DemoArgs),
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+/// `--sink`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum SinkKindArg {
+    /// NDJSON on standard output.
+    #[default]
+    Stdout,
+    /// NDJSON POSTed to `--http-url`.
+    Http,
+}
+
+/// Arguments of `run`, as given (strings, unvalidated).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// TOML file setting any of these options by their long name.
+    #[arg(long, env = "SLACK_AUDIT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Base URL of the Slack API; plain http:// is refused except to loopback.
+    #[arg(long, env = "SLACK_AUDIT_API_URL", default_value = "https://api.slack.com")]
+    pub api_url: String,
+    /// File holding the user token (a mounted Secret); re-read when it changes. Otherwise SLACK_AUDIT_TOKEN.
+    #[arg(long, env = "SLACK_AUDIT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Checkpoint and analysis state; locked, one process per directory.
+    #[arg(long, env = "SLACK_AUDIT_STATE_DIR", default_value = "./state")]
+    pub state_dir: PathBuf,
+    /// How far back the very first run starts.
+    #[arg(long, env = "SLACK_AUDIT_INITIAL_LOOKBACK", default_value = DEFAULT_INITIAL_LOOKBACK)]
+    pub initial_lookback: String,
+    /// Pause between catch-ups once caught up.
+    #[arg(long, env = "SLACK_AUDIT_INTERVAL", default_value = DEFAULT_INTERVAL)]
+    pub interval: String,
+    /// Never read the newest seconds: Slack indexes late.
+    #[arg(long, env = "SLACK_AUDIT_SETTLE_LAG", default_value = DEFAULT_SETTLE_LAG)]
+    pub settle_lag: String,
+    /// Re-read this span behind each window for late-indexed events; delivers only unseen ids.
+    #[arg(long, env = "SLACK_AUDIT_OVERLAP", default_value = "0s")]
+    pub overlap: String,
+    /// Page size, 1..=9999.
+    #[arg(long, env = "SLACK_AUDIT_LIMIT", default_value_t = MAX_LIMIT)]
+    pub limit: u32,
+    /// Only these actions (comma-separated, at most 30).
+    #[arg(long = "action", env = "SLACK_AUDIT_ACTIONS", value_delimiter = ',')]
+    pub actions: Vec<String>,
+    /// Only events by this actor (a user id).
+    #[arg(long, env = "SLACK_AUDIT_ACTOR")]
+    pub actor: Option<String>,
+    /// Only events about this entity (a channel, file, workspace... id).
+    #[arg(long, env = "SLACK_AUDIT_ENTITY")]
+    pub entity: Option<String>,
+    /// Client-side request budget; Slack's Tier 3 limit (~50/min) is shared by the whole org.
+    #[arg(long = "max-requests-per-minute", env = "SLACK_AUDIT_MAX_RPM", default_value_t = DEFAULT_MAX_RPM)]
+    pub max_rpm: u32,
+    /// Give up on one Slack request after this long (then retry with backoff).
+    #[arg(long, env = "SLACK_AUDIT_REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT)]
+    pub request_timeout: String,
+    /// Where NDJSON goes.
+    #[arg(long, env = "SLACK_AUDIT_SINK", value_enum, default_value_t = SinkKindArg::Stdout)]
+    pub sink: SinkKindArg,
+    /// HTTP sink options.
+    #[command(flatten)]
+    pub http: crate::sink::http::HttpArgs,
+    /// Catch up to now minus the settle lag, deliver, checkpoint, exit 0.
+    #[arg(long)]
+    pub once: bool,
+    /// Diagnostics format on stderr.
+    #[arg(long, env = "SLACK_AUDIT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Mapping options.
+    #[command(flatten)]
+    pub mapping: crate::mapping::MappingArgs,
+    /// Metrics, health and request tracing.
+    #[command(flatten)]
+    pub observability: crate::metrics::ObservabilityArgs,
+    /// Anomaly analysis options.
+    #[command(flatten)]
+    pub analysis: crate::analysis::AnalysisArgs,
+}
+
+/// Arguments of `demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Stop after this long (runs until Ctrl-C when absent).
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Diagnostics format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// A problem with the configuration; each message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A duration that humantime cannot read.
+    #[error("--{flag}: cannot read duration {value:?}: {reason} (write it like 90s, 5m, 1h or 720h)")]
+    Duration {
+        /// The flag's long name.
+        flag: &'static str,
+        /// What was given.
+        value: String,
+        /// humantime's complaint.
+        reason: String,
+    },
+    /// A value outside its range.
+    #[error("--{flag}: {message}")]
+    Invalid {
+        /// The flag's long name.
+        flag: &'static str,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+    /// A URL that cannot be used.
+    #[error("--{flag}: {message}")]
+    Url {
+        /// The flag's long name.
+        flag: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// No token anywhere.
+    #[error("no Slack token: set SLACK_AUDIT_TOKEN, or --token-file / SLACK_AUDIT_TOKEN_FILE to a file holding it")]
+    NoToken,
+    /// The token file cannot be read at start.
+    #[error("--token-file {}: {reason}", path.display())]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The TOML config file is unreadable or has unknown keys.
+    #[error("--config {}: {message}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Parses a humane duration (`90s`, `5m`, `720h`) for the flag `flag`.
+///
+/// # Errors
+///
+/// [`ConfigError::Duration`] quoting the value.
+pub fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let v = value.trim();
+    // humantime refuses a bare 0; "0" is an obvious way to say "off".
+    if v == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(v).map_err(|e| ConfigError::Duration {
+        flag,
+        value: value.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Checks a URL the binary will talk to: parseable, http(s), and plain http only to loopback
+/// (a token or audit data must never cross a network in clear).
+///
+/// # Errors
+///
+/// [`ConfigError::Url`] saying what to change.
+pub fn parse_url(flag: &'static str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value).map_err(|e| ConfigError::Url {
+        flag,
+        message: format!("cannot parse {value:?}: {e}"),
+    })?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
+        "http" => Err(ConfigError::Url {
+            flag,
+            message: format!("{value:?} is plain http to a host that is not loopback; use https://"),
+        }),
+        other => Err(ConfigError::Url {
+            flag,
+            message: format!("{value:?} has scheme {other:?}; use https://"),
+        }),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// Slack's own filters, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    /// At most 30 action names.
+    pub actions: Vec<String>,
+    /// A user id.
+    pub actor: Option<String>,
+    /// An entity id.
+    pub entity: Option<String>,
+}
+
+/// Where documents go, validated.
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    /// Standard output.
+    Stdout,
+    /// A shipper's HTTP input.
+    Http(crate::sink::http::HttpConfig),
+}
+
+/// The validated configuration of `run`.
+#[derive(Debug)]
+pub struct RunConfig {
+    /// `{api_url}/audit/v1/logs` is polled.
+    pub api_url: Url,
+    /// Where the token comes from; it is never printed.
+    pub token: TokenSource,
+    /// Checkpoint and analysis state.
+    pub state_dir: PathBuf,
+    /// How far back the first run starts.
+    pub initial_lookback: Duration,
+    /// Pause between catch-ups.
+    pub interval: Duration,
+    /// Newest seconds never read.
+    pub settle_lag: Duration,
+    /// Span re-read behind each window for late events.
+    pub overlap: Duration,
+    /// Page size.
+    pub limit: u32,
+    /// Slack's filters.
+    pub filters: Filters,
+    /// Requests per minute, client side.
+    pub max_rpm: u32,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// The sink.
+    pub sink: SinkConfig,
+    /// Exit after catching up.
+    pub once: bool,
+    /// Mapping options.
+    pub mapping: crate::mapping::MappingConfig,
+    /// Metrics, health and tracing.
+    pub observability: crate::metrics::ObservabilityConfig,
+    /// Analysis options.
+    pub analysis: crate::analysis::AnalysisConfig,
+    /// Where stdout-sink output goes; `None` means the process's stdout (tests inject a buffer).
+    pub stdout: Option<crate::sink::stdout::SharedWriter>,
+}
+
+impl RunConfig {
+    /// Validates raw arguments, reading `SLACK_AUDIT_TOKEN` for the token when no file is given.
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`] found.
+    pub fn from_args(args: RunArgs) -> Result<RunConfig, ConfigError> {
+        let env_token = std::env::var("SLACK_AUDIT_TOKEN").ok().map(SecretString::from);
+        Self::from_args_with_token(args, env_token)
+    }
+
+    /// As [`RunConfig::from_args`], with the environment token passed in (for tests).
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`] found.
+    pub fn from_args_with_token(args: RunArgs, env_token: Option<SecretString>) -> Result<RunConfig, ConfigError> {
+        let api_url = parse_url("api-url", &args.api_url)?;
+        let token = match (&args.token_file, env_token) {
+            (Some(path), _) => TokenSource::file(path.clone())?,
+            (None, Some(t)) => TokenSource::fixed(t)?,
+            (None, None) => return Err(ConfigError::NoToken),
+        };
+        if args.limit == 0 || args.limit > MAX_LIMIT {
+            return Err(ConfigError::Invalid {
+                flag: "limit",
+                message: format!("{} is out of range; Slack takes 1..={MAX_LIMIT}", args.limit),
+            });
+        }
+        if args.max_rpm == 0 || args.max_rpm > 1000 {
+            return Err(ConfigError::Invalid {
+                flag: "max-requests-per-minute",
+                message: format!("{} is out of range; give 1..=1000 (Slack allows about 50 for the whole org)", args.max_rpm),
+            });
+        }
+        let filters = validate_filters(&args)?;
+        let interval = parse_duration("interval", &args.interval)?;
+        if interval.is_zero() {
+            return Err(ConfigError::Invalid { flag: "interval", message: "must be more than 0s".into() });
+        }
+        let settle_lag = parse_duration("settle-lag", &args.settle_lag)?;
+        let request_timeout = parse_duration("request-timeout", &args.request_timeout)?;
+        if request_timeout.is_zero() {
+            return Err(ConfigError::Invalid { flag: "request-timeout", message: "must be more than 0s".into() });
+        }
+        let sink = match args.sink {
+            SinkKindArg::Stdout => SinkConfig::Stdout,
+            SinkKindArg::Http => SinkConfig::Http(crate::sink::http::HttpConfig::from_args(&args.http)?),
+        };
+        Ok(RunConfig {
+            api_url,
+            token,
+            state_dir: args.state_dir.clone(),
+            initial_lookback: parse_duration("initial-lookback", &args.initial_lookback)?,
+            interval,
+            settle_lag,
+            overlap: parse_duration("overlap", &args.overlap)?,
+            limit: args.limit,
+            filters,
+            max_rpm: args.max_rpm,
+            request_timeout,
+            sink,
+            once: args.once,
+            mapping: crate::mapping::MappingConfig::from_args(&args.mapping)?,
+            observability: crate::metrics::ObservabilityConfig::from_args(&args.observability)?,
+            analysis: crate::analysis::AnalysisConfig::from_args(&args.analysis)?,
+            stdout: None,
+        })
+    }
+}
+
+fn validate_filters(args: &RunArgs) -> Result<Filters, ConfigError> {
+    let actions: Vec<String> = args.actions.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
+    if actions.len() > MAX_ACTIONS {
+        return Err(ConfigError::Invalid {
+            flag: "action",
+            message: format!("{} actions given; Slack takes at most {MAX_ACTIONS} (run a second instance with its own state dir for more)", actions.len()),
+        });
+    }
+    if let Some(bad) = actions.iter().find(|a| !a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')) {
+        return Err(ConfigError::Invalid {
+            flag: "action",
+            message: format!("{bad:?} is not an action name (letters, digits, '_' and '.' only, e.g. user_login)"),
+        });
+    }
+    let id = |flag: &'static str, v: &Option<String>| -> Result<Option<String>, ConfigError> {
+        match v.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(s) if s.bytes().all(|b| b.is_ascii_alphanumeric()) => Ok(Some(s.to_string())),
+            Some(s) => Err(ConfigError::Invalid { flag, message: format!("{s:?} is not a Slack id (letters and digits, e.g. U0123ABCD)") }),
+        }
+    };
+    Ok(Filters { actions, actor: id("actor", &args.actor)?, entity: id("entity", &args.entity)? })
+}
+
+/// Applies `--config FILE` (or `SLACK_AUDIT_CONFIG`) by setting the environment variable of
+/// every key the file names and the environment does not already set, so the precedence is
+/// flag > environment > file > default with one parser. Call before clap parses, while the
+/// process is still single-threaded (setting variables is not thread-safe).
+///
+/// # Errors
+///
+/// [`ConfigError::File`] for an unreadable file, bad TOML, or a key that is no `run` option.
+pub fn apply_config_file(argv: &[std::ffi::OsString]) -> Result<(), ConfigError> {
+    let Some(path) = config_path(argv) else { return Ok(()) };
+    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File { path: path.clone(), message: e.to_string() })?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File { path: path.clone(), message: e.to_string() })?;
+    let cmd = <RunArgs as clap::Args>::augment_args(clap::Command::new("run"));
+    for (key, value) in table {
+        let long = key.replace('_', "-");
+        let arg = cmd.get_arguments().find(|a| a.get_long() == Some(long.as_str()));
+        let Some(env) = arg.and_then(|a| a.get_env()) else {
+            return Err(ConfigError::File { path, message: format!("unknown key {key:?}; keys are the long flag names of `run`, e.g. state_dir") });
+        };
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Array(items) => items.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect::<Vec<_>>().join(","),
+            other => other.to_string(),
+        };
+        if std::env::var_os(env).is_none() {
+            // SAFETY-equivalent note: called before any thread is spawned (see the doc comment).
+            std::env::set_var(env, text);
+        }
+    }
+    Ok(())
+}
+
+fn config_path(argv: &[std::ffi::OsString]) -> Option<PathBuf> {
+    let mut it = argv.iter();
+    while let Some(a) = it.next() {
+        let s = a.to_string_lossy();
+        if s == "--config" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(rest) = s.strip_prefix("--config=") {
+            return Some(PathBuf::from(rest));
+        }
+    }
+    std::env::var_os("SLACK_AUDIT_CONFIG").map(PathBuf::from)
+}
+
+/// The socket address given to a `--*-listen` flag.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] quoting the value.
+pub fn parse_listen(flag: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| ConfigError::Invalid { flag, message: format!("{value:?} is not an address like 127.0.0.1:9090 or [::]:9090") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use secrecy::ExposeSecret;
+
+    fn args(extra: &[&str]) -> RunArgs {
+        let mut argv = vec!["slack-audit-source", "run"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Run(a) => *a,
+            _ => unreachable!("asked for run"),
+        }
+    }
+
+    fn token() -> Option<SecretString> {
+        Some(SecretString::from("xoxp-test-token"))
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = RunConfig::from_args_with_token(args(&[]), token()).unwrap();
+        assert_eq!(c.api_url.as_str(), "https://api.slack.com/");
+        assert_eq!(c.initial_lookback, Duration::from_secs(720 * 3600));
+        assert_eq!(c.interval, Duration::from_secs(60));
+        assert_eq!(c.settle_lag, Duration::from_secs(60));
+        assert_eq!(c.limit, 9999);
+        assert_eq!(c.max_rpm, 20);
+        assert!(matches!(c.sink, SinkConfig::Stdout));
+        assert_eq!(c.token.current().unwrap().expose_secret(), "xoxp-test-token");
+    }
+
+    #[test]
+    fn plain_http_is_refused_except_to_loopback() {
+        assert!(parse_url("api-url", "http://127.0.0.1:8080").is_ok());
+        assert!(parse_url("api-url", "http://localhost:8080").is_ok());
+        assert!(parse_url("api-url", "http://[::1]:8080").is_ok());
+        let err = parse_url("api-url", "http://slack.example.com").unwrap_err().to_string();
+        assert!(err.contains("use https://"), "{err}");
+        assert!(parse_url("api-url", "ftp://x").is_err());
+    }
+
+    #[test]
+    fn durations_take_humane_units_and_name_the_flag() {
+        assert_eq!(parse_duration("interval", "90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("interval", "5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("interval", "0").unwrap(), Duration::ZERO);
+        let err = parse_duration("interval", "soon").unwrap_err().to_string();
+        assert!(err.contains("--interval") && err.contains("\"soon\""), "{err}");
+    }
+
+    #[test]
+    fn limit_out_of_range_is_refused() {
+        let err = RunConfig::from_args_with_token(args(&["--limit", "10000"]), token()).unwrap_err().to_string();
+        assert!(err.contains("1..=9999"), "{err}");
+        assert!(RunConfig::from_args_with_token(args(&["--limit", "0"]), token()).is_err());
+    }
+
+    #[test]
+    fn more_than_thirty_actions_is_refused_before_sending() {
+        let many: Vec<String> = (0..31).map(|i| format!("a{i}")).collect();
+        let joined = many.join(",");
+        let err = RunConfig::from_args_with_token(args(&["--action", &joined]), token()).unwrap_err().to_string();
+        assert!(err.contains("at most 30"), "{err}");
+        let ok = RunConfig::from_args_with_token(args(&["--action", "user_login,file_downloaded"]), token()).unwrap();
+        assert_eq!(ok.filters.actions, vec!["user_login", "file_downloaded"]);
+        assert!(RunConfig::from_args_with_token(args(&["--action", "bad action"]), token()).is_err());
+    }
+
+    #[test]
+    fn missing_token_says_where_to_put_it() {
+        let err = RunConfig::from_args_with_token(args(&[]), None).unwrap_err().to_string();
+        assert!(err.contains("SLACK_AUDIT_TOKEN"), "{err}");
+    }
+
+    #[test]
+    fn config_file_keys_must_be_run_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "no_such_key = 1\n").unwrap();
+        let argv = vec!["x".into(), "--config".into(), p.clone().into_os_string()];
+        let err = apply_config_file(&argv).unwrap_err().to_string();
+        assert!(err.contains("no_such_key"), "{err}");
+    }
+}

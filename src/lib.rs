@@ -1,0 +1,56 @@
+//! slack-audit-source: Slack Enterprise Grid audit logs to NDJSON, exactly once.
+//!
+//! # Layout
+//!
+//! Data walks one way; each stage knows only its neighbours' types:
+//!
+//! ```text
+//! Slack API ─► slack::client ─► poller ─► mapping ─► analysis ─► sink ─► Vector / Fluent Bit
+//!  (or simulate)   (a page)    (window,   (ECS doc)  (findings)   (stdout NDJSON, HTTP)
+//!                               cursor)
+//! ```
+//!
+//! - [`slack`] turns a query into a page of raw entries, or a typed error; it owns the token,
+//!   the request budget and the retries ([`retry`]).
+//! - [`poller`] owns the reading order and the [`checkpoint`]: it alone decides what to fetch
+//!   next and when progress is durable, which is only after the [`sink`] says a page is safe.
+//! - [`mapping`] is pure: raw entry + fetch time → ECS document.
+//! - [`analysis`] annotates anomaly events and emits findings; its state rides in the checkpoint.
+//! - [`simulate`] is a stand-in for the Audit Logs API, used by `demo`, tests and benchmarks.
+//!
+//! [`run`] is the whole `run` command with an injectable shutdown, so tests drive it directly.
+
+pub mod analysis;
+pub mod checkpoint;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod mapping;
+pub mod metrics;
+pub mod poller;
+pub mod retry;
+pub mod shutdown;
+pub mod simulate;
+pub mod sink;
+pub mod slack;
+pub mod statedir;
+pub mod trace;
+
+pub use config::RunConfig;
+pub use error::Error;
+
+use std::future::Future;
+
+/// Runs the `run` command until it has caught up (`--once`) or `shutdown` resolves.
+///
+/// Returns once the page in hand, if any, has been delivered and checkpointed.
+///
+/// # Errors
+///
+/// Configuration problems found at start (an unusable state dir, a locked state dir, a corrupt
+/// checkpoint), fatal Slack answers (credentials, plan, install), and sink failures. See
+/// [`Error::exit_code`] for how each maps to the process exit code.
+pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+    let shutdown = shutdown::Shutdown::from_future(shutdown);
+    poller::Poller::start(config, shutdown.clone()).await?.run().await
+}

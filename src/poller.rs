@@ -1,0 +1,346 @@
+//! The reading order and the checkpoint: the only place that decides what to fetch next and
+//! when progress is durable.
+//!
+//! Slack answers newest first with inclusive whole-second bounds, so we read forward in
+//! *windows* `[oldest, latest]`, `latest = now − settle_lag` (never the current second), pinned
+//! for the window's whole cursor chain. Within a window the pages go newest → oldest; after each
+//! page is delivered the checkpoint records the window, the next cursor, the oldest second
+//! delivered (`low`) and the ids delivered at `low`. On `invalid_cursor` the window is re-read
+//! as a narrower chain `[oldest, low]`, skipping what was delivered. When the chain ends the
+//! next window starts at `latest + 1`. See `architecture.md` for the whole argument.
+//!
+//! With `--overlap`, each chain also reads a span behind the window and delivers only ids not
+//! delivered before (late-indexed events); those ids are remembered for that span only.
+
+use crate::analysis::Analyzer;
+use crate::checkpoint::{Checkpoint, CheckpointStore, Window};
+use crate::config::{Filters, RunConfig, SinkConfig};
+use crate::mapping::Mapper;
+use crate::shutdown::Shutdown;
+use crate::sink::{Batch, Sink};
+use crate::slack::client::ClientConfig;
+use crate::slack::{EntryKey, Error as SlackError, Page, Query, SlackClient};
+use crate::statedir::StateDir;
+use chrono::Utc;
+use std::time::Duration;
+
+/// Audit logs do not exist before March 2018; `oldest` is never sent earlier than this.
+pub const AUDIT_LOGS_EPOCH: i64 = 1_519_862_400; // 2018-03-01T00:00:00Z
+
+/// How many `invalid_range` answers in a row, after clamping, before giving up.
+const MAX_RANGE_RETRIES: u32 = 3;
+
+/// The reading loop and what it drives.
+#[derive(Debug)]
+pub struct Poller {
+    client: SlackClient,
+    mapper: Mapper,
+    analyzer: Analyzer,
+    sink: Sink,
+    store: CheckpointStore,
+    state: Checkpoint,
+    shutdown: Shutdown,
+    settings: Settings,
+    _lock: StateDir,
+}
+
+#[derive(Debug)]
+struct Settings {
+    interval: Duration,
+    settle_lag: i64,
+    overlap: i64,
+    limit: u32,
+    filters: Filters,
+    once: bool,
+}
+
+/// How reading one window ended.
+enum WindowEnd {
+    /// The chain ended and the window is closed in the checkpoint.
+    Done,
+    /// Shutdown came while waiting or fetching.
+    Shutdown,
+}
+
+fn now() -> i64 {
+    Utc::now().timestamp()
+}
+
+impl Poller {
+    /// Locks the state dir, loads the checkpoint and builds every stage.
+    ///
+    /// # Errors
+    ///
+    /// A locked or unusable state dir, a corrupt checkpoint, unreadable mapping or analysis files.
+    pub async fn start(config: RunConfig, shutdown: Shutdown) -> Result<Poller, crate::Error> {
+        let lock = StateDir::open(&config.state_dir)?;
+        let store = CheckpointStore::new(lock.path());
+        let loaded = store.load()?;
+        let lag = config.settle_lag.as_secs().max(1) as i64;
+        let state = match loaded {
+            Some(cp) => {
+                tracing::info!(path = %store.path().display(), next_oldest = cp.next_oldest, open_window = cp.window.is_some(), "resuming from checkpoint");
+                cp
+            }
+            None => {
+                let start = (now() - config.initial_lookback.as_secs() as i64).max(AUDIT_LOGS_EPOCH);
+                tracing::info!(oldest = start, "no checkpoint yet: first run starts at now minus --initial-lookback");
+                Checkpoint { next_oldest: start, window: None, recent: Default::default(), analysis: None, updated_at: Utc::now() }
+            }
+        };
+        let analyzer = Analyzer::new(&config.analysis, state.analysis.as_ref())?;
+        let mapper = Mapper::new(&config.mapping)?;
+        let tracer = crate::trace::Tracer::from_config(&config.observability)?;
+        let client = SlackClient::new(ClientConfig {
+            api_url: config.api_url.clone(),
+            token: config.token,
+            max_rpm: config.max_rpm,
+            request_timeout: config.request_timeout,
+            tracer,
+        })?;
+        let sink = match (&config.sink, config.stdout) {
+            (SinkConfig::Stdout, Some(w)) => Sink::Stdout(crate::sink::stdout::StdoutSink::new(w)),
+            (SinkConfig::Stdout, None) => Sink::Stdout(crate::sink::stdout::StdoutSink::stdout()),
+            (SinkConfig::Http(h), _) => Sink::Http(crate::sink::http::HttpSink::new(h.clone())?),
+        };
+        let settings = Settings {
+            interval: config.interval,
+            settle_lag: lag,
+            overlap: config.overlap.as_secs() as i64,
+            limit: config.limit,
+            filters: config.filters,
+            once: config.once,
+        };
+        Ok(Poller { client, mapper, analyzer, sink, store, state, shutdown, settings, _lock: lock })
+    }
+
+    /// Replaces the Slack client's backoff (tests use short schedules).
+    pub fn with_backoff(mut self, backoff: crate::retry::Backoff) -> Poller {
+        self.client = self.client.with_backoff(backoff);
+        self
+    }
+
+    /// Reads windows until caught up (`--once`) or shutdown.
+    ///
+    /// # Errors
+    ///
+    /// Fatal Slack answers, sink failures and checkpoint write failures; the checkpoint then
+    /// stays at the last page that was delivered.
+    pub async fn run(mut self) -> Result<(), crate::Error> {
+        loop {
+            if self.shutdown.is_triggered() {
+                return Ok(());
+            }
+            let (window, fresh) = match self.state.window.clone() {
+                Some(w) => (w, false),
+                None => {
+                    let latest = now() - self.settings.settle_lag;
+                    if latest < self.state.next_oldest {
+                        // Caught up to within the settle lag: nothing can be read yet.
+                        crate::metrics::poll_succeeded();
+                        if self.settings.once || self.idle().await {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    (Window::open(self.state.next_oldest, latest), true)
+                }
+            };
+            match self.read_window(window).await? {
+                WindowEnd::Shutdown => return Ok(()),
+                WindowEnd::Done => crate::metrics::poll_succeeded(),
+            }
+            // A window opened just now reached now − settle lag: we are caught up.
+            if fresh && (self.settings.once || self.idle().await) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits one interval; true if shutdown came.
+    async fn idle(&mut self) -> bool {
+        tracing::debug!(secs = self.settings.interval.as_secs(), "caught up; waiting for the next poll");
+        self.shutdown.sleep(self.settings.interval).await
+    }
+
+    async fn read_window(&mut self, mut w: Window) -> Result<WindowEnd, crate::Error> {
+        let mut range_retries = 0;
+        loop {
+            let oldest = (w.oldest - self.settings.overlap).max(AUDIT_LOGS_EPOCH);
+            let q = Query { oldest, latest: w.chain_latest, limit: self.settings.limit, cursor: w.cursor.as_deref(), filters: &self.settings.filters };
+            let page = match self.client.fetch_page_with_retry(&q, &mut self.shutdown).await {
+                Ok(Some(page)) => page,
+                Ok(None) => return Ok(WindowEnd::Shutdown),
+                Err(SlackError::InvalidCursor) if w.cursor.is_some() => {
+                    w = restart_chain(w);
+                    tracing::warn!(oldest = w.oldest, latest = w.chain_latest, "Slack refused the saved cursor; re-reading the window below what was delivered");
+                    crate::metrics::error("slack", "invalid_cursor");
+                    continue;
+                }
+                Err(SlackError::InvalidRange) if range_retries < MAX_RANGE_RETRIES => {
+                    range_retries += 1;
+                    w = clamp_window(w, now());
+                    tracing::warn!(oldest = w.oldest, latest = w.chain_latest, "Slack refused the range (invalid_range); clamped and retrying");
+                    if self.shutdown.sleep(Duration::from_secs(1 << range_retries)).await {
+                        return Ok(WindowEnd::Shutdown);
+                    }
+                    continue;
+                }
+                Err(SlackError::InvalidRange) => {
+                    return Err(crate::Error::Slack(SlackError::Fatal {
+                        code: "invalid_range".into(),
+                        hint: "Slack keeps refusing the window even clamped to the past; audit logs may have been enabled later: lower --initial-lookback or move the checkpoint forward",
+                    }))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            crate::metrics::page_fetched(page.entries.len());
+            let last = page.next_cursor.is_none();
+            w = self.deliver(w, page).await?;
+            if last {
+                return Ok(WindowEnd::Done);
+            }
+        }
+    }
+
+    /// Maps, analyses and delivers one page, then moves the checkpoint. Returns the window as
+    /// it now stands (closed windows are folded into `next_oldest`).
+    async fn deliver(&mut self, w: Window, page: Page) -> Result<Window, crate::Error> {
+        let fetched_at = Utc::now();
+        let mut next = w.clone();
+        next.cursor = page.next_cursor.clone();
+        let mut docs = Vec::with_capacity(page.entries.len());
+        let mut delivered_keys = Vec::with_capacity(page.entries.len());
+        for raw in &page.entries {
+            let key = EntryKey::read(raw);
+            if !self.is_new(&w, &key) {
+                continue;
+            }
+            if let Some(ts) = key.date_create.filter(|ts| *ts >= w.oldest) {
+                match next.low {
+                    Some(low) if ts > low => {}
+                    Some(low) if ts == low => next.ids_at_low.push(key.id.clone()),
+                    _ => {
+                        next.low = Some(ts);
+                        next.ids_at_low = vec![key.id.clone()];
+                    }
+                }
+            }
+            docs.push(self.mapper.map_entry(raw.get(), fetched_at));
+            delivered_keys.push(key);
+        }
+        self.analyzer.process(&mut docs);
+        let mut batch = Batch::new();
+        for d in &docs {
+            batch.push(d);
+        }
+        let mut cp = self.state.clone();
+        self.remember(&mut cp, &delivered_keys, &w);
+        if next.cursor.is_none() {
+            cp.window = None;
+            cp.next_oldest = w.latest + 1;
+        } else {
+            cp.window = Some(next.clone());
+        }
+        cp.analysis = self.analyzer.state();
+        cp.updated_at = fetched_at;
+        // Write the next checkpoint before the page and rename it in right after the flush:
+        // the window in which a crash repeats a page shrinks to the rename itself.
+        let prepared = self.store.prepare(&cp)?;
+        // Not raced with shutdown: a page in hand is finished, then checkpointed.
+        if let Err(e) = self.sink.send(&batch, &mut self.shutdown).await {
+            crate::metrics::error("sink", e.kind());
+            return Err(e.into());
+        }
+        self.store.commit(prepared)?;
+        crate::metrics::page_delivered(&docs);
+        crate::metrics::checkpoint_saved(cp.window.as_ref().map_or(cp.next_oldest, |w| w.oldest));
+        self.state = cp;
+        Ok(next)
+    }
+
+    /// False for entries already delivered: above `low` in this window, at `low` with a known
+    /// id, after the window (the next one reads them), or behind it and already seen.
+    fn is_new(&self, w: &Window, key: &EntryKey) -> bool {
+        let Some(ts) = key.date_create else {
+            // Undated entries cannot be placed; deliver them (mapping reports the problem).
+            return true;
+        };
+        if ts > w.latest {
+            return false;
+        }
+        if ts < w.oldest {
+            return self.settings.overlap > 0
+                && ts >= w.oldest - self.settings.overlap
+                && !self.state.recent.get(&ts).is_some_and(|ids| ids.contains(&key.id));
+        }
+        match w.low {
+            Some(low) if ts > low => false,
+            Some(low) if ts == low => !w.ids_at_low.contains(&key.id),
+            _ => true,
+        }
+    }
+
+    /// Adds delivered ids to the overlap memory and forgets those older than the span.
+    fn remember(&self, cp: &mut Checkpoint, keys: &[EntryKey], w: &Window) {
+        if self.settings.overlap == 0 {
+            return;
+        }
+        for k in keys {
+            if let Some(ts) = k.date_create {
+                let ids = cp.recent.entry(ts).or_default();
+                if !ids.contains(&k.id) {
+                    ids.push(k.id.clone());
+                }
+            }
+        }
+        // The next window reads back to (its oldest − overlap) = (w.latest + 1 − overlap);
+        // nothing older can be asked about again.
+        let horizon = w.oldest.min(w.latest + 1) - self.settings.overlap;
+        cp.recent = cp.recent.split_off(&horizon);
+    }
+}
+
+/// After `invalid_cursor`: a fresh chain over `[oldest, low]` (the whole window when nothing
+/// was delivered), keeping `low` and its ids so they are skipped.
+fn restart_chain(mut w: Window) -> Window {
+    w.cursor = None;
+    w.chain_latest = w.low.unwrap_or(w.latest).min(w.chain_latest);
+    w
+}
+
+/// After `invalid_range`: never ask about the future or before audit logs existed.
+fn clamp_window(mut w: Window, now: i64) -> Window {
+    w.cursor = None;
+    w.latest = w.latest.min(now - 1);
+    w.chain_latest = w.chain_latest.min(w.latest);
+    if let Some(low) = w.low {
+        w.chain_latest = w.chain_latest.min(low);
+    }
+    w.oldest = w.oldest.clamp(AUDIT_LOGS_EPOCH, w.latest);
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_cursor_restarts_at_low_or_the_whole_window() {
+        let mut w = Window::open(100, 200);
+        w.cursor = Some("c".into());
+        assert_eq!(restart_chain(w.clone()).chain_latest, 200);
+        w.low = Some(150);
+        w.ids_at_low = vec!["a".into()];
+        let r = restart_chain(w);
+        assert_eq!((r.oldest, r.chain_latest, r.latest, r.cursor), (100, 150, 200, None));
+        assert_eq!(r.ids_at_low, vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn invalid_range_clamps_to_the_past_and_the_epoch() {
+        let w = Window::open(1_000, 5_000_000_000);
+        let c = clamp_window(w, 1_800_000_000);
+        assert_eq!((c.oldest, c.latest, c.chain_latest), (AUDIT_LOGS_EPOCH, 1_799_999_999, 1_799_999_999));
+    }
+}

@@ -1,0 +1,127 @@
+//! Delivery: a page's documents as NDJSON, to stdout or a shipper's HTTP input.
+//!
+//! [`Sink::send`] returns only when the whole batch is safe (flushed to stdout, or every HTTP
+//! request acknowledged with a 2xx); the poller moves the checkpoint after that and only then.
+
+pub mod http;
+pub mod stdout;
+
+use crate::shutdown::Shutdown;
+use serde_json::Value;
+
+/// A page's documents, serialised once as NDJSON lines.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Appends one document as a line.
+    pub fn push(&mut self, doc: &Value) {
+        // Serialising a Value into a Vec cannot fail: no I/O, and map keys are strings.
+        serde_json::to_writer(&mut self.buf, doc).expect("serialising a serde_json::Value to memory cannot fail");
+        self.buf.push(b'\n');
+        self.ends.push(self.buf.len());
+    }
+
+    /// All lines, each ending in `\n`.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Number of documents.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when there is no document.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The lines, each with its trailing `\n`.
+    pub fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let line = &self.buf[start..end];
+            start = end;
+            line
+        })
+    }
+}
+
+/// Why a batch was not delivered. The checkpoint does not move after any of these.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Writing or flushing stdout failed (a broken pipe: the shipper is gone).
+    #[error("cannot write to stdout: {0}")]
+    Stdout(#[source] std::io::Error),
+    /// The receiver refused a batch with a 4xx that retrying cannot fix.
+    #[error("the HTTP receiver {url} refused a batch with HTTP {status}: {body}")]
+    Rejected {
+        /// The receiver.
+        url: String,
+        /// Its status.
+        status: u16,
+        /// The start of its answer.
+        body: String,
+    },
+    /// Shutdown came while the receiver was down; the batch was not acknowledged.
+    #[error("shut down before the HTTP receiver acknowledged the batch")]
+    Interrupted,
+    /// The HTTP client could not be built.
+    #[error("cannot set up the HTTP sink: {0}")]
+    Setup(String),
+}
+
+impl Error {
+    /// A bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Stdout(_) => "stdout",
+            Error::Rejected { .. } => "rejected",
+            Error::Interrupted => "interrupted",
+            Error::Setup(_) => "setup",
+        }
+    }
+}
+
+/// Where batches go.
+pub enum Sink {
+    /// NDJSON on stdout (or an injected writer).
+    Stdout(stdout::StdoutSink),
+    /// NDJSON POSTed to a shipper.
+    Http(http::HttpSink),
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sink::Stdout(_) => f.write_str("Sink::Stdout"),
+            Sink::Http(_) => f.write_str("Sink::Http"),
+        }
+    }
+}
+
+impl Sink {
+    /// Delivers a batch; returns once it is safe.
+    ///
+    /// # Errors
+    ///
+    /// See [`Error`]; the batch is then not delivered (or not known to be).
+    pub async fn send(&mut self, batch: &Batch, shutdown: &mut Shutdown) -> Result<(), Error> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Sink::Stdout(s) => s.send(batch).await,
+            Sink::Http(s) => s.send(batch, shutdown).await,
+        }
+    }
+}

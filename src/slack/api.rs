@@ -1,0 +1,144 @@
+//! Serde wire types for `GET /audit/v1/logs`, lenient on purpose.
+//!
+//! Slack's bodies vary (see `slack-audit-api.md` §3): `ok` may be absent or false on a 200,
+//! `response_metadata` may be absent, `{}`, or carry `next_cursor: ""`, entries carry duplicate
+//! keys and new attributes. So entries are kept as [`RawValue`] (mapping reads them later) and
+//! only the two fields the poller needs, `id` and `date_create`, are read here, leniently.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// A `/logs` response body as Slack sends it.
+#[derive(Debug, Deserialize)]
+pub struct LogsResponse {
+    /// `true`, `false` or absent; not trusted on its own.
+    #[serde(default)]
+    pub ok: Option<Value>,
+    /// The error code on a failed call; an empty string is no error.
+    #[serde(default)]
+    pub error: Option<Value>,
+    /// The entries, newest first. Absent means the body is not a page at all.
+    #[serde(default)]
+    pub entries: Option<Vec<Box<RawValue>>>,
+    /// `{next_cursor}`, `{}` or absent.
+    #[serde(default)]
+    pub response_metadata: Option<Value>,
+}
+
+impl LogsResponse {
+    /// The error code, when the body reports one (a non-empty `error`, or `ok: false` without one).
+    pub fn error_code(&self) -> Option<String> {
+        match self.error.as_ref() {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            _ if self.ok == Some(Value::Bool(false)) && self.entries.is_none() => Some("unknown_error".into()),
+            _ => None,
+        }
+    }
+
+    /// The cursor for the next page; `None` for all three ways Slack says "done".
+    pub fn next_cursor(&self) -> Option<String> {
+        self.response_metadata
+            .as_ref()
+            .and_then(|m| m.get("next_cursor"))
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+    }
+}
+
+/// One page of raw entries, newest first, and where to go next.
+#[derive(Debug, Default)]
+pub struct Page {
+    /// The entries as Slack sent them, byte for byte.
+    pub entries: Vec<Box<RawValue>>,
+    /// `None` when the chain ends.
+    pub next_cursor: Option<String>,
+}
+
+/// The two fields of an entry the poller needs: a stable identity and its second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryKey {
+    /// `id`, or a hash of the raw bytes when Slack sent none (so dedup still works).
+    pub id: String,
+    /// `date_create` in Unix seconds; `None` when absent or unreadable.
+    pub date_create: Option<i64>,
+}
+
+impl EntryKey {
+    /// Reads `id` and `date_create` from a raw entry, never failing.
+    pub fn read(raw: &RawValue) -> EntryKey {
+        #[derive(Deserialize)]
+        struct Head {
+            #[serde(default)]
+            id: Option<Value>,
+            #[serde(default)]
+            date_create: Option<Value>,
+        }
+        // A duplicated `id` key or a non-object entry fails this parse; the entry still
+        // gets a key from its bytes, and mapping reports the problem in the document.
+        let head: Option<Head> = serde_json::from_str(raw.get()).ok();
+        let (id, date) = head.map(|h| (h.id, h.date_create)).unwrap_or((None, None));
+        let id = match id {
+            Some(Value::String(s)) if !s.is_empty() => s,
+            Some(Value::Number(n)) => n.to_string(),
+            _ => format!("sha:{:016x}", fnv1a(raw.get().as_bytes())),
+        };
+        let date_create = date.and_then(|d| match d {
+            Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+            Value::String(s) => s.trim().parse::<f64>().ok().map(|f| f as i64),
+            _ => None,
+        });
+        EntryKey { id, date_create }
+    }
+}
+
+/// FNV-1a: stable across Rust versions and runs, unlike `DefaultHasher`, so an id derived from
+/// it survives a restart in the checkpoint.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> LogsResponse {
+        serde_json::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn every_end_of_chain_spelling_is_done() {
+        assert_eq!(parse(r#"{"entries":[],"response_metadata":{"next_cursor":""}}"#).next_cursor(), None);
+        assert_eq!(parse(r#"{"entries":[],"response_metadata":{}}"#).next_cursor(), None);
+        assert_eq!(parse(r#"{"entries":[]}"#).next_cursor(), None);
+        assert_eq!(parse(r#"{"entries":[],"response_metadata":{"next_cursor":"ab=="}}"#).next_cursor().as_deref(), Some("ab=="));
+    }
+
+    #[test]
+    fn error_code_reads_ok_false_and_ignores_empty_error() {
+        assert_eq!(parse(r#"{"ok":false,"error":"invalid_cursor"}"#).error_code().as_deref(), Some("invalid_cursor"));
+        assert_eq!(parse(r#"{"ok":false,"error":"","entries":[]}"#).error_code(), None);
+        assert_eq!(parse(r#"{"ok":false}"#).error_code().as_deref(), Some("unknown_error"));
+        assert_eq!(parse(r#"{"ok":true,"entries":[]}"#).error_code(), None);
+    }
+
+    #[test]
+    fn odd_entries_never_break_the_page() {
+        let body = r#"{"entries":[
+            {"id":"a","date_create":1,"context":{"session_id":123}},
+            {"id":"b","date_create":"2","details":{"x":1,"x":2}},
+            {"date_create":3},
+            "not an object",
+            {"id":"c","id":"d","date_create":4}
+        ]}"#;
+        let r = parse(body);
+        let keys: Vec<EntryKey> = r.entries.unwrap().iter().map(|e| EntryKey::read(e)).collect();
+        assert_eq!(keys[0], EntryKey { id: "a".into(), date_create: Some(1) });
+        assert_eq!(keys[1], EntryKey { id: "b".into(), date_create: Some(2) });
+        assert!(keys[2].id.starts_with("sha:") && keys[2].date_create == Some(3));
+        assert!(keys[3].id.starts_with("sha:") && keys[3].date_create.is_none());
+        // A duplicated id cannot be trusted either way: hashed, and stable.
+        assert_eq!(keys[4].id, EntryKey::read(&RawValue::from_string(r#"{"id":"c","id":"d","date_create":4}"#.into()).unwrap()).id);
+    }
+}

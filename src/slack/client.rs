@@ -1,0 +1,409 @@
+//! The Audit Logs client: one `GET /audit/v1/logs` per [`SlackClient::fetch_page`], and the
+//! retry loop around it in [`SlackClient::fetch_page_with_retry`].
+//!
+//! It owns the token (a [`SecretString`], exposed only where the `Authorization` header is
+//! built, and that header is marked sensitive), the request budget and retries. Entries stay
+//! raw JSON. It does not decide what to fetch: the poller hands it a [`Query`].
+
+use super::api::{LogsResponse, Page};
+use super::error::{snippet, Action, Error};
+use crate::config::{ConfigError, Filters};
+use crate::retry::{Backoff, Budget};
+use crate::shutdown::Shutdown;
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
+use secrecy::{ExposeSecret, SecretString};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+use url::Url;
+
+/// Where the token comes from. `Debug` shows the file path, never the token.
+#[derive(Debug)]
+pub enum TokenSource {
+    /// `SLACK_AUDIT_TOKEN`, read once at start.
+    Fixed(SecretString),
+    /// A file (a mounted Kubernetes Secret), re-read before each request so that a rotated
+    /// Secret takes effect without a restart; the last good token is kept if a read fails
+    /// mid-rotation.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The last token read successfully.
+        last: Mutex<Option<SecretString>>,
+    },
+}
+
+impl TokenSource {
+    /// A fixed token, checked for shape.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] when it is empty or cannot be sent in a header.
+    pub fn fixed(token: SecretString) -> Result<TokenSource, ConfigError> {
+        let t = SecretString::from(token.expose_secret().trim().to_string());
+        check_token(&t).map_err(|reason| ConfigError::Invalid { flag: "token", message: format!("SLACK_AUDIT_TOKEN {reason}") })?;
+        Ok(TokenSource::Fixed(t))
+    }
+
+    /// A token file, read once now so that a missing file fails at start.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::TokenFile`] naming the file (never its content).
+    pub fn file(path: PathBuf) -> Result<TokenSource, ConfigError> {
+        let t = read_token_file(&path).map_err(|reason| ConfigError::TokenFile { path: path.clone(), reason })?;
+        Ok(TokenSource::File { path, last: Mutex::new(Some(t)) })
+    }
+
+    /// The token to use now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Token`] when the file cannot be read and no earlier token is known.
+    pub fn current(&self) -> Result<SecretString, Error> {
+        match self {
+            TokenSource::Fixed(t) => Ok(t.clone()),
+            TokenSource::File { path, last } => {
+                // A poisoned lock only means another thread panicked mid-assignment of an
+                // Option; the value is still a valid token or None.
+                let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+                match read_token_file(path) {
+                    Ok(t) => {
+                        *last = Some(t.clone());
+                        Ok(t)
+                    }
+                    Err(reason) => match last.as_ref() {
+                        Some(t) => {
+                            tracing::warn!(path = %path.display(), %reason, "cannot re-read the token file; using the last token read");
+                            Ok(t.clone())
+                        }
+                        None => Err(Error::Token(format!("token file {}: {reason}", path.display()))),
+                    },
+                }
+            }
+        }
+    }
+}
+
+fn read_token_file(path: &std::path::Path) -> Result<SecretString, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let t = SecretString::from(text.trim().to_string());
+    check_token(&t)?;
+    Ok(t)
+}
+
+/// The reason is phrased so that it never quotes the token.
+fn check_token(t: &SecretString) -> Result<(), String> {
+    let s = t.expose_secret();
+    if s.is_empty() {
+        return Err("is empty".into());
+    }
+    if !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("holds spaces or control characters inside the token; it must be one line with the token only".into());
+    }
+    Ok(())
+}
+
+/// One request's parameters: the chain's range, the cursor and the user's filters.
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    /// Inclusive Unix seconds, resent with every cursor request (Slack does not remember it).
+    pub oldest: i64,
+    /// Inclusive Unix seconds.
+    pub latest: i64,
+    /// Page size.
+    pub limit: u32,
+    /// The chain's cursor; `None` for its first page.
+    pub cursor: Option<&'a str>,
+    /// Slack's filters.
+    pub filters: &'a Filters,
+}
+
+/// Settings the client is built from.
+#[derive(Debug)]
+pub struct ClientConfig {
+    /// Base URL; `/audit/v1/logs` is joined to it.
+    pub api_url: Url,
+    /// The token.
+    pub token: TokenSource,
+    /// Requests per minute.
+    pub max_rpm: u32,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Where to trace requests, if anywhere.
+    pub tracer: Option<crate::trace::Tracer>,
+}
+
+/// The Audit Logs API client.
+#[derive(Debug)]
+pub struct SlackClient {
+    http: reqwest::Client,
+    logs_url: Url,
+    token: TokenSource,
+    budget: Budget,
+    timeout: Duration,
+    backoff: Backoff,
+    tracer: Option<crate::trace::Tracer>,
+}
+
+impl SlackClient {
+    /// Builds a client.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Transport`] if the TLS backend cannot start.
+    pub fn new(config: ClientConfig) -> Result<SlackClient, Error> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("slack-audit-source/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(30)))
+            .build()
+            .map_err(|e| Error::Transport(e.to_string()))?;
+        let mut logs_url = config.api_url.clone();
+        let base = logs_url.path().trim_end_matches('/').to_string();
+        logs_url.set_path(&format!("{base}/audit/v1/logs"));
+        Ok(SlackClient {
+            http,
+            logs_url,
+            token: config.token,
+            budget: Budget::per_minute(config.max_rpm),
+            timeout: config.request_timeout,
+            backoff: Backoff::default(),
+            tracer: config.tracer,
+        })
+    }
+
+    /// Replaces the backoff schedule (tests use short ones).
+    pub fn with_backoff(mut self, backoff: Backoff) -> SlackClient {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The URL polled.
+    pub fn logs_url(&self) -> &Url {
+        &self.logs_url
+    }
+
+    /// Sends one request (after waiting for the budget) and classifies the answer.
+    ///
+    /// # Errors
+    ///
+    /// Any [`Error`]; [`Error::action`] says what to do about it.
+    pub async fn fetch_page(&mut self, q: &Query<'_>) -> Result<Page, Error> {
+        self.budget.acquire().await;
+        let token = self.token.current()?;
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).map_err(|_| Error::Token("the token cannot be sent in an HTTP header".into()))?;
+        auth.set_sensitive(true);
+        let mut params: Vec<(&str, String)> = vec![("oldest", q.oldest.to_string()), ("latest", q.latest.to_string()), ("limit", q.limit.to_string())];
+        if let Some(c) = q.cursor {
+            // reqwest form-encodes query values, so the cursor's '=' padding goes out as %3D.
+            params.push(("cursor", c.to_string()));
+        }
+        if !q.filters.actions.is_empty() {
+            params.push(("action", q.filters.actions.join(",")));
+        }
+        if let Some(a) = &q.filters.actor {
+            params.push(("actor", a.clone()));
+        }
+        if let Some(e) = &q.filters.entity {
+            params.push(("entity", e.clone()));
+        }
+        let request = self
+            .http
+            .get(self.logs_url.clone())
+            .query(&params)
+            .header(AUTHORIZATION, auth)
+            .header(ACCEPT, "application/json")
+            .timeout(self.timeout)
+            .build()
+            .map_err(|e| Error::Transport(e.without_url().to_string()))?;
+        let started = std::time::Instant::now();
+        let url = request.url().clone();
+        let result = self.exchange(request).await;
+        let status_label = match &result {
+            Ok((status, _, _)) => status.as_u16().to_string(),
+            Err(e) => e.kind().to_string(),
+        };
+        crate::metrics::slack_request(&status_label, started.elapsed());
+        let (status, headers, body) = result?;
+        if let Some(tracer) = &self.tracer {
+            tracer.record(&url, status.as_u16(), &headers, &body);
+        }
+        classify(status, &headers, &body)
+    }
+
+    async fn exchange(&self, request: reqwest::Request) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, bytes::Bytes), Error> {
+        let transport = |e: reqwest::Error| {
+            if e.is_timeout() {
+                Error::Timeout(self.timeout)
+            } else {
+                // without_url: the query holds no secret, but the message is long enough.
+                Error::Transport(e.without_url().to_string())
+            }
+        };
+        let response = self.http.execute(request).await.map_err(transport)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        // A body cut short mid-stream is a transport error here, retried like one.
+        let body = response.bytes().await.map_err(transport)?;
+        Ok((status, headers, body))
+    }
+
+    /// Fetches a page, retrying what is worth retrying: waits out `Retry-After`, backs off on
+    /// 5xx, transport errors, timeouts, bad bodies and `{}` glitches, forever, until shutdown.
+    /// Returns `Ok(None)` when shutdown came first.
+    ///
+    /// # Errors
+    ///
+    /// Only errors whose [`Error::action`] is [`Action::GiveUp`]: fatal answers,
+    /// `invalid_cursor` and `invalid_range`, which the poller handles.
+    pub async fn fetch_page_with_retry(&mut self, q: &Query<'_>, shutdown: &mut Shutdown) -> Result<Option<Page>, Error> {
+        loop {
+            let result = tokio::select! {
+                r = self.fetch_page(q) => r,
+                _ = shutdown.wait() => return Ok(None),
+            };
+            let err = match result {
+                Ok(page) => {
+                    self.backoff.reset();
+                    return Ok(Some(page));
+                }
+                Err(e) => e,
+            };
+            let delay = match err.action() {
+                Action::GiveUp => return Err(err),
+                Action::Wait(d) => {
+                    tracing::warn!(wait_secs = d.as_secs_f64(), "Slack rate limit hit; waiting as asked");
+                    crate::metrics::rate_limited(d);
+                    d
+                }
+                Action::Backoff => {
+                    let d = self.backoff.next().unwrap_or(crate::retry::DEFAULT_MAX_DELAY);
+                    tracing::warn!(error = %err, retry_in_secs = d.as_secs_f64(), "Slack request failed; backing off");
+                    crate::metrics::retried("slack", err.kind());
+                    d
+                }
+            };
+            if shutdown.sleep(delay).await {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// Turns a status, headers and body into a page or a classified error.
+fn classify(status: reqwest::StatusCode, headers: &reqwest::header::HeaderMap, body: &[u8]) -> Result<Page, Error> {
+    let retry_after = headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64);
+    let parsed: Result<LogsResponse, _> = serde_json::from_slice(body);
+    if status.as_u16() == 429 {
+        let code = parsed.ok().and_then(|r| r.error_code()).unwrap_or_else(|| "rate_limited".into());
+        return Err(match Error::from_code(&code, retry_after) {
+            e @ Error::RateLimited { .. } => e,
+            _ => Error::from_code("rate_limited", retry_after),
+        });
+    }
+    if status.is_success() {
+        let r = parsed.map_err(|e| Error::Decode { reason: e.to_string(), snippet: snippet(body) })?;
+        if let Some(code) = r.error_code() {
+            return Err(Error::from_code(&code, retry_after));
+        }
+        let next_cursor = r.next_cursor();
+        return match r.entries {
+            Some(entries) => Ok(Page { entries, next_cursor }),
+            None => Err(Error::NoEntries { snippet: snippet(body) }),
+        };
+    }
+    // A documented error code in a non-2xx JSON body wins over the status.
+    if let Some(code) = parsed.ok().and_then(|r| r.error_code()) {
+        let e = Error::from_code(&code, retry_after);
+        if !matches!(e, Error::Unknown { .. }) {
+            return Err(e);
+        }
+    }
+    match status.as_u16() {
+        401 | 403 => Err(Error::Fatal {
+            code: format!("http_{}", status.as_u16()),
+            hint: "Slack refused the credentials; use a user token (xoxp-) of an Enterprise org Owner with auditlogs:read",
+        }),
+        404 => Err(Error::Fatal { code: "http_404".into(), hint: "no Audit Logs API at this URL; check --api-url (https://api.slack.com, not slack.com/api)" }),
+        408 | 500..=599 => Err(Error::Http { status: status.as_u16(), snippet: snippet(body) }),
+        s if (400..500).contains(&s) => Err(Error::Fatal { code: format!("http_{s}"), hint: "Slack refused the request; check --api-url and the filters" }),
+        s => Err(Error::Http { status: s, snippet: snippet(body) }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderMap;
+    use reqwest::StatusCode;
+
+    fn page(status: u16, body: &str) -> Result<Page, Error> {
+        classify(StatusCode::from_u16(status).unwrap(), &HeaderMap::new(), body.as_bytes())
+    }
+
+    #[test]
+    fn empty_pages_are_pages() {
+        for body in [r#"{"entries":[]}"#, r#"{"ok":true,"entries":[],"response_metadata":{}}"#, r#"{"entries":[],"response_metadata":{"next_cursor":""}}"#] {
+            let p = page(200, body).unwrap();
+            assert!(p.entries.is_empty() && p.next_cursor.is_none(), "{body}");
+        }
+        let p = page(200, r#"{"entries":[],"response_metadata":{"next_cursor":"eA=="}}"#).unwrap();
+        assert_eq!(p.next_cursor.as_deref(), Some("eA=="));
+    }
+
+    #[test]
+    fn a_200_without_entries_is_a_glitch_not_the_end() {
+        assert!(matches!(page(200, "{}"), Err(Error::NoEntries { .. })));
+        assert!(matches!(page(200, r#"{"response_metadata":{}}"#), Err(Error::NoEntries { .. })));
+    }
+
+    #[test]
+    fn html_and_truncated_bodies_are_retried() {
+        assert!(matches!(page(200, "<html>glitch</html>"), Err(Error::Decode { .. })));
+        assert!(matches!(page(200, r#"{"entries":[{"id":"a""#), Err(Error::Decode { .. })));
+        assert!(matches!(page(502, "<html>bad gateway</html>"), Err(Error::Http { status: 502, .. })));
+        assert!(matches!(page(408, ""), Err(Error::Http { status: 408, .. })));
+    }
+
+    #[test]
+    fn status_429_honours_retry_after() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        let e = classify(StatusCode::TOO_MANY_REQUESTS, &h, br#"{"ok":false,"error":"ratelimited"}"#).unwrap_err();
+        assert_eq!(e.action(), Action::Wait(Duration::from_secs(7)));
+        let e = classify(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), b"").unwrap_err();
+        assert_eq!(e.action(), Action::Wait(crate::slack::error::DEFAULT_RETRY_AFTER));
+    }
+
+    #[test]
+    fn ok_false_codes_are_classified_whatever_the_status() {
+        assert!(page(200, r#"{"ok":false,"error":"invalid_authentication"}"#).unwrap_err().is_fatal());
+        assert!(matches!(page(200, r#"{"ok":false,"error":"invalid_cursor"}"#), Err(Error::InvalidCursor)));
+        assert!(matches!(page(400, r#"{"ok":false,"error":"invalid_range"}"#), Err(Error::InvalidRange)));
+        assert!(page(401, "").unwrap_err().is_fatal());
+        assert!(page(404, "<html>You've found a glitch</html>").unwrap_err().to_string().contains("--api-url"));
+    }
+
+    #[test]
+    fn token_file_is_reread_and_never_quoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("token");
+        std::fs::write(&p, "xoxp-first\n").unwrap();
+        let src = TokenSource::file(p.clone()).unwrap();
+        assert_eq!(src.current().unwrap().expose_secret(), "xoxp-first");
+        std::fs::write(&p, "xoxp-second").unwrap();
+        assert_eq!(src.current().unwrap().expose_secret(), "xoxp-second");
+        // Mid-rotation the file may be briefly missing: keep the last token.
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(src.current().unwrap().expose_secret(), "xoxp-second");
+        assert!(!format!("{src:?}").contains("xoxp"));
+        std::fs::write(&p, "xoxp-bad token").unwrap();
+        let err = TokenSource::file(p).unwrap_err().to_string();
+        assert!(!err.contains("xoxp"), "{err}");
+    }
+}
