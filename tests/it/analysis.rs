@@ -1,0 +1,1 @@
+//! Integration tests: analysis (being written).

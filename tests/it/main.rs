@@ -1,0 +1,11 @@
+//! One integration-test binary (fewer link steps on a 2-core machine): every module below
+//! drives the library or the built binary against servers started on 127.0.0.1:0.
+
+mod analysis;
+mod http_sink;
+mod mapping;
+mod observability;
+mod poll;
+mod restart;
+mod simulate;
+mod support;

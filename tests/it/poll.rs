@@ -1,0 +1,1 @@
+//! Integration tests: poll (being written).

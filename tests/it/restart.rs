@@ -1,0 +1,1 @@
+//! Integration tests: restart (being written).

@@ -1,0 +1,1 @@
+//! Shared test support: the scripted mock Slack server, temp dirs, entry builders.
