@@ -41,6 +41,8 @@ pub struct Cli {
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Poll the Audit Logs API and deliver ECS NDJSON to the sink, checkpointing after delivery.
+    // A repeated flag overrides the earlier one, so a wrapper script can append settings.
+    #[command(args_override_self = true)]
     Run(Box<RunArgs>),
     /// Map raw Slack audit entries on stdin to ECS documents on stdout.
     Map(crate::mapping::MapArgs),

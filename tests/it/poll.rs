@@ -1,1 +1,239 @@
-//! Integration tests: poll (being written).
+//! The `run` pipeline in-process against the scripted mock: paging, the window, retries,
+//! empty pages, glitches, restarts and `invalid_cursor` recovery.
+
+use crate::support::mock::{MockSlack, Reply};
+use crate::support::{counts, delivered_ids, entries, entry, now};
+use secrecy::SecretString;
+use slack_audit_source::checkpoint::{Checkpoint, CheckpointStore};
+use slack_audit_source::config::{Cli, Command, RunConfig};
+use slack_audit_source::poller::Poller;
+use slack_audit_source::retry::Backoff;
+use slack_audit_source::shutdown::Shutdown;
+use slack_audit_source::sink::stdout::SharedWriter;
+use std::path::Path;
+use std::time::Duration;
+
+/// A `run --once` config against `mock`, writing into `out`.
+pub fn config(mock: &MockSlack, dir: &Path, out: &SharedWriter, extra: &[&str]) -> RunConfig {
+    let url = mock.url();
+    let state = dir.to_string_lossy().to_string();
+    let mut argv = vec![
+        "slack-audit-source", "run", "--api-url", &url, "--state-dir", &state, "--once", "--settle-lag", "1s",
+        "--initial-lookback", "2h", "--max-requests-per-minute", "1000", "--limit", "10",
+    ];
+    argv.extend_from_slice(extra);
+    let args = match <Cli as clap::Parser>::try_parse_from(argv).expect("test args parse").command {
+        Command::Run(a) => *a,
+        _ => unreachable!("asked for run"),
+    };
+    let mut c = RunConfig::from_args_with_token(args, Some(SecretString::from("xoxp-test-token"))).expect("valid test config");
+    c.stdout = Some(out.clone());
+    c
+}
+
+/// Runs to completion with a fast backoff, as `--once` does.
+pub async fn run_once(config: RunConfig) -> Result<(), slack_audit_source::Error> {
+    Poller::start(config, Shutdown::never()).await?.with_backoff(fast()).run().await
+}
+
+fn fast() -> Backoff {
+    Backoff::new(Duration::from_millis(1), Duration::from_millis(5))
+}
+
+fn checkpoint(dir: &Path) -> Checkpoint {
+    CheckpointStore::new(dir).load().expect("readable checkpoint").expect("a checkpoint exists")
+}
+
+fn assert_exactly_once(out: &SharedWriter, want: usize) {
+    let ids = delivered_ids(&out.contents());
+    let dups: Vec<_> = counts(&ids).into_iter().filter(|(_, n)| *n > 1).collect();
+    assert!(dups.is_empty(), "duplicates: {dups:?}");
+    assert_eq!(ids.len(), want, "delivered {} of {want}", ids.len());
+}
+
+#[tokio::test]
+async fn pages_through_many_pages_delivering_each_entry_once() {
+    let mock = MockSlack::start().await;
+    mock.add(entries("e", 95, now() - 1800, 1700));
+    let dir = tempfile::tempdir().unwrap();
+    let out = SharedWriter::default();
+    run_once(config(&mock, dir.path(), &out, &[])).await.unwrap();
+    assert_exactly_once(&out, 95);
+    assert!(mock.requests().len() >= 10, "95 entries at limit 10 need at least 10 pages");
+    let cp = checkpoint(dir.path());
+    assert!(cp.window.is_none(), "the chain ended, so the window is closed");
+    assert!(cp.next_oldest > now() - 5, "next window starts after the one read: {}", cp.next_oldest);
+}
+
+#[tokio::test]
+async fn the_window_is_resent_with_every_cursor_and_the_cursor_is_url_encoded() {
+    let mock = MockSlack::start().await;
+    mock.add(entries("e", 40, now() - 1800, 1700));
+    let dir = tempfile::tempdir().unwrap();
+    let out = SharedWriter::default();
+    run_once(config(&mock, dir.path(), &out, &["--action", "user_login,file_downloaded", "--actor", "U0123ABCD"])).await.unwrap();
+    let reqs = mock.requests();
+    let first = &reqs[0];
+    assert!(!first.params.contains_key("cursor"));
+    assert!(first.params["latest"].parse::<i64>().unwrap() < now(), "never the current second");
+    assert_eq!(first.authorization.as_deref(), Some("Bearer xoxp-test-token"));
+    for r in &reqs[1..] {
+        assert_eq!(r.params["oldest"], first.params["oldest"]);
+        assert_eq!(r.params["latest"], first.params["latest"]);
+        assert_eq!(r.params["action"], "user_login,file_downloaded");
+        assert_eq!(r.params["actor"], "U0123ABCD");
+        let cursor = &r.params["cursor"];
+        assert!(cursor.ends_with('='), "the mock's cursors are padded: {cursor}");
+        assert!(r.raw_query.contains("%3D") && !r.raw_query.contains("=&") && !r.raw_query.ends_with("=="), "cursor not encoded: {}", r.raw_query);
+    }
+}
+
+#[tokio::test]
+async fn every_empty_page_variant_is_a_normal_page() {
+    for body in [
+        r#"{"ok":true,"entries":[],"response_metadata":{"next_cursor":""}}"#,
+        r#"{"ok":true,"entries":[],"response_metadata":{}}"#,
+        r#"{"entries":[]}"#,
+    ] {
+        let mock = MockSlack::start().await;
+        mock.script([Reply::ok(body)]);
+        let dir = tempfile::tempdir().unwrap();
+        let out = SharedWriter::default();
+        run_once(config(&mock, dir.path(), &out, &[])).await.unwrap();
+        assert!(out.contents().is_empty(), "{body}");
+        assert_eq!(mock.requests().len(), 1, "{body}: one request ends the chain");
+        assert!(checkpoint(dir.path()).window.is_none(), "{body}");
+    }
+    // An empty page that still carries a cursor continues the chain.
+    let mock = MockSlack::start().await;
+    mock.script([Reply::ok(r#"{"entries":[],"response_metadata":{"next_cursor":"bmV4dA=="}}"#), Reply::ok(r#"{"entries":[]}"#)]);
+    let dir = tempfile::tempdir().unwrap();
+    run_once(config(&mock, dir.path(), &SharedWriter::default(), &[])).await.unwrap();
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[1].params["cursor"], "bmV4dA==");
+}
+
+#[tokio::test]
+async fn a_200_without_entries_mid_chain_is_retried_not_taken_as_the_end() {
+    let mock = MockSlack::start().await;
+    mock.add(entries("e", 50, now() - 1800, 1700));
+    mock.script_at(2, Reply::ok("{}"));
+    mock.script_at(3, Reply::ok(r#"{"ok":true,"response_metadata":{"next_cursor":""}}"#));
+    let dir = tempfile::tempdir().unwrap();
+    let out = SharedWriter::default();
+    run_once(config(&mock, dir.path(), &out, &[])).await.unwrap();
+    assert_exactly_once(&out, 50);
+}
+
+#[tokio::test]
+async fn server_errors_html_and_truncated_bodies_are_retried() {
+    let mock = MockSlack::start().await;
+    mock.add(entries("e", 30, now() - 1800, 1700));
+    mock.script_at(0, Reply::status(500, "<html><body>Internal error</body></html>"));
+    mock.script_at(2, Reply::ok(r#"{"ok":true,"entries":[{"id":"trunc"#));
+    mock.script_at(3, Reply::status(502, "<html>bad gateway</html>"));
+    mock.script_at(4, Reply::status(408, ""));
+    mock.script_at(5, Reply::ok("<html>You've found a glitch</html>"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = SharedWriter::default();
+    run_once(config(&mock, dir.path(), &out, &[])).await.unwrap();
+    assert_exactly_once(&out, 30);
+}
+
+/// Paused time: the 30 s `Retry-After` is waited in virtual time, and measured.
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_honoured() {
+    let mock = MockSlack::start().await;
+    mock.add(entries("e", 5, now() - 1800, 1700));
+    mock.script_at(0, Reply::rate_limited(30));
+    let dir = tempfile::tempdir().unwrap();
+    let out = SharedWriter::default();
+    let started = tokio::time::Instant::now();
+    run_once(config(&mock, dir.path(), &out, &[])).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(30), "waited only {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(40), "waited {:?}", started.elapsed());
+    assert_exactly_once(&out, 5);
+}
+
+/// Stops after some pages, then restarts: the same window, the saved cursor, no gap, no repeat.
+#[tokio::test]
+async fn a_restart_mid_chain_resumes_the_cursor_without_gap_or_duplicate() {
+    let mock = MockSlack::start().await;
+    mock.add(entries("e", 100, now() - 1800, 1700));
+    let dir = tempfile::tempdir().unwrap();
+    let out = SharedWriter::default();
+    stop_after_requests(&mock, config(&mock, dir.path(), &out, &[]), 4).await;
+    let cp = checkpoint(dir.path());
+    let w = cp.window.clone().expect("stopped mid-chain, so a window is open");
+    assert!(w.cursor.is_some());
+    let before = mock.requests().len();
+    run_once(config(&mock, dir.path(), &out, &[])).await.unwrap();
+    let resumed = &mock.requests()[before];
+    assert_eq!(resumed.params["cursor"], w.cursor.unwrap());
+    assert_eq!(resumed.params["latest"], w.latest.to_string());
+    assert_exactly_once(&out, 100);
+}
+
+/// After a restart Slack refuses the saved cursor: the window is re-read below `low`, and
+/// what was delivered at `low` is skipped.
+#[tokio::test]
+async fn invalid_cursor_rereads_below_what_was_delivered() {
+    let mock = MockSlack::start().await;
+    let base = now() - 1800;
+    mock.add(entries("e", 60, base, 600));
+    // Two same-second groups so `low` holds several ids.
+    mock.add((0..4).map(|i| entry(&format!("burst-{i}"), base + 300, "file_downloaded")));
+    let dir = tempfile::tempdir().unwrap();
+    let out = SharedWriter::default();
+    stop_after_requests(&mock, config(&mock, dir.path(), &out, &[]), 3).await;
+    let w = checkpoint(dir.path()).window.expect("a window is open");
+    let low = w.low.expect("pages were delivered");
+    mock.invalidate_cursors();
+    let before = mock.requests().len();
+    run_once(config(&mock, dir.path(), &out, &[])).await.unwrap();
+    let reqs = mock.requests();
+    assert!(reqs[before].params.contains_key("cursor"), "first tries the saved cursor");
+    let reread = &reqs[before + 1];
+    assert!(!reread.params.contains_key("cursor"));
+    assert_eq!(reread.params["latest"], low.to_string(), "the re-read chain is [oldest, low]");
+    assert_eq!(reread.params["oldest"], w.oldest.to_string());
+    assert_exactly_once(&out, 64);
+    // The next window still starts after the original window, not after `low`.
+    let next_window = reqs[before..].iter().find(|r| r.params["oldest"] != w.oldest.to_string());
+    if let Some(r) = next_window {
+        assert_eq!(r.params["oldest"], (w.latest + 1).to_string());
+    }
+    assert!(checkpoint(dir.path()).next_oldest > w.latest);
+}
+
+/// A burst of more than `limit` entries in one second, on both sides of a window boundary.
+#[tokio::test]
+async fn a_same_second_burst_larger_than_limit_at_a_window_boundary() {
+    let mock = MockSlack::start().await;
+    let t = now();
+    // 25 entries in each of the seconds around where the first window will end.
+    for s in (t - 8)..=(t - 2) {
+        mock.add((0..25).map(|i| entry(&format!("b{s}-{i}"), s, "file_downloaded")));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = SharedWriter::default();
+    run_once(config(&mock, dir.path(), &out, &["--settle-lag", "5s"])).await.unwrap();
+    let boundary = checkpoint(dir.path()).next_oldest - 1;
+    assert!((t - 8..=t - 2).contains(&boundary), "the first window ended inside the bursts at {boundary}");
+    // The second run reads the rest up to now − 1.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    run_once(config(&mock, dir.path(), &out, &[])).await.unwrap();
+    assert_exactly_once(&out, 7 * 25);
+}
+
+/// Runs `config` until the mock has served `n` requests, then shuts down (finishing the page
+/// in hand, as SIGTERM does).
+pub async fn stop_after_requests(mock: &MockSlack, config: RunConfig, n: usize) {
+    let (trigger, shutdown) = Shutdown::new();
+    let poller = Poller::start(config, shutdown).await.unwrap().with_backoff(fast());
+    let task = tokio::spawn(poller.run());
+    mock.wait_requests(n).await;
+    trigger.trigger();
+    tokio::time::timeout(Duration::from_secs(10), task).await.expect("stops promptly").unwrap().unwrap();
+}

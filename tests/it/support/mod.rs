@@ -1,1 +1,55 @@
-//! Shared test support: the scripted mock Slack server, temp dirs, entry builders.
+//! Shared test support: a scripted mock of the Slack Audit Logs API, entry builders, and
+//! helpers to run the built binary.
+
+pub mod mock;
+
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// A realistic audit entry at second `ts`.
+pub fn entry(id: &str, ts: i64, action: &str) -> Value {
+    json!({
+        "id": id,
+        "date_create": ts,
+        "action": action,
+        "actor": {"type": "user", "user": {"id": "U0123ABCD", "name": "Ada", "email": "ada@example.com", "team": "T0123"}},
+        "entity": {"type": "user", "user": {"id": "U0123ABCD", "name": "Ada", "email": "ada@example.com", "team": "T0123"}},
+        "context": {"location": {"type": "enterprise", "id": "E0123", "name": "Acme", "domain": "acme"}, "ua": "Mozilla/5.0", "ip_address": "192.0.2.1", "session_id": 1656410836837i64}
+    })
+}
+
+/// `n` entries spread over `[from, from + span)`, ids `{prefix}-{i}`.
+pub fn entries(prefix: &str, n: usize, from: i64, span: i64) -> Vec<Value> {
+    (0..n).map(|i| entry(&format!("{prefix}-{i}"), from + (i as i64 * span) / n.max(1) as i64, "user_login")).collect()
+}
+
+/// `event.id` of every NDJSON line in `out`, failing on a line that is not JSON.
+pub fn delivered_ids(out: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"));
+            v.pointer("/event/id").and_then(Value::as_str).unwrap_or_else(|| panic!("no event.id in {l}")).to_string()
+        })
+        .collect()
+}
+
+/// How often each id occurs.
+pub fn counts(ids: &[String]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for id in ids {
+        *m.entry(id.clone()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// The built binary.
+pub fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_slack-audit-source"))
+}
