@@ -35,6 +35,20 @@ pub fn delivered_ids(out: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// As [`delivered_ids`], but counting lines that are not JSON documents instead of failing:
+/// a SIGKILL in the middle of a write may leave one torn line, which the architecture allows.
+pub fn delivered_ids_lenient(out: &[u8]) -> (Vec<String>, usize) {
+    let mut torn = 0;
+    let mut ids = Vec::new();
+    for l in String::from_utf8_lossy(out).lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<Value>(l).ok().and_then(|v| v.pointer("/event/id").and_then(Value::as_str).map(str::to_string)) {
+            Some(id) => ids.push(id),
+            None => torn += 1,
+        }
+    }
+    (ids, torn)
+}
+
 /// How often each id occurs.
 pub fn counts(ids: &[String]) -> HashMap<String, usize> {
     let mut m = HashMap::new();
