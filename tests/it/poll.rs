@@ -237,3 +237,65 @@ pub async fn stop_after_requests(mock: &MockSlack, config: RunConfig, n: usize) 
     trigger.trigger();
     tokio::time::timeout(Duration::from_secs(10), task).await.expect("stops promptly").unwrap().unwrap();
 }
+
+/// An event dated behind a window that was already read (Slack indexed it late): caught by
+/// `--overlap`, missed without it, and nothing else repeated either way.
+#[tokio::test]
+async fn overlap_catches_late_events_that_are_missed_without_it() {
+    for (overlap, caught) in [("0s", false), ("2m", true)] {
+        let mock = MockSlack::start().await;
+        mock.add(entries("e", 20, now() - 600, 590));
+        let dir = tempfile::tempdir().unwrap();
+        let out = SharedWriter::default();
+        run_once(config(&mock, dir.path(), &out, &["--overlap", overlap])).await.unwrap();
+        let first_end = checkpoint(dir.path()).next_oldest - 1;
+        // Indexed late: dated inside the window already read, visible only now.
+        mock.add([entry("late", first_end - 30, "file_downloaded")]);
+        tokio::time::sleep(Duration::from_millis(1100)).await; // a new second for the next window
+        run_once(config(&mock, dir.path(), &out, &["--overlap", overlap])).await.unwrap();
+        let ids = delivered_ids(&out.contents());
+        assert_eq!(ids.contains(&"late".to_string()), caught, "overlap {overlap}");
+        assert_exactly_once(&out, if caught { 21 } else { 20 });
+        let cp = checkpoint(dir.path());
+        if caught {
+            assert!(!cp.recent.is_empty(), "ids within the overlap span are remembered");
+            assert!(cp.recent.keys().all(|ts| *ts >= cp.next_oldest - 120 - 1), "memory bounded by the span: {:?}", cp.recent.keys());
+        } else {
+            assert!(cp.recent.is_empty());
+        }
+    }
+}
+
+/// A rotated token file takes effect on the next request, without a restart.
+#[tokio::test]
+async fn a_rotated_token_file_is_used_without_a_restart() {
+    let mock = MockSlack::start().await;
+    mock.add(entries("e", 50, now() - 1800, 1700));
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "xoxp-first\n").unwrap();
+    let tf = token.to_string_lossy().to_string();
+    let state = dir.path().join("state");
+    let cfg = config(&mock, &state, &SharedWriter::default(), &["--token-file", &tf, "--max-requests-per-minute", "120"]);
+    let task = tokio::spawn(run_once(cfg));
+    mock.wait_requests(2).await;
+    std::fs::write(&token, "xoxp-second\n").unwrap();
+    task.await.unwrap().unwrap();
+    let auth: Vec<String> = mock.requests().iter().map(|r| r.authorization.clone().unwrap_or_default()).collect();
+    assert_eq!(auth[0], "Bearer xoxp-first");
+    assert_eq!(auth.last().unwrap(), "Bearer xoxp-second", "{auth:?}");
+}
+
+/// `invalid_range` is clamped and retried, not fatal.
+#[tokio::test(start_paused = true)]
+async fn invalid_range_is_clamped_and_retried() {
+    let mock = MockSlack::start().await;
+    mock.add(entries("e", 12, now() - 1800, 1700));
+    mock.script_at(0, Reply::error("invalid_range"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = SharedWriter::default();
+    run_once(config(&mock, dir.path(), &out, &[])).await.unwrap();
+    assert_exactly_once(&out, 12);
+    let reqs = mock.requests();
+    assert!(reqs[1].params["latest"].parse::<i64>().unwrap() < now());
+}
