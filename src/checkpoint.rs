@@ -56,7 +56,14 @@ pub struct Window {
 impl Window {
     /// A fresh window `[oldest, latest]`, nothing read.
     pub fn open(oldest: i64, latest: i64) -> Window {
-        Window { oldest, latest, chain_latest: latest, cursor: None, low: None, ids_at_low: Vec::new() }
+        Window {
+            oldest,
+            latest,
+            chain_latest: latest,
+            cursor: None,
+            low: None,
+            ids_at_low: Vec::new(),
+        }
     }
 }
 
@@ -64,7 +71,7 @@ impl Window {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading or writing failed (permissions, a full or read-only disk).
-    #[error("cannot {op} checkpoint {}: {source}", path.display())]
+    #[error("cannot {op} checkpoint {}: {source}; nothing is lost: free space or fix the state dir and restart (the last page is delivered again)", path.display())]
     Io {
         /// "read" or "write".
         op: &'static str,
@@ -114,7 +121,11 @@ pub struct Prepared(());
 impl CheckpointStore {
     /// The store in `dir` (which the caller has locked).
     pub fn new(dir: &Path) -> CheckpointStore {
-        CheckpointStore { dir: dir.to_path_buf(), path: dir.join("checkpoint.json"), tmp: dir.join("checkpoint.json.tmp") }
+        CheckpointStore {
+            dir: dir.to_path_buf(),
+            path: dir.join("checkpoint.json"),
+            tmp: dir.join("checkpoint.json.tmp"),
+        }
     }
 
     /// The checkpoint file.
@@ -133,11 +144,23 @@ impl CheckpointStore {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(Error::Io { op: "read", path: self.path.clone(), source }),
+            Err(source) => {
+                return Err(Error::Io {
+                    op: "read",
+                    path: self.path.clone(),
+                    source,
+                })
+            }
         };
         decode(&bytes).map(Some).map_err(|e| match e {
-            DecodeError::Version(version) => Error::UnknownVersion { path: self.path.clone(), version },
-            DecodeError::Corrupt(reason) => Error::Corrupt { path: self.path.clone(), reason },
+            DecodeError::Version(version) => Error::UnknownVersion {
+                path: self.path.clone(),
+                version,
+            },
+            DecodeError::Corrupt(reason) => Error::Corrupt {
+                path: self.path.clone(),
+                reason,
+            },
         })
     }
 
@@ -147,7 +170,11 @@ impl CheckpointStore {
     ///
     /// [`Error::Io`].
     pub fn prepare(&self, cp: &Checkpoint) -> Result<Prepared, Error> {
-        let io = |source| Error::Io { op: "write", path: self.tmp.clone(), source };
+        let io = |source| Error::Io {
+            op: "write",
+            path: self.tmp.clone(),
+            source,
+        };
         let mut f = std::fs::File::create(&self.tmp).map_err(io)?;
         f.write_all(&encode(cp)).map_err(io)?;
         // Without this fsync, a power loss after the rename could leave an empty file in place.
@@ -161,11 +188,17 @@ impl CheckpointStore {
     ///
     /// [`Error::Io`].
     pub fn commit(&self, _prepared: Prepared) -> Result<(), Error> {
-        let io = |source| Error::Io { op: "write", path: self.path.clone(), source };
+        let io = |source| Error::Io {
+            op: "write",
+            path: self.path.clone(),
+            source,
+        };
         std::fs::rename(&self.tmp, &self.path).map_err(io)?;
         // The rename lives in the directory's entry table: fsync the directory so that the
         // new name survives a power loss too.
-        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io)
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)
     }
 
     /// [`prepare`](Self::prepare) then [`commit`](Self::commit).
@@ -196,7 +229,8 @@ enum DecodeError {
 }
 
 fn decode(bytes: &[u8]) -> Result<Checkpoint, DecodeError> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| DecodeError::Corrupt(format!("not JSON ({e})")))?;
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| DecodeError::Corrupt(format!("not JSON ({e})")))?;
     match v.get("version") {
         Some(Value::Number(n)) if n.as_u64() == Some(VERSION) => {}
         Some(other) => return Err(DecodeError::Version(other.to_string())),
@@ -222,7 +256,9 @@ mod tests {
             }),
             recent: BTreeMap::new(),
             analysis: None,
-            updated_at: DateTime::parse_from_rfc3339("2026-11-21T08:00:00Z").unwrap().with_timezone(&Utc),
+            updated_at: DateTime::parse_from_rfc3339("2026-11-21T08:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
         }
     }
 
@@ -252,7 +288,10 @@ mod tests {
     fn deserialisation_is_pinned() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("checkpoint.json"), GOLDEN).unwrap();
-        assert_eq!(CheckpointStore::new(dir.path()).load().unwrap(), Some(sample()));
+        assert_eq!(
+            CheckpointStore::new(dir.path()).load().unwrap(),
+            Some(sample())
+        );
     }
 
     #[test]
@@ -280,12 +319,20 @@ mod tests {
     fn corrupt_and_unknown_versions_are_clear_errors_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::new(dir.path());
-        for (body, want) in [("{not json", "corrupt"), ("{}", "corrupt"), (r#"{"version":1,"next_oldest":"x"}"#, "corrupt"), (r#"{"version":7}"#, "version 7")] {
+        for (body, want) in [
+            ("{not json", "corrupt"),
+            ("{}", "corrupt"),
+            (r#"{"version":1,"next_oldest":"x"}"#, "corrupt"),
+            (r#"{"version":7}"#, "version 7"),
+        ] {
             std::fs::write(store.path(), body).unwrap();
             let err = store.load().unwrap_err();
             assert!(err.is_config());
             let msg = err.to_string();
-            assert!(msg.contains(want) && msg.contains("checkpoint.json"), "{body}: {msg}");
+            assert!(
+                msg.contains(want) && msg.contains("checkpoint.json"),
+                "{body}: {msg}"
+            );
         }
     }
 }

@@ -30,7 +30,11 @@ pub const DEFAULT_REQUEST_TIMEOUT: &str = "60s";
 
 /// The top-level command line.
 #[derive(Debug, clap::Parser)]
-#[command(name = "slack-audit-source", version, about = "Slack Enterprise Grid audit logs to NDJSON, exactly once.")]
+#[command(
+    name = "slack-audit-source",
+    version,
+    about = "Slack Enterprise Grid audit logs to NDJSON, exactly once."
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -81,7 +85,11 @@ pub struct RunArgs {
     #[arg(long, env = "SLACK_AUDIT_CONFIG")]
     pub config: Option<PathBuf>,
     /// Base URL of the Slack API; plain http:// is refused except to loopback.
-    #[arg(long, env = "SLACK_AUDIT_API_URL", default_value = "https://api.slack.com")]
+    #[arg(
+        long,
+        env = "SLACK_AUDIT_API_URL",
+        default_value = "https://api.slack.com"
+    )]
     pub api_url: String,
     /// File holding the user token (a mounted Secret); re-read when it changes. Otherwise SLACK_AUDIT_TOKEN.
     #[arg(long, env = "SLACK_AUDIT_TOKEN_FILE")]
@@ -157,7 +165,9 @@ pub struct DemoArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A duration that humantime cannot read.
-    #[error("--{flag}: cannot read duration {value:?}: {reason} (write it like 90s, 5m, 1h or 720h)")]
+    #[error(
+        "--{flag}: cannot read duration {value:?}: {reason} (write it like 90s, 5m, 1h or 720h)"
+    )]
     Duration {
         /// The flag's long name.
         flag: &'static str,
@@ -237,7 +247,9 @@ pub fn parse_url(flag: &'static str, value: &str) -> Result<Url, ConfigError> {
         "http" if is_loopback(&url) => Ok(url),
         "http" => Err(ConfigError::Url {
             flag,
-            message: format!("{value:?} is plain http to a host that is not loopback; use https://"),
+            message: format!(
+                "{value:?} is plain http to a host that is not loopback; use https://"
+            ),
         }),
         other => Err(ConfigError::Url {
             flag,
@@ -321,7 +333,9 @@ impl RunConfig {
     ///
     /// The first [`ConfigError`] found.
     pub fn from_args(args: RunArgs) -> Result<RunConfig, ConfigError> {
-        let env_token = std::env::var("SLACK_AUDIT_TOKEN").ok().map(SecretString::from);
+        let env_token = std::env::var("SLACK_AUDIT_TOKEN")
+            .ok()
+            .map(SecretString::from);
         Self::from_args_with_token(args, env_token)
     }
 
@@ -330,7 +344,10 @@ impl RunConfig {
     /// # Errors
     ///
     /// The first [`ConfigError`] found.
-    pub fn from_args_with_token(args: RunArgs, env_token: Option<SecretString>) -> Result<RunConfig, ConfigError> {
+    pub fn from_args_with_token(
+        args: RunArgs,
+        env_token: Option<SecretString>,
+    ) -> Result<RunConfig, ConfigError> {
         let api_url = parse_url("api-url", &args.api_url)?;
         let token = match (&args.token_file, env_token) {
             (Some(path), _) => TokenSource::file(path.clone())?,
@@ -340,28 +357,42 @@ impl RunConfig {
         if args.limit == 0 || args.limit > MAX_LIMIT {
             return Err(ConfigError::Invalid {
                 flag: "limit",
-                message: format!("{} is out of range; Slack takes 1..={MAX_LIMIT}", args.limit),
+                message: format!(
+                    "{} is out of range; Slack takes 1..={MAX_LIMIT}",
+                    args.limit
+                ),
             });
         }
         if args.max_rpm == 0 || args.max_rpm > 1000 {
             return Err(ConfigError::Invalid {
                 flag: "max-requests-per-minute",
-                message: format!("{} is out of range; give 1..=1000 (Slack allows about 50 for the whole org)", args.max_rpm),
+                message: format!(
+                    "{} is out of range; give 1..=1000 (Slack allows about 50 for the whole org)",
+                    args.max_rpm
+                ),
             });
         }
         let filters = validate_filters(&args)?;
         let interval = parse_duration("interval", &args.interval)?;
         if interval.is_zero() {
-            return Err(ConfigError::Invalid { flag: "interval", message: "must be more than 0s".into() });
+            return Err(ConfigError::Invalid {
+                flag: "interval",
+                message: "must be more than 0s".into(),
+            });
         }
         let settle_lag = parse_duration("settle-lag", &args.settle_lag)?;
         let request_timeout = parse_duration("request-timeout", &args.request_timeout)?;
         if request_timeout.is_zero() {
-            return Err(ConfigError::Invalid { flag: "request-timeout", message: "must be more than 0s".into() });
+            return Err(ConfigError::Invalid {
+                flag: "request-timeout",
+                message: "must be more than 0s".into(),
+            });
         }
         let sink = match args.sink {
             SinkKindArg::Stdout => SinkConfig::Stdout,
-            SinkKindArg::Http => SinkConfig::Http(crate::sink::http::HttpConfig::from_args(&args.http)?),
+            SinkKindArg::Http => {
+                SinkConfig::Http(crate::sink::http::HttpConfig::from_args(&args.http)?)
+            }
         };
         Ok(RunConfig {
             api_url,
@@ -386,14 +417,22 @@ impl RunConfig {
 }
 
 fn validate_filters(args: &RunArgs) -> Result<Filters, ConfigError> {
-    let actions: Vec<String> = args.actions.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
+    let actions: Vec<String> = args
+        .actions
+        .iter()
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect();
     if actions.len() > MAX_ACTIONS {
         return Err(ConfigError::Invalid {
             flag: "action",
             message: format!("{} actions given; Slack takes at most {MAX_ACTIONS} (run a second instance with its own state dir for more)", actions.len()),
         });
     }
-    if let Some(bad) = actions.iter().find(|a| !a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')) {
+    if let Some(bad) = actions.iter().find(|a| {
+        !a.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+    }) {
         return Err(ConfigError::Invalid {
             flag: "action",
             message: format!("{bad:?} is not an action name (letters, digits, '_' and '.' only, e.g. user_login)"),
@@ -403,10 +442,17 @@ fn validate_filters(args: &RunArgs) -> Result<Filters, ConfigError> {
         match v.as_deref().map(str::trim) {
             None | Some("") => Ok(None),
             Some(s) if s.bytes().all(|b| b.is_ascii_alphanumeric()) => Ok(Some(s.to_string())),
-            Some(s) => Err(ConfigError::Invalid { flag, message: format!("{s:?} is not a Slack id (letters and digits, e.g. U0123ABCD)") }),
+            Some(s) => Err(ConfigError::Invalid {
+                flag,
+                message: format!("{s:?} is not a Slack id (letters and digits, e.g. U0123ABCD)"),
+            }),
         }
     };
-    Ok(Filters { actions, actor: id("actor", &args.actor)?, entity: id("entity", &args.entity)? })
+    Ok(Filters {
+        actions,
+        actor: id("actor", &args.actor)?,
+        entity: id("entity", &args.entity)?,
+    })
 }
 
 /// Applies `--config FILE` (or `SLACK_AUDIT_CONFIG`) by setting the environment variable of
@@ -418,19 +464,44 @@ fn validate_filters(args: &RunArgs) -> Result<Filters, ConfigError> {
 ///
 /// [`ConfigError::File`] for an unreadable file, bad TOML, or a key that is no `run` option.
 pub fn apply_config_file(argv: &[std::ffi::OsString]) -> Result<(), ConfigError> {
-    let Some(path) = config_path(argv) else { return Ok(()) };
-    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File { path: path.clone(), message: e.to_string() })?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File { path: path.clone(), message: e.to_string() })?;
+    let Some(path) = config_path(argv) else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::File {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
     let cmd = <RunArgs as clap::Args>::augment_args(clap::Command::new("run"));
     for (key, value) in table {
         let long = key.replace('_', "-");
-        let arg = cmd.get_arguments().find(|a| a.get_long() == Some(long.as_str()));
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long.as_str()));
         let Some(env) = arg.and_then(|a| a.get_env()) else {
-            return Err(ConfigError::File { path, message: format!("unknown key {key:?}; keys are the long flag names of `run`, e.g. state_dir") });
+            return Err(ConfigError::File {
+                path,
+                message: format!(
+                    "unknown key {key:?}; keys are the long flag names of `run`, e.g. state_dir"
+                ),
+            });
         };
         let text = match value {
             toml::Value::String(s) => s,
-            toml::Value::Array(items) => items.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect::<Vec<_>>().join(","),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(","),
             other => other.to_string(),
         };
         if std::env::var_os(env).is_none() {
@@ -461,7 +532,10 @@ fn config_path(argv: &[std::ffi::OsString]) -> Option<PathBuf> {
 ///
 /// [`ConfigError::Invalid`] quoting the value.
 pub fn parse_listen(flag: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
-    value.parse().map_err(|_| ConfigError::Invalid { flag, message: format!("{value:?} is not an address like 127.0.0.1:9090 or [::]:9090") })
+    value.parse().map_err(|_| ConfigError::Invalid {
+        flag,
+        message: format!("{value:?} is not an address like 127.0.0.1:9090 or [::]:9090"),
+    })
 }
 
 #[cfg(test)]
@@ -493,7 +567,10 @@ mod tests {
         assert_eq!(c.limit, 9999);
         assert_eq!(c.max_rpm, 20);
         assert!(matches!(c.sink, SinkConfig::Stdout));
-        assert_eq!(c.token.current().unwrap().expose_secret(), "xoxp-test-token");
+        assert_eq!(
+            c.token.current().unwrap().expose_secret(),
+            "xoxp-test-token"
+        );
     }
 
     #[test]
@@ -501,23 +578,36 @@ mod tests {
         assert!(parse_url("api-url", "http://127.0.0.1:8080").is_ok());
         assert!(parse_url("api-url", "http://localhost:8080").is_ok());
         assert!(parse_url("api-url", "http://[::1]:8080").is_ok());
-        let err = parse_url("api-url", "http://slack.example.com").unwrap_err().to_string();
+        let err = parse_url("api-url", "http://slack.example.com")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("use https://"), "{err}");
         assert!(parse_url("api-url", "ftp://x").is_err());
     }
 
     #[test]
     fn durations_take_humane_units_and_name_the_flag() {
-        assert_eq!(parse_duration("interval", "90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("interval", "5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(
+            parse_duration("interval", "90s").unwrap(),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            parse_duration("interval", "5m").unwrap(),
+            Duration::from_secs(300)
+        );
         assert_eq!(parse_duration("interval", "0").unwrap(), Duration::ZERO);
         let err = parse_duration("interval", "soon").unwrap_err().to_string();
-        assert!(err.contains("--interval") && err.contains("\"soon\""), "{err}");
+        assert!(
+            err.contains("--interval") && err.contains("\"soon\""),
+            "{err}"
+        );
     }
 
     #[test]
     fn limit_out_of_range_is_refused() {
-        let err = RunConfig::from_args_with_token(args(&["--limit", "10000"]), token()).unwrap_err().to_string();
+        let err = RunConfig::from_args_with_token(args(&["--limit", "10000"]), token())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("1..=9999"), "{err}");
         assert!(RunConfig::from_args_with_token(args(&["--limit", "0"]), token()).is_err());
     }
@@ -526,16 +616,26 @@ mod tests {
     fn more_than_thirty_actions_is_refused_before_sending() {
         let many: Vec<String> = (0..31).map(|i| format!("a{i}")).collect();
         let joined = many.join(",");
-        let err = RunConfig::from_args_with_token(args(&["--action", &joined]), token()).unwrap_err().to_string();
+        let err = RunConfig::from_args_with_token(args(&["--action", &joined]), token())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("at most 30"), "{err}");
-        let ok = RunConfig::from_args_with_token(args(&["--action", "user_login,file_downloaded"]), token()).unwrap();
+        let ok = RunConfig::from_args_with_token(
+            args(&["--action", "user_login,file_downloaded"]),
+            token(),
+        )
+        .unwrap();
         assert_eq!(ok.filters.actions, vec!["user_login", "file_downloaded"]);
-        assert!(RunConfig::from_args_with_token(args(&["--action", "bad action"]), token()).is_err());
+        assert!(
+            RunConfig::from_args_with_token(args(&["--action", "bad action"]), token()).is_err()
+        );
     }
 
     #[test]
     fn missing_token_says_where_to_put_it() {
-        let err = RunConfig::from_args_with_token(args(&[]), None).unwrap_err().to_string();
+        let err = RunConfig::from_args_with_token(args(&[]), None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("SLACK_AUDIT_TOKEN"), "{err}");
     }
 

@@ -14,8 +14,15 @@ use std::time::Duration;
 /// # Errors
 ///
 /// The simulator cannot listen, or the pipeline fails.
-pub async fn run_demo(args: DemoArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), crate::Error> {
-    let duration = args.duration.as_deref().map(|d| crate::config::parse_duration("duration", d)).transpose()?;
+pub async fn run_demo(
+    args: DemoArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), crate::Error> {
+    let duration = args
+        .duration
+        .as_deref()
+        .map(|d| crate::config::parse_duration("duration", d))
+        .transpose()?;
     let shutdown = Shutdown::from_future(async move {
         match duration {
             Some(d) => {
@@ -28,8 +35,10 @@ pub async fn run_demo(args: DemoArgs, shutdown: impl Future<Output = ()> + Send 
         }
     });
     let addr = "127.0.0.1:0".parse().expect("a literal socket address");
-    let sim = crate::simulate::start(addr, crate::simulate::SimOptions::demo(), shutdown.clone()).await?;
-    let state_dir = std::env::temp_dir().join(format!("slack-audit-source-demo-{}", std::process::id()));
+    let sim =
+        crate::simulate::start(addr, crate::simulate::SimOptions::demo(), shutdown.clone()).await?;
+    let state_dir =
+        std::env::temp_dir().join(format!("slack-audit-source-demo-{}", std::process::id()));
     eprintln!(
         "slack-audit-source demo: a simulated Slack Audit Logs API is serving on http://{addr}\n\
          and `run` is polling it; ECS documents follow on stdout, one per line.\n\
@@ -39,8 +48,11 @@ pub async fn run_demo(args: DemoArgs, shutdown: impl Future<Output = ()> + Send 
         state = state_dir.display()
     );
     let config = RunConfig {
-        api_url: url::Url::parse(&format!("http://{}", sim.addr)).expect("a loopback URL always parses"),
-        token: crate::slack::TokenSource::fixed(SecretString::from("xoxp-demo-token-not-a-real-one"))?,
+        api_url: url::Url::parse(&format!("http://{}", sim.addr))
+            .expect("a loopback URL always parses"),
+        token: crate::slack::TokenSource::fixed(SecretString::from(
+            "xoxp-demo-token-not-a-real-one",
+        ))?,
         state_dir: state_dir.clone(),
         initial_lookback: Duration::from_secs(3600),
         interval: Duration::from_secs(2),
@@ -57,7 +69,10 @@ pub async fn run_demo(args: DemoArgs, shutdown: impl Future<Output = ()> + Send 
         analysis: Default::default(),
         stdout: None,
     };
-    let result = crate::poller::Poller::start(config, shutdown).await?.run().await;
+    let result = crate::poller::Poller::start(config, shutdown)
+        .await?
+        .run()
+        .await;
     // The demo's state is throwaway; a failure to remove it is harmless.
     let _ = std::fs::remove_dir_all(&state_dir);
     result

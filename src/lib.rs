@@ -50,7 +50,13 @@ use std::future::Future;
 /// Configuration problems found at start (an unusable state dir, a locked state dir, a corrupt
 /// checkpoint), fatal Slack answers (credentials, plan, install), and sink failures. See
 /// [`Error::exit_code`] for how each maps to the process exit code.
-pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+pub async fn run(
+    config: RunConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let shutdown = shutdown::Shutdown::from_future(shutdown);
-    poller::Poller::start(config, shutdown.clone()).await?.run().await
+    poller::Poller::start(config, shutdown.clone())
+        .await?
+        .run()
+        .await
 }

@@ -28,7 +28,10 @@ fn main() -> ExitCode {
         _ => LogFormat::Text,
     };
     init_tracing(format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("slack-audit-source: cannot start the async runtime: {e}");
@@ -52,15 +55,27 @@ async fn dispatch(command: Command) -> Result<(), Error> {
         }
         Command::Map(args) => slack_audit_source::mapping::run_map(args).await,
         Command::Analyze(args) => slack_audit_source::analysis::run_analyze(args).await,
-        Command::Simulate(args) => slack_audit_source::simulate::run_simulate(args, shutdown::Shutdown::from_future(shutdown::signals())).await,
+        Command::Simulate(args) => {
+            slack_audit_source::simulate::run_simulate(
+                args,
+                shutdown::Shutdown::from_future(shutdown::signals()),
+            )
+            .await
+        }
         Command::Demo(args) => slack_audit_source::demo::run_demo(args, shutdown::signals()).await,
     }
 }
 
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SLACK_AUDIT_LOG").unwrap_or_else(|_| EnvFilter::new("slack_audit_source=info,warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_env("SLACK_AUDIT_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("slack_audit_source=info,warn"));
+    // Colours only for a person at a terminal; a log collector reading the pipe gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -34,7 +34,11 @@ impl ObservabilityConfig {
     /// [`ConfigError`] naming the flag.
     pub fn from_args(args: &ObservabilityArgs) -> Result<ObservabilityConfig, ConfigError> {
         Ok(ObservabilityConfig {
-            metrics_listen: args.metrics_listen.as_deref().map(|v| crate::config::parse_listen("metrics-listen", v)).transpose()?,
+            metrics_listen: args
+                .metrics_listen
+                .as_deref()
+                .map(|v| crate::config::parse_listen("metrics-listen", v))
+                .transpose()?,
             trace_requests: args.trace_requests.clone(),
         })
     }
@@ -76,7 +80,8 @@ pub fn checkpoint_saved(window_oldest: i64) {
 
 /// A poll (a chain, or the catch-up) completed.
 pub fn poll_succeeded() {
-    metrics::gauge!("slack_source_last_successful_poll_timestamp_seconds").set(chrono::Utc::now().timestamp() as f64);
+    metrics::gauge!("slack_source_last_successful_poll_timestamp_seconds")
+        .set(chrono::Utc::now().timestamp() as f64);
 }
 
 /// Something went wrong in `stage`.

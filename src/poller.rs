@@ -83,9 +83,19 @@ impl Poller {
                 cp
             }
             None => {
-                let start = (now() - config.initial_lookback.as_secs() as i64).max(AUDIT_LOGS_EPOCH);
-                tracing::info!(oldest = start, "no checkpoint yet: first run starts at now minus --initial-lookback");
-                Checkpoint { next_oldest: start, window: None, recent: Default::default(), analysis: None, updated_at: Utc::now() }
+                let start =
+                    (now() - config.initial_lookback.as_secs() as i64).max(AUDIT_LOGS_EPOCH);
+                tracing::info!(
+                    oldest = start,
+                    "no checkpoint yet: first run starts at now minus --initial-lookback"
+                );
+                Checkpoint {
+                    next_oldest: start,
+                    window: None,
+                    recent: Default::default(),
+                    analysis: None,
+                    updated_at: Utc::now(),
+                }
             }
         };
         let analyzer = Analyzer::new(&config.analysis, state.analysis.as_ref())?;
@@ -111,7 +121,17 @@ impl Poller {
             filters: config.filters,
             once: config.once,
         };
-        Ok(Poller { client, mapper, analyzer, sink, store, state, shutdown, settings, _lock: lock })
+        Ok(Poller {
+            client,
+            mapper,
+            analyzer,
+            sink,
+            store,
+            state,
+            shutdown,
+            settings,
+            _lock: lock,
+        })
     }
 
     /// Replaces the Slack client's backoff (tests use short schedules).
@@ -159,7 +179,10 @@ impl Poller {
 
     /// Waits one interval; true if shutdown came.
     async fn idle(&mut self) -> bool {
-        tracing::debug!(secs = self.settings.interval.as_secs(), "caught up; waiting for the next poll");
+        tracing::debug!(
+            secs = self.settings.interval.as_secs(),
+            "caught up; waiting for the next poll"
+        );
         self.shutdown.sleep(self.settings.interval).await
     }
 
@@ -167,7 +190,13 @@ impl Poller {
         let mut range_retries = 0;
         loop {
             let oldest = (w.oldest - self.settings.overlap).max(AUDIT_LOGS_EPOCH);
-            let q = Query { oldest, latest: w.chain_latest, limit: self.settings.limit, cursor: w.cursor.as_deref(), filters: &self.settings.filters };
+            let q = Query {
+                oldest,
+                latest: w.chain_latest,
+                limit: self.settings.limit,
+                cursor: w.cursor.as_deref(),
+                filters: &self.settings.filters,
+            };
             let page = match self.client.fetch_page_with_retry(&q, &mut self.shutdown).await {
                 Ok(Some(page)) => page,
                 Ok(None) => return Ok(WindowEnd::Shutdown),
@@ -272,7 +301,11 @@ impl Poller {
         if ts < w.oldest {
             return self.settings.overlap > 0
                 && ts >= w.oldest - self.settings.overlap
-                && !self.state.recent.get(&ts).is_some_and(|ids| ids.contains(&key.id));
+                && !self
+                    .state
+                    .recent
+                    .get(&ts)
+                    .is_some_and(|ids| ids.contains(&key.id));
         }
         match w.low {
             Some(low) if ts > low => false,
@@ -333,7 +366,10 @@ mod tests {
         w.low = Some(150);
         w.ids_at_low = vec!["a".into()];
         let r = restart_chain(w);
-        assert_eq!((r.oldest, r.chain_latest, r.latest, r.cursor), (100, 150, 200, None));
+        assert_eq!(
+            (r.oldest, r.chain_latest, r.latest, r.cursor),
+            (100, 150, 200, None)
+        );
         assert_eq!(r.ids_at_low, vec!["a".to_string()]);
     }
 
@@ -341,6 +377,9 @@ mod tests {
     fn invalid_range_clamps_to_the_past_and_the_epoch() {
         let w = Window::open(1_000, 5_000_000_000);
         let c = clamp_window(w, 1_800_000_000);
-        assert_eq!((c.oldest, c.latest, c.chain_latest), (AUDIT_LOGS_EPOCH, 1_799_999_999, 1_799_999_999));
+        assert_eq!(
+            (c.oldest, c.latest, c.chain_latest),
+            (AUDIT_LOGS_EPOCH, 1_799_999_999, 1_799_999_999)
+        );
     }
 }

@@ -32,7 +32,12 @@ pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(60);
 impl Backoff {
     /// A backoff from `min` doubling to `max`, with full jitter.
     pub fn new(min: Duration, max: Duration) -> Backoff {
-        Backoff { min, max, schedule: Self::schedule(min, max), jitter: true }
+        Backoff {
+            min,
+            max,
+            schedule: Self::schedule(min, max),
+            jitter: true,
+        }
     }
 
     /// The same schedule without jitter: for tests of the schedule itself.
@@ -42,7 +47,12 @@ impl Backoff {
     }
 
     fn schedule(min: Duration, max: Duration) -> ExponentialBackoff {
-        ExponentialBuilder::default().with_min_delay(min).with_max_delay(max).with_factor(2.0).without_max_times().build()
+        ExponentialBuilder::default()
+            .with_min_delay(min)
+            .with_max_delay(max)
+            .with_factor(2.0)
+            .without_max_times()
+            .build()
     }
 
     /// Starts the schedule again from `min` (call after a success).
@@ -85,12 +95,17 @@ pub struct Budget {
 impl Budget {
     /// A budget of `per_minute` requests (at least 1).
     pub fn per_minute(per_minute: u32) -> Budget {
-        Budget { spacing: Duration::from_secs(60) / per_minute.max(1), next: None }
+        Budget {
+            spacing: Duration::from_secs(60) / per_minute.max(1),
+            next: None,
+        }
     }
 
     /// How long the next request would have to wait now.
     pub fn wait_time(&self) -> Duration {
-        self.next.map(|n| n.saturating_duration_since(Instant::now())).unwrap_or_default()
+        self.next
+            .map(|n| n.saturating_duration_since(Instant::now()))
+            .unwrap_or_default()
     }
 
     /// Waits until a request may go out, and books it.
@@ -114,7 +129,18 @@ mod tests {
     fn schedule_doubles_to_the_cap_and_stays() {
         let b = Backoff::new(ms(500), ms(4000)).without_jitter();
         let got: Vec<Duration> = b.take(7).collect();
-        assert_eq!(got, vec![ms(500), ms(1000), ms(2000), ms(4000), ms(4000), ms(4000), ms(4000)]);
+        assert_eq!(
+            got,
+            vec![
+                ms(500),
+                ms(1000),
+                ms(2000),
+                ms(4000),
+                ms(4000),
+                ms(4000),
+                ms(4000)
+            ]
+        );
     }
 
     #[test]
@@ -132,14 +158,18 @@ mod tests {
         let b = Backoff::new(ms(100), ms(1600));
         let schedule = [100, 200, 400, 800, 1600, 1600, 1600, 1600];
         for (d, cap) in b.take(8).zip(schedule) {
-            assert!(d >= ms(100) && d <= ms(cap), "{d:?} outside [100ms, {cap}ms]");
+            assert!(
+                d >= ms(100) && d <= ms(cap),
+                "{d:?} outside [100ms, {cap}ms]"
+            );
         }
         // Jitter really varies: 200 draws from [100, 1600] are not all equal.
         let mut b = Backoff::new(ms(100), ms(1600));
         for _ in 0..5 {
             b.next();
         }
-        let draws: std::collections::HashSet<Duration> = (0..200).filter_map(|_| b.next()).collect();
+        let draws: std::collections::HashSet<Duration> =
+            (0..200).filter_map(|_| b.next()).collect();
         assert!(draws.len() > 10);
     }
 

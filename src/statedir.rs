@@ -44,21 +44,45 @@ impl StateDir {
     ///
     /// [`Error::Locked`] when another process has it, [`Error::Io`] otherwise.
     pub fn open(path: &Path) -> Result<StateDir, Error> {
-        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         std::fs::create_dir_all(path).map_err(io)?;
         let lock_path = path.join("state.lock");
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_path).map_err(io)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&lock_path).unwrap_or_default().trim().to_string();
-                return Err(Error::Locked { path: path.to_path_buf(), holder: if holder.is_empty() { "unknown".into() } else { holder } });
+                let holder = std::fs::read_to_string(&lock_path)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+                return Err(Error::Locked {
+                    path: path.to_path_buf(),
+                    holder: if holder.is_empty() {
+                        "unknown".into()
+                    } else {
+                        holder
+                    },
+                });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
         // The pid is only for the message above; failing to write it is harmless.
-        let _ = file.set_len(0).and_then(|_| write!(file, "{}", std::process::id()));
-        Ok(StateDir { path: path.to_path_buf(), _lock: file })
+        let _ = file
+            .set_len(0)
+            .and_then(|_| write!(file, "{}", std::process::id()));
+        Ok(StateDir {
+            path: path.to_path_buf(),
+            _lock: file,
+        })
     }
 
     /// The directory.
@@ -76,7 +100,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = StateDir::open(dir.path()).unwrap();
         let err = StateDir::open(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("in use by another slack-audit-source"), "{err}");
+        assert!(
+            err.contains("in use by another slack-audit-source"),
+            "{err}"
+        );
         assert!(err.contains(&std::process::id().to_string()), "{err}");
         drop(first);
         StateDir::open(dir.path()).unwrap();

@@ -8,7 +8,14 @@ pub struct Tracer {}
 
 impl Tracer {
     /// Records one exchange.
-    pub fn record(&self, _url: &url::Url, _status: u16, _headers: &reqwest::header::HeaderMap, _body: &[u8]) {}
+    pub fn record(
+        &self,
+        _url: &url::Url,
+        _status: u16,
+        _headers: &reqwest::header::HeaderMap,
+        _body: &[u8],
+    ) {
+    }
 }
 
 impl Tracer {
@@ -17,7 +24,9 @@ impl Tracer {
     /// # Errors
     ///
     /// [`crate::config::ConfigError`] when the directory cannot be used.
-    pub fn from_config(_config: &crate::metrics::ObservabilityConfig) -> Result<Option<Tracer>, crate::config::ConfigError> {
+    pub fn from_config(
+        _config: &crate::metrics::ObservabilityConfig,
+    ) -> Result<Option<Tracer>, crate::config::ConfigError> {
         Ok(None)
     }
 }

@@ -21,7 +21,12 @@ pub struct MappingArgs {
     #[arg(long, env = "SLACK_AUDIT_PRESERVE_ORIGINAL_EVENT")]
     pub preserve_original_event: bool,
     /// Tags on every document (comma-separated).
-    #[arg(long, env = "SLACK_AUDIT_TAGS", value_delimiter = ',', default_value = "forwarded,slack-audit")]
+    #[arg(
+        long,
+        env = "SLACK_AUDIT_TAGS",
+        value_delimiter = ',',
+        default_value = "forwarded,slack-audit"
+    )]
     pub tags: Vec<String>,
     /// data_stream.namespace.
     #[arg(long, env = "SLACK_AUDIT_NAMESPACE", default_value = "default")]
@@ -54,7 +59,11 @@ pub struct MappingConfig {
 impl MappingConfig {
     /// The defaults `run` uses, for the demo.
     pub fn default_for_demo() -> MappingConfig {
-        MappingConfig { tags: vec!["forwarded".into(), "slack-audit".into()], namespace: "default".into(), ..Default::default() }
+        MappingConfig {
+            tags: vec!["forwarded".into(), "slack-audit".into()],
+            namespace: "default".into(),
+            ..Default::default()
+        }
     }
 
     /// Validates mapping flags.
@@ -86,7 +95,9 @@ impl Mapper {
     ///
     /// A [`ConfigError`] for a database that cannot be opened.
     pub fn new(config: &MappingConfig) -> Result<Mapper, ConfigError> {
-        Ok(Mapper { config: config.clone() })
+        Ok(Mapper {
+            config: config.clone(),
+        })
     }
 
     /// Maps one raw entry (its JSON text) to exactly one document, never failing.
@@ -95,7 +106,10 @@ impl Mapper {
         let _ = &self.config;
         match serde_json::from_str::<Value>(raw) {
             Ok(entry @ Value::Object(_)) => {
-                let ts = entry.get("date_create").and_then(Value::as_i64).and_then(|s| DateTime::<Utc>::from_timestamp(s, 0));
+                let ts = entry
+                    .get("date_create")
+                    .and_then(Value::as_i64)
+                    .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0));
                 json!({
                     "@timestamp": ts.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)).unwrap_or(created.clone()),
                     "event": {"id": entry.get("id"), "action": entry.get("action"), "created": created, "kind": "event"},
@@ -128,9 +142,12 @@ pub async fn run_map(args: MapArgs) -> Result<(), crate::Error> {
             continue;
         }
         let doc = mapper.map_entry(&line, Utc::now());
-        serde_json::to_writer(&mut out, &doc).map_err(|e| crate::Error::Sink(crate::sink::Error::Stdout(e.into())))?;
-        out.write_all(b"\n").map_err(|e| crate::Error::Sink(crate::sink::Error::Stdout(e)))?;
+        serde_json::to_writer(&mut out, &doc)
+            .map_err(|e| crate::Error::Sink(crate::sink::Error::Stdout(e.into())))?;
+        out.write_all(b"\n")
+            .map_err(|e| crate::Error::Sink(crate::sink::Error::Stdout(e)))?;
     }
-    out.flush().map_err(|e| crate::Error::Sink(crate::sink::Error::Stdout(e)))?;
+    out.flush()
+        .map_err(|e| crate::Error::Sink(crate::sink::Error::Stdout(e)))?;
     Ok(())
 }

@@ -36,8 +36,15 @@ pub struct SimHandle {
 /// # Errors
 ///
 /// [`crate::Error::Listen`].
-pub async fn start(addr: SocketAddr, _options: SimOptions, _shutdown: Shutdown) -> Result<SimHandle, crate::Error> {
-    Err(crate::Error::Listen { addr: addr.to_string(), source: std::io::Error::other("the simulator is not implemented yet") })
+pub async fn start(
+    addr: SocketAddr,
+    _options: SimOptions,
+    _shutdown: Shutdown,
+) -> Result<SimHandle, crate::Error> {
+    Err(crate::Error::Listen {
+        addr: addr.to_string(),
+        source: std::io::Error::other("the simulator is not implemented yet"),
+    })
 }
 
 /// The `simulate` command.

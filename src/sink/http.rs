@@ -29,9 +29,14 @@ impl HttpConfig {
     /// [`ConfigError`] naming the flag.
     pub fn from_args(args: &HttpArgs) -> Result<HttpConfig, ConfigError> {
         let Some(url) = &args.http_url else {
-            return Err(ConfigError::Invalid { flag: "http-url", message: "--sink http needs --http-url (e.g. http://127.0.0.1:8080/)".into() });
+            return Err(ConfigError::Invalid {
+                flag: "http-url",
+                message: "--sink http needs --http-url (e.g. http://127.0.0.1:8080/)".into(),
+            });
         };
-        Ok(HttpConfig { url: crate::config::parse_url("http-url", url)? })
+        Ok(HttpConfig {
+            url: crate::config::parse_url("http-url", url)?,
+        })
     }
 }
 
@@ -57,6 +62,9 @@ impl HttpSink {
     ///
     /// See [`Error`].
     pub async fn send(&mut self, _batch: &Batch, _shutdown: &mut Shutdown) -> Result<(), Error> {
-        Err(Error::Setup(format!("the HTTP sink to {} is not implemented yet", self.config.url)))
+        Err(Error::Setup(format!(
+            "the HTTP sink to {} is not implemented yet",
+            self.config.url
+        )))
     }
 }

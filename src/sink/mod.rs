@@ -25,7 +25,8 @@ impl Batch {
     /// Appends one document as a line.
     pub fn push(&mut self, doc: &Value) {
         // Serialising a Value into a Vec cannot fail: no I/O, and map keys are strings.
-        serde_json::to_writer(&mut self.buf, doc).expect("serialising a serde_json::Value to memory cannot fail");
+        serde_json::to_writer(&mut self.buf, doc)
+            .expect("serialising a serde_json::Value to memory cannot fail");
         self.buf.push(b'\n');
         self.ends.push(self.buf.len());
     }

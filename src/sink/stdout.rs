@@ -17,7 +17,9 @@ pub struct StdoutSink {
 impl StdoutSink {
     /// A sink on the process's stdout.
     pub fn stdout() -> StdoutSink {
-        StdoutSink { out: Box::new(tokio::io::stdout()) }
+        StdoutSink {
+            out: Box::new(tokio::io::stdout()),
+        }
     }
 
     /// A sink on any writer.
@@ -31,7 +33,10 @@ impl StdoutSink {
     ///
     /// [`Error::Stdout`] on any write or flush failure.
     pub async fn send(&mut self, batch: &Batch) -> Result<(), Error> {
-        self.out.write_all(batch.bytes()).await.map_err(Error::Stdout)?;
+        self.out
+            .write_all(batch.bytes())
+            .await
+            .map_err(Error::Stdout)?;
         self.out.flush().await.map_err(Error::Stdout)
     }
 }
@@ -48,8 +53,15 @@ impl SharedWriter {
 }
 
 impl AsyncWrite for SharedWriter {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
         Poll::Ready(Ok(buf.len()))
     }
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -73,12 +85,19 @@ mod tests {
         b.push(&json!({"a": 1}));
         b.push(&json!({"b": "x\ny"}));
         sink.send(&b).await.unwrap();
-        assert_eq!(String::from_utf8(w.contents()).unwrap(), "{\"a\":1}\n{\"b\":\"x\\ny\"}\n");
+        assert_eq!(
+            String::from_utf8(w.contents()).unwrap(),
+            "{\"a\":1}\n{\"b\":\"x\\ny\"}\n"
+        );
     }
 
     struct Broken;
     impl AsyncWrite for Broken {
-        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, _: &[u8]) -> Poll<std::io::Result<usize>> {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
             Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
         }
         fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {

@@ -31,7 +31,9 @@ impl LogsResponse {
     pub fn error_code(&self) -> Option<String> {
         match self.error.as_ref() {
             Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            _ if self.ok == Some(Value::Bool(false)) && self.entries.is_none() => Some("unknown_error".into()),
+            _ if self.ok == Some(Value::Bool(false)) && self.entries.is_none() => {
+                Some("unknown_error".into())
+            }
             _ => None,
         }
     }
@@ -96,7 +98,9 @@ impl EntryKey {
 /// FNV-1a: stable across Rust versions and runs, unlike `DefaultHasher`, so an id derived from
 /// it survives a restart in the checkpoint.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -109,17 +113,39 @@ mod tests {
 
     #[test]
     fn every_end_of_chain_spelling_is_done() {
-        assert_eq!(parse(r#"{"entries":[],"response_metadata":{"next_cursor":""}}"#).next_cursor(), None);
-        assert_eq!(parse(r#"{"entries":[],"response_metadata":{}}"#).next_cursor(), None);
+        assert_eq!(
+            parse(r#"{"entries":[],"response_metadata":{"next_cursor":""}}"#).next_cursor(),
+            None
+        );
+        assert_eq!(
+            parse(r#"{"entries":[],"response_metadata":{}}"#).next_cursor(),
+            None
+        );
         assert_eq!(parse(r#"{"entries":[]}"#).next_cursor(), None);
-        assert_eq!(parse(r#"{"entries":[],"response_metadata":{"next_cursor":"ab=="}}"#).next_cursor().as_deref(), Some("ab=="));
+        assert_eq!(
+            parse(r#"{"entries":[],"response_metadata":{"next_cursor":"ab=="}}"#)
+                .next_cursor()
+                .as_deref(),
+            Some("ab==")
+        );
     }
 
     #[test]
     fn error_code_reads_ok_false_and_ignores_empty_error() {
-        assert_eq!(parse(r#"{"ok":false,"error":"invalid_cursor"}"#).error_code().as_deref(), Some("invalid_cursor"));
-        assert_eq!(parse(r#"{"ok":false,"error":"","entries":[]}"#).error_code(), None);
-        assert_eq!(parse(r#"{"ok":false}"#).error_code().as_deref(), Some("unknown_error"));
+        assert_eq!(
+            parse(r#"{"ok":false,"error":"invalid_cursor"}"#)
+                .error_code()
+                .as_deref(),
+            Some("invalid_cursor")
+        );
+        assert_eq!(
+            parse(r#"{"ok":false,"error":"","entries":[]}"#).error_code(),
+            None
+        );
+        assert_eq!(
+            parse(r#"{"ok":false}"#).error_code().as_deref(),
+            Some("unknown_error")
+        );
         assert_eq!(parse(r#"{"ok":true,"entries":[]}"#).error_code(), None);
     }
 
@@ -133,12 +159,35 @@ mod tests {
             {"id":"c","id":"d","date_create":4}
         ]}"#;
         let r = parse(body);
-        let keys: Vec<EntryKey> = r.entries.unwrap().iter().map(|e| EntryKey::read(e)).collect();
-        assert_eq!(keys[0], EntryKey { id: "a".into(), date_create: Some(1) });
-        assert_eq!(keys[1], EntryKey { id: "b".into(), date_create: Some(2) });
+        let keys: Vec<EntryKey> = r
+            .entries
+            .unwrap()
+            .iter()
+            .map(|e| EntryKey::read(e))
+            .collect();
+        assert_eq!(
+            keys[0],
+            EntryKey {
+                id: "a".into(),
+                date_create: Some(1)
+            }
+        );
+        assert_eq!(
+            keys[1],
+            EntryKey {
+                id: "b".into(),
+                date_create: Some(2)
+            }
+        );
         assert!(keys[2].id.starts_with("sha:") && keys[2].date_create == Some(3));
         assert!(keys[3].id.starts_with("sha:") && keys[3].date_create.is_none());
         // A duplicated id cannot be trusted either way: hashed, and stable.
-        assert_eq!(keys[4].id, EntryKey::read(&RawValue::from_string(r#"{"id":"c","id":"d","date_create":4}"#.into()).unwrap()).id);
+        assert_eq!(
+            keys[4].id,
+            EntryKey::read(
+                &RawValue::from_string(r#"{"id":"c","id":"d","date_create":4}"#.into()).unwrap()
+            )
+            .id
+        );
     }
 }

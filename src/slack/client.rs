@@ -41,7 +41,10 @@ impl TokenSource {
     /// [`ConfigError::Invalid`] when it is empty or cannot be sent in a header.
     pub fn fixed(token: SecretString) -> Result<TokenSource, ConfigError> {
         let t = SecretString::from(token.expose_secret().trim().to_string());
-        check_token(&t).map_err(|reason| ConfigError::Invalid { flag: "token", message: format!("SLACK_AUDIT_TOKEN {reason}") })?;
+        check_token(&t).map_err(|reason| ConfigError::Invalid {
+            flag: "token",
+            message: format!("SLACK_AUDIT_TOKEN {reason}"),
+        })?;
         Ok(TokenSource::Fixed(t))
     }
 
@@ -51,8 +54,14 @@ impl TokenSource {
     ///
     /// [`ConfigError::TokenFile`] naming the file (never its content).
     pub fn file(path: PathBuf) -> Result<TokenSource, ConfigError> {
-        let t = read_token_file(&path).map_err(|reason| ConfigError::TokenFile { path: path.clone(), reason })?;
-        Ok(TokenSource::File { path, last: Mutex::new(Some(t)) })
+        let t = read_token_file(&path).map_err(|reason| ConfigError::TokenFile {
+            path: path.clone(),
+            reason,
+        })?;
+        Ok(TokenSource::File {
+            path,
+            last: Mutex::new(Some(t)),
+        })
     }
 
     /// The token to use now.
@@ -77,7 +86,10 @@ impl TokenSource {
                             tracing::warn!(path = %path.display(), %reason, "cannot re-read the token file; using the last token read");
                             Ok(t.clone())
                         }
-                        None => Err(Error::Token(format!("token file {}: {reason}", path.display()))),
+                        None => Err(Error::Token(format!(
+                            "token file {}: {reason}",
+                            path.display()
+                        ))),
                     },
                 }
             }
@@ -191,9 +203,14 @@ impl SlackClient {
     pub async fn fetch_page(&mut self, q: &Query<'_>) -> Result<Page, Error> {
         self.budget.acquire().await;
         let token = self.token.current()?;
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).map_err(|_| Error::Token("the token cannot be sent in an HTTP header".into()))?;
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+            .map_err(|_| Error::Token("the token cannot be sent in an HTTP header".into()))?;
         auth.set_sensitive(true);
-        let mut params: Vec<(&str, String)> = vec![("oldest", q.oldest.to_string()), ("latest", q.latest.to_string()), ("limit", q.limit.to_string())];
+        let mut params: Vec<(&str, String)> = vec![
+            ("oldest", q.oldest.to_string()),
+            ("latest", q.latest.to_string()),
+            ("limit", q.limit.to_string()),
+        ];
         if let Some(c) = q.cursor {
             // reqwest form-encodes query values, so the cursor's '=' padding goes out as %3D.
             params.push(("cursor", c.to_string()));
@@ -231,7 +248,17 @@ impl SlackClient {
         classify(status, &headers, &body)
     }
 
-    async fn exchange(&self, request: reqwest::Request) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, bytes::Bytes), Error> {
+    async fn exchange(
+        &self,
+        request: reqwest::Request,
+    ) -> Result<
+        (
+            reqwest::StatusCode,
+            reqwest::header::HeaderMap,
+            bytes::Bytes,
+        ),
+        Error,
+    > {
         let transport = |e: reqwest::Error| {
             if e.is_timeout() {
                 Error::Timeout(self.timeout)
@@ -256,7 +283,11 @@ impl SlackClient {
     ///
     /// Only errors whose [`Error::action`] is [`Action::GiveUp`]: fatal answers,
     /// `invalid_cursor` and `invalid_range`, which the poller handles.
-    pub async fn fetch_page_with_retry(&mut self, q: &Query<'_>, shutdown: &mut Shutdown) -> Result<Option<Page>, Error> {
+    pub async fn fetch_page_with_retry(
+        &mut self,
+        q: &Query<'_>,
+        shutdown: &mut Shutdown,
+    ) -> Result<Option<Page>, Error> {
         loop {
             let result = tokio::select! {
                 r = self.fetch_page(q) => r,
@@ -272,12 +303,18 @@ impl SlackClient {
             let delay = match err.action() {
                 Action::GiveUp => return Err(err),
                 Action::Wait(d) => {
-                    tracing::warn!(wait_secs = d.as_secs_f64(), "Slack rate limit hit; waiting as asked");
+                    tracing::warn!(
+                        wait_secs = d.as_secs_f64(),
+                        "Slack rate limit hit; waiting as asked"
+                    );
                     crate::metrics::rate_limited(d);
                     d
                 }
                 Action::Backoff => {
-                    let d = self.backoff.next().unwrap_or(crate::retry::DEFAULT_MAX_DELAY);
+                    let d = self
+                        .backoff
+                        .next()
+                        .unwrap_or(crate::retry::DEFAULT_MAX_DELAY);
                     tracing::warn!(error = %err, retry_in_secs = d.as_secs_f64(), "Slack request failed; backing off");
                     crate::metrics::retried("slack", err.kind());
                     d
@@ -291,7 +328,11 @@ impl SlackClient {
 }
 
 /// Turns a status, headers and body into a page or a classified error.
-fn classify(status: reqwest::StatusCode, headers: &reqwest::header::HeaderMap, body: &[u8]) -> Result<Page, Error> {
+fn classify(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+) -> Result<Page, Error> {
     let retry_after = headers
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
@@ -300,21 +341,32 @@ fn classify(status: reqwest::StatusCode, headers: &reqwest::header::HeaderMap, b
         .map(Duration::from_secs_f64);
     let parsed: Result<LogsResponse, _> = serde_json::from_slice(body);
     if status.as_u16() == 429 {
-        let code = parsed.ok().and_then(|r| r.error_code()).unwrap_or_else(|| "rate_limited".into());
+        let code = parsed
+            .ok()
+            .and_then(|r| r.error_code())
+            .unwrap_or_else(|| "rate_limited".into());
         return Err(match Error::from_code(&code, retry_after) {
             e @ Error::RateLimited { .. } => e,
             _ => Error::from_code("rate_limited", retry_after),
         });
     }
     if status.is_success() {
-        let r = parsed.map_err(|e| Error::Decode { reason: e.to_string(), snippet: snippet(body) })?;
+        let r = parsed.map_err(|e| Error::Decode {
+            reason: e.to_string(),
+            snippet: snippet(body),
+        })?;
         if let Some(code) = r.error_code() {
             return Err(Error::from_code(&code, retry_after));
         }
         let next_cursor = r.next_cursor();
         return match r.entries {
-            Some(entries) => Ok(Page { entries, next_cursor }),
-            None => Err(Error::NoEntries { snippet: snippet(body) }),
+            Some(entries) => Ok(Page {
+                entries,
+                next_cursor,
+            }),
+            None => Err(Error::NoEntries {
+                snippet: snippet(body),
+            }),
         };
     }
     // A documented error code in a non-2xx JSON body wins over the status.
@@ -343,50 +395,98 @@ mod tests {
     use reqwest::StatusCode;
 
     fn page(status: u16, body: &str) -> Result<Page, Error> {
-        classify(StatusCode::from_u16(status).unwrap(), &HeaderMap::new(), body.as_bytes())
+        classify(
+            StatusCode::from_u16(status).unwrap(),
+            &HeaderMap::new(),
+            body.as_bytes(),
+        )
     }
 
     #[test]
     fn empty_pages_are_pages() {
-        for body in [r#"{"entries":[]}"#, r#"{"ok":true,"entries":[],"response_metadata":{}}"#, r#"{"entries":[],"response_metadata":{"next_cursor":""}}"#] {
+        for body in [
+            r#"{"entries":[]}"#,
+            r#"{"ok":true,"entries":[],"response_metadata":{}}"#,
+            r#"{"entries":[],"response_metadata":{"next_cursor":""}}"#,
+        ] {
             let p = page(200, body).unwrap();
             assert!(p.entries.is_empty() && p.next_cursor.is_none(), "{body}");
         }
-        let p = page(200, r#"{"entries":[],"response_metadata":{"next_cursor":"eA=="}}"#).unwrap();
+        let p = page(
+            200,
+            r#"{"entries":[],"response_metadata":{"next_cursor":"eA=="}}"#,
+        )
+        .unwrap();
         assert_eq!(p.next_cursor.as_deref(), Some("eA=="));
     }
 
     #[test]
     fn a_200_without_entries_is_a_glitch_not_the_end() {
         assert!(matches!(page(200, "{}"), Err(Error::NoEntries { .. })));
-        assert!(matches!(page(200, r#"{"response_metadata":{}}"#), Err(Error::NoEntries { .. })));
+        assert!(matches!(
+            page(200, r#"{"response_metadata":{}}"#),
+            Err(Error::NoEntries { .. })
+        ));
     }
 
     #[test]
     fn html_and_truncated_bodies_are_retried() {
-        assert!(matches!(page(200, "<html>glitch</html>"), Err(Error::Decode { .. })));
-        assert!(matches!(page(200, r#"{"entries":[{"id":"a""#), Err(Error::Decode { .. })));
-        assert!(matches!(page(502, "<html>bad gateway</html>"), Err(Error::Http { status: 502, .. })));
-        assert!(matches!(page(408, ""), Err(Error::Http { status: 408, .. })));
+        assert!(matches!(
+            page(200, "<html>glitch</html>"),
+            Err(Error::Decode { .. })
+        ));
+        assert!(matches!(
+            page(200, r#"{"entries":[{"id":"a""#),
+            Err(Error::Decode { .. })
+        ));
+        assert!(matches!(
+            page(502, "<html>bad gateway</html>"),
+            Err(Error::Http { status: 502, .. })
+        ));
+        assert!(matches!(
+            page(408, ""),
+            Err(Error::Http { status: 408, .. })
+        ));
     }
 
     #[test]
     fn status_429_honours_retry_after() {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
-        let e = classify(StatusCode::TOO_MANY_REQUESTS, &h, br#"{"ok":false,"error":"ratelimited"}"#).unwrap_err();
+        let e = classify(
+            StatusCode::TOO_MANY_REQUESTS,
+            &h,
+            br#"{"ok":false,"error":"ratelimited"}"#,
+        )
+        .unwrap_err();
         assert_eq!(e.action(), Action::Wait(Duration::from_secs(7)));
         let e = classify(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), b"").unwrap_err();
-        assert_eq!(e.action(), Action::Wait(crate::slack::error::DEFAULT_RETRY_AFTER));
+        assert_eq!(
+            e.action(),
+            Action::Wait(crate::slack::error::DEFAULT_RETRY_AFTER)
+        );
     }
 
     #[test]
     fn ok_false_codes_are_classified_whatever_the_status() {
-        assert!(page(200, r#"{"ok":false,"error":"invalid_authentication"}"#).unwrap_err().is_fatal());
-        assert!(matches!(page(200, r#"{"ok":false,"error":"invalid_cursor"}"#), Err(Error::InvalidCursor)));
-        assert!(matches!(page(400, r#"{"ok":false,"error":"invalid_range"}"#), Err(Error::InvalidRange)));
+        assert!(
+            page(200, r#"{"ok":false,"error":"invalid_authentication"}"#)
+                .unwrap_err()
+                .is_fatal()
+        );
+        assert!(matches!(
+            page(200, r#"{"ok":false,"error":"invalid_cursor"}"#),
+            Err(Error::InvalidCursor)
+        ));
+        assert!(matches!(
+            page(400, r#"{"ok":false,"error":"invalid_range"}"#),
+            Err(Error::InvalidRange)
+        ));
         assert!(page(401, "").unwrap_err().is_fatal());
-        assert!(page(404, "<html>You've found a glitch</html>").unwrap_err().to_string().contains("--api-url"));
+        assert!(page(404, "<html>You've found a glitch</html>")
+            .unwrap_err()
+            .to_string()
+            .contains("--api-url"));
     }
 
     #[test]

@@ -87,7 +87,10 @@ pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 impl Error {
     /// Classifies an `error` string from a Slack body.
     pub fn from_code(code: &str, retry_after: Option<Duration>) -> Error {
-        let fatal = |hint| Error::Fatal { code: code.to_string(), hint };
+        let fatal = |hint| Error::Fatal {
+            code: code.to_string(),
+            hint,
+        };
         match code {
             "rate_limited" | "ratelimited" => Error::RateLimited { retry_after: retry_after.unwrap_or(DEFAULT_RETRY_AFTER).min(MAX_RETRY_AFTER) },
             "invalid_cursor" => Error::InvalidCursor,
@@ -114,7 +117,13 @@ impl Error {
     pub fn action(&self) -> Action {
         match self {
             Error::RateLimited { retry_after } => Action::Wait(*retry_after),
-            Error::Http { .. } | Error::Transport(_) | Error::Timeout(_) | Error::Decode { .. } | Error::NoEntries { .. } | Error::Unknown { .. } | Error::Token(_) => Action::Backoff,
+            Error::Http { .. }
+            | Error::Transport(_)
+            | Error::Timeout(_)
+            | Error::Decode { .. }
+            | Error::NoEntries { .. }
+            | Error::Unknown { .. }
+            | Error::Token(_) => Action::Backoff,
             Error::InvalidCursor | Error::InvalidRange | Error::Fatal { .. } => Action::GiveUp,
         }
     }
@@ -145,8 +154,15 @@ impl Error {
 /// The first bytes of a body, on one line, for messages (an HTML error page can be long).
 pub fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(160)]);
-    let one_line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if body.len() > 160 { format!("{one_line}…") } else { one_line }
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if body.len() > 160 {
+        format!("{one_line}…")
+    } else {
+        one_line
+    }
 }
 
 #[cfg(test)]
@@ -156,26 +172,58 @@ mod tests {
     #[test]
     fn every_documented_fatal_code_is_fatal_with_a_hint() {
         for code in [
-            "invalid_authentication", "missing_authentication", "invalid_auth", "not_authed", "token_revoked", "token_expired",
-            "not_allowed_token_type", "missing_scope", "user_not_authorized", "team_not_authorized", "feature_not_enabled",
-            "invalid_workspace", "method_not_allowed", "bad_endpoint", "invalid_action",
+            "invalid_authentication",
+            "missing_authentication",
+            "invalid_auth",
+            "not_authed",
+            "token_revoked",
+            "token_expired",
+            "not_allowed_token_type",
+            "missing_scope",
+            "user_not_authorized",
+            "team_not_authorized",
+            "feature_not_enabled",
+            "invalid_workspace",
+            "method_not_allowed",
+            "bad_endpoint",
+            "invalid_action",
         ] {
             let e = Error::from_code(code, None);
             assert!(e.is_fatal(), "{code}");
             assert_eq!(e.action(), Action::GiveUp);
             assert!(e.to_string().contains(code), "{e}");
         }
-        assert!(Error::from_code("team_not_authorized", None).to_string().contains("install it on the Enterprise organization"));
+        assert!(Error::from_code("team_not_authorized", None)
+            .to_string()
+            .contains("install it on the Enterprise organization"));
     }
 
     #[test]
     fn rate_limits_wait_capped_and_cursor_range_go_to_the_poller() {
-        assert_eq!(Error::from_code("ratelimited", Some(Duration::from_secs(7))).action(), Action::Wait(Duration::from_secs(7)));
-        assert_eq!(Error::from_code("rate_limited", None).action(), Action::Wait(DEFAULT_RETRY_AFTER));
-        assert_eq!(Error::from_code("rate_limited", Some(Duration::from_secs(9999))).action(), Action::Wait(MAX_RETRY_AFTER));
-        assert!(matches!(Error::from_code("invalid_cursor", None), Error::InvalidCursor));
-        assert!(matches!(Error::from_code("invalid_range", None), Error::InvalidRange));
-        assert_eq!(Error::from_code("internal_error", None).action(), Action::Backoff);
+        assert_eq!(
+            Error::from_code("ratelimited", Some(Duration::from_secs(7))).action(),
+            Action::Wait(Duration::from_secs(7))
+        );
+        assert_eq!(
+            Error::from_code("rate_limited", None).action(),
+            Action::Wait(DEFAULT_RETRY_AFTER)
+        );
+        assert_eq!(
+            Error::from_code("rate_limited", Some(Duration::from_secs(9999))).action(),
+            Action::Wait(MAX_RETRY_AFTER)
+        );
+        assert!(matches!(
+            Error::from_code("invalid_cursor", None),
+            Error::InvalidCursor
+        ));
+        assert!(matches!(
+            Error::from_code("invalid_range", None),
+            Error::InvalidRange
+        ));
+        assert_eq!(
+            Error::from_code("internal_error", None).action(),
+            Action::Backoff
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! drives the library or the built binary against servers started on 127.0.0.1:0.
 
 mod analysis;
+mod faults;
 mod http_sink;
 mod mapping;
 mod observability;

@@ -18,22 +18,43 @@ pub fn config(mock: &MockSlack, dir: &Path, out: &SharedWriter, extra: &[&str]) 
     let url = mock.url();
     let state = dir.to_string_lossy().to_string();
     let mut argv = vec![
-        "slack-audit-source", "run", "--api-url", &url, "--state-dir", &state, "--once", "--settle-lag", "1s",
-        "--initial-lookback", "2h", "--max-requests-per-minute", "1000", "--limit", "10",
+        "slack-audit-source",
+        "run",
+        "--api-url",
+        &url,
+        "--state-dir",
+        &state,
+        "--once",
+        "--settle-lag",
+        "1s",
+        "--initial-lookback",
+        "2h",
+        "--max-requests-per-minute",
+        "1000",
+        "--limit",
+        "10",
     ];
     argv.extend_from_slice(extra);
-    let args = match <Cli as clap::Parser>::try_parse_from(argv).expect("test args parse").command {
+    let args = match <Cli as clap::Parser>::try_parse_from(argv)
+        .expect("test args parse")
+        .command
+    {
         Command::Run(a) => *a,
         _ => unreachable!("asked for run"),
     };
-    let mut c = RunConfig::from_args_with_token(args, Some(SecretString::from("xoxp-test-token"))).expect("valid test config");
+    let mut c = RunConfig::from_args_with_token(args, Some(SecretString::from("xoxp-test-token")))
+        .expect("valid test config");
     c.stdout = Some(out.clone());
     c
 }
 
 /// Runs to completion with a fast backoff, as `--once` does.
 pub async fn run_once(config: RunConfig) -> Result<(), slack_audit_source::Error> {
-    Poller::start(config, Shutdown::never()).await?.with_backoff(fast()).run().await
+    Poller::start(config, Shutdown::never())
+        .await?
+        .with_backoff(fast())
+        .run()
+        .await
 }
 
 fn fast() -> Backoff {
@@ -41,7 +62,10 @@ fn fast() -> Backoff {
 }
 
 fn checkpoint(dir: &Path) -> Checkpoint {
-    CheckpointStore::new(dir).load().expect("readable checkpoint").expect("a checkpoint exists")
+    CheckpointStore::new(dir)
+        .load()
+        .expect("readable checkpoint")
+        .expect("a checkpoint exists")
 }
 
 fn assert_exactly_once(out: &SharedWriter, want: usize) {
@@ -57,12 +81,24 @@ async fn pages_through_many_pages_delivering_each_entry_once() {
     mock.add(entries("e", 95, now() - 1800, 1700));
     let dir = tempfile::tempdir().unwrap();
     let out = SharedWriter::default();
-    run_once(config(&mock, dir.path(), &out, &[])).await.unwrap();
+    run_once(config(&mock, dir.path(), &out, &[]))
+        .await
+        .unwrap();
     assert_exactly_once(&out, 95);
-    assert!(mock.requests().len() >= 10, "95 entries at limit 10 need at least 10 pages");
+    assert!(
+        mock.requests().len() >= 10,
+        "95 entries at limit 10 need at least 10 pages"
+    );
     let cp = checkpoint(dir.path());
-    assert!(cp.window.is_none(), "the chain ended, so the window is closed");
-    assert!(cp.next_oldest > now() - 5, "next window starts after the one read: {}", cp.next_oldest);
+    assert!(
+        cp.window.is_none(),
+        "the chain ended, so the window is closed"
+    );
+    assert!(
+        cp.next_oldest > now() - 5,
+        "next window starts after the one read: {}",
+        cp.next_oldest
+    );
 }
 
 #[tokio::test]
@@ -71,20 +107,47 @@ async fn the_window_is_resent_with_every_cursor_and_the_cursor_is_url_encoded() 
     mock.add(entries("e", 40, now() - 1800, 1700));
     let dir = tempfile::tempdir().unwrap();
     let out = SharedWriter::default();
-    run_once(config(&mock, dir.path(), &out, &["--action", "user_login,file_downloaded", "--actor", "U0123ABCD"])).await.unwrap();
+    run_once(config(
+        &mock,
+        dir.path(),
+        &out,
+        &[
+            "--action",
+            "user_login,file_downloaded",
+            "--actor",
+            "U0123ABCD",
+        ],
+    ))
+    .await
+    .unwrap();
     let reqs = mock.requests();
     let first = &reqs[0];
     assert!(!first.params.contains_key("cursor"));
-    assert!(first.params["latest"].parse::<i64>().unwrap() < now(), "never the current second");
-    assert_eq!(first.authorization.as_deref(), Some("Bearer xoxp-test-token"));
+    assert!(
+        first.params["latest"].parse::<i64>().unwrap() < now(),
+        "never the current second"
+    );
+    assert_eq!(
+        first.authorization.as_deref(),
+        Some("Bearer xoxp-test-token")
+    );
     for r in &reqs[1..] {
         assert_eq!(r.params["oldest"], first.params["oldest"]);
         assert_eq!(r.params["latest"], first.params["latest"]);
         assert_eq!(r.params["action"], "user_login,file_downloaded");
         assert_eq!(r.params["actor"], "U0123ABCD");
         let cursor = &r.params["cursor"];
-        assert!(cursor.ends_with('='), "the mock's cursors are padded: {cursor}");
-        assert!(r.raw_query.contains("%3D") && !r.raw_query.contains("=&") && !r.raw_query.ends_with("=="), "cursor not encoded: {}", r.raw_query);
+        assert!(
+            cursor.ends_with('='),
+            "the mock's cursors are padded: {cursor}"
+        );
+        assert!(
+            r.raw_query.contains("%3D")
+                && !r.raw_query.contains("=&")
+                && !r.raw_query.ends_with("=="),
+            "cursor not encoded: {}",
+            r.raw_query
+        );
     }
 }
 
@@ -99,16 +162,27 @@ async fn every_empty_page_variant_is_a_normal_page() {
         mock.script([Reply::ok(body)]);
         let dir = tempfile::tempdir().unwrap();
         let out = SharedWriter::default();
-        run_once(config(&mock, dir.path(), &out, &[])).await.unwrap();
+        run_once(config(&mock, dir.path(), &out, &[]))
+            .await
+            .unwrap();
         assert!(out.contents().is_empty(), "{body}");
-        assert_eq!(mock.requests().len(), 1, "{body}: one request ends the chain");
+        assert_eq!(
+            mock.requests().len(),
+            1,
+            "{body}: one request ends the chain"
+        );
         assert!(checkpoint(dir.path()).window.is_none(), "{body}");
     }
     // An empty page that still carries a cursor continues the chain.
     let mock = MockSlack::start().await;
-    mock.script([Reply::ok(r#"{"entries":[],"response_metadata":{"next_cursor":"bmV4dA=="}}"#), Reply::ok(r#"{"entries":[]}"#)]);
+    mock.script([
+        Reply::ok(r#"{"entries":[],"response_metadata":{"next_cursor":"bmV4dA=="}}"#),
+        Reply::ok(r#"{"entries":[]}"#),
+    ]);
     let dir = tempfile::tempdir().unwrap();
-    run_once(config(&mock, dir.path(), &SharedWriter::default(), &[])).await.unwrap();
+    run_once(config(&mock, dir.path(), &SharedWriter::default(), &[]))
+        .await
+        .unwrap();
     let reqs = mock.requests();
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[1].params["cursor"], "bmV4dA==");
@@ -119,10 +193,15 @@ async fn a_200_without_entries_mid_chain_is_retried_not_taken_as_the_end() {
     let mock = MockSlack::start().await;
     mock.add(entries("e", 50, now() - 1800, 1700));
     mock.script_at(2, Reply::ok("{}"));
-    mock.script_at(3, Reply::ok(r#"{"ok":true,"response_metadata":{"next_cursor":""}}"#));
+    mock.script_at(
+        3,
+        Reply::ok(r#"{"ok":true,"response_metadata":{"next_cursor":""}}"#),
+    );
     let dir = tempfile::tempdir().unwrap();
     let out = SharedWriter::default();
-    run_once(config(&mock, dir.path(), &out, &[])).await.unwrap();
+    run_once(config(&mock, dir.path(), &out, &[]))
+        .await
+        .unwrap();
     assert_exactly_once(&out, 50);
 }
 
@@ -130,14 +209,19 @@ async fn a_200_without_entries_mid_chain_is_retried_not_taken_as_the_end() {
 async fn server_errors_html_and_truncated_bodies_are_retried() {
     let mock = MockSlack::start().await;
     mock.add(entries("e", 30, now() - 1800, 1700));
-    mock.script_at(0, Reply::status(500, "<html><body>Internal error</body></html>"));
+    mock.script_at(
+        0,
+        Reply::status(500, "<html><body>Internal error</body></html>"),
+    );
     mock.script_at(2, Reply::ok(r#"{"ok":true,"entries":[{"id":"trunc"#));
     mock.script_at(3, Reply::status(502, "<html>bad gateway</html>"));
     mock.script_at(4, Reply::status(408, ""));
     mock.script_at(5, Reply::ok("<html>You've found a glitch</html>"));
     let dir = tempfile::tempdir().unwrap();
     let out = SharedWriter::default();
-    run_once(config(&mock, dir.path(), &out, &[])).await.unwrap();
+    run_once(config(&mock, dir.path(), &out, &[]))
+        .await
+        .unwrap();
     assert_exactly_once(&out, 30);
 }
 
@@ -150,9 +234,19 @@ async fn retry_after_is_honoured() {
     let dir = tempfile::tempdir().unwrap();
     let out = SharedWriter::default();
     let started = tokio::time::Instant::now();
-    run_once(config(&mock, dir.path(), &out, &[])).await.unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(30), "waited only {:?}", started.elapsed());
-    assert!(started.elapsed() < Duration::from_secs(40), "waited {:?}", started.elapsed());
+    run_once(config(&mock, dir.path(), &out, &[]))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(30),
+        "waited only {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "waited {:?}",
+        started.elapsed()
+    );
     assert_exactly_once(&out, 5);
 }
 
@@ -165,10 +259,15 @@ async fn a_restart_mid_chain_resumes_the_cursor_without_gap_or_duplicate() {
     let out = SharedWriter::default();
     stop_after_requests(&mock, config(&mock, dir.path(), &out, &[]), 4).await;
     let cp = checkpoint(dir.path());
-    let w = cp.window.clone().expect("stopped mid-chain, so a window is open");
+    let w = cp
+        .window
+        .clone()
+        .expect("stopped mid-chain, so a window is open");
     assert!(w.cursor.is_some());
     let before = mock.requests().len();
-    run_once(config(&mock, dir.path(), &out, &[])).await.unwrap();
+    run_once(config(&mock, dir.path(), &out, &[]))
+        .await
+        .unwrap();
     let resumed = &mock.requests()[before];
     assert_eq!(resumed.params["cursor"], w.cursor.unwrap());
     assert_eq!(resumed.params["latest"], w.latest.to_string());
@@ -191,16 +290,27 @@ async fn invalid_cursor_rereads_below_what_was_delivered() {
     let low = w.low.expect("pages were delivered");
     mock.invalidate_cursors();
     let before = mock.requests().len();
-    run_once(config(&mock, dir.path(), &out, &[])).await.unwrap();
+    run_once(config(&mock, dir.path(), &out, &[]))
+        .await
+        .unwrap();
     let reqs = mock.requests();
-    assert!(reqs[before].params.contains_key("cursor"), "first tries the saved cursor");
+    assert!(
+        reqs[before].params.contains_key("cursor"),
+        "first tries the saved cursor"
+    );
     let reread = &reqs[before + 1];
     assert!(!reread.params.contains_key("cursor"));
-    assert_eq!(reread.params["latest"], low.to_string(), "the re-read chain is [oldest, low]");
+    assert_eq!(
+        reread.params["latest"],
+        low.to_string(),
+        "the re-read chain is [oldest, low]"
+    );
     assert_eq!(reread.params["oldest"], w.oldest.to_string());
     assert_exactly_once(&out, 64);
     // The next window still starts after the original window, not after `low`.
-    let next_window = reqs[before..].iter().find(|r| r.params["oldest"] != w.oldest.to_string());
+    let next_window = reqs[before..]
+        .iter()
+        .find(|r| r.params["oldest"] != w.oldest.to_string());
     if let Some(r) = next_window {
         assert_eq!(r.params["oldest"], (w.latest + 1).to_string());
     }
@@ -218,12 +328,19 @@ async fn a_same_second_burst_larger_than_limit_at_a_window_boundary() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = SharedWriter::default();
-    run_once(config(&mock, dir.path(), &out, &["--settle-lag", "5s"])).await.unwrap();
+    run_once(config(&mock, dir.path(), &out, &["--settle-lag", "5s"]))
+        .await
+        .unwrap();
     let boundary = checkpoint(dir.path()).next_oldest - 1;
-    assert!((t - 8..=t - 2).contains(&boundary), "the first window ended inside the bursts at {boundary}");
+    assert!(
+        (t - 8..=t - 2).contains(&boundary),
+        "the first window ended inside the bursts at {boundary}"
+    );
     // The second run reads the rest up to now − 1.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    run_once(config(&mock, dir.path(), &out, &[])).await.unwrap();
+    run_once(config(&mock, dir.path(), &out, &[]))
+        .await
+        .unwrap();
     assert_exactly_once(&out, 7 * 25);
 }
 
@@ -231,11 +348,18 @@ async fn a_same_second_burst_larger_than_limit_at_a_window_boundary() {
 /// in hand, as SIGTERM does).
 pub async fn stop_after_requests(mock: &MockSlack, config: RunConfig, n: usize) {
     let (trigger, shutdown) = Shutdown::new();
-    let poller = Poller::start(config, shutdown).await.unwrap().with_backoff(fast());
+    let poller = Poller::start(config, shutdown)
+        .await
+        .unwrap()
+        .with_backoff(fast());
     let task = tokio::spawn(poller.run());
     mock.wait_requests(n).await;
     trigger.trigger();
-    tokio::time::timeout(Duration::from_secs(10), task).await.expect("stops promptly").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("stops promptly")
+        .unwrap()
+        .unwrap();
 }
 
 /// An event dated behind a window that was already read (Slack indexed it late): caught by
@@ -247,19 +371,34 @@ async fn overlap_catches_late_events_that_are_missed_without_it() {
         mock.add(entries("e", 20, now() - 600, 590));
         let dir = tempfile::tempdir().unwrap();
         let out = SharedWriter::default();
-        run_once(config(&mock, dir.path(), &out, &["--overlap", overlap])).await.unwrap();
+        run_once(config(&mock, dir.path(), &out, &["--overlap", overlap]))
+            .await
+            .unwrap();
         let first_end = checkpoint(dir.path()).next_oldest - 1;
         // Indexed late: dated inside the window already read, visible only now.
         mock.add([entry("late", first_end - 30, "file_downloaded")]);
         tokio::time::sleep(Duration::from_millis(1100)).await; // a new second for the next window
-        run_once(config(&mock, dir.path(), &out, &["--overlap", overlap])).await.unwrap();
+        run_once(config(&mock, dir.path(), &out, &["--overlap", overlap]))
+            .await
+            .unwrap();
         let ids = delivered_ids(&out.contents());
-        assert_eq!(ids.contains(&"late".to_string()), caught, "overlap {overlap}");
+        assert_eq!(
+            ids.contains(&"late".to_string()),
+            caught,
+            "overlap {overlap}"
+        );
         assert_exactly_once(&out, if caught { 21 } else { 20 });
         let cp = checkpoint(dir.path());
         if caught {
-            assert!(!cp.recent.is_empty(), "ids within the overlap span are remembered");
-            assert!(cp.recent.keys().all(|ts| *ts >= cp.next_oldest - 120 - 1), "memory bounded by the span: {:?}", cp.recent.keys());
+            assert!(
+                !cp.recent.is_empty(),
+                "ids within the overlap span are remembered"
+            );
+            assert!(
+                cp.recent.keys().all(|ts| *ts >= cp.next_oldest - 120 - 1),
+                "memory bounded by the span: {:?}",
+                cp.recent.keys()
+            );
         } else {
             assert!(cp.recent.is_empty());
         }
@@ -276,12 +415,21 @@ async fn a_rotated_token_file_is_used_without_a_restart() {
     std::fs::write(&token, "xoxp-first\n").unwrap();
     let tf = token.to_string_lossy().to_string();
     let state = dir.path().join("state");
-    let cfg = config(&mock, &state, &SharedWriter::default(), &["--token-file", &tf, "--max-requests-per-minute", "120"]);
+    let cfg = config(
+        &mock,
+        &state,
+        &SharedWriter::default(),
+        &["--token-file", &tf, "--max-requests-per-minute", "120"],
+    );
     let task = tokio::spawn(run_once(cfg));
     mock.wait_requests(2).await;
     std::fs::write(&token, "xoxp-second\n").unwrap();
     task.await.unwrap().unwrap();
-    let auth: Vec<String> = mock.requests().iter().map(|r| r.authorization.clone().unwrap_or_default()).collect();
+    let auth: Vec<String> = mock
+        .requests()
+        .iter()
+        .map(|r| r.authorization.clone().unwrap_or_default())
+        .collect();
     assert_eq!(auth[0], "Bearer xoxp-first");
     assert_eq!(auth.last().unwrap(), "Bearer xoxp-second", "{auth:?}");
 }
@@ -294,7 +442,9 @@ async fn invalid_range_is_clamped_and_retried() {
     mock.script_at(0, Reply::error("invalid_range"));
     let dir = tempfile::tempdir().unwrap();
     let out = SharedWriter::default();
-    run_once(config(&mock, dir.path(), &out, &[])).await.unwrap();
+    run_once(config(&mock, dir.path(), &out, &[]))
+        .await
+        .unwrap();
     assert_exactly_once(&out, 12);
     let reqs = mock.requests();
     assert!(reqs[1].params["latest"].parse::<i64>().unwrap() < now());

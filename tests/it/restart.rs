@@ -14,7 +14,16 @@ fn run_cmd(mock: &MockSlack, state: &Path, extra: &[&str]) -> std::process::Comm
     let mut cmd = bin();
     cmd.args(["run", "--api-url", &mock.url(), "--state-dir"])
         .arg(state)
-        .args(["--settle-lag", "1s", "--initial-lookback", "2h", "--max-requests-per-minute", "1000", "--limit", "10"])
+        .args([
+            "--settle-lag",
+            "1s",
+            "--initial-lookback",
+            "2h",
+            "--max-requests-per-minute",
+            "1000",
+            "--limit",
+            "10",
+        ])
         .args(extra)
         .env("SLACK_AUDIT_TOKEN", TOKEN)
         .env_remove("SLACK_AUDIT_TOKEN_FILE")
@@ -24,7 +33,9 @@ fn run_cmd(mock: &MockSlack, state: &Path, extra: &[&str]) -> std::process::Comm
 
 /// Runs the binary to completion off the async runtime (the mock keeps serving meanwhile).
 async fn output(mut cmd: std::process::Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("the binary starts")).await.unwrap()
+    tokio::task::spawn_blocking(move || cmd.output().expect("the binary starts"))
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,7 +50,10 @@ async fn each_fatal_error_exits_3_with_what_to_fix() {
         ("not_allowed_token_type", "xoxp"),
         ("missing_scope", "auditlogs:read"),
         ("user_not_authorized", "Owner"),
-        ("team_not_authorized", "install it on the Enterprise organization"),
+        (
+            "team_not_authorized",
+            "install it on the Enterprise organization",
+        ),
         ("feature_not_enabled", "Enterprise Grid"),
         ("invalid_workspace", "Enterprise"),
         ("method_not_allowed", "not allow"),
@@ -53,7 +67,10 @@ async fn each_fatal_error_exits_3_with_what_to_fix() {
         let out = output(run_cmd(&mock, dir.path(), &["--once"])).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{code}: {stderr}");
-        assert!(stderr.contains(code) && stderr.contains(hint), "{code}: {stderr}");
+        assert!(
+            stderr.contains(code) && stderr.contains(hint),
+            "{code}: {stderr}"
+        );
         assert!(out.stdout.is_empty(), "{code}: nothing on stdout");
     }
 }
@@ -71,7 +88,12 @@ async fn the_token_never_appears_in_logs_output_or_state() {
     let mut cmd = run_cmd(&mock, dir.path(), &["--once", "--log-format", "json"]);
     cmd.env("SLACK_AUDIT_LOG", "trace");
     let out = output(cmd).await;
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(delivered_ids(&out.stdout).len(), 15);
     let secret_part = "SECRET-abcdef0123456789";
     assert!(!String::from_utf8_lossy(&out.stderr).contains(secret_part));
@@ -82,12 +104,21 @@ async fn the_token_never_appears_in_logs_output_or_state() {
     }
     // A fatal answer's message does not quote it either.
     mock.script([Reply::error("invalid_auth")]);
-    let out = output(run_cmd(&mock, tempfile::tempdir().unwrap().path(), &["--once"])).await;
+    let out = output(run_cmd(
+        &mock,
+        tempfile::tempdir().unwrap().path(),
+        &["--once"],
+    ))
+    .await;
     assert!(!String::from_utf8_lossy(&out.stderr).contains(secret_part));
     // Nor does a malformed token file.
     let tf = dir.path().join("token");
     std::fs::write(&tf, format!("{TOKEN} trailing words")).unwrap();
-    let mut cmd = run_cmd(&mock, tempfile::tempdir().unwrap().path(), &["--once", "--token-file"]);
+    let mut cmd = run_cmd(
+        &mock,
+        tempfile::tempdir().unwrap().path(),
+        &["--once", "--token-file"],
+    );
     cmd.arg(&tf);
     let out = output(cmd).await;
     assert_eq!(out.status.code(), Some(2));
@@ -98,14 +129,21 @@ async fn the_token_never_appears_in_logs_output_or_state() {
 async fn a_second_process_on_the_same_state_dir_exits_2() {
     let mock = MockSlack::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut first = run_cmd(&mock, dir.path(), &["--interval", "1h"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut first = run_cmd(&mock, dir.path(), &["--interval", "1h"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     mock.wait_requests(1).await;
     let out = output(run_cmd(&mock, dir.path(), &["--once"])).await;
     let _ = first.kill();
     let _ = first.wait();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("in use by another slack-audit-source"), "{stderr}");
+    assert!(
+        stderr.contains("in use by another slack-audit-source"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,9 +155,18 @@ async fn a_corrupt_checkpoint_is_a_clear_error_and_is_left_alone() {
     let out = output(run_cmd(&mock, dir.path(), &["--once"])).await;
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("checkpoint.json") && stderr.contains("corrupt"), "{stderr}");
-    assert_eq!(std::fs::read_to_string(&cp).unwrap(), "{\"version\":1,\"next_oldest\":");
-    assert!(mock.requests().is_empty(), "nothing fetched from a state it cannot trust");
+    assert!(
+        stderr.contains("checkpoint.json") && stderr.contains("corrupt"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&cp).unwrap(),
+        "{\"version\":1,\"next_oldest\":"
+    );
+    assert!(
+        mock.requests().is_empty(),
+        "nothing fetched from a state it cannot trust"
+    );
 }
 
 /// The shipper goes away: the write fails, the process stops, the checkpoint does not move.
@@ -134,14 +181,22 @@ async fn a_broken_pipe_stops_without_advancing_the_checkpoint() {
     drop(child.stdout.take()); // the reading end is closed before anything is written
     let status = tokio::task::spawn_blocking(move || {
         let mut err = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         (child.wait().unwrap(), err)
     })
     .await
     .unwrap();
     assert_eq!(status.0.code(), Some(1), "{}", status.1);
     assert!(status.1.contains("stdout"), "{}", status.1);
-    assert!(!dir.path().join("checkpoint.json").exists(), "no page was delivered, so no checkpoint");
+    assert!(
+        !dir.path().join("checkpoint.json").exists(),
+        "no page was delivered, so no checkpoint"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,7 +204,11 @@ async fn sigterm_finishes_cleanly_with_exit_0() {
     let mock = MockSlack::start().await;
     mock.add(entries("e", 20, now() - 1800, 1700));
     let dir = tempfile::tempdir().unwrap();
-    let child = run_cmd(&mock, dir.path(), &["--interval", "1h"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let child = run_cmd(&mock, dir.path(), &["--interval", "1h"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     // Caught up once the final page (2 pages of 10 + the end) has been served.
     mock.wait_requests(2).await;
     let out = tokio::task::spawn_blocking(move || {
@@ -203,8 +262,16 @@ async fn sigkill_at_random_moments_loses_nothing() {
 }
 
 fn spawn_appending(mock: &MockSlack, state: &Path, out: &Path, extra: &[&str]) -> Child {
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(out).unwrap();
-    run_cmd(mock, state, extra).stdout(file).stderr(Stdio::null()).spawn().unwrap()
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out)
+        .unwrap();
+    run_cmd(mock, state, extra)
+        .stdout(file)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 async fn kill9(mut child: Child) {

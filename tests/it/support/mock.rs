@@ -28,11 +28,19 @@ pub struct Reply {
 impl Reply {
     /// A 200 with this body.
     pub fn ok(body: &str) -> Reply {
-        Reply { status: 200, headers: vec![], body: body.into() }
+        Reply {
+            status: 200,
+            headers: vec![],
+            body: body.into(),
+        }
     }
     /// Any status and body.
     pub fn status(status: u16, body: &str) -> Reply {
-        Reply { status, headers: vec![], body: body.into() }
+        Reply {
+            status,
+            headers: vec![],
+            body: body.into(),
+        }
     }
     /// A Slack error code in a 200 `ok:false` body.
     pub fn error(code: &str) -> Reply {
@@ -40,7 +48,11 @@ impl Reply {
     }
     /// A 429 with `Retry-After`.
     pub fn rate_limited(secs: u64) -> Reply {
-        Reply { status: 429, headers: vec![("retry-after".into(), secs.to_string())], body: r#"{"ok":false,"error":"ratelimited"}"#.into() }
+        Reply {
+            status: 429,
+            headers: vec![("retry-after".into(), secs.to_string())],
+            body: r#"{"ok":false,"error":"ratelimited"}"#.into(),
+        }
     }
 }
 
@@ -83,14 +95,18 @@ impl Drop for MockSlack {
 impl MockSlack {
     /// Starts on 127.0.0.1:0.
     pub async fn start() -> MockSlack {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(Mutex::new(State::default()));
         let served = Arc::new(Notify::new());
         let (st, sv) = (state.clone(), served.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let (st, sv) = (st.clone(), sv.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
@@ -101,11 +117,18 @@ impl MockSlack {
                             Ok::<_, std::convert::Infallible>(r)
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
-        MockSlack { addr, state, served, task }
+        MockSlack {
+            addr,
+            state,
+            served,
+            task,
+        }
     }
 
     /// The base URL to give `--api-url`.
@@ -117,8 +140,13 @@ impl MockSlack {
     pub fn add(&self, entries: impl IntoIterator<Item = Value>) {
         let mut s = self.state.lock().unwrap();
         for e in entries {
-            let ts = e["date_create"].as_i64().expect("test entries have date_create");
-            let id = e["id"].as_str().expect("test entries have an id").to_string();
+            let ts = e["date_create"]
+                .as_i64()
+                .expect("test entries have date_create");
+            let id = e["id"]
+                .as_str()
+                .expect("test entries have an id")
+                .to_string();
             s.entries.push((ts, id, e.to_string()));
         }
     }
@@ -156,20 +184,33 @@ impl MockSlack {
 }
 
 fn respond(status: u16, headers: &[(String, String)], body: String) -> Response<Full<Bytes>> {
-    let mut b = Response::builder().status(status).header("content-type", "application/json");
+    let mut b = Response::builder()
+        .status(status)
+        .header("content-type", "application/json");
     for (k, v) in headers {
         b = b.header(k.as_str(), v.as_str());
     }
-    b.body(Full::new(Bytes::from(body))).expect("a valid response")
+    b.body(Full::new(Bytes::from(body)))
+        .expect("a valid response")
 }
 
 fn handle(state: &Mutex<State>, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let raw_query = req.uri().query().unwrap_or("").to_string();
-    let params: HashMap<String, String> = url::form_urlencoded::parse(raw_query.as_bytes()).into_owned().collect();
-    let authorization = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let params: HashMap<String, String> = url::form_urlencoded::parse(raw_query.as_bytes())
+        .into_owned()
+        .collect();
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let mut s = state.lock().unwrap();
     let index = s.requests.len();
-    s.requests.push(Recorded { raw_query, params: params.clone(), authorization });
+    s.requests.push(Recorded {
+        raw_query,
+        params: params.clone(),
+        authorization,
+    });
     if req.uri().path() != "/audit/v1/logs" {
         return respond(404, &[], "<html>You've found a glitch</html>".into());
     }
@@ -197,36 +238,67 @@ fn decode_cursor(c: &str) -> Option<(i64, i64, i64, u64)> {
     let bytes = base64::engine::general_purpose::STANDARD.decode(c).ok()?;
     let text = String::from_utf8(bytes).ok()?;
     let mut it = text.trim().split(':');
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    Some((
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+    ))
 }
 
 fn page(s: &State, params: &HashMap<String, String>) -> Response<Full<Bytes>> {
     let num = |k: &str| params.get(k).and_then(|v| v.parse::<i64>().ok());
     let (Some(oldest), Some(latest)) = (num("oldest"), num("latest")) else {
-        return respond(200, &[], json!({"ok": false, "error": "invalid_range"}).to_string());
+        return respond(
+            200,
+            &[],
+            json!({"ok": false, "error": "invalid_range"}).to_string(),
+        );
     };
     if latest > chrono::Utc::now().timestamp() {
-        return respond(200, &[], json!({"ok": false, "error": "invalid_range"}).to_string());
+        return respond(
+            200,
+            &[],
+            json!({"ok": false, "error": "invalid_range"}).to_string(),
+        );
     }
     let limit = num("limit").unwrap_or(100).max(1) as usize;
     let mut below = latest;
     if let Some(c) = params.get("cursor") {
         match decode_cursor(c) {
             Some((o, l, b, e)) if o == oldest && l == latest && e == s.epoch => below = b,
-            _ => return respond(200, &[], json!({"ok": false, "error": "invalid_cursor"}).to_string()),
+            _ => {
+                return respond(
+                    200,
+                    &[],
+                    json!({"ok": false, "error": "invalid_cursor"}).to_string(),
+                )
+            }
         }
     }
-    let mut rows: Vec<&(i64, String, String)> = s.entries.iter().filter(|(ts, _, _)| *ts >= oldest && *ts <= below).collect();
+    let mut rows: Vec<&(i64, String, String)> = s
+        .entries
+        .iter()
+        .filter(|(ts, _, _)| *ts >= oldest && *ts <= below)
+        .collect();
     rows.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
     let mut take = rows.len().min(limit);
     // Never split a second: a same-second burst makes the page longer than `limit`.
     while take > 0 && take < rows.len() && rows[take].0 == rows[take - 1].0 {
         take += 1;
     }
-    let next = if take < rows.len() { encode_cursor(oldest, latest, rows[take - 1].0 - 1, s.epoch) } else { String::new() };
+    let next = if take < rows.len() {
+        encode_cursor(oldest, latest, rows[take - 1].0 - 1, s.epoch)
+    } else {
+        String::new()
+    };
     let body = format!(
         r#"{{"ok":true,"entries":[{}],"response_metadata":{{"next_cursor":"{}"}}}}"#,
-        rows[..take].iter().map(|r| r.2.as_str()).collect::<Vec<_>>().join(","),
+        rows[..take]
+            .iter()
+            .map(|r| r.2.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
         next
     );
     respond(200, &[], body)

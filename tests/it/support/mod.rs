@@ -20,7 +20,15 @@ pub fn entry(id: &str, ts: i64, action: &str) -> Value {
 
 /// `n` entries spread over `[from, from + span)`, ids `{prefix}-{i}`.
 pub fn entries(prefix: &str, n: usize, from: i64, span: i64) -> Vec<Value> {
-    (0..n).map(|i| entry(&format!("{prefix}-{i}"), from + (i as i64 * span) / n.max(1) as i64, "user_login")).collect()
+    (0..n)
+        .map(|i| {
+            entry(
+                &format!("{prefix}-{i}"),
+                from + (i as i64 * span) / n.max(1) as i64,
+                "user_login",
+            )
+        })
+        .collect()
 }
 
 /// `event.id` of every NDJSON line in `out`, failing on a line that is not JSON.
@@ -29,8 +37,12 @@ pub fn delivered_ids(out: &[u8]) -> Vec<String> {
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"));
-            v.pointer("/event/id").and_then(Value::as_str).unwrap_or_else(|| panic!("no event.id in {l}")).to_string()
+            let v: Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"));
+            v.pointer("/event/id")
+                .and_then(Value::as_str)
+                .unwrap_or_else(|| panic!("no event.id in {l}"))
+                .to_string()
         })
         .collect()
 }
@@ -40,8 +52,15 @@ pub fn delivered_ids(out: &[u8]) -> Vec<String> {
 pub fn delivered_ids_lenient(out: &[u8]) -> (Vec<String>, usize) {
     let mut torn = 0;
     let mut ids = Vec::new();
-    for l in String::from_utf8_lossy(out).lines().filter(|l| !l.trim().is_empty()) {
-        match serde_json::from_str::<Value>(l).ok().and_then(|v| v.pointer("/event/id").and_then(Value::as_str).map(str::to_string)) {
+    for l in String::from_utf8_lossy(out)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
+        match serde_json::from_str::<Value>(l).ok().and_then(|v| {
+            v.pointer("/event/id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        }) {
             Some(id) => ids.push(id),
             None => torn += 1,
         }
