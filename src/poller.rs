@@ -22,6 +22,7 @@ use crate::slack::client::ClientConfig;
 use crate::slack::{EntryKey, Error as SlackError, Page, Query, SlackClient};
 use crate::statedir::StateDir;
 use chrono::Utc;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Audit logs do not exist before March 2018; `oldest` is never sent earlier than this.
@@ -33,7 +34,8 @@ const MAX_RANGE_RETRIES: u32 = 3;
 /// The reading loop and what it drives.
 #[derive(Debug)]
 pub struct Poller {
-    client: SlackClient,
+    /// Shared with the prefetch task; only one fetch runs at a time.
+    client: Arc<tokio::sync::Mutex<SlackClient>>,
     mapper: Mapper,
     analyzer: Analyzer,
     sink: Sink,
@@ -52,6 +54,26 @@ struct Settings {
     limit: u32,
     filters: Filters,
     once: bool,
+}
+
+/// A page being fetched in its own task; dropping it aborts the fetch.
+struct Fetch(tokio::task::JoinHandle<Result<Option<Page>, SlackError>>);
+
+impl Fetch {
+    async fn join(mut self) -> Result<Option<Page>, SlackError> {
+        match (&mut self.0).await {
+            Ok(r) => r,
+            Err(e) => Err(SlackError::Transport(format!(
+                "the fetch task stopped: {e}"
+            ))),
+        }
+    }
+}
+
+impl Drop for Fetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// How reading one window ended.
@@ -121,6 +143,7 @@ impl Poller {
             filters: config.filters,
             once: config.once,
         };
+        let client = Arc::new(tokio::sync::Mutex::new(client));
         Ok(Poller {
             client,
             mapper,
@@ -135,8 +158,11 @@ impl Poller {
     }
 
     /// Replaces the Slack client's backoff (tests use short schedules).
-    pub fn with_backoff(mut self, backoff: crate::retry::Backoff) -> Poller {
-        self.client = self.client.with_backoff(backoff);
+    pub fn with_backoff(self, backoff: crate::retry::Backoff) -> Poller {
+        // At start no fetch task exists, so the lock is free.
+        if let Ok(mut client) = self.client.try_lock() {
+            client.set_backoff(backoff);
+        }
         self
     }
 
@@ -188,16 +214,13 @@ impl Poller {
 
     async fn read_window(&mut self, mut w: Window) -> Result<WindowEnd, crate::Error> {
         let mut range_retries = 0;
+        let mut ahead: Option<Fetch> = None;
         loop {
-            let oldest = (w.oldest - self.settings.overlap).max(AUDIT_LOGS_EPOCH);
-            let q = Query {
-                oldest,
-                latest: w.chain_latest,
-                limit: self.settings.limit,
-                cursor: w.cursor.as_deref(),
-                filters: &self.settings.filters,
+            let fetch = match ahead.take() {
+                Some(f) => f,
+                None => self.spawn_fetch(&w),
             };
-            let page = match self.client.fetch_page_with_retry(&q, &mut self.shutdown).await {
+            let page = match fetch.join().await {
                 Ok(Some(page)) => page,
                 Ok(None) => return Ok(WindowEnd::Shutdown),
                 Err(SlackError::InvalidCursor) if w.cursor.is_some() => {
@@ -225,11 +248,46 @@ impl Poller {
             };
             crate::metrics::page_fetched(page.entries.len());
             let last = page.next_cursor.is_none();
+            if !last {
+                // Fetch page k+1 while page k is mapped and delivered. Its result is used
+                // only after page k is checkpointed, so the checkpoint still moves in order.
+                let mut next = w.clone();
+                next.cursor = page.next_cursor.clone();
+                ahead = Some(self.spawn_fetch(&next));
+            }
+            // On an error here `ahead` is dropped, which aborts the prefetch.
             w = self.deliver(w, page).await?;
             if last {
                 return Ok(WindowEnd::Done);
             }
         }
+    }
+
+    /// Starts fetching the page of `w`'s chain at its cursor, in its own task.
+    fn spawn_fetch(&self, w: &Window) -> Fetch {
+        let client = self.client.clone();
+        let filters = self.settings.filters.clone();
+        let mut shutdown = self.shutdown.clone();
+        let (oldest, latest, cursor) = (
+            (w.oldest - self.settings.overlap).max(AUDIT_LOGS_EPOCH),
+            w.chain_latest,
+            w.cursor.clone(),
+        );
+        let limit = self.settings.limit;
+        Fetch(tokio::spawn(async move {
+            let q = Query {
+                oldest,
+                latest,
+                limit,
+                cursor: cursor.as_deref(),
+                filters: &filters,
+            };
+            client
+                .lock()
+                .await
+                .fetch_page_with_retry(&q, &mut shutdown)
+                .await
+        }))
     }
 
     /// Maps, analyses and delivers one page, then moves the checkpoint. Returns the window as

@@ -190,6 +190,11 @@ impl SlackClient {
         self
     }
 
+    /// Replaces the backoff schedule in place.
+    pub fn set_backoff(&mut self, backoff: Backoff) {
+        self.backoff = backoff;
+    }
+
     /// The URL polled.
     pub fn logs_url(&self) -> &Url {
         &self.logs_url
@@ -339,7 +344,14 @@ fn classify(
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(Duration::from_secs_f64);
-    let parsed: Result<LogsResponse, _> = serde_json::from_slice(body);
+    // serde reads a struct from a JSON array too (fields by position); a body that is not an
+    // object is never a Slack answer, so refuse it before it could pass for a page.
+    let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let parsed: Result<LogsResponse, serde_json::Error> = if is_object {
+        serde_json::from_slice(body)
+    } else {
+        Err(serde::de::Error::custom("the body is not a JSON object"))
+    };
     if status.as_u16() == 429 {
         let code = parsed
             .ok()
@@ -505,5 +517,76 @@ mod tests {
         std::fs::write(&p, "xoxp-bad token").unwrap();
         let err = TokenSource::file(p).unwrap_err().to_string();
         assert!(!err.contains("xoxp"), "{err}");
+    }
+}
+
+/// Fuzzing the response parser: any status, any bytes, any `Retry-After`, never a panic, and
+/// a 2xx is only ever a page when the body really has an `entries` array.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use reqwest::header::HeaderMap;
+    use reqwest::StatusCode;
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            ".{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("entries".to_string()),
+                        Just("ok".to_string()),
+                        Just("error".to_string()),
+                        Just("response_metadata".to_string()),
+                        Just("next_cursor".to_string()),
+                        "[a-z_]{1,8}"
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(status in 100u16..600, body in prop::collection::vec(any::<u8>(), 0..512), retry in ".{0,8}") {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&retry) {
+                h.insert(RETRY_AFTER, v);
+            }
+            if let Ok(s) = StatusCode::from_u16(status) {
+                let _ = classify(s, &h, &body);
+            }
+        }
+
+        #[test]
+        fn arbitrary_json_is_a_page_only_with_an_entries_array(body in json_value()) {
+            let bytes = serde_json::to_vec(&body).unwrap();
+            match classify(StatusCode::OK, &HeaderMap::new(), &bytes) {
+                Ok(page) => {
+                    let entries = body.get("entries").and_then(|e| e.as_array());
+                    prop_assert!(entries.is_some());
+                    prop_assert_eq!(page.entries.len(), entries.unwrap().len());
+                    for e in &page.entries {
+                        let _ = crate::slack::EntryKey::read(e);
+                    }
+                }
+                Err(e) => {
+                    // A body with an entries array is never mistaken for the `{}` glitch.
+                    let has_entries = body.get("entries").and_then(|e| e.as_array()).is_some();
+                    let glitch = matches!(e, Error::NoEntries { .. });
+                    prop_assert!(!(has_entries && glitch));
+                }
+            }
+        }
     }
 }
