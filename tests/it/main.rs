@@ -9,4 +9,5 @@ mod observability;
 mod poll;
 mod restart;
 mod simulate;
+mod soak;
 mod support;
