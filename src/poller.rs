@@ -28,6 +28,9 @@ use std::time::Duration;
 /// Audit logs do not exist before March 2018; `oldest` is never sent earlier than this.
 pub const AUDIT_LOGS_EPOCH: i64 = 1_519_862_400; // 2018-03-01T00:00:00Z
 
+/// Entries mapped, analysed and sent at a time within a page.
+const CHUNK: usize = 1000;
+
 /// How many `invalid_range` answers in a row, after clamping, before giving up.
 const MAX_RANGE_RETRIES: u32 = 3;
 
@@ -292,34 +295,39 @@ impl Poller {
 
     /// Maps, analyses and delivers one page, then moves the checkpoint. Returns the window as
     /// it now stands (closed windows are folded into `next_oldest`).
+    ///
+    /// The page goes out in chunks of [`CHUNK`] entries, so that at most one chunk of documents
+    /// is held as JSON values (the memory target holds at `--limit 9999`). The checkpoint moves
+    /// once, after the last chunk is safe: a crash mid-page repeats that page only.
     async fn deliver(&mut self, w: Window, page: Page) -> Result<Window, crate::Error> {
         let fetched_at = Utc::now();
         let mut next = w.clone();
         next.cursor = page.next_cursor.clone();
-        let mut docs = Vec::with_capacity(page.entries.len());
         let mut delivered_keys = Vec::with_capacity(page.entries.len());
-        for raw in &page.entries {
-            let key = EntryKey::read(raw);
-            if !self.is_new(&w, &key) {
-                continue;
-            }
-            if let Some(ts) = key.date_create.filter(|ts| *ts >= w.oldest) {
-                match next.low {
-                    Some(low) if ts > low => {}
-                    Some(low) if ts == low => next.ids_at_low.push(key.id.clone()),
-                    _ => {
-                        next.low = Some(ts);
-                        next.ids_at_low = vec![key.id.clone()];
-                    }
-                }
-            }
-            docs.push(self.mapper.map_entry(raw.get(), fetched_at));
-            delivered_keys.push(key);
-        }
-        self.analyzer.process(&mut docs);
+        let mut docs = Vec::with_capacity(CHUNK.min(page.entries.len()));
         let mut batch = Batch::new();
-        for d in &docs {
-            batch.push(d);
+        for chunk in page.entries.chunks(CHUNK) {
+            for raw in chunk {
+                let key = EntryKey::read(raw);
+                if !self.is_new(&w, &key) {
+                    continue;
+                }
+                track_low(&mut next, &key, w.oldest);
+                docs.push(self.mapper.map_entry(raw.get(), fetched_at));
+                delivered_keys.push(key);
+            }
+            self.analyzer.process(&mut docs);
+            batch.clear();
+            for d in &docs {
+                batch.push(d);
+            }
+            // Not raced with shutdown: a page in hand is finished, then checkpointed.
+            if let Err(e) = self.sink.send(&batch, &mut self.shutdown).await {
+                crate::metrics::error("sink", e.kind());
+                return Err(e.into());
+            }
+            crate::metrics::page_delivered(&docs);
+            docs.clear();
         }
         let mut cp = self.state.clone();
         self.remember(&mut cp, &delivered_keys, &w);
@@ -331,16 +339,7 @@ impl Poller {
         }
         cp.analysis = self.analyzer.state();
         cp.updated_at = fetched_at;
-        // Write the next checkpoint before the page and rename it in right after the flush:
-        // the window in which a crash repeats a page shrinks to the rename itself.
-        let prepared = self.store.prepare(&cp)?;
-        // Not raced with shutdown: a page in hand is finished, then checkpointed.
-        if let Err(e) = self.sink.send(&batch, &mut self.shutdown).await {
-            crate::metrics::error("sink", e.kind());
-            return Err(e.into());
-        }
-        self.store.commit(prepared)?;
-        crate::metrics::page_delivered(&docs);
+        self.store.save(&cp)?;
         crate::metrics::checkpoint_saved(cp.window.as_ref().map_or(cp.next_oldest, |w| w.oldest));
         self.state = cp;
         Ok(next)
@@ -389,6 +388,22 @@ impl Poller {
         // nothing older can be asked about again.
         let horizon = w.oldest.min(w.latest + 1) - self.settings.overlap;
         cp.recent = cp.recent.split_off(&horizon);
+    }
+}
+
+/// Moves the window's low-water mark for a delivered entry: the oldest second delivered in
+/// the window, and the ids delivered at it. Entries behind the window (overlap) do not count.
+fn track_low(w: &mut Window, key: &EntryKey, window_oldest: i64) {
+    let Some(ts) = key.date_create.filter(|ts| *ts >= window_oldest) else {
+        return;
+    };
+    match w.low {
+        Some(low) if ts > low => {}
+        Some(low) if ts == low => w.ids_at_low.push(key.id.clone()),
+        _ => {
+            w.low = Some(ts);
+            w.ids_at_low = vec![key.id.clone()];
+        }
     }
 }
 

@@ -22,6 +22,12 @@ impl Batch {
         Batch::default()
     }
 
+    /// Empties the batch, keeping its memory for the next one.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.ends.clear();
+    }
+
     /// Appends one document as a line.
     pub fn push(&mut self, doc: &Value) {
         // Serialising a Value into a Vec cannot fail: no I/O, and map keys are strings.

@@ -449,3 +449,21 @@ async fn invalid_range_is_clamped_and_retried() {
     let reqs = mock.requests();
     assert!(reqs[1].params["latest"].parse::<i64>().unwrap() < now());
 }
+
+/// One page larger than the poller's chunk (1,000 entries) goes out in several sink writes
+/// and one checkpoint: every entry once, newest first.
+#[tokio::test]
+async fn a_page_larger_than_a_chunk_is_delivered_whole_and_in_order() {
+    let mock = MockSlack::start().await;
+    mock.add(entries("e", 2500, now() - 3000, 2900));
+    let dir = tempfile::tempdir().unwrap();
+    let out = SharedWriter::default();
+    run_once(config(&mock, dir.path(), &out, &["--limit", "9999"]))
+        .await
+        .unwrap();
+    assert_exactly_once(&out, 2500);
+    assert_eq!(mock.requests().len(), 1, "one page");
+    let ids = delivered_ids(&out.contents());
+    assert_eq!(ids.first().unwrap(), "e-2499", "newest first");
+    assert_eq!(ids.last().unwrap(), "e-0");
+}

@@ -20,7 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Sizes {
@@ -30,7 +33,11 @@ struct Sizes {
 }
 
 fn sizes() -> Sizes {
-    Sizes { events: env_or("SOAK_EVENTS", 200_000), kills: env_or("SOAK_KILLS", 30), limit: env_or("SOAK_LIMIT", 2000) }
+    Sizes {
+        events: env_or("SOAK_EVENTS", 200_000),
+        kills: env_or("SOAK_KILLS", 30),
+        limit: env_or("SOAK_LIMIT", 2000),
+    }
 }
 
 /// The simulator as a child process, with faults; killed on drop.
@@ -48,8 +55,27 @@ impl Drop for Simulator {
 
 fn start_simulator(events: usize) -> Simulator {
     let mut child = bin()
-        .args(["simulate", "--listen", "127.0.0.1:0", "--seed", "7", "--rate", "0", "--backfill", &events.to_string(), "--backfill-span", "2h"])
-        .args(["--faults", "429=0.02,500=0.03,502=0.02,truncated=0.02,empty_object=0.02,stall=0.01", "--retry-after", "1", "--stall", "3"])
+        .args([
+            "simulate",
+            "--listen",
+            "127.0.0.1:0",
+            "--seed",
+            "7",
+            "--rate",
+            "0",
+            "--backfill",
+            &events.to_string(),
+            "--backfill-span",
+            "2h",
+        ])
+        .args([
+            "--faults",
+            "429=0.02,500=0.03,502=0.02,truncated=0.02,empty_object=0.02,stall=0.01",
+            "--retry-after",
+            "1",
+            "--stall",
+            "3",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -57,9 +83,17 @@ fn start_simulator(events: usize) -> Simulator {
         .expect("the simulator starts");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
-        let line = lines.next().expect("the simulator says where it listens").unwrap();
+        let line = lines
+            .next()
+            .expect("the simulator says where it listens")
+            .unwrap();
         if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().trim_start_matches("http://").to_string();
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_start_matches("http://")
+                .to_string();
         }
     };
     // Keep draining stderr so the simulator never blocks on a full pipe.
@@ -69,32 +103,63 @@ fn start_simulator(events: usize) -> Simulator {
 
 /// Every (id, date_create) the simulator made visible, from its `/_sim/ids` endpoint.
 async fn simulator_ids(addr: &str) -> Vec<(String, i64)> {
-    let body = reqwest::get(format!("http://{addr}/_sim/ids")).await.unwrap().text().await.unwrap();
+    let body = reqwest::get(format!("http://{addr}/_sim/ids"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let parse = |v: &Value| -> Option<(String, i64)> {
         match v {
             Value::Array(a) => Some((a.first()?.as_str()?.to_string(), a.get(1)?.as_i64()?)),
-            Value::Object(o) => Some((o.get("id")?.as_str()?.to_string(), o.get("date_create")?.as_i64()?)),
+            Value::Object(o) => Some((
+                o.get("id")?.as_str()?.to_string(),
+                o.get("date_create")?.as_i64()?,
+            )),
             _ => None,
         }
     };
     match serde_json::from_str::<Value>(&body) {
         Ok(Value::Array(items)) => items.iter().filter_map(parse).collect(),
-        Ok(Value::Object(o)) if o.contains_key("ids") => o["ids"].as_array().unwrap().iter().filter_map(parse).collect(),
-        _ => body.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter_map(|v| parse(&v)).collect(),
+        Ok(Value::Object(o)) if o.contains_key("ids") => o["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(parse)
+            .collect(),
+        _ => body
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| parse(&v))
+            .collect(),
     }
 }
 
 fn run_cmd(sim: &Simulator, state: &Path, limit: usize, extra: &[&str]) -> std::process::Command {
     let mut cmd = bin();
-    cmd.args(["run", "--api-url", &format!("http://{}", sim.addr), "--state-dir"])
-        .arg(state)
-        .args(["--settle-lag", "1s", "--initial-lookback", "3h", "--max-requests-per-minute", "6000", "--request-timeout", "2s"])
-        .args(["--limit", &limit.to_string()])
-        .args(extra)
-        .env("SLACK_AUDIT_TOKEN", "xoxp-soak")
-        .env("SLACK_AUDIT_LOG", "error")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.args([
+        "run",
+        "--api-url",
+        &format!("http://{}", sim.addr),
+        "--state-dir",
+    ])
+    .arg(state)
+    .args([
+        "--settle-lag",
+        "1s",
+        "--initial-lookback",
+        "3h",
+        "--max-requests-per-minute",
+        "6000",
+        "--request-timeout",
+        "2s",
+    ])
+    .args(["--limit", &limit.to_string()])
+    .args(extra)
+    .env("SLACK_AUDIT_TOKEN", "xoxp-soak")
+    .env("SLACK_AUDIT_LOG", "error")
+    .stdin(Stdio::null())
+    .stderr(Stdio::null());
     cmd
 }
 
@@ -111,7 +176,9 @@ async fn kill_at_random(mut child: Child, max_ms: u64) {
 }
 
 async fn wait(mut child: Child) -> std::process::ExitStatus {
-    tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap()
+    tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap()
 }
 
 fn check(delivered: &[String], expected: &[(String, i64)], kills: usize, limit: usize) {
@@ -120,13 +187,37 @@ fn check(delivered: &[String], expected: &[(String, i64)], kills: usize, limit: 
     for id in delivered {
         *seen.entry(id.as_str()).or_default() += 1;
     }
-    let missing: Vec<&&str> = want.iter().filter(|id| !seen.contains_key(**id)).take(5).collect();
-    assert!(missing.is_empty(), "{} of {} missing, e.g. {missing:?}", want.iter().filter(|id| !seen.contains_key(**id)).count(), want.len());
-    let extra: Vec<&&str> = seen.keys().filter(|id| !want.contains(**id)).take(5).collect();
-    assert!(extra.is_empty(), "delivered ids the simulator never made: {extra:?}");
+    let missing: Vec<&&str> = want
+        .iter()
+        .filter(|id| !seen.contains_key(**id))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} missing, e.g. {missing:?}",
+        want.iter().filter(|id| !seen.contains_key(**id)).count(),
+        want.len()
+    );
+    let extra: Vec<&&str> = seen
+        .keys()
+        .filter(|id| !want.contains(**id))
+        .take(5)
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "delivered ids the simulator never made: {extra:?}"
+    );
     let repeats: usize = seen.values().map(|n| n - 1).sum();
-    assert!(repeats <= kills * limit, "{repeats} repeats for {kills} kills at limit {limit}");
-    eprintln!("soak: {} events, {} kills, {repeats} repeats (bound {})", want.len(), kills, kills * limit);
+    assert!(
+        repeats <= kills * limit,
+        "{repeats} repeats for {kills} kills at limit {limit}"
+    );
+    eprintln!(
+        "soak: {} events, {} kills, {repeats} repeats (bound {})",
+        want.len(),
+        kills,
+        kills * limit
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,11 +228,33 @@ async fn soak_stdout_with_faults_and_sigkills() {
     let dir = tempfile::tempdir().unwrap();
     let (state, out) = (dir.path().join("state"), dir.path().join("out.ndjson"));
     for _ in 0..s.kills {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&out).unwrap();
-        kill_at_random(run_cmd(&sim, &state, s.limit, &[]).stdout(file).spawn().unwrap(), 1500).await;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&out)
+            .unwrap();
+        kill_at_random(
+            run_cmd(&sim, &state, s.limit, &[])
+                .stdout(file)
+                .spawn()
+                .unwrap(),
+            1500,
+        )
+        .await;
     }
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(&out).unwrap();
-    assert!(wait(run_cmd(&sim, &state, s.limit, &["--once"]).stdout(file).spawn().unwrap()).await.success());
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&out)
+        .unwrap();
+    assert!(wait(
+        run_cmd(&sim, &state, s.limit, &["--once"])
+            .stdout(file)
+            .spawn()
+            .unwrap()
+    )
+    .await
+    .success());
     let (ids, torn) = delivered_ids_lenient(&std::fs::read(&out).unwrap());
     assert!(torn <= s.kills, "{torn} torn lines");
     check(&ids, &simulator_ids(&sim.addr).await, s.kills, s.limit);
@@ -157,22 +270,41 @@ async fn flaky_receiver() -> (String, Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) 
     let (g, d) = (got.clone(), down.clone());
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let (g, d) = (g.clone(), d.clone());
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let (g, d) = (g.clone(), d.clone());
-                    async move {
-                        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                        if d.load(Ordering::SeqCst) {
-                            return Ok::<_, std::convert::Infallible>(hyper::Response::builder().status(503).body(Full::new(Bytes::from("down"))).unwrap());
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (g, d) = (g.clone(), d.clone());
+                        async move {
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            if d.load(Ordering::SeqCst) {
+                                return Ok::<_, std::convert::Infallible>(
+                                    hyper::Response::builder()
+                                        .status(503)
+                                        .body(Full::new(Bytes::from("down")))
+                                        .unwrap(),
+                                );
+                            }
+                            let (ids, _) = delivered_ids_lenient(&body);
+                            g.lock().unwrap().extend(ids);
+                            Ok(hyper::Response::builder()
+                                .status(200)
+                                .body(Full::new(Bytes::new()))
+                                .unwrap())
                         }
-                        let (ids, _) = delivered_ids_lenient(&body);
-                        g.lock().unwrap().extend(ids);
-                        Ok(hyper::Response::builder().status(200).body(Full::new(Bytes::new())).unwrap())
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
@@ -198,11 +330,21 @@ async fn soak_http_sink_with_receiver_outages_and_sigkills() {
     let state = dir.path().join("state");
     let http = ["--sink", "http", "--http-url", url.as_str()];
     for _ in 0..s.kills {
-        kill_at_random(run_cmd(&sim, &state, s.limit, &http).stdout(Stdio::null()).spawn().unwrap(), 1500).await;
+        kill_at_random(
+            run_cmd(&sim, &state, s.limit, &http)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+            1500,
+        )
+        .await;
     }
     let mut args = http.to_vec();
     args.push("--once");
-    let last = run_cmd(&sim, &state, s.limit, &args).stdout(Stdio::null()).spawn().unwrap();
+    let last = run_cmd(&sim, &state, s.limit, &args)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     assert!(wait(last).await.success());
     down.store(false, Ordering::SeqCst);
     let ids = got.lock().unwrap().clone();
