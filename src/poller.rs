@@ -248,10 +248,12 @@ impl Poller {
         // the window in which a crash repeats a page shrinks to the rename itself.
         let prepared = self.store.prepare(&cp)?;
         // Not raced with shutdown: a page in hand is finished, then checkpointed.
+        let sending = std::time::Instant::now(); // ops (issue 5): sink latency
         if let Err(e) = self.sink.send(&batch, &mut self.shutdown).await {
             crate::metrics::error("sink", e.kind());
             return Err(e.into());
         }
+        crate::metrics::sink_batch(batch.len(), sending.elapsed()); // ops (issue 5)
         self.store.commit(prepared)?;
         crate::metrics::page_delivered(&docs);
         crate::metrics::checkpoint_saved(cp.window.as_ref().map_or(cp.next_oldest, |w| w.oldest));
