@@ -55,8 +55,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let shutdown = shutdown::Shutdown::from_future(shutdown);
-    poller::Poller::start(config, shutdown.clone())
-        .await?
-        .run()
-        .await
+    // ops (issue 5): /metrics, /healthz and /readyz with --metrics-listen; the listener stops
+    // on shutdown, and at the latest when this handle drops as `run` returns.
+    let _metrics = metrics::server::start_for_run(&config.observability, config.interval, shutdown.clone()).await?;
+    poller::Poller::start(config, shutdown.clone()).await?.run().await
 }

@@ -322,10 +322,12 @@ impl Poller {
                 batch.push(d);
             }
             // Not raced with shutdown: a page in hand is finished, then checkpointed.
+            let sending = std::time::Instant::now();
             if let Err(e) = self.sink.send(&batch, &mut self.shutdown).await {
                 crate::metrics::error("sink", e.kind());
                 return Err(e.into());
             }
+            crate::metrics::sink_batch(batch.len(), sending.elapsed());
             crate::metrics::page_delivered(&docs);
             docs.clear();
         }

@@ -1,0 +1,223 @@
+//! Bounded label values: a fixed list of well-known actions and the documented anomaly
+//! reasons, everything else folded into `other`.
+//!
+//! Slack adds actions every month and `details.reason` is free text to us, so a label taken
+//! straight from a document would let Slack grow the number of time series without bound.
+//! The lists below are the actions `ecs-mapping.md` categorises plus those the analytics care
+//! about (`slack-audit-api.md` §6), and the 18 reasons of §7.
+
+use serde_json::Value;
+
+/// Actions counted under their own name; sorted, so lookup is a binary search.
+pub const KNOWN_ACTIONS: &[&str] = &[
+    "anomaly",
+    "app_installed",
+    "app_uninstalled",
+    "audit_logs_export_csv_started",
+    "audit_logs_export_json_started",
+    "audit_logs_records_searched",
+    "bulk_session_reset_by_admin",
+    "file_download_blocked",
+    "file_downloaded",
+    "file_downloaded_blocked",
+    "file_malicious_content_detected",
+    "file_public_link_created",
+    "file_public_link_revoked",
+    "file_shared",
+    "file_uploaded",
+    "pref.anomaly_event_response_changed",
+    "pref.block_file_download_for_unapproved_ip",
+    "role_change_to_admin",
+    "role_change_to_guest",
+    "role_change_to_owner",
+    "role_change_to_user",
+    "team_authorized_ip_range_set",
+    "user_added_to_usergroup",
+    "user_created",
+    "user_deactivated",
+    "user_email_updated",
+    "user_login",
+    "user_login_failed",
+    "user_logout",
+    "user_reactivated",
+    "user_removed_from_usergroup",
+    "user_session_invalidated",
+    "user_session_reset_by_admin",
+    "user_sessions_reset_by_anomaly_event_response",
+];
+
+/// The documented `details.reason` values of anomaly events; sorted.
+pub const KNOWN_REASONS: &[&str] = &[
+    "asn",
+    "excessive_downloads",
+    "excessive_file_shares",
+    "excessive_malware_uploads",
+    "ip_address",
+    "potential_spam",
+    "search_volume",
+    "session_fingerprint",
+    "spoofed_user_agent",
+    "tor",
+    "unexpected_admin_action",
+    "unexpected_api_call_volume",
+    "unexpected_client",
+    "unexpected_credential_testing",
+    "unexpected_message_deletion",
+    "unexpected_scraping",
+    "unexpected_user_agent",
+    "user_agent",
+];
+
+/// `event.kind` values the pipeline produces.
+pub const KNOWN_KINDS: &[&str] = &["alert", "event", "pipeline_error"];
+
+/// The label for anything not in a list.
+pub const OTHER: &str = "other";
+
+fn index_in(list: &[&'static str], value: Option<&str>) -> usize {
+    value
+        .and_then(|v| list.binary_search(&v).ok())
+        .unwrap_or(list.len())
+}
+
+fn name_at(list: &[&'static str], i: usize) -> &'static str {
+    list.get(i).copied().unwrap_or(OTHER)
+}
+
+/// The label for an `event.action`.
+pub fn action(value: Option<&str>) -> &'static str {
+    name_at(KNOWN_ACTIONS, index_in(KNOWN_ACTIONS, value))
+}
+
+/// The label for a `details.reason` item.
+pub fn reason(value: &str) -> &'static str {
+    name_at(KNOWN_REASONS, index_in(KNOWN_REASONS, Some(value)))
+}
+
+/// The label for a request status: a three-digit HTTP code or an error kind (both bounded by
+/// construction in the client); anything else is folded into `other`.
+pub fn status(value: &str) -> String {
+    let code = value.len() == 3 && value.bytes().all(|b| b.is_ascii_digit());
+    let kind = !value.is_empty()
+        && value.len() <= 32
+        && value.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    if code || kind {
+        value.to_string()
+    } else {
+        OTHER.to_string()
+    }
+}
+
+/// Counts of one page's documents by bounded labels, so that each counter is updated once
+/// per page rather than once per document.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    /// `[action][kind]`, the last row and column being `other`.
+    emitted: Vec<[u64; 4]>,
+    /// Per reason, the last being `other`.
+    reasons: Vec<u64>,
+    /// Documents with `event.kind: pipeline_error`.
+    pub pipeline_errors: u64,
+}
+
+impl Tally {
+    /// Counts `docs`.
+    pub fn of(docs: &[Value]) -> Tally {
+        let mut t = Tally {
+            emitted: vec![[0; 4]; KNOWN_ACTIONS.len() + 1],
+            reasons: vec![0; KNOWN_REASONS.len() + 1],
+            pipeline_errors: 0,
+        };
+        for doc in docs {
+            let event = doc.get("event");
+            let a = index_in(
+                KNOWN_ACTIONS,
+                event.and_then(|e| e.get("action")).and_then(Value::as_str),
+            );
+            let kind = event.and_then(|e| e.get("kind")).and_then(Value::as_str);
+            let k = index_in(KNOWN_KINDS, kind);
+            t.emitted[a][k] += 1;
+            if kind == Some("pipeline_error") {
+                t.pipeline_errors += 1;
+            }
+            // Only Slack's own anomaly events: an analysis alert may quote the reasons again.
+            if kind == Some("event") && name_at(KNOWN_ACTIONS, a) == "anomaly" {
+                t.count_reasons(doc);
+            }
+        }
+        t
+    }
+
+    fn count_reasons(&mut self, doc: &Value) {
+        let reasons = doc.pointer("/slack/audit/details/reason");
+        match reasons {
+            Some(Value::Array(items)) => {
+                for r in items.iter().filter_map(Value::as_str) {
+                    self.reasons[index_in(KNOWN_REASONS, Some(r))] += 1;
+                }
+            }
+            // Tolerate a single string where Slack documents an array.
+            Some(Value::String(r)) => self.reasons[index_in(KNOWN_REASONS, Some(r))] += 1,
+            _ => {}
+        }
+    }
+
+    /// Non-zero `(action, kind, count)` triples.
+    pub fn emitted(&self) -> impl Iterator<Item = (&'static str, &'static str, u64)> + '_ {
+        self.emitted.iter().enumerate().flat_map(|(a, row)| {
+            row.iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(move |(k, n)| (name_at(KNOWN_ACTIONS, a), name_at(KNOWN_KINDS, k), *n))
+        })
+    }
+
+    /// Non-zero `(reason, count)` pairs.
+    pub fn reasons(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.reasons
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(r, n)| (name_at(KNOWN_REASONS, r), *n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_are_sorted_so_binary_search_works() {
+        for list in [KNOWN_ACTIONS, KNOWN_REASONS, KNOWN_KINDS] {
+            assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
+        }
+    }
+
+    #[test]
+    fn the_eighteen_documented_reasons_are_known() {
+        assert_eq!(KNOWN_REASONS.len(), 18);
+        assert_eq!(reason("tor"), "tor");
+        assert_eq!(reason("unexpected_app_installation"), OTHER);
+    }
+
+    #[test]
+    fn unknown_actions_and_missing_ones_are_other() {
+        assert_eq!(action(Some("user_login")), "user_login");
+        assert_eq!(action(Some("mcp_slack_search_tool_called")), OTHER);
+        assert_eq!(action(None), OTHER);
+    }
+
+    #[test]
+    fn status_labels_stay_bounded() {
+        assert_eq!(status("429"), "429");
+        assert_eq!(status("timeout"), "timeout");
+        assert_eq!(status("<html>oops</html>"), OTHER);
+    }
+
+    #[test]
+    fn a_single_string_reason_is_counted() {
+        let doc = serde_json::json!({"event": {"action": "anomaly", "kind": "event"}, "slack": {"audit": {"details": {"reason": "tor"}}}});
+        let t = Tally::of(&[doc]);
+        assert_eq!(t.reasons().collect::<Vec<_>>(), vec![("tor", 1)]);
+    }
+}

@@ -1,0 +1,365 @@
+//! Every metric, described in one place, and the helpers the pipeline calls to record them.
+//!
+//! The pipeline never names a metric itself: it calls a helper here (`page_fetched`,
+//! `page_delivered`, `retried`, …) once per request, page or batch, so names, labels and
+//! descriptions live in one file and label sets stay bounded (see [`labels`]). The helpers also
+//! feed [`health::HEALTH`], which `/readyz` reads.
+//!
+//! Nothing is exported unless `--metrics-listen` is given: [`server::start_for_run`] installs
+//! the Prometheus recorder and serves `/metrics`, `/healthz` and `/readyz` on one listener.
+//! Without a recorder the `metrics` macros are no-ops, so the helpers cost next to nothing.
+//! Tests build a recorder with [`recorder_builder`] and record into it locally.
+
+pub mod health;
+pub mod labels;
+pub mod server;
+
+use crate::config::ConfigError;
+use metrics::{describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use serde_json::Value;
+use std::time::Duration;
+
+/// Default size at which a request-trace file is rotated: large enough for a few full pages
+/// (a 9,999-entry page is a few MiB), small enough that five files stay well under 100 MiB.
+pub const DEFAULT_TRACE_MAX_BYTES: u64 = 10 * 1024 * 1024;
+
+/// Observability flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ObservabilityArgs {
+    /// Serve /metrics, /healthz and /readyz on this address (e.g. 0.0.0.0:9090).
+    #[arg(long, env = "SLACK_AUDIT_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Write every Slack request and response to NDJSON files here (token redacted). The
+    /// bodies hold audit data: enable only while debugging.
+    #[arg(long, env = "SLACK_AUDIT_TRACE_REQUESTS")]
+    pub trace_requests: Option<std::path::PathBuf>,
+    /// Rotate a request-trace file at this size (e.g. 10MiB, 512KiB); at most five files are kept.
+    #[arg(long, env = "SLACK_AUDIT_TRACE_MAX_BYTES")]
+    pub trace_max_bytes: Option<String>,
+}
+
+/// Validated observability options.
+#[derive(Debug, Clone)]
+pub struct ObservabilityConfig {
+    /// The listener address.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The tracer directory.
+    pub trace_requests: Option<std::path::PathBuf>,
+    /// Size at which the tracer rotates its file.
+    pub trace_max_bytes: u64,
+}
+
+impl Default for ObservabilityConfig {
+    fn default() -> Self {
+        ObservabilityConfig {
+            metrics_listen: None,
+            trace_requests: None,
+            trace_max_bytes: DEFAULT_TRACE_MAX_BYTES,
+        }
+    }
+}
+
+impl ObservabilityConfig {
+    /// Validates the flags.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the flag.
+    pub fn from_args(args: &ObservabilityArgs) -> Result<ObservabilityConfig, ConfigError> {
+        let trace_max_bytes = match args.trace_max_bytes.as_deref() {
+            None => DEFAULT_TRACE_MAX_BYTES,
+            Some(v) => crate::trace::parse_size("trace-max-bytes", v)?,
+        };
+        Ok(ObservabilityConfig {
+            metrics_listen: args
+                .metrics_listen
+                .as_deref()
+                .map(|v| crate::config::parse_listen("metrics-listen", v))
+                .transpose()?,
+            trace_requests: args.trace_requests.clone(),
+            trace_max_bytes,
+        })
+    }
+}
+
+/// Upper bounds of the latency histograms, in seconds: Slack answers in tens of milliseconds
+/// to a few seconds; a sink batch can wait out retries for much longer.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// A Prometheus recorder builder with this crate's histogram buckets (without them the
+/// exporter renders summaries, which cannot be aggregated across restarts).
+pub fn recorder_builder() -> PrometheusBuilder {
+    let mut builder = PrometheusBuilder::new();
+    for name in [
+        "slack_source_request_duration_seconds",
+        "slack_source_sink_batch_duration_seconds",
+    ] {
+        builder = match builder.set_buckets_for_metric(Matcher::Full(name.into()), LATENCY_BUCKETS)
+        {
+            Ok(b) => b,
+            // Only an empty bucket list is refused, and LATENCY_BUCKETS is not empty.
+            Err(_) => PrometheusBuilder::new(),
+        };
+    }
+    builder
+}
+
+/// Describes every metric to the current recorder. Call once after installing it.
+pub fn describe() {
+    describe_counter!(
+        "slack_source_requests_total",
+        "Requests sent to the Slack Audit Logs API, by HTTP status or error kind."
+    );
+    describe_histogram!(
+        "slack_source_request_duration_seconds",
+        "Time from sending a Slack request to reading the whole answer."
+    );
+    describe_counter!(
+        "slack_source_rate_limit_waits_total",
+        "Times Slack answered 429 and we waited for Retry-After."
+    );
+    describe_counter!(
+        "slack_source_rate_limit_wait_seconds_total",
+        "Seconds spent waiting for Slack's Retry-After, rounded up."
+    );
+    describe_counter!(
+        "slack_source_retries_total",
+        "Requests retried after a transient error, by stage (slack, sink) and error kind."
+    );
+    describe_counter!(
+        "slack_source_pages_total",
+        "Pages of audit entries received from Slack (empty pages included)."
+    );
+    describe_counter!(
+        "slack_source_events_received_total",
+        "Audit entries received from Slack, before duplicates are dropped."
+    );
+    describe_counter!(
+        "slack_source_events_emitted_total",
+        "Documents delivered to the sink, by event.action (known actions or other) and event.kind."
+    );
+    describe_counter!(
+        "slack_source_pipeline_errors_total",
+        "Delivered documents with event.kind pipeline_error: entries that could not be mapped."
+    );
+    describe_counter!("slack_source_anomalies_total", "Slack anomaly events delivered, by details.reason (documented reasons or other); one event can count under several reasons.");
+    describe_counter!(
+        "slack_source_sink_batches_total",
+        "Batches the sink accepted."
+    );
+    describe_counter!(
+        "slack_source_sink_errors_total",
+        "Failed sink delivery attempts, by error kind (retried ones included)."
+    );
+    describe_histogram!(
+        "slack_source_sink_batch_duration_seconds",
+        "Time to deliver one batch to the sink, retries included."
+    );
+    describe_gauge!(
+        "slack_source_checkpoint_lag_seconds",
+        "Seconds between the last checkpoint and the start of the window being read."
+    );
+    describe_gauge!(
+        "slack_source_last_successful_poll_timestamp_seconds",
+        "Unix time at which the last poll caught up with Slack."
+    );
+    describe_counter!(
+        "slack_source_errors_total",
+        "Errors that stopped or redirected the pipeline, by stage and kind."
+    );
+    describe_gauge!(
+        "slack_source_build_info",
+        "Always 1; the version label says which build runs."
+    );
+    metrics::gauge!("slack_source_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// One request to Slack finished with `status` (a code, or an error kind).
+pub fn slack_request(status: &str, elapsed: Duration) {
+    metrics::counter!("slack_source_requests_total", "status" => labels::status(status))
+        .increment(1);
+    metrics::histogram!("slack_source_request_duration_seconds").record(elapsed.as_secs_f64());
+}
+
+/// Slack asked us to wait.
+pub fn rate_limited(wait: Duration) {
+    metrics::counter!("slack_source_rate_limit_waits_total").increment(1);
+    // Rounded up, so that sub-second waits still show in the total.
+    metrics::counter!("slack_source_rate_limit_wait_seconds_total")
+        .increment(wait.as_secs_f64().ceil() as u64);
+    health::HEALTH.rate_limited(unix_now(), wait);
+}
+
+/// A request (to Slack or the sink) is being retried after an error of `kind`.
+pub fn retried(stage: &'static str, kind: &'static str) {
+    metrics::counter!("slack_source_retries_total", "stage" => stage, "kind" => kind).increment(1);
+    if stage == "sink" {
+        metrics::counter!("slack_source_sink_errors_total", "kind" => kind).increment(1);
+        health::HEALTH.sink_failed(kind);
+    }
+}
+
+/// A page of `entries` arrived.
+pub fn page_fetched(entries: usize) {
+    metrics::counter!("slack_source_pages_total").increment(1);
+    metrics::counter!("slack_source_events_received_total").increment(entries as u64);
+}
+
+/// A page's documents were delivered: counts them by action and kind, pipeline errors, and
+/// anomaly reasons, with one counter update per label per page.
+pub fn page_delivered(docs: &[Value]) {
+    let tally = labels::Tally::of(docs);
+    for (action, kind, n) in tally.emitted() {
+        metrics::counter!("slack_source_events_emitted_total", "action" => action, "kind" => kind)
+            .increment(n);
+    }
+    if tally.pipeline_errors > 0 {
+        metrics::counter!("slack_source_pipeline_errors_total").increment(tally.pipeline_errors);
+    }
+    for (reason, n) in tally.reasons() {
+        metrics::counter!("slack_source_anomalies_total", "reason" => reason).increment(n);
+    }
+    // Slack answered and the sink took the page: that is progress, even mid-backfill.
+    health::HEALTH.page_delivered(unix_now());
+}
+
+/// The sink accepted a batch of `events` documents after `elapsed` (retries included).
+pub fn sink_batch(events: usize, elapsed: Duration) {
+    if events == 0 {
+        // Nothing was sent: an empty page never reaches the shipper.
+        return;
+    }
+    metrics::counter!("slack_source_sink_batches_total").increment(1);
+    metrics::histogram!("slack_source_sink_batch_duration_seconds").record(elapsed.as_secs_f64());
+    health::HEALTH.sink_accepted();
+}
+
+/// The checkpoint was saved; `window_oldest` is the start of the window being read.
+pub fn checkpoint_saved(window_oldest: i64) {
+    let lag = unix_now() - window_oldest;
+    metrics::gauge!("slack_source_checkpoint_lag_seconds").set(lag.max(0) as f64);
+}
+
+/// A poll (a chain, or the catch-up) completed.
+pub fn poll_succeeded() {
+    let now = unix_now();
+    metrics::gauge!("slack_source_last_successful_poll_timestamp_seconds").set(now as f64);
+    health::HEALTH.poll_succeeded(now);
+}
+
+/// Something went wrong in `stage`.
+pub fn error(stage: &'static str, kind: &'static str) {
+    metrics::counter!("slack_source_errors_total", "stage" => stage, "kind" => kind).increment(1);
+    if stage == "sink" {
+        metrics::counter!("slack_source_sink_errors_total", "kind" => kind).increment(1);
+        health::HEALTH.sink_failed(kind);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn render(f: impl FnOnce()) -> String {
+        let recorder = recorder_builder().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+            f();
+        });
+        handle.render()
+    }
+
+    #[test]
+    fn page_delivered_counts_by_bounded_labels_once_per_page() {
+        let docs = vec![
+            json!({"event": {"action": "user_login", "kind": "event"}}),
+            json!({"event": {"action": "user_login", "kind": "event"}}),
+            json!({"event": {"action": "some_brand_new_action", "kind": "event"}}),
+            json!({"event": {"kind": "pipeline_error"}}),
+            json!({"event": {"action": "anomaly", "kind": "event"}, "slack": {"audit": {"details": {"reason": ["asn", "ip_address", "made_up"]}}}}),
+        ];
+        let text = render(|| page_delivered(&docs));
+        assert!(
+            text.contains(
+                r#"slack_source_events_emitted_total{action="user_login",kind="event"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"slack_source_events_emitted_total{action="other",kind="event"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"slack_source_events_emitted_total{action="other",kind="pipeline_error"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("slack_source_pipeline_errors_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"slack_source_anomalies_total{reason="asn"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"slack_source_anomalies_total{reason="other"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_helper_records_a_described_metric() {
+        let text = render(|| {
+            slack_request("200", Duration::from_millis(30));
+            rate_limited(Duration::from_millis(300));
+            retried("slack", "server_error");
+            page_fetched(3);
+            sink_batch(3, Duration::from_millis(5));
+            checkpoint_saved(0);
+            poll_succeeded();
+            error("slack", "invalid_cursor");
+        });
+        for name in [
+            "slack_source_requests_total",
+            "slack_source_request_duration_seconds_bucket",
+            "slack_source_rate_limit_wait_seconds_total 1",
+            "slack_source_retries_total",
+            "slack_source_pages_total 1",
+            "slack_source_events_received_total 3",
+            "slack_source_sink_batches_total 1",
+            "slack_source_checkpoint_lag_seconds",
+            "slack_source_last_successful_poll_timestamp_seconds",
+            "slack_source_errors_total",
+            "# HELP slack_source_requests_total",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn trace_max_bytes_defaults_and_parses() {
+        let c = ObservabilityConfig::from_args(&ObservabilityArgs::default()).unwrap();
+        assert_eq!(c.trace_max_bytes, DEFAULT_TRACE_MAX_BYTES);
+        let args = ObservabilityArgs {
+            trace_max_bytes: Some("512KiB".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            ObservabilityConfig::from_args(&args)
+                .unwrap()
+                .trace_max_bytes,
+            512 * 1024
+        );
+    }
+}
