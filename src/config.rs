@@ -632,6 +632,14 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_never_shows_the_token() {
+        let c = RunConfig::from_args_with_token(args(&[]), token()).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("xoxp-test-token"), "{dbg}");
+        assert!(dbg.contains("REDACTED"), "the token field is still there, redacted: {dbg}");
+    }
+
+    #[test]
     fn missing_token_says_where_to_put_it() {
         let err = RunConfig::from_args_with_token(args(&[]), None)
             .unwrap_err()
