@@ -2,7 +2,7 @@
 # Live scrape: starts the debug binary's simulator and `run --metrics-listen` against it,
 # waits until /readyz answers 200, scrapes /metrics, lints it with `promtool check metrics`,
 # checks the documented families are there, then SIGTERMs both and expects exit 0 from each.
-# Bounded: about 10 s when healthy, 90 s at worst; everything it starts is stopped on exit.
+# Bounded: a few seconds when healthy, about a minute at worst; everything it starts is stopped on exit.
 #
 # CHECK_METRICS_SIMULATOR may name another command that behaves like `simulate --listen ADDR`
 # (prints "listening on ADDR" on stderr), to test this script before the simulator exists.
@@ -37,34 +37,40 @@ else
   sim_cmd=("$bin" simulate --rate 20)
 fi
 
-# Port 0: the simulator picks a free port and says which; no race with other jobs.
-"${sim_cmd[@]}" --listen 127.0.0.1:0 2>"$work/sim.err" >/dev/null &
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# Free ports are picked here rather than with :0, so the script does not depend on the
+# simulator printing the bound port; the window before each bind is tiny, and a clash fails
+# loudly rather than silently.
+sim_port=$(free_port)
+"${sim_cmd[@]}" --listen "127.0.0.1:$sim_port" 2>"$work/sim.err" >/dev/null &
 sim_pid=$!
 api=""
 for _ in $(seq 100); do
-  api=$(sed -n 's/.*listening on \([0-9.]*:[0-9]*\).*/\1/p' "$work/sim.err" | head -n1)
-  [ -n "$api" ] && break
+  if grep -q 'listening on' "$work/sim.err"; then
+    api="127.0.0.1:$sim_port"
+    break
+  fi
   kill -0 "$sim_pid" 2>/dev/null || break
   sleep 0.1
 done
 if [ -z "$api" ]; then
-  echo "check-metrics: the simulator did not say where it listens:" >&2
+  echo "check-metrics: the simulator did not say it was listening:" >&2
   cat "$work/sim.err" >&2
   exit 1
 fi
 
-# A free port for the metrics listener (the tiny window before `run` binds it is harmless
-# on a CI machine; a clash fails loudly with exit 2).
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 SLACK_AUDIT_TOKEN=xoxp-check-metrics-not-a-real-token "$bin" run \
   --api-url "http://$api" --state-dir "$work/state" \
   --settle-lag 1s --interval 1s --initial-lookback 5m \
-  --metrics-listen "127.0.0.1:$port" >"$work/out.ndjson" 2>"$work/run.err" &
+  --metrics-listen "127.0.0.1:$port" --log-format json >"$work/out.ndjson" 2>"$work/run.err" &
 run_pid=$!
 
 ready=""
-for _ in $(seq 600); do
-  if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" = 200 ]; then
+for _ in $(seq 300); do
+  if [ "$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" = 200 ]; then
     ready=yes
     break
   fi
@@ -72,11 +78,11 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 if [ -z "$ready" ]; then
-  echo "check-metrics: /readyz never answered 200; it says: $(curl -s "http://127.0.0.1:$port/readyz")" >&2
+  echo "check-metrics: /readyz never answered 200; it says: $(curl -s --max-time 2 "http://127.0.0.1:$port/readyz")" >&2
   tail -n 20 "$work/run.err" >&2
   exit 1
 fi
-[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz")" = 200 ]
+[ "$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz")" = 200 ]
 
 curl -sf --max-time 5 "http://127.0.0.1:$port/metrics" >"$work/metrics.txt"
 promtool check metrics <"$work/metrics.txt"
