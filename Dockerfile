@@ -20,7 +20,8 @@ COPY --from=builder /out/slack-audit-source /usr/local/bin/slack-audit-source
 # The state dir exists and belongs to the runtime user, so a plain `docker run` works; in
 # Kubernetes a PersistentVolumeClaim is mounted over it.
 COPY --from=builder --chown=65532:65532 /out/state /var/lib/slack-audit-source
-ENV SLACK_AUDIT_STATE_DIR=/var/lib/slack-audit-source \
+ENV PATH=/usr/local/bin:/usr/bin:/bin \
+    SLACK_AUDIT_STATE_DIR=/var/lib/slack-audit-source \
     SLACK_AUDIT_LOG_FORMAT=json
 USER 65532:65532
 # /metrics, /healthz and /readyz when --metrics-listen 0.0.0.0:9090 is given.

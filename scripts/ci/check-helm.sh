@@ -5,6 +5,7 @@
 # kubernetes-validate --strict (the oldest supported Kubernetes and the newest known) and
 # yamllint. The ServiceMonitor is a CRD kubernetes-validate has no schema for: it is checked
 # against a small schema of its required fields here. Bad values must be refused too.
+# Also hadolint on the Dockerfile, the image the chart runs (no Docker engine here to build it).
 # Needs scripts/ci/install-ops.sh. Takes about 10 s.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -145,4 +146,6 @@ rules:
   truthy: {check-keys: false}
 YML
 timeout 60 yamllint --strict -c "$out/yamllint.yml" "$chart/Chart.yaml" "$chart/values.yaml" "$out"/*.raw.yaml
+echo "check-helm: hadolint Dockerfile"
+timeout 60 "$venv/bin/hadolint" Dockerfile
 echo "check-helm: ok"
