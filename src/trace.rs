@@ -13,7 +13,7 @@
 
 use crate::config::ConfigError;
 use reqwest::header::HeaderMap;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -106,6 +106,8 @@ impl Tracer {
     ) {
         let mut line = exchange_line(chrono::Utc::now(), url, status, headers, body);
         line.push('\n');
+        // A blocking write under a std mutex is acceptable here: one short line per Slack
+        // request (about one a second at most), and only while debugging.
         // A poisoned lock means a panic mid-write; the worst is a torn line, so carry on.
         let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = w.write(line.as_bytes()) {
@@ -146,15 +148,28 @@ fn exchange_line(
     let text = redact(&String::from_utf8_lossy(body));
     // Slack's JSON is kept as JSON (readable with jq); an HTML error page stays a string.
     let body = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
-    json!({
-        "time": time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "method": "GET",
-        "url": redact(url.as_str()),
-        "status": status,
-        "headers": hs,
-        "body": body,
-    })
-    .to_string()
+    let line = Exchange {
+        time: time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        method: "GET",
+        url: redact(url.as_str()),
+        status,
+        headers: hs,
+        body,
+    };
+    // Serialising strings, numbers and Values to memory cannot fail.
+    serde_json::to_string(&line).unwrap_or_default()
+}
+
+/// One line of the trace; a struct rather than `json!` so the fields keep this order.
+#[derive(serde::Serialize)]
+struct Exchange {
+    time: String,
+    /// The client only ever sends GET (the Audit Logs API is read-only).
+    method: &'static str,
+    url: String,
+    status: u16,
+    headers: Map<String, Value>,
+    body: Value,
 }
 
 /// Replaces the secret part of anything shaped like a Slack token, keeping its prefix so a
@@ -332,6 +347,7 @@ mod tests {
             !line.contains("abc") && !line.contains("xoxp-1") && !line.contains("xoxb-9"),
             "{line}"
         );
+        assert!(line.starts_with(r#"{"time":"#), "{line}");
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["body"]["ok"], true);
         assert_eq!(v["headers"]["authorization"], REDACTED);

@@ -175,6 +175,18 @@ pub fn describe() {
         "Always 1; the version label says which build runs."
     );
     metrics::gauge!("slack_source_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    // Unlabelled counters start at 0 in the first scrape, so `increase()` and absence
+    // alerts work from the start instead of after the first event.
+    for name in [
+        "slack_source_rate_limit_waits_total",
+        "slack_source_rate_limit_wait_seconds_total",
+        "slack_source_pages_total",
+        "slack_source_events_received_total",
+        "slack_source_pipeline_errors_total",
+        "slack_source_sink_batches_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
 }
 
 fn unix_now() -> i64 {
