@@ -83,3 +83,28 @@ pub fn poll_succeeded() {
 pub fn error(stage: &'static str, kind: &'static str) {
     metrics::counter!("slack_source_errors_total", "stage" => stage, "kind" => kind).increment(1);
 }
+
+/// One request to the HTTP receiver ended with `outcome` (`delivered`, `rejected`,
+/// `interrupted`, or a retried kind such as `http_5xx`, `timeout`, `connect`), carrying
+/// `events` documents and `bytes` of NDJSON before compression.
+pub fn sink_batch(outcome: &'static str, events: usize, bytes: usize, elapsed: Duration) {
+    metrics::counter!("slack_source_sink_requests_total", "outcome" => outcome).increment(1);
+    metrics::histogram!("slack_source_sink_request_duration_seconds").record(elapsed.as_secs_f64());
+    if outcome == "delivered" {
+        metrics::counter!("slack_source_sink_events_sent_total").increment(events as u64);
+        metrics::counter!("slack_source_sink_bytes_sent_total").increment(bytes as u64);
+    }
+}
+
+/// A request the receiver may already have taken (after a timeout or a broken connection) is
+/// being sent again: the documented at-least-once edge, made harmless by `event.id`.
+pub fn sink_ambiguous_resend(events: usize) {
+    metrics::counter!("slack_source_sink_ambiguous_resends_total").increment(1);
+    metrics::counter!("slack_source_sink_ambiguous_resent_events_total").increment(events as u64);
+}
+
+/// Whether the HTTP receiver acknowledged the last request (1) or not (0). A down receiver
+/// pauses polling (backpressure) but does not make the process unhealthy.
+pub fn sink_receiver_up(up: bool) {
+    metrics::gauge!("slack_source_sink_receiver_up").set(if up { 1.0 } else { 0.0 });
+}
