@@ -1,1 +1,3 @@
 //! Shared test support: the scripted mock Slack server, temp dirs, entry builders.
+
+pub mod receiver;
