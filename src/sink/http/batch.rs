@@ -25,13 +25,22 @@ pub struct Chunk {
 pub fn split(batch: &Batch, max_events: usize, max_bytes: usize) -> Vec<Chunk> {
     let max_events = max_events.max(1);
     let mut chunks = Vec::new();
-    let mut current = Chunk { bytes: 0..0, events: 0 };
+    let mut current = Chunk {
+        bytes: 0..0,
+        events: 0,
+    };
     for line in batch.lines() {
         let len = line.len();
         let fits = current.events < max_events && current.bytes.len() + len <= max_bytes;
         if current.events > 0 && !fits {
             let start = current.bytes.end;
-            chunks.push(std::mem::replace(&mut current, Chunk { bytes: start..start, events: 0 }));
+            chunks.push(std::mem::replace(
+                &mut current,
+                Chunk {
+                    bytes: start..start,
+                    events: 0,
+                },
+            ));
         }
         current.bytes.end += len;
         current.events += 1;
@@ -53,7 +62,10 @@ pub fn encode(page: &Bytes, chunk: &Chunk, compression: Compression) -> std::io:
     match compression {
         Compression::None => Ok(raw),
         Compression::Gzip => {
-            let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::default());
+            let mut gz = flate2::write::GzEncoder::new(
+                Vec::with_capacity(raw.len() / 4),
+                flate2::Compression::default(),
+            );
             gz.write_all(&raw)?;
             Ok(Bytes::from(gz.finish()?))
         }
@@ -98,7 +110,9 @@ mod tests {
         // Contiguous and complete: every byte of the batch is in exactly one chunk.
         assert_eq!(chunks.first().unwrap().bytes.start, 0);
         assert_eq!(chunks.last().unwrap().bytes.end, b.bytes().len());
-        assert!(chunks.windows(2).all(|w| w[0].bytes.end == w[1].bytes.start));
+        assert!(chunks
+            .windows(2)
+            .all(|w| w[0].bytes.end == w[1].bytes.start));
     }
 
     #[test]
@@ -119,11 +133,17 @@ mod tests {
     fn gzip_round_trips() {
         let b = batch(&[40, 40, 40]);
         let page = Bytes::copy_from_slice(b.bytes());
-        let chunk = Chunk { bytes: 40..120, events: 2 };
+        let chunk = Chunk {
+            bytes: 40..120,
+            events: 2,
+        };
         let body = encode(&page, &chunk, Compression::Gzip).unwrap();
         let mut out = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut out).unwrap();
         assert_eq!(out, &b.bytes()[40..120]);
-        assert_eq!(encode(&page, &chunk, Compression::None).unwrap(), &b.bytes()[40..120]);
+        assert_eq!(
+            encode(&page, &chunk, Compression::None).unwrap(),
+            &b.bytes()[40..120]
+        );
     }
 }

@@ -63,7 +63,11 @@ pub struct HttpSink {
 
 impl std::fmt::Debug for HttpSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpSink").field("receiver", &self.receiver).field("config", &self.config).field("stats", &self.stats).finish_non_exhaustive()
+        f.debug_struct("HttpSink")
+            .field("receiver", &self.receiver)
+            .field("config", &self.config)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
     }
 }
 
@@ -109,7 +113,13 @@ impl HttpSink {
         }
         let client = builder.build().map_err(|e| Error::Setup(describe(e)))?;
         let backoff = Backoff::new(config.backoff_min, config.backoff_max);
-        Ok(HttpSink { client, config, receiver, backoff, stats: SinkStats::default() })
+        Ok(HttpSink {
+            client,
+            config,
+            receiver,
+            backoff,
+            stats: SinkStats::default(),
+        })
     }
 
     /// Replaces the backoff schedule (tests use short or very long ones).
@@ -138,8 +148,13 @@ impl HttpSink {
         // One copy per page; each request body is then a cheap slice of it.
         let page = Bytes::copy_from_slice(batch.bytes());
         for chunk in batch::split(batch, self.config.max_events, self.config.max_bytes) {
-            let body = batch::encode(&page, &chunk, self.config.compression).map_err(|e| Error::Setup(format!("cannot gzip a request body: {e}")))?;
-            let request = Outgoing { body, events: chunk.events, raw_bytes: chunk.bytes.len() };
+            let body = batch::encode(&page, &chunk, self.config.compression)
+                .map_err(|e| Error::Setup(format!("cannot gzip a request body: {e}")))?;
+            let request = Outgoing {
+                body,
+                events: chunk.events,
+                raw_bytes: chunk.bytes.len(),
+            };
             self.deliver(&request, shutdown).await?;
         }
         Ok(())
@@ -163,7 +178,12 @@ impl HttpSink {
             };
             let failure = match result {
                 Ok(()) => {
-                    crate::metrics::sink_batch("delivered", request.events, request.raw_bytes, started.elapsed());
+                    crate::metrics::sink_batch(
+                        "delivered",
+                        request.events,
+                        request.raw_bytes,
+                        started.elapsed(),
+                    );
                     crate::metrics::sink_receiver_up(true);
                     self.stats.delivered += 1;
                     if attempt > 1 {
@@ -173,16 +193,27 @@ impl HttpSink {
                     return Ok(());
                 }
                 Err(Attempt::Refused(e)) => {
-                    crate::metrics::sink_batch("rejected", request.events, request.raw_bytes, started.elapsed());
+                    crate::metrics::sink_batch(
+                        "rejected",
+                        request.events,
+                        request.raw_bytes,
+                        started.elapsed(),
+                    );
                     return Err(e);
                 }
                 Err(Attempt::Failed(f)) => f,
             };
-            crate::metrics::sink_batch(failure.kind, request.events, request.raw_bytes, started.elapsed());
+            crate::metrics::sink_batch(
+                failure.kind,
+                request.events,
+                request.raw_bytes,
+                started.elapsed(),
+            );
             crate::metrics::sink_receiver_up(false);
             crate::metrics::retried("sink", failure.kind);
             let delay = self.delay(failure.wait);
-            let retry_at = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            let retry_at =
+                chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
             tracing::warn!(
                 receiver = %self.receiver,
                 error = %failure.message,
@@ -225,16 +256,23 @@ impl HttpSink {
         }
         let credential = match &mut self.config.auth {
             None => None,
-            Some(Auth::Bearer(token)) => Some(format!("Bearer {}", token.current().expose_secret())),
+            Some(Auth::Bearer(token)) => {
+                Some(format!("Bearer {}", token.current().expose_secret()))
+            }
             Some(Auth::Basic { user, password }) => {
                 use base64::Engine as _;
                 let pair = format!("{user}:{}", password.current().expose_secret());
-                Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
+                Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                ))
             }
         };
         if let Some(c) = credential {
             // The credential was checked to be one printable line when read, so this holds.
-            let mut v = HeaderValue::from_str(&c).map_err(|_| Error::Setup("the HTTP sink credential cannot be sent in a header".into()))?;
+            let mut v = HeaderValue::from_str(&c).map_err(|_| {
+                Error::Setup("the HTTP sink credential cannot be sent in a header".into())
+            })?;
             v.set_sensitive(true);
             h.insert(AUTHORIZATION, v);
         }
@@ -243,7 +281,13 @@ impl HttpSink {
 
     /// One POST, classified.
     async fn exchange(&self, request: &Outgoing, headers: HeaderMap) -> Result<(), Attempt> {
-        let sent = self.client.post(self.config.url.clone()).headers(headers).body(request.body.clone()).send().await;
+        let sent = self
+            .client
+            .post(self.config.url.clone())
+            .headers(headers)
+            .body(request.body.clone())
+            .send()
+            .await;
         let mut response = sent.map_err(|e| Attempt::Failed(transport_failure(e)))?;
         let status = response.status().as_u16();
         match response::classify(status, response.headers()) {
@@ -251,7 +295,12 @@ impl HttpSink {
             Verdict::Delivered => Ok(()),
             Verdict::Retry { kind, wait } => {
                 let body = read_start(&mut response).await;
-                Err(Attempt::Failed(Failure { kind, message: format!("HTTP {status}: {}", response::snippet(&body)), wait, ambiguous: false }))
+                Err(Attempt::Failed(Failure {
+                    kind,
+                    message: format!("HTTP {status}: {}", response::snippet(&body)),
+                    wait,
+                    ambiguous: false,
+                }))
             }
             Verdict::Reject => {
                 let body = read_start(&mut response).await;
@@ -261,14 +310,22 @@ impl HttpSink {
                     text.push_str(hint);
                     text.push(')');
                 }
-                Err(Attempt::Refused(Error::Rejected { url: self.receiver.clone(), status, body: text }))
+                Err(Attempt::Refused(Error::Rejected {
+                    url: self.receiver.clone(),
+                    status,
+                    body: text,
+                }))
             }
         }
     }
 
     /// What the operator can change for the usual refusals.
     fn hint(&self, status: u16) -> Option<&'static str> {
-        let json = self.config.content_type.as_bytes().starts_with(b"application/json");
+        let json = self
+            .config
+            .content_type
+            .as_bytes()
+            .starts_with(b"application/json");
         match status {
             400 | 415 if !json => Some("Fluent Bit's http input reads newline-delimited JSON only as --http-content-type application/json"),
             401 | 403 => Some("check --http-bearer-token-file or --http-user and the receiver's auth settings"),
@@ -303,7 +360,12 @@ fn transport_failure(e: reqwest::Error) -> Failure {
     } else {
         ("transport", true)
     };
-    Failure { kind, message: describe(e), wait: None, ambiguous }
+    Failure {
+        kind,
+        message: describe(e),
+        wait: None,
+        ambiguous,
+    }
 }
 
 /// The error and its causes on one line, without the URL (reqwest adds it; we log our own

@@ -30,9 +30,18 @@ pub enum Verdict {
 pub fn classify(status: u16, headers: &HeaderMap) -> Verdict {
     match status {
         200..=299 => Verdict::Delivered,
-        429 => Verdict::Retry { kind: "http_429", wait: retry_after(headers) },
-        408 => Verdict::Retry { kind: "http_408", wait: None },
-        500..=599 => Verdict::Retry { kind: "http_5xx", wait: retry_after(headers) },
+        429 => Verdict::Retry {
+            kind: "http_429",
+            wait: retry_after(headers),
+        },
+        408 => Verdict::Retry {
+            kind: "http_408",
+            wait: None,
+        },
+        500..=599 => Verdict::Retry {
+            kind: "http_5xx",
+            wait: retry_after(headers),
+        },
         _ => Verdict::Reject,
     }
 }
@@ -45,7 +54,9 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     }
     // IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") is RFC 2822 with the obsolete "GMT" zone.
     let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let secs = (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_milliseconds().max(0);
+    let secs = (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+        .num_milliseconds()
+        .max(0);
     Some(Duration::from_millis(secs as u64))
 }
 
@@ -53,7 +64,10 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 pub fn snippet(body: &[u8]) -> String {
     const MAX: usize = 512;
     let text = String::from_utf8_lossy(&body[..body.len().min(MAX)]);
-    let mut s: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let mut s: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     s = s.trim().to_string();
     if body.len() > MAX {
         s.push('…');
@@ -84,11 +98,38 @@ mod tests {
 
     #[test]
     fn overload_and_server_errors_are_retried() {
-        assert_eq!(classify(429, &with_retry_after("7")), Verdict::Retry { kind: "http_429", wait: Some(Duration::from_secs(7)) });
-        assert_eq!(classify(429, &HeaderMap::new()), Verdict::Retry { kind: "http_429", wait: None });
-        assert_eq!(classify(408, &HeaderMap::new()), Verdict::Retry { kind: "http_408", wait: None });
+        assert_eq!(
+            classify(429, &with_retry_after("7")),
+            Verdict::Retry {
+                kind: "http_429",
+                wait: Some(Duration::from_secs(7))
+            }
+        );
+        assert_eq!(
+            classify(429, &HeaderMap::new()),
+            Verdict::Retry {
+                kind: "http_429",
+                wait: None
+            }
+        );
+        assert_eq!(
+            classify(408, &HeaderMap::new()),
+            Verdict::Retry {
+                kind: "http_408",
+                wait: None
+            }
+        );
         for s in [500, 502, 503, 504] {
-            assert!(matches!(classify(s, &HeaderMap::new()), Verdict::Retry { kind: "http_5xx", .. }), "{s}");
+            assert!(
+                matches!(
+                    classify(s, &HeaderMap::new()),
+                    Verdict::Retry {
+                        kind: "http_5xx",
+                        ..
+                    }
+                ),
+                "{s}"
+            );
         }
     }
 
@@ -101,11 +142,17 @@ mod tests {
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {
-        assert_eq!(retry_after(&with_retry_after("1.5")), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            retry_after(&with_retry_after("1.5")),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(retry_after(&with_retry_after("soon")), None);
         assert_eq!(retry_after(&with_retry_after("-3")), None);
         // A date in the past means "now".
-        assert_eq!(retry_after(&with_retry_after("Sun, 06 Nov 1994 08:49:37 GMT")), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after(&with_retry_after("Sun, 06 Nov 1994 08:49:37 GMT")),
+            Some(Duration::ZERO)
+        );
         let future = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
         let h = {
             let mut h = HeaderMap::new();
@@ -113,7 +160,10 @@ mod tests {
             h
         };
         let d = retry_after(&h).unwrap();
-        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
     }
 
     #[test]

@@ -57,7 +57,11 @@ pub enum Step {
 impl Step {
     /// A plain error answer.
     pub fn status(status: u16, body: &'static str) -> Step {
-        Step::Answer { status, body, retry_after: None }
+        Step::Answer {
+            status,
+            body,
+            retry_after: None,
+        }
     }
 }
 
@@ -95,9 +99,18 @@ impl Drop for Receiver {
 impl Receiver {
     /// Starts a receiver following `script`.
     pub async fn start(flavor: Flavor, script: Vec<Step>) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("a bound listener has an address");
-        let state = Arc::new(State { flavor, script: Mutex::new(script.into()), taken: Mutex::new(Vec::new()), seen: watch::channel(0).0 });
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
+        let state = Arc::new(State {
+            flavor,
+            script: Mutex::new(script.into()),
+            taken: Mutex::new(Vec::new()),
+            seen: watch::channel(0).0,
+        });
         let shared = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -108,7 +121,9 @@ impl Receiver {
                         async move { st.handle(req).await }
                     });
                     // A connection ending in an error is the point of HangUp; nothing to report.
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
@@ -122,7 +137,11 @@ impl Receiver {
 
     /// Every request taken so far.
     pub fn taken(&self) -> Vec<Delivery> {
-        self.state.taken.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.state
+            .taken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Every document taken so far, in order.
@@ -139,7 +158,11 @@ impl Receiver {
     pub async fn wait_for_requests(&self, n: usize) {
         let mut rx = self.state.seen.subscribe();
         let waited = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|c| *c >= n)).await;
-        assert!(matches!(waited, Ok(Ok(_))), "the receiver saw {} requests, expected {n} within 10 s", self.seen());
+        assert!(
+            matches!(waited, Ok(Ok(_))),
+            "the receiver saw {} requests, expected {n} within 10 s",
+            self.seen()
+        );
     }
 
     /// Ends a [`Step::Hold`]: requests are taken again.
@@ -170,13 +193,22 @@ impl State {
             }
         };
         let (parts, body) = req.into_parts();
-        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         let result = match step {
             Step::Take => Ok(self.take(parts.headers, &body)),
-            Step::Answer { status, body, retry_after } => {
+            Step::Answer {
+                status,
+                body,
+                retry_after,
+            } => {
                 let mut r = answer(status, body);
                 if let Some(v) = retry_after {
-                    r.headers_mut().insert("retry-after", hyper::header::HeaderValue::from_static(v));
+                    r.headers_mut()
+                        .insert("retry-after", hyper::header::HeaderValue::from_static(v));
                 }
                 Ok(r)
             }
@@ -195,8 +227,16 @@ impl State {
 
     /// The flavor's checks, then record the documents.
     fn take(&self, headers: HeaderMap, body: &[u8]) -> Answer {
-        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
-        let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let media = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         let accepted = match self.flavor {
             Flavor::Vector => media == "application/json" || media == "application/x-ndjson",
             Flavor::FluentBit => media == "application/json",
@@ -207,10 +247,15 @@ impl State {
                 Flavor::FluentBit => answer(400, "error: invalid 'Content-Type'"),
             };
         }
-        let gzip = headers.get("content-encoding").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        let gzip = headers
+            .get("content-encoding")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
         let mut ndjson = Vec::new();
         if gzip {
-            if flate2::read::GzDecoder::new(body).read_to_end(&mut ndjson).is_err() {
+            if flate2::read::GzDecoder::new(body)
+                .read_to_end(&mut ndjson)
+                .is_err()
+            {
                 return answer(400, "bad gzip body");
             }
         } else {
@@ -223,7 +268,14 @@ impl State {
                 Err(e) => return answer(400, &format!("invalid JSON: {e}")),
             }
         }
-        self.taken.lock().unwrap_or_else(|p| p.into_inner()).push(Delivery { headers, docs, ndjson_bytes: ndjson.len() });
+        self.taken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Delivery {
+                headers,
+                docs,
+                ndjson_bytes: ndjson.len(),
+            });
         match self.flavor {
             Flavor::Vector => answer(200, ""),
             Flavor::FluentBit => answer(201, ""),
