@@ -269,8 +269,8 @@ pub struct Filters {
 pub enum SinkConfig {
     /// Standard output.
     Stdout,
-    /// A shipper's HTTP input.
-    Http(crate::sink::http::HttpConfig),
+    /// A shipper's HTTP input (boxed: it is much larger than `Stdout`).
+    Http(Box<crate::sink::http::HttpConfig>),
 }
 
 /// The validated configuration of `run`.
@@ -359,7 +359,7 @@ impl RunConfig {
         }
         let sink = match args.sink {
             SinkKindArg::Stdout => SinkConfig::Stdout,
-            SinkKindArg::Http => SinkConfig::Http(crate::sink::http::HttpConfig::from_args(&args.http)?),
+            SinkKindArg::Http => SinkConfig::Http(Box::new(crate::sink::http::HttpConfig::from_args(&args.http)?)),
         };
         Ok(RunConfig {
             api_url,

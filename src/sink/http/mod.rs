@@ -55,9 +55,10 @@ pub struct SinkStats {
 /// POSTs batches to one receiver.
 pub struct HttpSink {
     client: reqwest::Client,
-    config: HttpConfig,
+    // Boxed so that `Sink::Http` stays close in size to `Sink::Stdout`.
+    config: Box<HttpConfig>,
     receiver: String,
-    backoff: Backoff,
+    backoff: Box<Backoff>,
     stats: SinkStats,
 }
 
@@ -96,7 +97,8 @@ impl HttpSink {
     /// # Errors
     ///
     /// [`Error::Setup`] if the TLS backend cannot start.
-    pub fn new(config: HttpConfig) -> Result<HttpSink, Error> {
+    pub fn new(config: impl Into<Box<HttpConfig>>) -> Result<HttpSink, Error> {
+        let config = config.into();
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .user_agent(concat!("slack-audit-source/", env!("CARGO_PKG_VERSION")))
@@ -112,7 +114,7 @@ impl HttpSink {
             builder = builder.danger_accept_invalid_certs(true);
         }
         let client = builder.build().map_err(|e| Error::Setup(describe(e)))?;
-        let backoff = Backoff::new(config.backoff_min, config.backoff_max);
+        let backoff = Box::new(Backoff::new(config.backoff_min, config.backoff_max));
         Ok(HttpSink {
             client,
             config,
@@ -124,7 +126,7 @@ impl HttpSink {
 
     /// Replaces the backoff schedule (tests use short or very long ones).
     pub fn with_backoff(mut self, backoff: Backoff) -> HttpSink {
-        self.backoff = backoff;
+        *self.backoff = backoff;
         self
     }
 
