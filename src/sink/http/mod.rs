@@ -16,6 +16,7 @@
 //! Layout: `config` (flags → [`HttpConfig`]), `batch` (splitting and gzip, pure), `response`
 //! (the retry decision, pure), and the I/O loop here.
 
+pub mod auth;
 pub mod batch;
 pub mod config;
 pub mod response;
@@ -164,39 +165,21 @@ impl HttpSink {
 
     /// Sends one request until it is acknowledged, refused, or shutdown intervenes.
     async fn deliver(&mut self, request: &Outgoing, shutdown: &mut Shutdown) -> Result<(), Error> {
-        let mut attempt: u32 = 0;
+        let mut attempt: u32 = 1;
         loop {
-            attempt += 1;
-            self.stats.requests += 1;
             let started = Instant::now();
-            let headers = self.headers()?;
-            let exchange = self.exchange(request, headers);
             let result = tokio::select! {
-                r = exchange => r,
-                _ = grace_after(shutdown) => {
-                    crate::metrics::sink_batch("interrupted", request.events, request.raw_bytes, started.elapsed());
-                    return Err(Error::Interrupted);
-                }
+                r = self.attempt(request) => r,
+                _ = grace_after(shutdown) => Err(Attempt::Refused(Error::Interrupted)),
             };
             let failure = match result {
                 Ok(()) => {
-                    crate::metrics::sink_batch(
-                        "delivered",
-                        request.events,
-                        request.raw_bytes,
-                        started.elapsed(),
-                    );
-                    crate::metrics::sink_receiver_up(true);
-                    self.stats.delivered += 1;
-                    if attempt > 1 {
-                        tracing::info!(receiver = %self.receiver, attempts = attempt, events = request.events, "the HTTP receiver took the batch");
-                    }
-                    self.backoff.reset();
+                    self.acknowledged(request, attempt, started);
                     return Ok(());
                 }
                 Err(Attempt::Refused(e)) => {
                     crate::metrics::sink_batch(
-                        "rejected",
+                        e.kind(),
                         request.events,
                         request.raw_bytes,
                         started.elapsed(),
@@ -205,26 +188,9 @@ impl HttpSink {
                 }
                 Err(Attempt::Failed(f)) => f,
             };
-            crate::metrics::sink_batch(
-                failure.kind,
-                request.events,
-                request.raw_bytes,
-                started.elapsed(),
-            );
-            crate::metrics::sink_receiver_up(false);
-            crate::metrics::retried("sink", failure.kind);
-            let delay = self.delay(failure.wait);
-            let retry_at =
-                chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-            tracing::warn!(
-                receiver = %self.receiver,
-                error = %failure.message,
-                events = request.events,
-                attempt,
-                retry_in_secs = delay.as_secs_f64(),
-                retry_at = %retry_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "the HTTP receiver did not acknowledge the batch; polling waits until it does",
-            );
+            let delay = self.failed(request, &failure, attempt, started);
+            // Shutdown cuts the wait short; the batch stays unacknowledged, so the checkpoint
+            // does not move and the next start sends it again.
             if shutdown.sleep(delay).await {
                 return Err(Error::Interrupted);
             }
@@ -234,7 +200,62 @@ impl HttpSink {
                 self.stats.ambiguous_resends += 1;
                 crate::metrics::sink_ambiguous_resend(request.events);
             }
+            attempt += 1;
         }
+    }
+
+    /// One POST with fresh headers (a rotated credential file takes effect here).
+    async fn attempt(&mut self, request: &Outgoing) -> Result<(), Attempt> {
+        self.stats.requests += 1;
+        let headers = self.headers().map_err(Attempt::Refused)?;
+        self.exchange(request, headers).await
+    }
+
+    /// Records a 2xx and starts the backoff schedule again.
+    fn acknowledged(&mut self, request: &Outgoing, attempt: u32, started: Instant) {
+        crate::metrics::sink_batch(
+            "delivered",
+            request.events,
+            request.raw_bytes,
+            started.elapsed(),
+        );
+        crate::metrics::sink_receiver_up(true);
+        self.stats.delivered += 1;
+        if attempt > 1 {
+            tracing::info!(receiver = %self.receiver, attempts = attempt, events = request.events, "the HTTP receiver took the batch");
+        }
+        self.backoff.reset();
+    }
+
+    /// Records a retryable failure, warns with the next retry time, and returns the delay.
+    fn failed(
+        &mut self,
+        request: &Outgoing,
+        failure: &Failure,
+        attempt: u32,
+        started: Instant,
+    ) -> Duration {
+        crate::metrics::sink_batch(
+            failure.kind,
+            request.events,
+            request.raw_bytes,
+            started.elapsed(),
+        );
+        // Down, but not unhealthy: polling simply waits (backpressure).
+        crate::metrics::sink_receiver_up(false);
+        crate::metrics::retried("sink", failure.kind);
+        let delay = self.delay(failure.wait);
+        let retry_at = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        tracing::warn!(
+            receiver = %self.receiver,
+            error = %failure.message,
+            events = request.events,
+            attempt,
+            retry_in_secs = delay.as_secs_f64(),
+            retry_at = %retry_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "the HTTP receiver did not acknowledge the batch; polling waits until it does",
+        );
+        delay
     }
 
     /// The receiver's `Retry-After`, kept within the backoff's bounds (never a tight loop,
