@@ -402,27 +402,36 @@ mod slack_mock {
     }
 }
 
-/// Ten events, pages of four, requests of three, and the receiver down from the second
-/// request of page 2: the checkpoint read during the outage records page 1 only, and after
-/// recovery every event has arrived exactly once, in Slack's order.
-#[tokio::test]
-async fn run_delivers_each_event_once_through_an_outage_and_checkpoints_only_acknowledged_pages() {
+/// A Slack with ten events (`Ev0`…`Ev9`, ten seconds apart, ten minutes ago), a Fluent Bit
+/// receiver following `script`, and a `run --once` config reading pages of four and sending
+/// requests of three: page 1 = Ev9..Ev6 (requests Ev9-Ev7, Ev6), page 2 = Ev5..Ev2 (Ev5-Ev3,
+/// Ev2), page 3 = Ev1, Ev0.
+struct RunSetup {
+    /// Kept alive for the test's length (dropping it stops the server).
+    _slack: slack_mock::MockSlack,
+    rx: Receiver,
+    state: tempfile::TempDir,
+    config: RunConfig,
+    /// When the events were made.
+    now: i64,
+}
+
+async fn run_setup(script: Vec<Step>, backoff: Duration) -> RunSetup {
     let now = chrono::Utc::now().timestamp();
-    let entries: Vec<Value> = (0..10).map(|i| json!({"id": format!("Ev{i}"), "date_create": now - 600 + i * 10, "action": "user_login", "actor": {"type": "user", "user": {"id": "U1"}}})).collect();
+    let entries: Vec<Value> = (0..10)
+        .map(|i| json!({"id": format!("Ev{i}"), "date_create": now - 600 + i * 10, "action": "user_login", "actor": {"type": "user", "user": {"id": "U1"}}}))
+        .collect();
     let slack = slack_mock::start(entries).await;
-    // Page 1 = Ev9..Ev6 (requests Ev9-Ev7, Ev6); page 2 = Ev5..Ev2 (Ev5-Ev3, then held); page 3 = Ev1, Ev0.
-    let rx = Receiver::start(
-        Flavor::FluentBit,
-        vec![Step::Take, Step::Take, Step::Take, Step::Hold],
-    )
-    .await;
+    let rx = Receiver::start(Flavor::FluentBit, script).await;
     let state = tempfile::tempdir().unwrap();
+    let api_url = format!("http://{}", slack.addr);
+    let http_url = rx.url("/slack.audit");
     let argv = [
         "slack-audit-source",
         "run",
         "--once",
         "--api-url",
-        &format!("http://{}", slack.addr),
+        &api_url,
         "--state-dir",
         state.path().to_str().unwrap(),
         "--initial-lookback",
@@ -436,7 +445,7 @@ async fn run_delivers_each_event_once_through_an_outage_and_checkpoints_only_ack
         "--sink",
         "http",
         "--http-url",
-        &rx.url("/slack.audit"),
+        &http_url,
         "--http-batch-events",
         "3",
     ];
@@ -448,20 +457,44 @@ async fn run_delivers_each_event_once_through_an_outage_and_checkpoints_only_ack
     let SinkConfig::Http(http) = &mut config.sink else {
         unreachable!("asked for --sink http")
     };
-    http.backoff_min = Duration::from_millis(5);
-    http.backoff_max = Duration::from_millis(20);
+    http.backoff_min = backoff;
+    http.backoff_max = backoff;
+    RunSetup {
+        _slack: slack,
+        rx,
+        state,
+        config,
+        now,
+    }
+}
+
+fn read_checkpoint(state: &tempfile::TempDir) -> Value {
+    let bytes =
+        std::fs::read(state.path().join("checkpoint.json")).expect("a checkpoint was written");
+    serde_json::from_slice(&bytes).expect("the checkpoint is JSON")
+}
+
+/// The receiver goes down at the second request of page 2: the checkpoint read during the
+/// outage records page 1 only and does not move; after recovery every event has arrived
+/// exactly once, in Slack's order.
+#[tokio::test]
+async fn run_delivers_each_event_once_through_an_outage_and_checkpoints_only_acknowledged_pages() {
+    let RunSetup {
+        rx,
+        state,
+        config,
+        now,
+        _slack,
+    } = run_setup(
+        vec![Step::Take, Step::Take, Step::Take, Step::Hold],
+        Duration::from_millis(10),
+    )
+    .await;
     let running = tokio::spawn(slack_audit_source::run(config, std::future::pending()));
 
     // Three taken, then three refused while held: the poller is stuck inside page 2.
     rx.wait_for_requests(6).await;
-    let checkpoint = state.path().join("checkpoint.json");
-    let read = || {
-        serde_json::from_slice::<Value>(
-            &std::fs::read(&checkpoint).expect("page 1 was checkpointed"),
-        )
-        .unwrap()
-    };
-    let during = read();
+    let during = read_checkpoint(&state);
     let window = &during["window"];
     assert_eq!(
         window["cursor"], "off4",
@@ -479,7 +512,7 @@ async fn run_delivers_each_event_once_through_an_outage_and_checkpoints_only_ack
     );
     rx.wait_for_requests(9).await;
     assert_eq!(
-        read(),
+        read_checkpoint(&state),
         during,
         "the checkpoint does not move while the receiver is down"
     );
@@ -496,10 +529,50 @@ async fn run_delivers_each_event_once_through_an_outage_and_checkpoints_only_ack
         want,
         "every event exactly once, newest first"
     );
-    let after = read();
+    let after = read_checkpoint(&state);
     assert!(
         after["window"].is_null() && after["next_oldest"].as_i64() > Some(now - 510),
         "{after}"
+    );
+}
+
+/// Shutdown while the receiver is down (and the next retry an hour away): `run` returns at
+/// once, the page in flight unacknowledged and the checkpoint still at the last whole page.
+#[tokio::test]
+async fn run_stops_promptly_on_shutdown_during_an_outage_without_moving_the_checkpoint() {
+    let RunSetup {
+        rx,
+        state,
+        config,
+        _slack,
+        ..
+    } = run_setup(
+        vec![Step::Take, Step::Take, Step::Take, Step::Hold],
+        Duration::from_secs(3600),
+    )
+    .await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(slack_audit_source::run(config, async move {
+        let _ = stopped.await;
+    }));
+    rx.wait_for_requests(4).await;
+    let _ = stop.send(());
+    let result = tokio::time::timeout(Duration::from_secs(2), running)
+        .await
+        .expect("run returned within 2 s")
+        .unwrap();
+    // Interrupted is the sink's word for it; the poller may report it or treat it as a clean stop.
+    assert!(
+        matches!(
+            result,
+            Ok(()) | Err(slack_audit_source::Error::Sink(Error::Interrupted))
+        ),
+        "{result:?}"
+    );
+    assert_eq!(
+        read_checkpoint(&state)["window"]["cursor"],
+        "off4",
+        "page 2 was not acknowledged as a whole"
     );
 }
 
