@@ -18,7 +18,7 @@ pub const DEFAULT_BATCH_EVENTS: usize = 1000;
 /// Default for `--http-batch-bytes`: 1 MiB. Fluent Bit's `http` input refuses a request body
 /// over its `buffer_max_size` (default 4M) and grows its buffer in `buffer_chunk_size` steps
 /// (default 512K); 1 MiB leaves 4x headroom under the default limit, so even a lone oversized
-/// document (sent alone, see `batch.rs`) usually fits. Vector's `http_server` has no lower limit.
+/// document (sent alone, see `batch.rs`) usually fits; Vector's `http_server` takes it untuned.
 pub const DEFAULT_BATCH_BYTES: &str = "1MiB";
 /// Default for `--http-content-type`: Fluent Bit's `http` input reads newline-delimited
 /// objects only under this type (it answers 400 to `application/x-ndjson`); Vector's
