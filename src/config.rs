@@ -284,7 +284,7 @@ pub enum SinkConfig {
     /// Standard output.
     Stdout,
     /// A shipper's HTTP input.
-    Http(crate::sink::http::HttpConfig),
+    Http(Box<crate::sink::http::HttpConfig>),
 }
 
 /// The validated configuration of `run`.
@@ -390,9 +390,9 @@ impl RunConfig {
         }
         let sink = match args.sink {
             SinkKindArg::Stdout => SinkConfig::Stdout,
-            SinkKindArg::Http => {
-                SinkConfig::Http(crate::sink::http::HttpConfig::from_args(&args.http)?)
-            }
+            SinkKindArg::Http => SinkConfig::Http(Box::new(
+                crate::sink::http::HttpConfig::from_args(&args.http)?,
+            )),
         };
         Ok(RunConfig {
             api_url,
@@ -636,7 +636,10 @@ mod tests {
         let c = RunConfig::from_args_with_token(args(&[]), token()).unwrap();
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("xoxp-test-token"), "{dbg}");
-        assert!(dbg.contains("REDACTED"), "the token field is still there, redacted: {dbg}");
+        assert!(
+            dbg.contains("REDACTED"),
+            "the token field is still there, redacted: {dbg}"
+        );
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub async fn run(
     let shutdown = shutdown::Shutdown::from_future(shutdown);
     // ops (issue 5): /metrics, /healthz and /readyz with --metrics-listen; the listener stops
     // on shutdown, and at the latest when this handle drops as `run` returns.
-    let _metrics = metrics::server::start_for_run(&config.observability, config.interval, shutdown.clone()).await?;
-    poller::Poller::start(config, shutdown.clone()).await?.run().await
+    let _metrics =
+        metrics::server::start_for_run(&config.observability, config.interval, shutdown.clone())
+            .await?;
+    poller::Poller::start(config, shutdown.clone())
+        .await?
+        .run()
+        .await
 }

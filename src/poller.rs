@@ -259,7 +259,15 @@ impl Poller {
                 ahead = Some(self.spawn_fetch(&next));
             }
             // On an error here `ahead` is dropped, which aborts the prefetch.
-            w = self.deliver(w, page).await?;
+            w = match self.deliver(w, page).await {
+                Ok(w) => w,
+                // SIGTERM while the receiver was down: the page was not acknowledged and the
+                // checkpoint did not move; stopping here is a clean shutdown, not a failure.
+                Err(crate::Error::Sink(crate::sink::Error::Interrupted)) => {
+                    return Ok(WindowEnd::Shutdown)
+                }
+                Err(e) => return Err(e),
+            };
             if last {
                 return Ok(WindowEnd::Done);
             }

@@ -96,6 +96,7 @@ pub fn recorder_builder() -> PrometheusBuilder {
     for name in [
         "slack_source_request_duration_seconds",
         "slack_source_sink_batch_duration_seconds",
+        "slack_source_sink_request_duration_seconds",
     ] {
         builder = match builder.set_buckets_for_metric(Matcher::Full(name.into()), LATENCY_BUCKETS)
         {
@@ -157,6 +158,34 @@ pub fn describe() {
     describe_histogram!(
         "slack_source_sink_batch_duration_seconds",
         "Time to deliver one batch to the sink, retries included."
+    );
+    describe_counter!(
+        "slack_source_sink_requests_total",
+        "HTTP requests to the shipper, by outcome (delivered, retry, rejected, interrupted)."
+    );
+    describe_histogram!(
+        "slack_source_sink_request_duration_seconds",
+        "Time of one HTTP request to the shipper, until its answer."
+    );
+    describe_counter!(
+        "slack_source_sink_events_sent_total",
+        "Documents the HTTP receiver acknowledged with a 2xx."
+    );
+    describe_counter!(
+        "slack_source_sink_bytes_sent_total",
+        "Bytes (before compression) the HTTP receiver acknowledged."
+    );
+    describe_counter!(
+        "slack_source_sink_ambiguous_resends_total",
+        "HTTP requests sent again after a timeout or broken connection: the receiver may have them twice (harmless with event.id as document id)."
+    );
+    describe_counter!(
+        "slack_source_sink_ambiguous_resent_events_total",
+        "Documents in those ambiguous resends."
+    );
+    describe_gauge!(
+        "slack_source_sink_receiver_up",
+        "1 when the HTTP receiver acknowledged the last request, 0 while it is down (polling pauses)."
     );
     describe_gauge!(
         "slack_source_checkpoint_lag_seconds",
@@ -273,6 +302,29 @@ pub fn error(stage: &'static str, kind: &'static str) {
         metrics::counter!("slack_source_sink_errors_total", "kind" => kind).increment(1);
         health::HEALTH.sink_failed(kind);
     }
+}
+
+/// One HTTP request to the shipper ended with `outcome` (`delivered`, `retry`, `rejected`...).
+pub fn sink_request(outcome: &'static str, events: usize, bytes: usize, elapsed: Duration) {
+    metrics::counter!("slack_source_sink_requests_total", "outcome" => outcome).increment(1);
+    metrics::histogram!("slack_source_sink_request_duration_seconds").record(elapsed.as_secs_f64());
+    if outcome == "delivered" {
+        metrics::counter!("slack_source_sink_events_sent_total").increment(events as u64);
+        metrics::counter!("slack_source_sink_bytes_sent_total").increment(bytes as u64);
+    }
+}
+
+/// A request the receiver may already have taken (after a timeout or a broken connection) is
+/// being sent again: the documented at-least-once edge, made harmless by `event.id`.
+pub fn sink_ambiguous_resend(events: usize) {
+    metrics::counter!("slack_source_sink_ambiguous_resends_total").increment(1);
+    metrics::counter!("slack_source_sink_ambiguous_resent_events_total").increment(events as u64);
+}
+
+/// Whether the HTTP receiver acknowledged the last request (1) or not (0). A down receiver
+/// pauses polling (backpressure) but does not make the process unhealthy.
+pub fn sink_receiver_up(up: bool) {
+    metrics::gauge!("slack_source_sink_receiver_up").set(if up { 1.0 } else { 0.0 });
 }
 
 #[cfg(test)]

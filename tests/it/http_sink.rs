@@ -1,1 +1,757 @@
-//! Integration tests: http_sink (being written).
+//! The HTTP sink against in-process receivers that behave like Vector's `http_server` and
+//! Fluent Bit's `http` input: batching and order, gzip, outages, slow and rude receivers,
+//! refusals, credentials, shutdown; then the whole `run` through an outage mid-page, with the
+//! checkpoint read while the receiver is down; and the shipper examples, parsed and checked.
+
+use crate::support::receiver::{Flavor, Receiver, Step};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use slack_audit_source::config::{Cli, Command, RunConfig, SinkConfig};
+use slack_audit_source::shutdown::Shutdown;
+use slack_audit_source::sink::http::config::{EnvSecrets, HttpArgs};
+use slack_audit_source::sink::http::{Compression, HttpConfig, HttpSink};
+use slack_audit_source::sink::{Batch, Error};
+use std::time::Duration;
+
+/// `n` documents with ids `E0000…`, each padded with `pad` bytes of message.
+fn batch(n: usize, pad: usize) -> Batch {
+    let mut b = Batch::new();
+    for i in 0..n {
+        b.push(&json!({"event": {"id": format!("E{i:04}")}, "message": "x".repeat(pad)}));
+    }
+    b
+}
+
+fn ids(docs: &[Value]) -> Vec<String> {
+    docs.iter()
+        .map(|d| d["event"]["id"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+fn expected_ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("E{i:04}")).collect()
+}
+
+/// A sink to `url` with millisecond backoff, after `tweak`.
+fn sink(url: &str, tweak: impl FnOnce(&mut HttpConfig)) -> HttpSink {
+    let mut c = HttpConfig::for_url(url).expect("loopback URLs are accepted");
+    c.backoff_min = Duration::from_millis(1);
+    c.backoff_max = Duration::from_millis(5);
+    tweak(&mut c);
+    HttpSink::new(c).expect("the client builds")
+}
+
+#[tokio::test]
+async fn batches_respect_both_limits_and_keep_order() {
+    let rx = Receiver::start(Flavor::Vector, vec![]).await;
+    let mut s = sink(&rx.url("/"), |c| c.max_events = 10);
+    s.send(&batch(25, 10), &mut Shutdown::never())
+        .await
+        .unwrap();
+    let sizes: Vec<usize> = rx.taken().iter().map(|d| d.docs.len()).collect();
+    assert_eq!(sizes, vec![10, 10, 5]);
+    assert_eq!(ids(&rx.docs()), expected_ids(25));
+
+    // By bytes: ~100-byte lines under a 1 KiB limit; a 3 KiB document goes alone.
+    let rx = Receiver::start(Flavor::Vector, vec![]).await;
+    let mut s = sink(&rx.url("/"), |c| c.max_bytes = 1024);
+    let mut b = batch(15, 70);
+    b.push(&json!({"event": {"id": "BIG"}, "message": "y".repeat(3000)}));
+    b.push(&json!({"event": {"id": "AFTER"}}));
+    s.send(&b, &mut Shutdown::never()).await.unwrap();
+    let taken = rx.taken();
+    for d in &taken {
+        assert!(
+            d.ndjson_bytes <= 1024 || d.docs.len() == 1,
+            "a {}-byte request of {} documents",
+            d.ndjson_bytes,
+            d.docs.len()
+        );
+    }
+    let big = taken
+        .iter()
+        .find(|d| ids(&d.docs).contains(&"BIG".to_string()))
+        .expect("the big document arrived");
+    assert_eq!(big.docs.len(), 1, "an oversized document goes alone");
+    let mut want = expected_ids(15);
+    want.extend(["BIG".to_string(), "AFTER".to_string()]);
+    assert_eq!(ids(&rx.docs()), want);
+    assert_eq!(s.stats().delivered as usize, taken.len());
+}
+
+#[tokio::test]
+async fn gzip_round_trips_to_fluent_bit_and_201_is_an_acknowledgement() {
+    let rx = Receiver::start(Flavor::FluentBit, vec![]).await;
+    let mut s = sink(&rx.url("/slack.audit"), |c| {
+        c.compression = Compression::Gzip
+    });
+    s.send(&batch(50, 200), &mut Shutdown::never())
+        .await
+        .unwrap();
+    let taken = rx.taken();
+    assert!(taken.iter().all(|d| d.headers["content-encoding"] == "gzip"
+        && d.headers["content-type"] == "application/json"));
+    assert_eq!(ids(&rx.docs()), expected_ids(50));
+}
+
+#[tokio::test]
+async fn vector_takes_the_ndjson_content_type_and_fluent_bit_refuses_it_clearly() {
+    let ndjson = |c: &mut HttpConfig| {
+        c.content_type = reqwest::header::HeaderValue::from_static("application/x-ndjson")
+    };
+    let vector = Receiver::start(Flavor::Vector, vec![]).await;
+    sink(&vector.url("/"), ndjson)
+        .send(&batch(3, 0), &mut Shutdown::never())
+        .await
+        .unwrap();
+    assert_eq!(vector.docs().len(), 3);
+
+    let fluent = Receiver::start(Flavor::FluentBit, vec![]).await;
+    let err = sink(&fluent.url("/slack.audit"), ndjson)
+        .send(&batch(3, 0), &mut Shutdown::never())
+        .await
+        .unwrap_err();
+    let Error::Rejected { url, status, .. } = &err else {
+        panic!("expected Rejected, got {err:?}")
+    };
+    assert_eq!(
+        (url.as_str(), *status),
+        (fluent.url("/slack.audit").as_str(), 400)
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("invalid 'Content-Type'") && msg.contains("application/json"),
+        "{msg}"
+    );
+    assert_eq!(fluent.seen(), 1, "a refusal is not retried");
+}
+
+/// 503s (one with Retry-After) and a 429 in the middle of a page, then recovery: every
+/// document arrives exactly once, in order, and nothing counts as an ambiguous resend.
+#[tokio::test]
+async fn an_outage_mid_page_delivers_every_event_exactly_once() {
+    let script = vec![
+        Step::Take,
+        Step::status(503, "down"),
+        Step::Answer {
+            status: 503,
+            body: "down",
+            retry_after: Some("0"),
+        },
+        Step::Answer {
+            status: 429,
+            body: "slow down",
+            retry_after: Some("1"),
+        },
+        Step::status(502, "bad gateway"),
+        Step::Take,
+    ];
+    let rx = Receiver::start(Flavor::Vector, script).await;
+    let mut s = sink(&rx.url("/"), |c| c.max_events = 4);
+    s.send(&batch(10, 0), &mut Shutdown::never()).await.unwrap();
+    assert_eq!(ids(&rx.docs()), expected_ids(10));
+    let stats = s.stats();
+    assert_eq!(
+        (stats.delivered, stats.retries, stats.ambiguous_resends),
+        (3, 4, 0)
+    );
+}
+
+/// The documented at-least-once edge: the receiver takes a request but answers after the
+/// client's timeout; the resend duplicates exactly that request, and it is counted.
+#[tokio::test]
+async fn a_slow_receiver_times_out_then_succeeds_and_the_duplicate_is_counted() {
+    let rx = Receiver::start(
+        Flavor::FluentBit,
+        vec![Step::Take, Step::TakeSlowly(Duration::from_secs(5))],
+    )
+    .await;
+    let mut s = sink(&rx.url("/slack.audit"), |c| {
+        c.max_events = 5;
+        // Long enough for a loaded CI machine, short enough for a quick test.
+        c.timeout = Duration::from_secs(1);
+    });
+    s.send(&batch(15, 0), &mut Shutdown::never()).await.unwrap();
+    let got = ids(&rx.docs());
+    let mut want = expected_ids(15);
+    // Request 2 (E0005..E0009) was taken twice.
+    want.splice(10..10, expected_ids(10)[5..10].iter().cloned());
+    assert_eq!(got, want);
+    assert_eq!(s.stats().ambiguous_resends, 1);
+}
+
+#[tokio::test]
+async fn a_receiver_that_hangs_up_is_retried() {
+    let rx = Receiver::start(Flavor::Vector, vec![Step::HangUp, Step::HangUp, Step::Take]).await;
+    let mut s = sink(&rx.url("/"), |_| {});
+    s.send(&batch(5, 0), &mut Shutdown::never()).await.unwrap();
+    assert_eq!(ids(&rx.docs()), expected_ids(5));
+    assert_eq!(s.stats().retries, 2);
+}
+
+#[tokio::test]
+async fn a_bad_request_names_the_receiver_and_quotes_its_answer() {
+    let rx = Receiver::start(
+        Flavor::Vector,
+        vec![
+            Step::Take,
+            Step::status(400, "field `event` has the wrong type\n"),
+        ],
+    )
+    .await;
+    let mut s = sink(&rx.url("/in?api_key=k3y-secret"), |c| c.max_events = 2);
+    let err = s
+        .send(&batch(6, 0), &mut Shutdown::never())
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&rx.url("/in"))
+            && msg.contains("HTTP 400")
+            && msg.contains("field `event` has the wrong type"),
+        "{msg}"
+    );
+    assert!(!msg.contains("k3y-secret"), "the query is not shown: {msg}");
+    assert_eq!(err.kind(), "rejected");
+    assert_eq!(rx.docs().len(), 2, "nothing after the refusal is sent");
+}
+
+#[tokio::test]
+async fn credentials_and_headers_are_sent_but_never_shown() {
+    let rx = Receiver::start(
+        Flavor::Vector,
+        vec![Step::Take, Step::status(401, "who are you?")],
+    )
+    .await;
+    let args = HttpArgs {
+        http_url: Some(rx.url("/")),
+        http_batch_events: 1,
+        http_batch_bytes: "1MiB".into(),
+        http_content_type: "application/json".into(),
+        http_timeout: "5s".into(),
+        http_headers: vec!["X-Api-Key: hdr-s3cret".into()],
+        ..HttpArgs::default()
+    };
+    let env = EnvSecrets {
+        bearer_token: Some(SecretString::from("bearer-s3cret")),
+        password: None,
+    };
+    let config = HttpConfig::from_args_with_env(&args, env).unwrap();
+    let mut s = HttpSink::new(config).unwrap();
+    let err = s
+        .send(&batch(2, 0), &mut Shutdown::never())
+        .await
+        .unwrap_err();
+    let taken = rx.taken();
+    assert_eq!(taken[0].headers["authorization"], "Bearer bearer-s3cret");
+    assert_eq!(taken[0].headers["x-api-key"], "hdr-s3cret");
+    let shown = format!("{err} {err:?} {s:?}");
+    assert!(
+        shown.contains("who are you?") && shown.contains("hint"),
+        "{shown}"
+    );
+    assert!(!shown.contains("s3cret"), "a secret leaked: {shown}");
+
+    // Basic auth, the password from a file.
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("password");
+    std::fs::write(&pw, "pw-s3cret\n").unwrap();
+    let rx = Receiver::start(Flavor::FluentBit, vec![]).await;
+    let args = HttpArgs {
+        http_url: Some(rx.url("/slack.audit")),
+        http_user: Some("shipper".into()),
+        http_password_file: Some(pw),
+        http_headers: vec![],
+        ..args
+    };
+    let mut s =
+        HttpSink::new(HttpConfig::from_args_with_env(&args, EnvSecrets::default()).unwrap())
+            .unwrap();
+    s.send(&batch(1, 0), &mut Shutdown::never()).await.unwrap();
+    // base64("shipper:pw-s3cret")
+    assert_eq!(
+        rx.taken()[0].headers["authorization"],
+        "Basic c2hpcHBlcjpwdy1zM2NyZXQ="
+    );
+    assert!(!format!("{s:?}").contains("s3cret"));
+}
+
+/// SIGTERM while the receiver is down: `send` stops waiting at once and reports the batch as
+/// not acknowledged. The backoff is an hour, so only the shutdown can end the wait.
+#[tokio::test]
+async fn shutdown_during_an_outage_returns_interrupted_promptly() {
+    let rx = Receiver::start(Flavor::Vector, vec![Step::Hold]).await;
+    let mut s = sink(&rx.url("/"), |c| {
+        c.backoff_min = Duration::from_secs(3600);
+        c.backoff_max = Duration::from_secs(3600);
+    });
+    let (trigger, mut shutdown) = Shutdown::new();
+    let sending = tokio::spawn(async move { s.send(&batch(3, 0), &mut shutdown).await });
+    rx.wait_for_requests(1).await;
+    trigger.trigger();
+    let result = tokio::time::timeout(Duration::from_secs(2), sending)
+        .await
+        .expect("send returned within 2 s")
+        .unwrap();
+    assert!(matches!(result, Err(Error::Interrupted)), "{result:?}");
+    assert!(rx.taken().is_empty());
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_but_capped() {
+    // An hour asked for; the cap (5 ms here, 60 s by default) wins.
+    let rx = Receiver::start(
+        Flavor::Vector,
+        vec![Step::Answer {
+            status: 429,
+            body: "",
+            retry_after: Some("3600"),
+        }],
+    )
+    .await;
+    let mut s = sink(&rx.url("/"), |_| {});
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        s.send(&batch(1, 0), &mut Shutdown::never()),
+    )
+    .await
+    .expect("the cap applies")
+    .unwrap();
+    assert_eq!(rx.docs().len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// The whole `run`, against a tiny scripted Slack.
+
+mod slack_mock {
+    //! `GET /audit/v1/logs`: a fixed set of entries, filtered by `oldest`/`latest`
+    //! (inclusive), newest first, `limit` per page, the cursor being the next offset.
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use serde_json::{json, Value};
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use tokio::net::TcpListener;
+
+    pub struct MockSlack {
+        pub addr: SocketAddr,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for MockSlack {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    pub async fn start(entries: Vec<Value>) -> MockSlack {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let entries = Arc::new(entries);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let entries = entries.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let body = page(&entries, req.uri().query().unwrap_or(""));
+                            async move {
+                                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                    Bytes::from(body),
+                                )))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        MockSlack { addr, task }
+    }
+
+    fn page(entries: &[Value], query: &str) -> String {
+        let q: std::collections::HashMap<String, String> =
+            url::form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect();
+        let num = |k: &str| q.get(k).and_then(|v| v.parse::<i64>().ok());
+        let (oldest, latest, limit) = (
+            num("oldest").unwrap_or(0),
+            num("latest").unwrap_or(i64::MAX),
+            num("limit").unwrap_or(100) as usize,
+        );
+        let offset: usize = q
+            .get("cursor")
+            .and_then(|c| c.strip_prefix("off"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let mut matching: Vec<&Value> = entries
+            .iter()
+            .filter(|e| (oldest..=latest).contains(&e["date_create"].as_i64().unwrap_or(0)))
+            .collect();
+        matching.sort_by_key(|e| std::cmp::Reverse(e["date_create"].as_i64()));
+        let end = (offset + limit).min(matching.len());
+        let next = if end < matching.len() {
+            format!("off{end}")
+        } else {
+            String::new()
+        };
+        json!({"ok": true, "entries": &matching[offset.min(end)..end], "response_metadata": {"next_cursor": next}}).to_string()
+    }
+}
+
+/// A Slack with ten events (`Ev0`…`Ev9`, ten seconds apart, ten minutes ago), a Fluent Bit
+/// receiver following `script`, and a `run --once` config reading pages of four and sending
+/// requests of three: page 1 = Ev9..Ev6 (requests Ev9-Ev7, Ev6), page 2 = Ev5..Ev2 (Ev5-Ev3,
+/// Ev2), page 3 = Ev1, Ev0.
+struct RunSetup {
+    /// Kept alive for the test's length (dropping it stops the server).
+    _slack: slack_mock::MockSlack,
+    rx: Receiver,
+    state: tempfile::TempDir,
+    config: RunConfig,
+    /// When the events were made.
+    now: i64,
+}
+
+async fn run_setup(script: Vec<Step>, backoff: Duration) -> RunSetup {
+    let now = chrono::Utc::now().timestamp();
+    let entries: Vec<Value> = (0..10)
+        .map(|i| json!({"id": format!("Ev{i}"), "date_create": now - 600 + i * 10, "action": "user_login", "actor": {"type": "user", "user": {"id": "U1"}}}))
+        .collect();
+    let slack = slack_mock::start(entries).await;
+    let rx = Receiver::start(Flavor::FluentBit, script).await;
+    let state = tempfile::tempdir().unwrap();
+    let api_url = format!("http://{}", slack.addr);
+    let http_url = rx.url("/slack.audit");
+    let argv = [
+        "slack-audit-source",
+        "run",
+        "--once",
+        "--api-url",
+        &api_url,
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--initial-lookback",
+        "1h",
+        "--settle-lag",
+        "1s",
+        "--limit",
+        "4",
+        "--max-requests-per-minute",
+        "1000",
+        "--sink",
+        "http",
+        "--http-url",
+        &http_url,
+        "--http-batch-events",
+        "3",
+    ];
+    let Command::Run(args) = <Cli as clap::Parser>::try_parse_from(argv).unwrap().command else {
+        unreachable!("asked for run")
+    };
+    let mut config =
+        RunConfig::from_args_with_token(*args, Some(SecretString::from("xoxp-test"))).unwrap();
+    let SinkConfig::Http(http) = &mut config.sink else {
+        unreachable!("asked for --sink http")
+    };
+    http.backoff_min = backoff;
+    http.backoff_max = backoff;
+    RunSetup {
+        _slack: slack,
+        rx,
+        state,
+        config,
+        now,
+    }
+}
+
+fn read_checkpoint(state: &tempfile::TempDir) -> Value {
+    let bytes =
+        std::fs::read(state.path().join("checkpoint.json")).expect("a checkpoint was written");
+    serde_json::from_slice(&bytes).expect("the checkpoint is JSON")
+}
+
+/// The receiver goes down at the second request of page 2: the checkpoint read during the
+/// outage records page 1 only and does not move; after recovery every event has arrived
+/// exactly once, in Slack's order.
+#[tokio::test]
+async fn run_delivers_each_event_once_through_an_outage_and_checkpoints_only_acknowledged_pages() {
+    let RunSetup {
+        rx,
+        state,
+        config,
+        now,
+        _slack,
+    } = run_setup(
+        vec![Step::Take, Step::Take, Step::Take, Step::Hold],
+        Duration::from_millis(10),
+    )
+    .await;
+    let running = tokio::spawn(slack_audit_source::run(config, std::future::pending()));
+
+    // Three taken, then three refused while held: the poller is stuck inside page 2.
+    rx.wait_for_requests(6).await;
+    let during = read_checkpoint(&state);
+    let window = &during["window"];
+    assert_eq!(
+        window["cursor"], "off4",
+        "the next page to read is page 2: {during}"
+    );
+    assert_eq!(
+        window["low"],
+        now - 600 + 6 * 10,
+        "nothing of page 2 is recorded: {during}"
+    );
+    assert_eq!(window["ids_at_low"], json!(["Ev6"]));
+    assert_eq!(
+        ids(&rx.docs()),
+        ["Ev9", "Ev8", "Ev7", "Ev6", "Ev5", "Ev4", "Ev3"]
+    );
+    rx.wait_for_requests(9).await;
+    assert_eq!(
+        read_checkpoint(&state),
+        during,
+        "the checkpoint does not move while the receiver is down"
+    );
+
+    rx.release();
+    tokio::time::timeout(Duration::from_secs(20), running)
+        .await
+        .expect("run finishes once the receiver is back")
+        .unwrap()
+        .unwrap();
+    let want: Vec<String> = (0..10).rev().map(|i| format!("Ev{i}")).collect();
+    assert_eq!(
+        ids(&rx.docs()),
+        want,
+        "every event exactly once, newest first"
+    );
+    let after = read_checkpoint(&state);
+    assert!(
+        after["window"].is_null() && after["next_oldest"].as_i64() > Some(now - 510),
+        "{after}"
+    );
+}
+
+/// Shutdown while the receiver is down (and the next retry an hour away): `run` returns at
+/// once, the page in flight unacknowledged and the checkpoint still at the last whole page.
+#[tokio::test]
+async fn run_stops_promptly_on_shutdown_during_an_outage_without_moving_the_checkpoint() {
+    let RunSetup {
+        rx,
+        state,
+        config,
+        _slack,
+        ..
+    } = run_setup(
+        vec![Step::Take, Step::Take, Step::Take, Step::Hold],
+        Duration::from_secs(3600),
+    )
+    .await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(slack_audit_source::run(config, async move {
+        let _ = stopped.await;
+    }));
+    rx.wait_for_requests(4).await;
+    let _ = stop.send(());
+    let result = tokio::time::timeout(Duration::from_secs(2), running)
+        .await
+        .expect("run returned within 2 s")
+        .unwrap();
+    // A SIGTERM during an outage is a clean shutdown (exit 0), not a failure.
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(
+        read_checkpoint(&state)["window"]["cursor"],
+        "off4",
+        "page 2 was not acknowledged as a whole"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The shipper examples: parsed, and their key settings checked, so they cannot rot.
+
+fn example(path: &str) -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(path);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn yaml(path: &str) -> serde_yaml::Value {
+    serde_yaml::from_str(&example(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Fluent Bit's classic format: `[SECTION]` then `Key Value` lines; keys compared lower-case.
+fn fluent_bit_sections(path: &str) -> Vec<(String, std::collections::HashMap<String, String>)> {
+    let mut sections: Vec<(String, std::collections::HashMap<String, String>)> = Vec::new();
+    for line in example(path)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            sections.push((name.to_ascii_uppercase(), Default::default()));
+        } else {
+            let (k, v) = line
+                .split_once(char::is_whitespace)
+                .unwrap_or_else(|| panic!("{path}: {line:?} is not 'Key Value'"));
+            let (_, map) = sections
+                .last_mut()
+                .unwrap_or_else(|| panic!("{path}: {line:?} before any section"));
+            map.insert(k.to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    sections
+}
+
+fn section<'a>(
+    sections: &'a [(String, std::collections::HashMap<String, String>)],
+    kind: &str,
+    name: &str,
+) -> &'a std::collections::HashMap<String, String> {
+    sections
+        .iter()
+        .find(|(k, m)| k == kind && m.get("name").map(String::as_str) == Some(name))
+        .map(|(_, m)| m)
+        .unwrap_or_else(|| panic!("no [{kind}] named {name}"))
+}
+
+/// Fluent Bit's es output reads `Id_Key` as a record accessor: `event.id` would look up a
+/// top-level key with a dot in its name; `$event['id']` reaches into the object.
+const FLUENT_BIT_ID_KEY: &str = "$event['id']";
+
+#[test]
+fn vector_examples_keep_their_key_settings() {
+    let exec = yaml("vector/exec.yaml");
+    let src = &exec["sources"]["slack_audit"];
+    assert_eq!(src["type"], "exec");
+    assert_eq!(src["mode"], "streaming");
+    assert_eq!(
+        src["include_stderr"], false,
+        "diagnostics on stderr must not become events"
+    );
+    assert_eq!(src["decoding"]["codec"], "json");
+    assert_eq!(src["framing"]["method"], "newline_delimited");
+    let cmd: Vec<&str> = src["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(cmd.contains(&"run") && !cmd.contains(&"--once"), "{cmd:?}");
+
+    let http = yaml("vector/http_server.yaml");
+    let src = &http["sources"]["slack_audit"];
+    assert_eq!(src["type"], "http_server");
+    assert_eq!(src["framing"]["method"], "newline_delimited");
+    assert_eq!(src["decoding"]["codec"], "json");
+    assert_eq!(src["method"], "POST");
+
+    for (name, doc) in [("exec.yaml", &exec), ("http_server.yaml", &http)] {
+        let es = &doc["sinks"]["elasticsearch"];
+        assert_eq!(es["type"], "elasticsearch", "{name}");
+        assert_eq!(es["id_key"], "event.id", "{name}");
+        assert_eq!(
+            es["bulk"]["action"], "index",
+            "{name}: a resent document must overwrite itself, not fail"
+        );
+        // Every input of the sink exists.
+        for input in es["inputs"].as_sequence().unwrap() {
+            let input = input.as_str().unwrap();
+            assert!(
+                !doc["sources"][input].is_null() || !doc["transforms"][input].is_null(),
+                "{name}: unknown input {input}"
+            );
+        }
+    }
+    assert_eq!(
+        http["sinks"]["elasticsearch"]["acknowledgements"]["enabled"], true,
+        "the source answers only once Elasticsearch has the events"
+    );
+}
+
+#[test]
+fn fluent_bit_examples_keep_their_key_settings() {
+    let http = yaml("fluent-bit/http.yaml");
+    let input = &http["pipeline"]["inputs"][0];
+    assert_eq!(input["name"], "http");
+    assert_eq!(input["buffer_max_size"], "4M");
+    let output = &http["pipeline"]["outputs"][0];
+    assert_eq!(output["name"], "es");
+    assert_eq!(output["id_key"], FLUENT_BIT_ID_KEY);
+    assert_ne!(
+        output["time_key"], "@timestamp",
+        "es would add a second @timestamp"
+    );
+
+    let exec = fluent_bit_sections("fluent-bit/exec.conf");
+    let input = section(&exec, "INPUT", "exec");
+    assert!(
+        input["command"].contains("run --once"),
+        "{}",
+        input["command"]
+    );
+    assert_eq!(input["parser"], "json");
+    let parsers = fluent_bit_sections("fluent-bit/parsers.conf");
+    assert_eq!(section(&parsers, "PARSER", "json")["format"], "json");
+    let service = exec
+        .iter()
+        .find(|(k, _)| k == "SERVICE")
+        .map(|(_, m)| m)
+        .expect("a [SERVICE] section");
+    assert_eq!(service["parsers_file"], "parsers.conf");
+
+    let stdin = fluent_bit_sections("fluent-bit/stdin.conf");
+    section(&stdin, "INPUT", "stdin");
+    for (name, conf) in [("exec.conf", &exec), ("stdin.conf", &stdin)] {
+        let es = section(conf, "OUTPUT", "es");
+        assert_eq!(es["id_key"], FLUENT_BIT_ID_KEY, "{name}");
+        assert!(
+            es.get("time_key").is_some_and(|k| k != "@timestamp"),
+            "{name}: es would add a second @timestamp"
+        );
+    }
+}
+
+#[test]
+fn the_shippers_guide_names_every_example() {
+    let guide = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/shippers.md"),
+    )
+    .unwrap();
+    for f in [
+        "vector/exec.yaml",
+        "vector/http_server.yaml",
+        "fluent-bit/http.yaml",
+        "fluent-bit/exec.conf",
+        "fluent-bit/stdin.conf",
+    ] {
+        assert!(
+            guide.contains(f),
+            "docs/shippers.md does not mention examples/{f}"
+        );
+    }
+}
+
+/// `HttpArgs` keeps header values out of `Debug`, since `RunArgs` derives it.
+#[test]
+fn run_args_debug_hides_header_values() {
+    let argv = [
+        "slack-audit-source",
+        "run",
+        "--sink",
+        "http",
+        "--http-url",
+        "http://127.0.0.1:1/",
+        "--http-header",
+        "X-Api-Key: hdr-s3cret",
+    ];
+    let Command::Run(args) = <Cli as clap::Parser>::try_parse_from(argv).unwrap().command else {
+        unreachable!("asked for run")
+    };
+    assert!(!format!("{args:?}").contains("s3cret"));
+}

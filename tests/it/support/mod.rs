@@ -2,6 +2,7 @@
 //! helpers to run the built binary.
 
 pub mod mock;
+pub mod receiver;
 
 use serde_json::{json, Value};
 use std::collections::HashMap;

@@ -1,0 +1,184 @@
+//! Credentials for the receiver: a bearer token or basic auth, each from a file (re-read
+//! before every request, so a rotated Kubernetes Secret takes effect without a restart) or
+//! from an environment variable. Values are [`SecretString`]s from the moment they are read;
+//! `Debug` redacts them and no message quotes them.
+
+use super::config::{invalid, HttpArgs};
+use crate::config::ConfigError;
+use secrecy::{ExposeSecret, SecretString};
+use std::path::{Path, PathBuf};
+
+/// Environment variable holding the receiver's bearer token (when no token file is given).
+pub const ENV_BEARER_TOKEN: &str = "SLACK_AUDIT_HTTP_BEARER_TOKEN";
+/// Environment variable holding the basic-auth password (when no password file is given).
+pub const ENV_PASSWORD: &str = "SLACK_AUDIT_HTTP_PASSWORD";
+
+/// A credential: its value now, and the file to re-read it from, if any (a mounted Secret
+/// rotated in place takes effect without a restart).
+#[derive(Debug, Clone)]
+pub struct Secret {
+    value: SecretString,
+    file: Option<PathBuf>,
+}
+
+impl Secret {
+    /// A fixed value (from the environment, or a test).
+    pub fn fixed(value: SecretString) -> Secret {
+        Secret { value, file: None }
+    }
+
+    /// Reads `path` now, so that a missing file fails at start.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming the flag and the file, never the content.
+    pub fn from_file(flag: &'static str, path: &Path) -> Result<Secret, ConfigError> {
+        let value = read_secret(path).map_err(|reason| ConfigError::Invalid {
+            flag,
+            message: format!("{}: {reason}", path.display()),
+        })?;
+        Ok(Secret {
+            value,
+            file: Some(path.to_path_buf()),
+        })
+    }
+
+    /// The value to use now: re-read from the file when there is one, keeping the last good
+    /// value if the file is briefly unreadable mid-rotation.
+    pub fn current(&mut self) -> &SecretString {
+        if let Some(path) = &self.file {
+            match read_secret(path) {
+                Ok(v) => self.value = v,
+                Err(reason) => {
+                    tracing::warn!(path = %path.display(), %reason, "cannot re-read the HTTP sink credential file; using the last value read")
+                }
+            }
+        }
+        &self.value
+    }
+}
+
+fn read_secret(path: &Path) -> Result<SecretString, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let value = SecretString::from(text.trim().to_string());
+    check_secret(&value)?;
+    Ok(value)
+}
+
+/// The reason never quotes the secret.
+fn check_secret(s: &SecretString) -> Result<(), String> {
+    let v = s.expose_secret();
+    if v.is_empty() {
+        return Err("is empty".into());
+    }
+    if !v.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        return Err("holds control or non-ASCII characters; it must be one line".into());
+    }
+    Ok(())
+}
+
+/// How the sink authenticates to the receiver.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// `Authorization: Bearer …`.
+    Bearer(Secret),
+    /// `Authorization: Basic …`.
+    Basic {
+        /// The user name (not secret).
+        user: String,
+        /// The password.
+        password: Secret,
+    },
+}
+
+/// Secrets read from the environment, passed in so tests need not set process variables.
+#[derive(Debug, Default)]
+pub struct EnvSecrets {
+    /// `SLACK_AUDIT_HTTP_BEARER_TOKEN`.
+    pub bearer_token: Option<SecretString>,
+    /// `SLACK_AUDIT_HTTP_PASSWORD`.
+    pub password: Option<SecretString>,
+}
+
+impl EnvSecrets {
+    /// Reads both variables from the process environment.
+    pub fn from_env() -> EnvSecrets {
+        let read = |name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| SecretString::from(v.trim().to_string()))
+        };
+        EnvSecrets {
+            bearer_token: read(ENV_BEARER_TOKEN),
+            password: read(ENV_PASSWORD),
+        }
+    }
+}
+
+impl Auth {
+    /// Reads the credentials the flags and the environment name: a bearer token, or a user
+    /// and password, never both.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming the flag (and the file, never its content).
+    pub fn from_args(args: &HttpArgs, env: EnvSecrets) -> Result<Option<Auth>, ConfigError> {
+        let bearer = match (&args.http_bearer_token_file, env.bearer_token) {
+            (Some(path), _) => Some(Secret::from_file("http-bearer-token-file", path)?),
+            (None, Some(t)) => {
+                check_secret(&t).map_err(|reason| {
+                    invalid(
+                        "http-bearer-token-file",
+                        format!("{ENV_BEARER_TOKEN} {reason}"),
+                    )
+                })?;
+                Some(Secret::fixed(t))
+            }
+            (None, None) => None,
+        };
+        let password = match (&args.http_password_file, env.password) {
+            (Some(path), _) => Some(Secret::from_file("http-password-file", path)?),
+            (None, Some(p)) => {
+                check_secret(&p).map_err(|reason| {
+                    invalid("http-password-file", format!("{ENV_PASSWORD} {reason}"))
+                })?;
+                Some(Secret::fixed(p))
+            }
+            (None, None) => None,
+        };
+        let user = args
+            .http_user
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty());
+        match (bearer, user, password) {
+            (Some(_), Some(_), _) => Err(invalid(
+                "http-user",
+                "give either a bearer token or basic auth (--http-user), not both",
+            )),
+            (Some(_), None, Some(_)) => Err(invalid(
+                "http-password-file",
+                "a password with a bearer token; basic auth also needs --http-user",
+            )),
+            (Some(t), None, None) => Ok(Some(Auth::Bearer(t))),
+            (None, Some(u), _) if u.contains(':') => Err(invalid(
+                "http-user",
+                format!("{u:?} holds ':', which basic auth cannot carry in a user name"),
+            )),
+            (None, Some(u), Some(p)) => Ok(Some(Auth::Basic {
+                user: u.to_string(),
+                password: p,
+            })),
+            (None, Some(_), None) => Err(invalid(
+                "http-user",
+                format!("basic auth needs a password: --http-password-file or {ENV_PASSWORD}"),
+            )),
+            (None, None, Some(_)) => Err(invalid(
+                "http-password-file",
+                "a password without --http-user; give the user too",
+            )),
+            (None, None, None) => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! In-process stand-ins for the shippers' HTTP inputs, on 127.0.0.1:0.
+//!
+//! [`Flavor::Vector`] behaves like Vector's `http_server` with newline-delimited framing and
+//! JSON decoding: it takes `application/json` or `application/x-ndjson` and answers 200.
+//! [`Flavor::FluentBit`] behaves like Fluent Bit's `http` input: it reads newline-delimited
+//! objects only as `application/json`, answers 400 to anything else, and 201 on success.
+//! Both decode `Content-Encoding: gzip` and refuse a line that is not JSON with 400.
+//!
+//! A script of [`Step`]s says what to do with each request in turn (then [`Step::Take`]
+//! forever); [`Step::Hold`] answers 503 until [`Receiver::release`]. Every request taken is
+//! recorded with its headers and documents, so tests check order, limits and duplicates.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{HeaderMap, Request, Response};
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Which shipper to imitate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// Vector `http_server` (200, either NDJSON content type).
+    Vector,
+    /// Fluent Bit `http` input (201, `application/json` only).
+    FluentBit,
+}
+
+/// What to do with one request.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Take it (the flavor's checks apply).
+    Take,
+    /// Answer this status and body without taking it; `retry_after` is sent as `Retry-After`.
+    Answer {
+        /// The status.
+        status: u16,
+        /// The body.
+        body: &'static str,
+        /// A `Retry-After` value.
+        retry_after: Option<&'static str>,
+    },
+    /// Take it, but answer only after this long (the client gives up first).
+    TakeSlowly(Duration),
+    /// Read it and close the connection without answering.
+    HangUp,
+    /// Answer 503 to this and every later request until [`Receiver::release`].
+    Hold,
+}
+
+impl Step {
+    /// A plain error answer.
+    pub fn status(status: u16, body: &'static str) -> Step {
+        Step::Answer {
+            status,
+            body,
+            retry_after: None,
+        }
+    }
+}
+
+/// One request the receiver took.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Its headers.
+    pub headers: HeaderMap,
+    /// Its documents, in order.
+    pub docs: Vec<Value>,
+    /// NDJSON bytes after decompression.
+    pub ndjson_bytes: usize,
+}
+
+struct State {
+    flavor: Flavor,
+    script: Mutex<VecDeque<Step>>,
+    taken: Mutex<Vec<Delivery>>,
+    seen: watch::Sender<usize>,
+}
+
+/// A running receiver; stops when dropped.
+pub struct Receiver {
+    addr: SocketAddr,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Receiver {
+    /// Starts a receiver following `script`.
+    pub async fn start(flavor: Flavor, script: Vec<Step>) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
+        let state = Arc::new(State {
+            flavor,
+            script: Mutex::new(script.into()),
+            taken: Mutex::new(Vec::new()),
+            seen: watch::channel(0).0,
+        });
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let st = shared.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let st = st.clone();
+                        async move { st.handle(req).await }
+                    });
+                    // A connection ending in an error is the point of HangUp; nothing to report.
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Receiver { addr, state, task }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Every request taken so far.
+    pub fn taken(&self) -> Vec<Delivery> {
+        self.state
+            .taken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every document taken so far, in order.
+    pub fn docs(&self) -> Vec<Value> {
+        self.taken().into_iter().flat_map(|d| d.docs).collect()
+    }
+
+    /// Requests seen so far, taken or not.
+    pub fn seen(&self) -> usize {
+        *self.state.seen.borrow()
+    }
+
+    /// Waits until `n` requests have been seen; fails the test after 10 s.
+    pub async fn wait_for_requests(&self, n: usize) {
+        let mut rx = self.state.seen.subscribe();
+        let waited = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|c| *c >= n)).await;
+        assert!(
+            matches!(waited, Ok(Ok(_))),
+            "the receiver saw {} requests, expected {n} within 10 s",
+            self.seen()
+        );
+    }
+
+    /// Ends a [`Step::Hold`]: requests are taken again.
+    pub fn release(&self) {
+        let mut script = self.state.script.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(script.front(), Some(Step::Hold)) {
+            script.pop_front();
+        }
+    }
+}
+
+type Answer = Response<Full<Bytes>>;
+
+fn answer(status: u16, body: &str) -> Answer {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = hyper::StatusCode::from_u16(status).expect("scripted statuses are valid");
+    r
+}
+
+impl State {
+    async fn handle(&self, req: Request<Incoming>) -> Result<Answer, std::io::Error> {
+        let step = {
+            let mut script = self.script.lock().unwrap_or_else(|p| p.into_inner());
+            match script.front() {
+                Some(Step::Hold) => Step::Hold,
+                Some(_) => script.pop_front().unwrap_or(Step::Take),
+                None => Step::Take,
+            }
+        };
+        let (parts, body) = req.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let result = match step {
+            Step::Take => Ok(self.take(parts.headers, &body)),
+            Step::Answer {
+                status,
+                body,
+                retry_after,
+            } => {
+                let mut r = answer(status, body);
+                if let Some(v) = retry_after {
+                    r.headers_mut()
+                        .insert("retry-after", hyper::header::HeaderValue::from_static(v));
+                }
+                Ok(r)
+            }
+            Step::TakeSlowly(delay) => {
+                let r = self.take(parts.headers, &body);
+                self.seen.send_modify(|c| *c += 1);
+                tokio::time::sleep(delay).await;
+                return Ok(r);
+            }
+            Step::HangUp => Err(std::io::Error::other("hanging up without an answer")),
+            Step::Hold => Ok(answer(503, "receiver paused")),
+        };
+        self.seen.send_modify(|c| *c += 1);
+        result
+    }
+
+    /// The flavor's checks, then record the documents.
+    fn take(&self, headers: HeaderMap, body: &[u8]) -> Answer {
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let media = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let accepted = match self.flavor {
+            Flavor::Vector => media == "application/json" || media == "application/x-ndjson",
+            Flavor::FluentBit => media == "application/json",
+        };
+        if !accepted {
+            return match self.flavor {
+                Flavor::Vector => answer(415, "unsupported content type"),
+                Flavor::FluentBit => answer(400, "error: invalid 'Content-Type'"),
+            };
+        }
+        let gzip = headers
+            .get("content-encoding")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        let mut ndjson = Vec::new();
+        if gzip {
+            if flate2::read::GzDecoder::new(body)
+                .read_to_end(&mut ndjson)
+                .is_err()
+            {
+                return answer(400, "bad gzip body");
+            }
+        } else {
+            ndjson.extend_from_slice(body);
+        }
+        let mut docs = Vec::new();
+        for line in ndjson.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            match serde_json::from_slice::<Value>(line) {
+                Ok(v) => docs.push(v),
+                Err(e) => return answer(400, &format!("invalid JSON: {e}")),
+            }
+        }
+        self.taken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Delivery {
+                headers,
+                docs,
+                ndjson_bytes: ndjson.len(),
+            });
+        match self.flavor {
+            Flavor::Vector => answer(200, ""),
+            Flavor::FluentBit => answer(201, ""),
+        }
+    }
+}
