@@ -156,12 +156,13 @@ impl State {
     pub fn prune(&mut self, window_secs: i64, history_days: u32) {
         let Some(hw) = self.high_water_ms.map(|ms| ms.div_euclid(1000)) else { return };
         let pages = self.pages;
-        // Live, events arrive roughly in time order: two windows behind the newest event is
-        // plenty. A backfill reads newest first, far behind the high-water mark; windows the
-        // last two pages touched stay so an actor's events spread over adjacent pages correlate.
-        let horizon = hw - 2 * window_secs;
+        // Live, events arrive roughly in time order: the current window and the one before it
+        // (for late-indexed events) are enough. A backfill reads newest first, far behind the
+        // high-water mark; windows the last two pages touched stay so that an actor's events
+        // spread over adjacent pages still correlate.
+        let horizon = hw - window_secs;
         for windows in self.windows.values_mut() {
-            windows.retain(|start, w| start + window_secs >= horizon || w.touched + 1 >= pages);
+            windows.retain(|start, w| start + window_secs > horizon || w.touched + 1 >= pages);
         }
         self.windows.retain(|_, w| !w.is_empty());
         let count: usize = self.windows.values().map(BTreeMap::len).sum();
