@@ -58,7 +58,8 @@ impl Allowlist {
     ///
     /// A message naming the bad entry.
     pub fn parse(text: &str) -> Result<Allowlist, String> {
-        let file: AllowlistFile = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        let file: AllowlistFile =
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
         let mut cidrs = Vec::new();
         for c in &file.trusted_cidrs {
             cidrs.push((parse_net(c)?, c.trim().to_string()));
@@ -67,7 +68,9 @@ impl Allowlist {
         for a in &file.trusted_asns {
             asns.insert(match a {
                 AsnEntry::Number(n) => *n,
-                AsnEntry::Text(s) => fields::parse_asn(s).ok_or_else(|| format!("trusted_asns: {s:?} is not an AS number (write 16509 or \"AS16509\")"))?,
+                AsnEntry::Text(s) => fields::parse_asn(s).ok_or_else(|| {
+                    format!("trusted_asns: {s:?} is not an AS number (write 16509 or \"AS16509\")")
+                })?,
             });
         }
         let mut user_agents = Vec::new();
@@ -81,11 +84,19 @@ impl Allowlist {
         for u in &file.excluded_users {
             let u = u.trim();
             if u.is_empty() {
-                return Err("excluded_users: an entry is empty; give a user id (U0123ABCD) or an email".into());
+                return Err(
+                    "excluded_users: an entry is empty; give a user id (U0123ABCD) or an email"
+                        .into(),
+                );
             }
             users.insert(u.to_ascii_lowercase());
         }
-        Ok(Allowlist { cidrs, asns, user_agents, users })
+        Ok(Allowlist {
+            cidrs,
+            asns,
+            user_agents,
+            users,
+        })
     }
 
     /// User-agent globs the allowlist adds to the expected ones.
@@ -99,23 +110,37 @@ impl Allowlist {
         for path in [&["user", "id"][..], &["user", "email"][..]] {
             if let Some(u) = fields::string(doc, path) {
                 if self.users.contains(&u.to_ascii_lowercase()) {
-                    return Some(AllowMatch { kind: "excluded_user", entry: u });
+                    return Some(AllowMatch {
+                        kind: "excluded_user",
+                        entry: u,
+                    });
                 }
             }
         }
-        if let Some(ip) = fields::string(doc, &["source", "ip"]).and_then(|s| s.parse::<IpAddr>().ok()) {
+        if let Some(ip) =
+            fields::string(doc, &["source", "ip"]).and_then(|s| s.parse::<IpAddr>().ok())
+        {
             if let Some((_, entry)) = self.cidrs.iter().find(|(net, _)| net.contains(&ip)) {
-                return Some(AllowMatch { kind: "cidr", entry: entry.clone() });
+                return Some(AllowMatch {
+                    kind: "cidr",
+                    entry: entry.clone(),
+                });
             }
         }
         if let Some(asn) = fields::unsigned(doc, &["source", "as", "number"]) {
             if self.asns.contains(&asn) {
-                return Some(AllowMatch { kind: "asn", entry: asn.to_string() });
+                return Some(AllowMatch {
+                    kind: "asn",
+                    entry: asn.to_string(),
+                });
             }
         }
         let ua = fields::string(doc, &["user_agent", "original"])?;
         let glob = self.user_agents.iter().find(|g| g.matches(&ua))?;
-        Some(AllowMatch { kind: "user_agent", entry: glob.as_str().to_string() })
+        Some(AllowMatch {
+            kind: "user_agent",
+            entry: glob.as_str().to_string(),
+        })
     }
 }
 
@@ -126,7 +151,9 @@ fn parse_net(s: &str) -> Result<IpNet, String> {
         // Normalise 10.1.2.3/8 to 10.0.0.0/8: containment is the same, the intent clearer.
         return Ok(net.trunc());
     }
-    t.parse::<IpAddr>().map(IpNet::from).map_err(|_| format!("trusted_cidrs: {s:?} is not a CIDR range (write 203.0.113.0/24 or 2001:db8::/32)"))
+    t.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+        format!("trusted_cidrs: {s:?} is not a CIDR range (write 203.0.113.0/24 or 2001:db8::/32)")
+    })
 }
 
 #[cfg(test)]
@@ -150,29 +177,64 @@ mod tests {
     fn each_kind_matches() {
         let l = list();
         let m = |d: Value| l.matches(&d).map(|m| (m.kind, m.entry));
-        assert_eq!(m(json!({"source": {"ip": "203.0.113.9"}})), Some(("cidr", "203.0.113.0/24".into())));
-        assert_eq!(m(json!({"source": {"ip": "2001:db8::1"}})), Some(("cidr", "2001:db8::/32".into())));
-        assert_eq!(m(json!({"source": {"ip": "198.51.100.7"}})), Some(("cidr", "198.51.100.7".into())));
-        assert_eq!(m(json!({"source": {"as": {"number": 8075}}})), Some(("asn", "8075".into())));
-        assert_eq!(m(json!({"user_agent": {"original": "backupbot/2.1"}})), Some(("user_agent", "BackupBot/*".into())));
-        assert_eq!(m(json!({"user": {"email": "scanner@example.com"}})), Some(("excluded_user", "scanner@example.com".into())));
-        assert_eq!(m(json!({"user": {"id": "U0SERVICE"}})), Some(("excluded_user", "U0SERVICE".into())));
-        assert_eq!(m(json!({"source": {"ip": "192.0.2.1", "as": {"number": 1}}, "user": {"id": "U1"}})), None);
+        assert_eq!(
+            m(json!({"source": {"ip": "203.0.113.9"}})),
+            Some(("cidr", "203.0.113.0/24".into()))
+        );
+        assert_eq!(
+            m(json!({"source": {"ip": "2001:db8::1"}})),
+            Some(("cidr", "2001:db8::/32".into()))
+        );
+        assert_eq!(
+            m(json!({"source": {"ip": "198.51.100.7"}})),
+            Some(("cidr", "198.51.100.7".into()))
+        );
+        assert_eq!(
+            m(json!({"source": {"as": {"number": 8075}}})),
+            Some(("asn", "8075".into()))
+        );
+        assert_eq!(
+            m(json!({"user_agent": {"original": "backupbot/2.1"}})),
+            Some(("user_agent", "BackupBot/*".into()))
+        );
+        assert_eq!(
+            m(json!({"user": {"email": "scanner@example.com"}})),
+            Some(("excluded_user", "scanner@example.com".into()))
+        );
+        assert_eq!(
+            m(json!({"user": {"id": "U0SERVICE"}})),
+            Some(("excluded_user", "U0SERVICE".into()))
+        );
+        assert_eq!(
+            m(json!({"source": {"ip": "192.0.2.1", "as": {"number": 1}}, "user": {"id": "U1"}})),
+            None
+        );
         assert_eq!(m(json!({"source": {"ip": 5}, "user": [1]})), None);
     }
 
     #[test]
     fn slack_key_names_are_accepted() {
-        let l = Allowlist::parse("trusted_cidr = [\"8.8.8.0/24\"]\ntrusted_asn = [34245]\n").unwrap();
+        let l =
+            Allowlist::parse("trusted_cidr = [\"8.8.8.0/24\"]\ntrusted_asn = [34245]\n").unwrap();
         assert!(l.matches(&json!({"source": {"ip": "8.8.8.8"}})).is_some());
-        assert!(l.matches(&json!({"source": {"as": {"number": 34245}}})).is_some());
+        assert!(l
+            .matches(&json!({"source": {"as": {"number": 34245}}}))
+            .is_some());
     }
 
     #[test]
     fn bad_entries_are_named() {
-        assert!(Allowlist::parse("trusted_cidrs = [\"10.0.0.0/33\"]").unwrap_err().contains("10.0.0.0/33"));
-        assert!(Allowlist::parse("trusted_asns = [\"Amazon\"]").unwrap_err().contains("Amazon"));
-        assert!(Allowlist::parse("user_agents = [\"*\"]").unwrap_err().contains("every client"));
-        assert!(Allowlist::parse("trusted_ips = []").unwrap_err().contains("trusted_ips"));
+        assert!(Allowlist::parse("trusted_cidrs = [\"10.0.0.0/33\"]")
+            .unwrap_err()
+            .contains("10.0.0.0/33"));
+        assert!(Allowlist::parse("trusted_asns = [\"Amazon\"]")
+            .unwrap_err()
+            .contains("Amazon"));
+        assert!(Allowlist::parse("user_agents = [\"*\"]")
+            .unwrap_err()
+            .contains("every client"));
+        assert!(Allowlist::parse("trusted_ips = []")
+            .unwrap_err()
+            .contains("trusted_ips"));
     }
 }

@@ -26,7 +26,9 @@ pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
     let io = |e: std::io::Error| crate::Error::Sink(crate::sink::Error::Stdout(e));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.print_default_rules {
-        out.write_all(super::rules::DEFAULT_RULES.as_bytes()).and_then(|()| out.flush()).map_err(io)?;
+        out.write_all(super::rules::DEFAULT_RULES.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(io)?;
         return Ok(());
     }
     let config = AnalysisConfig::from_args(&args.analysis)?;
@@ -37,7 +39,10 @@ pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
     };
     let mut analyzer = Analyzer::new(&config, saved.as_ref())?;
     let mut input = String::new();
-    std::io::stdin().lock().read_to_string(&mut input).map_err(io)?;
+    std::io::stdin()
+        .lock()
+        .read_to_string(&mut input)
+        .map_err(io)?;
     let mut emit = |docs: &mut Vec<Value>| -> std::io::Result<()> {
         let before = docs.len();
         analyzer.process(docs);
@@ -54,7 +59,10 @@ pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
         match item {
             Item::Page(entries) => {
                 emit(&mut loose).map_err(io)?;
-                let mut page: Vec<Value> = entries.into_iter().map(|e| to_document(&mut mapper, e)).collect();
+                let mut page: Vec<Value> = entries
+                    .into_iter()
+                    .map(|e| to_document(&mut mapper, e))
+                    .collect();
                 emit(&mut page).map_err(io)?;
             }
             Item::Doc(v) => loose.push(to_document(&mut mapper, v)),
@@ -65,7 +73,6 @@ pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
         }
     }
     emit(&mut loose).map_err(io)?;
-    drop(emit);
     out.flush().map_err(io)?;
     if let (Some(path), Some(state)) = (&args.state, analyzer.state()) {
         save_state(path, &state)?;
@@ -111,10 +118,12 @@ fn split_values(input: &str) -> Vec<Item> {
 fn classify(v: Value) -> Item {
     match v {
         Value::Array(entries) => Item::Page(entries),
-        Value::Object(mut o) if o.get("entries").is_some_and(Value::is_array) => match o.remove("entries") {
-            Some(Value::Array(entries)) => Item::Page(entries),
-            _ => Item::Page(Vec::new()),
-        },
+        Value::Object(mut o) if o.get("entries").is_some_and(Value::is_array) => {
+            match o.remove("entries") {
+                Some(Value::Array(entries)) => Item::Page(entries),
+                _ => Item::Page(Vec::new()),
+            }
+        }
         other => Item::Doc(other),
     }
 }
@@ -122,7 +131,10 @@ fn classify(v: Value) -> Item {
 /// An ECS document as it is; anything else through the mapping (which turns non-objects into
 /// `pipeline_error` documents).
 fn to_document(mapper: &mut Mapper, v: Value) -> Value {
-    let is_ecs = v.get("ecs").is_some() || v.get("event").and_then(|e| e.get("action").or_else(|| e.get("kind"))).is_some();
+    let is_ecs = v.get("ecs").is_some()
+        || v.get("event")
+            .and_then(|e| e.get("action").or_else(|| e.get("kind")))
+            .is_some();
     if is_ecs {
         v
     } else {
@@ -131,9 +143,14 @@ fn to_document(mapper: &mut Mapper, v: Value) -> Value {
 }
 
 fn load_state(path: &Path) -> Result<Option<Value>, ConfigError> {
-    let bad = |m: String| ConfigError::Invalid { flag: "state", message: format!("{}: {m}", path.display()) };
+    let bad = |m: String| ConfigError::Invalid {
+        flag: "state",
+        message: format!("{}: {m}", path.display()),
+    };
     match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| bad(e.to_string())),
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| bad(e.to_string())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(bad(e.to_string())),
     }
@@ -141,11 +158,16 @@ fn load_state(path: &Path) -> Result<Option<Value>, ConfigError> {
 
 /// Writes the state next to its final name, then renames it: a crash leaves the old file.
 fn save_state(path: &Path, state: &Value) -> Result<(), ConfigError> {
-    let bad = |m: String| ConfigError::Invalid { flag: "state", message: format!("{}: {m}", path.display()) };
+    let bad = |m: String| ConfigError::Invalid {
+        flag: "state",
+        message: format!("{}: {m}", path.display()),
+    };
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let text = serde_json::to_vec(state).map_err(|e| bad(e.to_string()))?;
-    std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| bad(e.to_string()))
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| bad(e.to_string()))
 }
 
 #[cfg(test)]
@@ -155,7 +177,8 @@ mod tests {
 
     #[test]
     fn input_layouts_are_all_read() {
-        let input = "{\"a\":1}\n{\n  \"entries\": [{\"b\":2}]\n}\nnot json at all\n[{\"c\":3}] {\"d\":4}\n";
+        let input =
+            "{\"a\":1}\n{\n  \"entries\": [{\"b\":2}]\n}\nnot json at all\n[{\"c\":3}] {\"d\":4}\n";
         let items = split_values(input);
         assert_eq!(
             items,
@@ -168,6 +191,9 @@ mod tests {
             ]
         );
         assert!(split_values("  \n").is_empty());
-        assert_eq!(split_values("{\"x\": tru"), vec![Item::Garbage("{\"x\": tru".into())]);
+        assert_eq!(
+            split_values("{\"x\": tru"),
+            vec![Item::Garbage("{\"x\": tru".into())]
+        );
     }
 }

@@ -12,7 +12,10 @@ use super::allowlist::{AllowMatch, Allowlist};
 use super::fields::{self, stable_id};
 use super::finding::{Actor, BaselineFacts, Finding, Kind};
 use super::rules::{Rule, RuleSet};
-use super::state::{Day, Downloads, Emitted, FileRef, State, Window, MAX_IDS_PER_DAY, MAX_IDS_PER_REASON, MAX_IPS_PER_WINDOW, MAX_SEEN_PER_WINDOW};
+use super::state::{
+    Day, Downloads, Emitted, FileRef, State, Window, MAX_IDS_PER_DAY, MAX_IDS_PER_REASON,
+    MAX_IPS_PER_WINDOW, MAX_SEEN_PER_WINDOW,
+};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -66,17 +69,30 @@ pub(crate) fn process(settings: &Settings, state: &mut State, docs: &mut Vec<Val
 
 /// Annotates one document and records what it says; returns its event id when it is a
 /// document the analysis reads (so findings can be linked back to it).
-fn observe(s: &Settings, state: &mut State, touched: &mut Touched, doc: &mut Value) -> Option<String> {
+fn observe(
+    s: &Settings,
+    state: &mut State,
+    touched: &mut Touched,
+    doc: &mut Value,
+) -> Option<String> {
     if !doc.is_object() {
         return None;
     }
     // Our own findings (analyze reading its own output) and unmappable entries carry nothing.
-    if matches!(fields::string(doc, &["event", "kind"]).as_deref(), Some("alert" | "pipeline_error")) {
+    if matches!(
+        fields::string(doc, &["event", "kind"]).as_deref(),
+        Some("alert" | "pipeline_error")
+    ) {
         return None;
     }
-    let unexpected_ua = fields::string(doc, &["user_agent", "original"]).is_some_and(|ua| !expected_user_agent(s, &ua));
+    let unexpected_ua = fields::string(doc, &["user_agent", "original"])
+        .is_some_and(|ua| !expected_user_agent(s, &ua));
     if unexpected_ua {
-        fields::set(doc, &["slack", "audit", "analysis", "unexpected_user_agent"], Value::Bool(true));
+        fields::set(
+            doc,
+            &["slack", "audit", "analysis", "unexpected_user_agent"],
+            Value::Bool(true),
+        );
     }
     let action = fields::string(doc, &["event", "action"]).unwrap_or_default();
     let actor = fields::string(doc, &["user", "id"]);
@@ -97,7 +113,12 @@ fn observe(s: &Settings, state: &mut State, touched: &mut Touched, doc: &mut Val
                     name: fields::string(doc, &["slack", "audit", "entity", "name"]),
                 };
                 let start = window_start(at_ms, s.window_secs);
-                let w = state.windows.entry(actor.clone()).or_default().entry(start).or_default();
+                let w = state
+                    .windows
+                    .entry(actor.clone())
+                    .or_default()
+                    .entry(start)
+                    .or_default();
                 w.downloads.add(file);
                 w.touched = state.pages;
             }
@@ -113,7 +134,13 @@ fn observe(s: &Settings, state: &mut State, touched: &mut Touched, doc: &mut Val
     Some(event_id)
 }
 
-fn observe_anomaly(s: &Settings, state: &mut State, touched: &mut Touched, doc: &mut Value, event_id: &str) {
+fn observe_anomaly(
+    s: &Settings,
+    state: &mut State,
+    touched: &mut Touched,
+    doc: &mut Value,
+    event_id: &str,
+) {
     let raw = fields::reasons(doc);
     let reasons = s.rules.normalize(raw.iter().cloned());
     let implied: Vec<&String> = reasons.iter().filter(|r| !raw.contains(r)).collect();
@@ -126,20 +153,39 @@ fn observe_anomaly(s: &Settings, state: &mut State, touched: &mut Touched, doc: 
     }
     fields::set(doc, &at("allowlisted"), Value::Bool(allow.is_some()));
     if let Some(AllowMatch { kind, entry }) = &allow {
-        fields::set(doc, &at("allowlist_match"), json!({"kind": kind, "entry": entry}));
+        fields::set(
+            doc,
+            &at("allowlist_match"),
+            json!({"kind": kind, "entry": entry}),
+        );
         return;
     }
     let actor = fields::string(doc, &["user", "id"]);
     let at_ms = fields::timestamp(doc).map(|t| t.timestamp_millis());
-    let Some(sig) = signal(doc, actor.as_deref(), at_ms, event_id, &reasons) else { return };
+    let Some(sig) = signal(doc, actor.as_deref(), at_ms, event_id, &reasons) else {
+        return;
+    };
     let start = window_start(sig.at_ms, s.window_secs);
-    fields::set(doc, &at("window"), json!({"start": fields::rfc3339(fields::from_millis(start * 1000)), "end": fields::rfc3339(fields::from_millis((start + s.window_secs) * 1000))}));
+    fields::set(
+        doc,
+        &at("window"),
+        json!({"start": fields::rfc3339(fields::from_millis(start * 1000)), "end": fields::rfc3339(fields::from_millis((start + s.window_secs) * 1000))}),
+    );
     record_signal(s, state, touched, &sig);
     let day = sig.at_ms.div_euclid(1000).div_euclid(DAY_SECS);
     for reason in reasons.intersection(&s.baseline_reasons) {
-        let d = state.baselines.entry(sig.actor.to_string()).or_default().entry(reason.clone()).or_default().entry(day).or_default();
+        let d = state
+            .baselines
+            .entry(sig.actor.to_string())
+            .or_default()
+            .entry(reason.clone())
+            .or_default()
+            .entry(day)
+            .or_default();
         if count_once(d, event_id) {
-            touched.days.insert((sig.actor.to_string(), reason.clone(), day));
+            touched
+                .days
+                .insert((sig.actor.to_string(), reason.clone(), day));
         }
     }
 }
@@ -156,7 +202,13 @@ fn count_once(d: &mut Day, event_id: &str) -> bool {
     true
 }
 
-fn signal<'a>(doc: &Value, actor: Option<&'a str>, at_ms: Option<i64>, event_id: &'a str, reasons: &'a BTreeSet<String>) -> Option<Signal<'a>> {
+fn signal<'a>(
+    doc: &Value,
+    actor: Option<&'a str>,
+    at_ms: Option<i64>,
+    event_id: &'a str,
+    reasons: &'a BTreeSet<String>,
+) -> Option<Signal<'a>> {
     Some(Signal {
         actor: actor?,
         at_ms: at_ms?,
@@ -170,9 +222,20 @@ fn signal<'a>(doc: &Value, actor: Option<&'a str>, at_ms: Option<i64>, event_id:
 
 fn record_signal(s: &Settings, state: &mut State, touched: &mut Touched, sig: &Signal<'_>) {
     let start = window_start(sig.at_ms, s.window_secs);
-    let w = state.windows.entry(sig.actor.to_string()).or_default().entry(start).or_default();
+    let w = state
+        .windows
+        .entry(sig.actor.to_string())
+        .or_default()
+        .entry(start)
+        .or_default();
     w.touched = state.pages;
-    let actor = touched.actors.entry(sig.actor.to_string()).or_insert_with(|| Actor { id: sig.actor.to_string(), ..Actor::default() });
+    let actor = touched
+        .actors
+        .entry(sig.actor.to_string())
+        .or_insert_with(|| Actor {
+            id: sig.actor.to_string(),
+            ..Actor::default()
+        });
     if sig.email.is_some() {
         actor.email.clone_from(&sig.email);
         w.email.clone_from(&sig.email);
@@ -210,32 +273,76 @@ fn record_signal(s: &Settings, state: &mut State, touched: &mut Touched, sig: &S
 fn evaluate_windows(s: &Settings, state: &mut State, touched: &Touched) -> Vec<Finding> {
     let mut out = Vec::new();
     for (actor, start) in &touched.windows {
-        let Some(w) = state.windows.get(actor).and_then(|ws| ws.get(start)) else { continue };
+        let Some(w) = state.windows.get(actor).and_then(|ws| ws.get(start)) else {
+            continue;
+        };
         let reasons: BTreeSet<String> = w.reasons.keys().cloned().collect();
-        let matched: Vec<&Rule> = s.rules.rules.iter().filter(|r| r.matches(&reasons)).collect();
+        let matched: Vec<&Rule> = s
+            .rules
+            .rules
+            .iter()
+            .filter(|r| r.matches(&reasons))
+            .collect();
         let mut new = Vec::new();
         for rule in &matched {
             let key = format!("{}|{actor}|{start}", rule.id);
             // A matching rule that outranks this one silences it, emitted already or not.
-            if state.emitted.contains_key(&key) || matched.iter().any(|o| o.suppresses.contains(&rule.id)) {
+            if state.emitted.contains_key(&key)
+                || matched.iter().any(|o| o.suppresses.contains(&rule.id))
+            {
                 continue;
             }
-            new.push(correlation_finding(s, state, rule, &matched, actor, *start, w));
+            new.push(correlation_finding(
+                s, state, rule, &matched, actor, *start, w,
+            ));
         }
         for f in new {
-            state.emitted.insert(f.dedupe_key(), Emitted { id: f.id(), at: f.start });
+            state.emitted.insert(
+                f.dedupe_key(),
+                Emitted {
+                    id: f.id(),
+                    at: f.start,
+                },
+            );
             out.push(f);
         }
     }
     out
 }
 
-fn correlation_finding(s: &Settings, state: &State, rule: &Rule, matched: &[&Rule], actor: &str, start: i64, w: &Window) -> Finding {
+fn correlation_finding(
+    s: &Settings,
+    state: &State,
+    rule: &Rule,
+    matched: &[&Rule],
+    actor: &str,
+    start: i64,
+    w: &Window,
+) -> Finding {
     let wanted = rule.reasons();
-    let matched_reasons: BTreeSet<String> = w.reasons.keys().filter(|r| wanted.contains(*r)).cloned().collect();
-    let contributing: BTreeSet<String> = matched_reasons.iter().filter_map(|r| w.reasons.get(r)).flatten().cloned().collect();
-    let supersedes = rule.suppresses.iter().filter_map(|o| state.emitted.get(&format!("{o}|{actor}|{start}"))).map(|e| e.id.clone()).collect();
-    let suppressed = matched.iter().filter(|o| rule.suppresses.contains(&o.id)).map(|o| o.id.clone()).collect();
+    let matched_reasons: BTreeSet<String> = w
+        .reasons
+        .keys()
+        .filter(|r| wanted.contains(*r))
+        .cloned()
+        .collect();
+    let contributing: BTreeSet<String> = matched_reasons
+        .iter()
+        .filter_map(|r| w.reasons.get(r))
+        .flatten()
+        .cloned()
+        .collect();
+    let supersedes = rule
+        .suppresses
+        .iter()
+        .filter_map(|o| state.emitted.get(&format!("{o}|{actor}|{start}")))
+        .map(|e| e.id.clone())
+        .collect();
+    let suppressed = matched
+        .iter()
+        .filter(|o| rule.suppresses.contains(&o.id))
+        .map(|o| o.id.clone())
+        .collect();
     let (at_ms, source_ip) = w.last.clone().unwrap_or((start * 1000, None));
     Finding {
         kind: Kind::Correlation,
@@ -244,7 +351,11 @@ fn correlation_finding(s: &Settings, state: &State, rule: &Rule, matched: &[&Rul
         rule_description: rule.description.clone(),
         severity: rule.severity,
         risk_score: rule.risk_score,
-        actor: Actor { id: actor.to_string(), email: w.email.clone(), full_name: w.full_name.clone() },
+        actor: Actor {
+            id: actor.to_string(),
+            email: w.email.clone(),
+            full_name: w.full_name.clone(),
+        },
         start,
         end: start + s.window_secs,
         at_ms,
@@ -264,7 +375,9 @@ fn evaluate_baselines(s: &Settings, state: &mut State, touched: &Touched) -> Vec
     let b = &s.rules.baseline;
     let mut out = Vec::new();
     for (actor, reason, day) in &touched.days {
-        let Some(days) = state.baselines.get(actor).and_then(|r| r.get(reason)) else { continue };
+        let Some(days) = state.baselines.get(actor).and_then(|r| r.get(reason)) else {
+            continue;
+        };
         let Some(today) = days.get(day) else { continue };
         // History is every earlier UTC day seen so far (by event time, whatever the order
         // they arrived in); later days never lower the bar for an earlier one.
@@ -274,11 +387,35 @@ fn evaluate_baselines(s: &Settings, state: &mut State, touched: &Touched) -> Vec
         if today.fired || today.count <= b.floor || today.count <= user_max {
             continue;
         }
-        let org_max = state.baselines.values().filter_map(|r| r.get(reason)).flat_map(|d| d.range(..*day).map(|(_, d)| d.count)).max().unwrap_or(0);
-        let facts = BaselineFacts { reason: reason.clone(), count: today.count, user_max, org_max, history_days, floor: b.floor };
+        let org_max = state
+            .baselines
+            .values()
+            .filter_map(|r| r.get(reason))
+            .flat_map(|d| d.range(..*day).map(|(_, d)| d.count))
+            .max()
+            .unwrap_or(0);
+        let facts = BaselineFacts {
+            reason: reason.clone(),
+            count: today.count,
+            user_max,
+            org_max,
+            history_days,
+            floor: b.floor,
+        };
         let f = baseline_finding(s, state, touched, actor, *day, today.ids.clone(), facts);
-        state.emitted.insert(f.dedupe_key(), Emitted { id: f.id(), at: f.start });
-        if let Some(d) = state.baselines.get_mut(actor).and_then(|r| r.get_mut(reason)).and_then(|d| d.get_mut(day)) {
+        state.emitted.insert(
+            f.dedupe_key(),
+            Emitted {
+                id: f.id(),
+                at: f.start,
+            },
+        );
+        if let Some(d) = state
+            .baselines
+            .get_mut(actor)
+            .and_then(|r| r.get_mut(reason))
+            .and_then(|d| d.get_mut(day))
+        {
             d.fired = true;
         }
         out.push(f);
@@ -286,7 +423,15 @@ fn evaluate_baselines(s: &Settings, state: &mut State, touched: &Touched) -> Vec
     out
 }
 
-fn baseline_finding(s: &Settings, state: &State, touched: &Touched, actor: &str, day: i64, ids: BTreeSet<String>, facts: BaselineFacts) -> Finding {
+fn baseline_finding(
+    s: &Settings,
+    state: &State,
+    touched: &Touched,
+    actor: &str,
+    day: i64,
+    ids: BTreeSet<String>,
+    facts: BaselineFacts,
+) -> Finding {
     let b = &s.rules.baseline;
     let (start, end) = (day * DAY_SECS, (day + 1) * DAY_SECS);
     // The actor's windows inside that day give the IPs, the newest event and the downloads.
@@ -296,7 +441,11 @@ fn baseline_finding(s: &Settings, state: &State, touched: &Touched, actor: &str,
     let mut reasons = BTreeSet::new();
     if let Some(ws) = state.windows.get(actor) {
         for (_, w) in ws.range(start - s.window_secs + 1..end) {
-            w.downloads.files.iter().filter(|f| f.at_ms >= start * 1000 && f.at_ms < end * 1000).for_each(|f| downloads.add(f.clone()));
+            w.downloads
+                .files
+                .iter()
+                .filter(|f| f.at_ms >= start * 1000 && f.at_ms < end * 1000)
+                .for_each(|f| downloads.add(f.clone()));
             ips.extend(w.ips.iter().cloned());
             reasons.extend(w.reasons.keys().cloned());
             if w.last > last {
@@ -304,7 +453,11 @@ fn baseline_finding(s: &Settings, state: &State, touched: &Touched, actor: &str,
             }
         }
     }
-    let severity = if facts.count > facts.org_max { b.org_record_severity } else { b.severity };
+    let severity = if facts.count > facts.org_max {
+        b.org_record_severity
+    } else {
+        b.severity
+    };
     let (at_ms, source_ip) = last.unwrap_or((start * 1000, None));
     Finding {
         kind: Kind::Baseline,
@@ -339,15 +492,27 @@ fn link_findings(docs: &mut [Value], ids: &[Option<String>], findings: &[Finding
     }
     for (doc, id) in docs.iter_mut().zip(ids) {
         let Some(id) = id else { continue };
-        let linked: Vec<String> = findings.iter().filter(|f| f.contributing.contains(id)).map(Finding::id).collect();
+        let linked: Vec<String> = findings
+            .iter()
+            .filter(|f| f.contributing.contains(id))
+            .map(Finding::id)
+            .collect();
         if !linked.is_empty() {
-            fields::set(doc, &["slack", "audit", "analysis", "finding_ids"], json!(linked));
+            fields::set(
+                doc,
+                &["slack", "audit", "analysis", "finding_ids"],
+                json!(linked),
+            );
         }
     }
 }
 
 fn expected_user_agent(s: &Settings, ua: &str) -> bool {
-    s.rules.expected_user_agents.iter().chain(s.allowlist.user_agents()).any(|g| g.matches(ua))
+    s.rules
+        .expected_user_agents
+        .iter()
+        .chain(s.allowlist.user_agents())
+        .any(|g| g.matches(ua))
 }
 
 /// Start (Unix s) of the window holding `at_ms`: windows are aligned to the Unix epoch (so to
@@ -359,8 +524,19 @@ fn window_start(at_ms: i64, window_secs: i64) -> i64 {
 
 /// An id for a document without `event.id` (seen in transformed data), from its content.
 fn synthetic_id(doc: &Value) -> String {
-    let part = |p: &[&str]| fields::get(doc, p).map(Value::to_string).unwrap_or_default();
-    let parts = [part(&["@timestamp"]), part(&["event", "action"]), part(&["user", "id"]), part(&["source", "ip"]), part(&["user_agent", "original"]), part(&["slack", "audit"])];
+    let part = |p: &[&str]| {
+        fields::get(doc, p)
+            .map(Value::to_string)
+            .unwrap_or_default()
+    };
+    let parts = [
+        part(&["@timestamp"]),
+        part(&["event", "action"]),
+        part(&["user", "id"]),
+        part(&["source", "ip"]),
+        part(&["user_agent", "original"]),
+        part(&["slack", "audit"]),
+    ];
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     format!("synthetic-{}", stable_id(&refs))
 }

@@ -33,14 +33,19 @@ pub(crate) fn unsigned(doc: &Value, path: &[&str]) -> Option<u64> {
 /// `16509`, `"16509"` or `"AS16509"` as a number.
 pub(crate) fn parse_asn(s: &str) -> Option<u64> {
     let t = s.trim();
-    let t = t.strip_prefix("AS").or_else(|| t.strip_prefix("as")).unwrap_or(t);
+    let t = t
+        .strip_prefix("AS")
+        .or_else(|| t.strip_prefix("as"))
+        .unwrap_or(t);
     t.parse().ok()
 }
 
 /// `@timestamp` as a time; `None` when absent or not RFC 3339.
 pub(crate) fn timestamp(doc: &Value) -> Option<DateTime<Utc>> {
     let s = get(doc, &["@timestamp"])?.as_str()?;
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// The anomaly's `slack.audit.details.reason`: an array of strings as Slack documents it, but
@@ -48,24 +53,35 @@ pub(crate) fn timestamp(doc: &Value) -> Option<DateTime<Utc>> {
 pub(crate) fn reasons(doc: &Value) -> Vec<String> {
     let mut out = Vec::new();
     match get(doc, &["slack", "audit", "details", "reason"]) {
-        Some(Value::Array(items)) => out.extend(items.iter().filter_map(Value::as_str).map(str::to_string)),
+        Some(Value::Array(items)) => {
+            out.extend(items.iter().filter_map(Value::as_str).map(str::to_string))
+        }
         Some(Value::String(s)) => match serde_json::from_str::<Vec<String>>(s) {
             Ok(list) => out.extend(list),
             Err(_) => out.extend(s.split(',').map(str::to_string)),
         },
         _ => {}
     }
-    out.iter().map(|r| r.trim().to_ascii_lowercase()).filter(|r| !r.is_empty()).collect()
+    out.iter()
+        .map(|r| r.trim().to_ascii_lowercase())
+        .filter(|r| !r.is_empty())
+        .collect()
 }
 
 /// Sets `value` at `path`, creating objects on the way. Returns `false` (and changes nothing)
 /// when something on the way exists but is not an object: we annotate, never overwrite data.
 pub(crate) fn set(doc: &mut Value, path: &[&str], value: Value) -> bool {
-    let Some((last, parents)) = path.split_last() else { return false };
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
     let mut cur = doc;
     for key in parents {
-        let Some(obj) = cur.as_object_mut() else { return false };
-        cur = obj.entry((*key).to_string()).or_insert_with(|| Value::Object(Map::new()));
+        let Some(obj) = cur.as_object_mut() else {
+            return false;
+        };
+        cur = obj
+            .entry((*key).to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
     }
     match cur.as_object_mut() {
         Some(obj) => {
@@ -116,7 +132,10 @@ pub struct Glob {
 impl Glob {
     /// A glob from its text.
     pub fn new(pattern: &str) -> Glob {
-        Glob { pattern: pattern.to_string(), chars: pattern.chars().map(|c| c.to_ascii_lowercase()).collect() }
+        Glob {
+            pattern: pattern.to_string(),
+            chars: pattern.chars().map(|c| c.to_ascii_lowercase()).collect(),
+        }
     }
 
     /// The pattern as written.
@@ -162,7 +181,13 @@ mod tests {
         assert!(reasons(&doc).is_empty());
         assert_eq!(timestamp(&doc), None);
         assert_eq!(string(&json!([1, 2]), &["user", "id"]), None);
-        assert_eq!(unsigned(&json!({"source": {"as": {"number": "AS16509"}}}), &["source", "as", "number"]), Some(16509));
+        assert_eq!(
+            unsigned(
+                &json!({"source": {"as": {"number": "AS16509"}}}),
+                &["source", "as", "number"]
+            ),
+            Some(16509)
+        );
     }
 
     #[test]

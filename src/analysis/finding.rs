@@ -140,7 +140,12 @@ impl Finding {
             None => format!("{who}: {} ({})", self.rule_name, self.matched.iter().cloned().collect::<Vec<_>>().join(", ")),
         };
         if let Some(d) = &self.downloads {
-            let names: Vec<&str> = d.files.iter().filter_map(|f| f.name.as_deref()).take(3).collect();
+            let names: Vec<&str> = d
+                .files
+                .iter()
+                .filter_map(|f| f.name.as_deref())
+                .take(3)
+                .collect();
             s.push_str(&format!("; {} file download(s)", d.count));
             if !names.is_empty() {
                 s.push_str(&format!(" incl. {}", names.join(", ")));
@@ -170,13 +175,28 @@ impl Finding {
             "contributing_event_ids": self.contributing.iter().take(MAX_CONTRIBUTING).collect::<Vec<_>>(),
         });
         let extra = [
-            ("supersedes", (!self.supersedes.is_empty()).then(|| json!(self.supersedes))),
-            ("suppressed_rules", (!self.suppressed.is_empty()).then(|| json!(self.suppressed))),
-            ("context", self.downloads.as_ref().map(|d| json!({"downloads": downloads_context(d)}))),
+            (
+                "supersedes",
+                (!self.supersedes.is_empty()).then(|| json!(self.supersedes)),
+            ),
+            (
+                "suppressed_rules",
+                (!self.suppressed.is_empty()).then(|| json!(self.suppressed)),
+            ),
+            (
+                "context",
+                self.downloads
+                    .as_ref()
+                    .map(|d| json!({"downloads": downloads_context(d)})),
+            ),
             ("baseline", self.baseline.as_ref().map(baseline_json)),
         ];
         if let Some(obj) = analysis.as_object_mut() {
-            obj.extend(extra.into_iter().filter_map(|(k, v)| Some((k.to_string(), v?))));
+            obj.extend(
+                extra
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k.to_string(), v?))),
+            );
         }
         let mut user = Map::new();
         user.insert("id".into(), self.actor.id.clone().into());

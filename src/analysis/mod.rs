@@ -67,7 +67,13 @@ pub struct AnalysisArgs {
 
 impl Default for AnalysisArgs {
     fn default() -> Self {
-        AnalysisArgs { allowlist: None, rules: None, analysis_window: DEFAULT_WINDOW.into(), baseline_reasons: Vec::new(), no_analysis: false }
+        AnalysisArgs {
+            allowlist: None,
+            rules: None,
+            analysis_window: DEFAULT_WINDOW.into(),
+            baseline_reasons: Vec::new(),
+            no_analysis: false,
+        }
     }
 }
 
@@ -131,24 +137,48 @@ impl AnalysisConfig {
         if window < MIN_WINDOW || window > MAX_WINDOW || window.subsec_nanos() != 0 {
             return Err(ConfigError::Invalid {
                 flag: "analysis-window",
-                message: format!("{:?} is out of range; give whole seconds from 1m to 24h, e.g. 1h", args.analysis_window),
+                message: format!(
+                    "{:?} is out of range; give whole seconds from 1m to 24h, e.g. 1h",
+                    args.analysis_window
+                ),
             });
         }
         let rules = match &args.rules {
-            Some(path) => RuleSet::parse(&read("rules", path)?).map_err(|m| file_error("rules", path, m))?,
+            Some(path) => {
+                RuleSet::parse(&read("rules", path)?).map_err(|m| file_error("rules", path, m))?
+            }
             None => RuleSet::default_rules(),
         };
         let allowlist = match &args.allowlist {
-            Some(path) => Allowlist::parse(&read("allowlist", path)?).map_err(|m| file_error("allowlist", path, m))?,
+            Some(path) => Allowlist::parse(&read("allowlist", path)?)
+                .map_err(|m| file_error("allowlist", path, m))?,
             None => Allowlist::default(),
         };
-        let given: Vec<&str> = args.baseline_reasons.iter().map(|r| r.trim()).filter(|r| !r.is_empty()).collect();
+        let given: Vec<&str> = args
+            .baseline_reasons
+            .iter()
+            .map(|r| r.trim())
+            .filter(|r| !r.is_empty())
+            .collect();
         let baseline_reasons = match given.as_slice() {
             [] => rules.baseline.reasons.clone(),
             ["none"] => BTreeSet::new(),
-            list => list.iter().map(|r| rules.known_reason(r)).collect::<Result<_, _>>().map_err(|message| ConfigError::Invalid { flag: "baseline-reasons", message })?,
+            list => list
+                .iter()
+                .map(|r| rules.known_reason(r))
+                .collect::<Result<_, _>>()
+                .map_err(|message| ConfigError::Invalid {
+                    flag: "baseline-reasons",
+                    message,
+                })?,
         };
-        Ok(AnalysisConfig { enabled: !args.no_analysis, window, rules: Arc::new(rules), allowlist: Arc::new(allowlist), baseline_reasons })
+        Ok(AnalysisConfig {
+            enabled: !args.no_analysis,
+            window,
+            rules: Arc::new(rules),
+            allowlist: Arc::new(allowlist),
+            baseline_reasons,
+        })
     }
 }
 
@@ -157,7 +187,10 @@ fn read(flag: &'static str, path: &Path) -> Result<String, ConfigError> {
 }
 
 fn file_error(flag: &'static str, path: &Path, problem: String) -> ConfigError {
-    ConfigError::Invalid { flag, message: format!("{}: {problem}", path.display()) }
+    ConfigError::Invalid {
+        flag,
+        message: format!("{}: {problem}", path.display()),
+    }
 }
 
 /// Annotates documents and emits findings; its state persists with the checkpoint.
@@ -179,9 +212,15 @@ impl Analyzer {
     /// [`ConfigError`] for a state it cannot read (another format version, a corrupt value).
     pub fn new(config: &AnalysisConfig, state: Option<&Value>) -> Result<Analyzer, ConfigError> {
         if !config.enabled {
-            return Ok(Analyzer { settings: None, state: State::new(), kept: state.cloned() });
+            return Ok(Analyzer {
+                settings: None,
+                state: State::new(),
+                kept: state.cloned(),
+            });
         }
-        let window_secs = i64::try_from(config.window.as_secs()).unwrap_or(3600).max(1);
+        let window_secs = i64::try_from(config.window.as_secs())
+            .unwrap_or(3600)
+            .max(1);
         let mut restored = match state {
             None | Some(Value::Null) => State::new(),
             Some(v) => restore(v)?,
@@ -198,7 +237,11 @@ impl Analyzer {
             window_secs,
             baseline_reasons: config.baseline_reasons.clone(),
         };
-        Ok(Analyzer { settings: Some(settings), state: restored, kept: None })
+        Ok(Analyzer {
+            settings: Some(settings),
+            state: restored,
+            kept: None,
+        })
     }
 
     /// Annotates `docs` in place (one page, in order) and appends findings after them.
@@ -219,13 +262,17 @@ impl Analyzer {
 }
 
 fn restore(v: &Value) -> Result<State, ConfigError> {
-    let problem = |m: String| ConfigError::Invalid {
+    let problem = |m: String| {
+        ConfigError::Invalid {
         flag: "state-dir",
         message: format!("cannot read the analysis state saved in the checkpoint: {m}; remove its \"analysis\" key to start the analysis afresh"),
+    }
     };
     let version = v.get("version").and_then(Value::as_u64);
     if version != Some(u64::from(STATE_VERSION)) {
-        return Err(problem(format!("format version {version:?}, this binary reads {STATE_VERSION}")));
+        return Err(problem(format!(
+            "format version {version:?}, this binary reads {STATE_VERSION}"
+        )));
     }
     serde_json::from_value(v.clone()).map_err(|e| problem(e.to_string()))
 }

@@ -113,7 +113,10 @@ struct UserAgentsSpec {
 
 impl Default for UserAgentsSpec {
     fn default() -> Self {
-        UserAgentsSpec { expected: Vec::new(), as_reason: true }
+        UserAgentsSpec {
+            expected: Vec::new(),
+            as_reason: true,
+        }
     }
 }
 
@@ -215,7 +218,10 @@ impl Rule {
     pub fn matches(&self, reasons: &BTreeSet<String>) -> bool {
         self.all.is_subset(reasons)
             && (self.any.is_empty() || !self.any.is_disjoint(reasons))
-            && self.only.as_ref().is_none_or(|only| reasons.is_subset(only))
+            && self
+                .only
+                .as_ref()
+                .is_none_or(|only| reasons.is_subset(only))
     }
 
     /// The reasons this rule looks at: events carrying one of them contributed to its finding.
@@ -274,7 +280,8 @@ impl RuleSet {
     ///
     /// A message naming the key or rule at fault.
     pub fn parse(text: &str) -> Result<RuleSet, String> {
-        let file: RulesFile = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        let file: RulesFile =
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
         let mut known: BTreeSet<String> = KNOWN_REASONS.iter().map(|s| s.to_string()).collect();
         for r in &file.extra_reasons {
             known.insert(reason_name(r, "extra_reasons")?);
@@ -309,7 +316,10 @@ impl RuleSet {
         check_suppressions(&rules)?;
         let b = file.baseline;
         if b.history_days == 0 || b.history_days > 366 {
-            return Err(format!("baseline.history_days: {} is out of range; give 1..=366", b.history_days));
+            return Err(format!(
+                "baseline.history_days: {} is out of range; give 1..=366",
+                b.history_days
+            ));
         }
         let baseline = Baseline {
             reasons: check(&b.reasons, "baseline.reasons")?,
@@ -321,7 +331,12 @@ impl RuleSet {
         };
         Ok(RuleSet {
             implies,
-            expected_user_agents: file.user_agents.expected.iter().map(|g| Glob::new(g)).collect(),
+            expected_user_agents: file
+                .user_agents
+                .expected
+                .iter()
+                .map(|g| Glob::new(g))
+                .collect(),
             user_agent_as_reason: file.user_agents.as_reason,
             baseline,
             rules,
@@ -335,11 +350,16 @@ impl RuleSet {
     /// The unknown name.
     pub fn known_reason(&self, r: &str) -> Result<String, String> {
         let name = reason_name(r, "baseline reason")?;
-        let known = KNOWN_REASONS.contains(&name.as_str()) || self.implies.contains_key(&name) || self.rules.iter().any(|rule| rule.reasons().contains(&name));
+        let known = KNOWN_REASONS.contains(&name.as_str())
+            || self.implies.contains_key(&name)
+            || self.rules.iter().any(|rule| rule.reasons().contains(&name));
         if known {
             Ok(name)
         } else {
-            Err(format!("unknown reason {r:?}; Slack's reasons are {}", KNOWN_REASONS.join(", ")))
+            Err(format!(
+                "unknown reason {r:?}; Slack's reasons are {}",
+                KNOWN_REASONS.join(", ")
+            ))
         }
     }
 
@@ -366,23 +386,38 @@ fn reason_name(r: &str, what: &str) -> Result<String, String> {
 
 fn contexts(list: &[String], what: &str) -> Result<bool, String> {
     if let Some(bad) = list.iter().find(|c| !CONTEXTS.contains(&c.as_str())) {
-        return Err(format!("{what}: unknown context {bad:?}; known: {}", CONTEXTS.join(", ")));
+        return Err(format!(
+            "{what}: unknown context {bad:?}; known: {}",
+            CONTEXTS.join(", ")
+        ));
     }
     Ok(list.iter().any(|c| c == "downloads"))
 }
 
-fn build_rule(spec: RuleSpec, check: &dyn Fn(&[String], &str) -> Result<BTreeSet<String>, String>) -> Result<Rule, String> {
+/// Validates a list of reason names against the known ones; the second argument names the key.
+type ReasonCheck<'a> = dyn Fn(&[String], &str) -> Result<BTreeSet<String>, String> + 'a;
+
+fn build_rule(spec: RuleSpec, check: &ReasonCheck<'_>) -> Result<Rule, String> {
     let id = spec.id.trim().to_string();
     if id.is_empty() || id.chars().any(char::is_whitespace) {
-        return Err(format!("rule id {:?}: give a non-empty id without spaces, e.g. slack.anomaly.tor", spec.id));
+        return Err(format!(
+            "rule id {:?}: give a non-empty id without spaces, e.g. slack.anomaly.tor",
+            spec.id
+        ));
     }
     let at = |key: &str| format!("rule {id:?}: {key}");
     let all = check(&spec.all, &at("all"))?;
     let any = check(&spec.any, &at("any"))?;
     if all.is_empty() && any.is_empty() {
-        return Err(format!("rule {id:?}: give at least one reason in `all` or `any`"));
+        return Err(format!(
+            "rule {id:?}: give at least one reason in `all` or `any`"
+        ));
     }
-    let only = spec.only.as_deref().map(|o| check(o, &at("only"))).transpose()?;
+    let only = spec
+        .only
+        .as_deref()
+        .map(|o| check(o, &at("only")))
+        .transpose()?;
     if let Some(only) = &only {
         if !all.is_subset(only) {
             return Err(format!("rule {id:?}: `only` must include every reason of `all`, or the rule can never fire"));
@@ -395,11 +430,17 @@ fn build_rule(spec: RuleSpec, check: &dyn Fn(&[String], &str) -> Result<BTreeSet
         name: spec.name,
         description: spec.description,
         severity: spec.severity,
-        risk_score: spec.risk_score.unwrap_or_else(|| spec.severity.risk_score()),
+        risk_score: spec
+            .risk_score
+            .unwrap_or_else(|| spec.severity.risk_score()),
         all,
         any,
         only,
-        suppresses: spec.suppresses.iter().map(|s| s.trim().to_string()).collect(),
+        suppresses: spec
+            .suppresses
+            .iter()
+            .map(|s| s.trim().to_string())
+            .collect(),
         downloads_context: contexts(&spec.context, &at("context"))?,
         id,
     })
@@ -409,14 +450,31 @@ fn build_rule(spec: RuleSpec, check: &dyn Fn(&[String], &str) -> Result<BTreeSet
 /// two matching rules silence each other and emit nothing).
 fn check_suppressions(rules: &[Rule]) -> Result<(), String> {
     for r in rules {
-        if let Some(bad) = r.suppresses.iter().find(|s| !rules.iter().any(|o| &o.id == *s)) {
-            return Err(format!("rule {:?}: suppresses {bad:?}, which is no rule in this file", r.id));
+        if let Some(bad) = r
+            .suppresses
+            .iter()
+            .find(|s| !rules.iter().any(|o| &o.id == *s))
+        {
+            return Err(format!(
+                "rule {:?}: suppresses {bad:?}, which is no rule in this file",
+                r.id
+            ));
         }
     }
-    let edges: BTreeMap<&str, BTreeSet<String>> = rules.iter().map(|r| (r.id.as_str(), r.suppresses.clone())).collect();
-    let closed = close(edges.iter().map(|(k, v)| (k.to_string(), v.clone())).collect());
+    let edges: BTreeMap<&str, BTreeSet<String>> = rules
+        .iter()
+        .map(|r| (r.id.as_str(), r.suppresses.clone()))
+        .collect();
+    let closed = close(
+        edges
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+    );
     if let Some((id, _)) = closed.iter().find(|(k, v)| v.contains(*k)) {
-        return Err(format!("rule {id:?}: its suppresses lists lead back to itself; suppression must go one way"));
+        return Err(format!(
+            "rule {id:?}: its suppresses lists lead back to itself; suppression must go one way"
+        ));
     }
     Ok(())
 }
@@ -427,7 +485,13 @@ fn close(mut rel: BTreeMap<String, BTreeSet<String>>) -> BTreeMap<String, BTreeS
         let mut changed = false;
         let snapshot = rel.clone();
         for targets in rel.values_mut() {
-            let extra: Vec<String> = targets.iter().filter_map(|t| snapshot.get(t)).flatten().filter(|x| !targets.contains(*x)).cloned().collect();
+            let extra: Vec<String> = targets
+                .iter()
+                .filter_map(|t| snapshot.get(t))
+                .flatten()
+                .filter(|x| !targets.contains(*x))
+                .cloned()
+                .collect();
             if !extra.is_empty() {
                 changed = true;
                 targets.extend(extra);
@@ -459,16 +523,29 @@ mod tests {
     #[test]
     fn built_in_pairs_are_normalised() {
         let rs = RuleSet::default_rules();
-        assert_eq!(rs.normalize(vec!["asn".into()]), set(&["asn", "ip_address"]));
-        assert_eq!(rs.normalize(vec!["spoofed_user_agent".into()]), set(&["spoofed_user_agent", "unexpected_client"]));
-        assert_eq!(rs.normalize(vec!["unexpected_user_agent".into()]), set(&["unexpected_user_agent", "user_agent"]));
+        assert_eq!(
+            rs.normalize(vec!["asn".into()]),
+            set(&["asn", "ip_address"])
+        );
+        assert_eq!(
+            rs.normalize(vec!["spoofed_user_agent".into()]),
+            set(&["spoofed_user_agent", "unexpected_client"])
+        );
+        assert_eq!(
+            rs.normalize(vec!["unexpected_user_agent".into()]),
+            set(&["unexpected_user_agent", "user_agent"])
+        );
         assert_eq!(rs.normalize(vec!["tor".into()]), set(&["tor"]));
     }
 
     #[test]
     fn only_restricts_the_reason_set() {
         let rs = RuleSet::default_rules();
-        let ip_only = rs.rules.iter().find(|r| r.id == "slack.anomaly.ip_address_only").unwrap();
+        let ip_only = rs
+            .rules
+            .iter()
+            .find(|r| r.id == "slack.anomaly.ip_address_only")
+            .unwrap();
         assert!(ip_only.matches(&set(&["ip_address", "asn"])));
         assert!(!ip_only.matches(&set(&["ip_address", "tor"])));
     }
@@ -481,7 +558,10 @@ mod tests {
         assert!(err("[[rule]]\nid='a'\nname='a'\ndescription='a'\nseverity='low'\nall=['tor']\nsuppresses=['b']\n").contains("no rule"));
         let cycle = "[[rule]]\nid='a'\nname='a'\ndescription='a'\nseverity='low'\nall=['tor']\nsuppresses=['b']\n[[rule]]\nid='b'\nname='b'\ndescription='b'\nseverity='low'\nall=['tor']\nsuppresses=['a']\n";
         assert!(err(cycle).contains("back to itself"));
-        assert!(err("[[rule]]\nid='a'\nname='a'\ndescription='a'\nseverity='urgent'\nall=['tor']\n").contains("urgent"));
+        assert!(err(
+            "[[rule]]\nid='a'\nname='a'\ndescription='a'\nseverity='urgent'\nall=['tor']\n"
+        )
+        .contains("urgent"));
         assert!(RuleSet::parse("extra_reasons = ['new_thing']\n[[rule]]\nid='a'\nname='a'\ndescription='a'\nseverity='low'\nall=['new_thing']\n").is_ok());
     }
 }

@@ -119,7 +119,9 @@ impl Downloads {
             self.seen.insert(file.event_id.clone());
         }
         // Newest first; ties broken by the rest of the record so arrival order never matters.
-        let pos = self.files.partition_point(|f| (f.at_ms, &f.event_id) > (file.at_ms, &file.event_id));
+        let pos = self
+            .files
+            .partition_point(|f| (f.at_ms, &f.event_id) > (file.at_ms, &file.event_id));
         self.files.insert(pos, file);
         self.files.truncate(MAX_FILES_PER_WINDOW);
     }
@@ -149,12 +151,17 @@ pub struct Day {
 impl State {
     /// An empty state at the current version.
     pub fn new() -> State {
-        State { version: STATE_VERSION, ..State::default() }
+        State {
+            version: STATE_VERSION,
+            ..State::default()
+        }
     }
 
     /// Drops what can no longer matter, then enforces the caps (dropping the oldest first).
     pub fn prune(&mut self, window_secs: i64, history_days: u32) {
-        let Some(hw) = self.high_water_ms.map(|ms| ms.div_euclid(1000)) else { return };
+        let Some(hw) = self.high_water_ms.map(|ms| ms.div_euclid(1000)) else {
+            return;
+        };
         let pages = self.pages;
         // Live, events arrive roughly in time order: the current window and the one before it
         // (for late-indexed events) are enough. A backfill reads newest first, far behind the
@@ -167,7 +174,11 @@ impl State {
         self.windows.retain(|_, w| !w.is_empty());
         let count: usize = self.windows.values().map(BTreeMap::len).sum();
         if count > MAX_WINDOWS {
-            let mut all: Vec<(u64, i64, String)> = self.windows.iter().flat_map(|(a, ws)| ws.iter().map(move |(s, w)| (w.touched, *s, a.clone()))).collect();
+            let mut all: Vec<(u64, i64, String)> = self
+                .windows
+                .iter()
+                .flat_map(|(a, ws)| ws.iter().map(move |(s, w)| (w.touched, *s, a.clone())))
+                .collect();
             all.sort();
             for (_, start, actor) in all.into_iter().take(count - MAX_WINDOWS) {
                 if let Some(ws) = self.windows.get_mut(&actor) {
@@ -179,7 +190,11 @@ impl State {
         let keep_from = hw - EMITTED_RETENTION_SECS;
         self.emitted.retain(|_, e| e.at >= keep_from);
         if self.emitted.len() > MAX_EMITTED {
-            let mut ages: Vec<(i64, String)> = self.emitted.iter().map(|(k, e)| (e.at, k.clone())).collect();
+            let mut ages: Vec<(i64, String)> = self
+                .emitted
+                .iter()
+                .map(|(k, e)| (e.at, k.clone()))
+                .collect();
             ages.sort();
             for (_, k) in ages.into_iter().take(self.emitted.len() - MAX_EMITTED) {
                 self.emitted.remove(&k);
@@ -197,10 +212,22 @@ impl State {
         }
         self.baselines.retain(|_, r| !r.is_empty());
         if self.baselines.len() > MAX_BASELINE_USERS {
-            let last_day = |r: &BTreeMap<String, BTreeMap<i64, Day>>| r.values().filter_map(|d| d.keys().next_back().copied()).max().unwrap_or(i64::MIN);
-            let mut ages: Vec<(i64, String)> = self.baselines.iter().map(|(a, r)| (last_day(r), a.clone())).collect();
+            let last_day = |r: &BTreeMap<String, BTreeMap<i64, Day>>| {
+                r.values()
+                    .filter_map(|d| d.keys().next_back().copied())
+                    .max()
+                    .unwrap_or(i64::MIN)
+            };
+            let mut ages: Vec<(i64, String)> = self
+                .baselines
+                .iter()
+                .map(|(a, r)| (last_day(r), a.clone()))
+                .collect();
             ages.sort();
-            for (_, a) in ages.into_iter().take(self.baselines.len() - MAX_BASELINE_USERS) {
+            for (_, a) in ages
+                .into_iter()
+                .take(self.baselines.len() - MAX_BASELINE_USERS)
+            {
                 self.baselines.remove(&a);
             }
         }
@@ -220,7 +247,12 @@ mod tests {
 
     #[test]
     fn downloads_keep_the_newest_whatever_the_order() {
-        let f = |t: i64| FileRef { at_ms: t, event_id: format!("e{t}"), id: None, name: None };
+        let f = |t: i64| FileRef {
+            at_ms: t,
+            event_id: format!("e{t}"),
+            id: None,
+            name: None,
+        };
         let mut a = Downloads::default();
         let mut b = Downloads::default();
         for t in 0..(MAX_FILES_PER_WINDOW as i64 + 10) {
@@ -241,13 +273,22 @@ mod tests {
         let mut s = State::new();
         s.pages = 10;
         s.high_water_ms = Some(100_000 * 1000);
-        let w = |touched| Window { touched, reasons: [("tor".to_string(), BTreeSet::new())].into(), ..Window::default() };
+        let w = |touched| Window {
+            touched,
+            reasons: [("tor".to_string(), BTreeSet::new())].into(),
+            ..Window::default()
+        };
         s.windows.entry("U1".into()).or_default().insert(0, w(1));
         s.windows.entry("U1".into()).or_default().insert(3600, w(9));
-        s.windows.entry("U2".into()).or_default().insert(100_000 - 3600, w(1));
+        s.windows
+            .entry("U2".into())
+            .or_default()
+            .insert(100_000 - 3600, w(1));
         s.prune(3600, 30);
-        assert_eq!(s.windows["U1"].keys().copied().collect::<Vec<_>>(), vec![3600]);
+        assert_eq!(
+            s.windows["U1"].keys().copied().collect::<Vec<_>>(),
+            vec![3600]
+        );
         assert!(s.windows.contains_key("U2"));
     }
 }
-
