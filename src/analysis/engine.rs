@@ -23,6 +23,9 @@ use std::sync::Arc;
 /// The reason an unexpected user agent contributes (see `user_agents.as_reason`).
 const UA_REASON: &str = "unexpected_user_agent";
 const DAY_SECS: i64 = 86_400;
+/// Slack's stand-in actors (slack-audit-api.md §3): events without a person behind them, which
+/// must never be correlated with each other as if one user did them all.
+const PLACEHOLDER_ACTORS: &[&str] = &["USLACKUSER", "USLACKSECURITY"];
 
 /// What the engine needs besides its state.
 #[derive(Debug, Clone)]
@@ -209,8 +212,9 @@ fn signal<'a>(
     event_id: &'a str,
     reasons: &'a BTreeSet<String>,
 ) -> Option<Signal<'a>> {
+    let actor = actor.filter(|a| !PLACEHOLDER_ACTORS.contains(a))?;
     Some(Signal {
-        actor: actor?,
+        actor,
         at_ms: at_ms?,
         event_id,
         reasons,

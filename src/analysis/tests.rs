@@ -151,6 +151,22 @@ fn each_default_rule_fires_with_its_severity() {
 }
 
 #[test]
+fn slacks_placeholder_actors_are_not_correlated() {
+    let mut a = analyzer();
+    let docs = vec![
+        anomaly("a1", "USLACKUSER", T0, &["user_agent"]),
+        anomaly("a2", "USLACKUSER", T0 + 60, &["excessive_downloads"]),
+    ];
+    let (docs, f) = page(&mut a, docs);
+    assert!(f.is_empty());
+    assert_eq!(
+        docs[0]["slack"]["audit"]["analysis"]["reasons"],
+        json!(["user_agent"]),
+        "still annotated"
+    );
+}
+
+#[test]
 fn ip_address_with_an_unruled_reason_is_not_ip_address_only() {
     let mut a = analyzer();
     let (_, findings) = page(
