@@ -323,7 +323,11 @@ fn correlation_finding(
     start: i64,
     w: &Window,
 ) -> Finding {
-    let wanted = rule.reasons();
+    // The finding stands for the rules it outranks too, so their evidence is its evidence.
+    let mut wanted = rule.reasons();
+    for absorbed in matched.iter().filter(|o| rule.suppresses.contains(&o.id)) {
+        wanted.extend(absorbed.reasons());
+    }
     let matched_reasons: BTreeSet<String> = w
         .reasons
         .keys()

@@ -136,13 +136,21 @@ fn departing_salesperson_gives_one_high_finding_with_the_file_in_context() {
         an["context"]["downloads"]["file_ids"],
         json!(["F0PREMIER", "F0GLENGARRY"])
     );
-    assert_eq!(an["contributing_event_ids"], json!(["ev-anom-1"]));
+    assert_eq!(
+        an["contributing_event_ids"],
+        json!(["ev-anom-1", "ev-anom-2", "ev-dl-1", "ev-dl-2"]),
+        "what the outranked scraping_client rule saw is evidence too"
+    );
     assert_eq!(
         an["suppressed_rules"],
         json!(["slack.anomaly.scraping_client"])
     );
     // Every story event from the scraper is flagged; the desktop login is not.
     for d in &docs[..4] {
+        assert_eq!(
+            d["slack"]["audit"]["analysis"]["finding_ids"],
+            json!([f["event"]["id"]])
+        );
         assert_eq!(
             d["slack"]["audit"]["analysis"]["unexpected_user_agent"], true,
             "{}",
