@@ -61,7 +61,7 @@ pub struct AnalysisArgs {
     #[arg(long, env = "SLACK_AUDIT_BASELINE_REASONS", value_delimiter = ',')]
     pub baseline_reasons: Vec<String>,
     /// Pass documents through unanalysed; the saved analysis state is kept for a later run.
-    #[arg(long, env = "SLACK_AUDIT_NO_ANALYSIS")]
+    #[arg(long, env = "SLACK_AUDIT_NO_ANALYSIS", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_analysis: bool,
 }
 
