@@ -126,8 +126,13 @@ fn observe(
                 w.touched = state.pages;
             }
         }
-        // A scraper's own events, flagged by our UA check, are a signal too (unless trusted).
-        if unexpected_ua && s.rules.user_agent_as_reason && s.allowlist.matches(doc).is_none() {
+        // A scraper's own events, flagged by our UA check, are a signal too (unless trusted),
+        // but only when the UA is the actor's own client (see `ua_belongs_to_actor`).
+        if unexpected_ua
+            && s.rules.user_agent_as_reason
+            && ua_belongs_to_actor(doc, &action)
+            && s.allowlist.matches(doc).is_none()
+        {
             let reasons = s.rules.normalize([UA_REASON.to_string()]);
             if let Some(sig) = signal(doc, actor.as_deref(), at_ms, &event_id, &reasons) {
                 record_signal(s, state, touched, &sig);
@@ -513,6 +518,14 @@ fn link_findings(docs: &mut [Value], ids: &[Option<String>], findings: &[Finding
             );
         }
     }
+}
+
+/// Whether `context.ua` is the client of the person in `user.id`. Not when an app triggered
+/// the event (`context.app`: the UA is the app's HTTP client and the actor its installer, as for
+/// eDiscovery downloads), nor for `user_channel_join`, whose context is the inviter's.
+fn ua_belongs_to_actor(doc: &Value, action: &str) -> bool {
+    action != "user_channel_join"
+        && fields::get(doc, &["slack", "audit", "context", "app"]).is_none_or(Value::is_null)
 }
 
 fn expected_user_agent(s: &Settings, ua: &str) -> bool {

@@ -363,6 +363,32 @@ fn unexpected_user_agents_are_flagged_on_any_event() {
     );
 }
 
+/// An app's HTTP client and an inviter's context are flagged, but are not the actor's client.
+#[test]
+fn app_events_and_invitations_do_not_feed_the_ua_signal() {
+    let mut a = analyzer();
+    let go = |d: Value| with(d, &["user_agent", "original"], json!("Go-http-client/2.0"));
+    let docs = vec![
+        with(
+            go(download("d1", "U1", T0, "x.pdf")),
+            &["slack", "audit", "context", "app"],
+            json!({"id": "A0EDISC", "name": "eDiscovery"}),
+        ),
+        go(event("j1", "user_channel_join", "U1", T0 + 10)),
+        anomaly("a1", "U1", T0 + 60, &["excessive_downloads"]),
+    ];
+    let (docs, f) = page(&mut a, docs);
+    assert!(f.is_empty(), "{f:?}");
+    assert_eq!(
+        docs[0]["slack"]["audit"]["analysis"]["unexpected_user_agent"],
+        json!(true)
+    );
+    assert_eq!(
+        docs[1]["slack"]["audit"]["analysis"]["unexpected_user_agent"],
+        json!(true)
+    );
+}
+
 #[test]
 fn the_allowlist_user_agents_are_expected_too() {
     let mut a = Analyzer::new(&config("user_agents = [\"Go-http-client/*\"]"), None).unwrap();
