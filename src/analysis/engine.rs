@@ -6,15 +6,16 @@
 //!    annotate anomalies, and record signals and downloads in the actor's window (keyed by
 //!    event time, never arrival) and in the baseline counts;
 //! 2. **evaluate** only the windows and days this page touched, in sorted order: rules, then
-//!    baselines. A finding is emitted once: its dedupe key goes into the state with it.
+//!    baselines ([`super::baseline`]). A finding is emitted once: its dedupe key goes into the
+//!    state with it.
 
 use super::allowlist::{AllowMatch, Allowlist};
+use super::baseline;
 use super::fields::{self, stable_id};
-use super::finding::{Actor, BaselineFacts, Finding, Kind};
+use super::finding::{Actor, Finding, Kind};
 use super::rules::{Rule, RuleSet};
 use super::state::{
-    Day, Downloads, Emitted, FileRef, State, Window, MAX_IDS_PER_DAY, MAX_IDS_PER_REASON,
-    MAX_IPS_PER_WINDOW, MAX_SEEN_PER_WINDOW,
+    Emitted, FileRef, State, Window, MAX_IDS_PER_REASON, MAX_IPS_PER_WINDOW, MAX_SEEN_PER_WINDOW,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,7 +23,8 @@ use std::sync::Arc;
 
 /// The reason an unexpected user agent contributes (see `user_agents.as_reason`).
 const UA_REASON: &str = "unexpected_user_agent";
-const DAY_SECS: i64 = 86_400;
+/// Seconds in a (UTC) day.
+pub(crate) const DAY_SECS: i64 = 86_400;
 /// Slack's stand-in actors (slack-audit-api.md §3): events without a person behind them, which
 /// must never be correlated with each other as if one user did them all.
 const PLACEHOLDER_ACTORS: &[&str] = &["USLACKUSER", "USLACKSECURITY"];
@@ -30,9 +32,13 @@ const PLACEHOLDER_ACTORS: &[&str] = &["USLACKUSER", "USLACKSECURITY"];
 /// What the engine needs besides its state.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
+    /// The rules file in force.
     pub rules: Arc<RuleSet>,
+    /// The local allowlist.
     pub allowlist: Arc<Allowlist>,
+    /// The correlation window, in seconds.
     pub window_secs: i64,
+    /// Reasons with a baseline.
     pub baseline_reasons: BTreeSet<String>,
 }
 
@@ -49,10 +55,13 @@ struct Signal<'a> {
 
 /// What one page touched, to evaluate after observing it.
 #[derive(Default)]
-struct Touched {
-    windows: BTreeSet<(String, i64)>,
-    days: BTreeSet<(String, String, i64)>,
-    actors: BTreeMap<String, Actor>,
+pub(crate) struct Touched {
+    /// (actor, window start) of windows that gained a signal.
+    pub windows: BTreeSet<(String, i64)>,
+    /// (actor, reason, day) of baseline days that gained a count.
+    pub days: BTreeSet<(String, String, i64)>,
+    /// The actors seen, with their latest email and name.
+    pub actors: BTreeMap<String, Actor>,
 }
 
 /// Processes one page against `state`.
@@ -64,7 +73,7 @@ pub(crate) fn process(settings: &Settings, state: &mut State, docs: &mut Vec<Val
         ids.push(observe(settings, state, &mut touched, doc));
     }
     let mut findings = evaluate_windows(settings, state, &touched);
-    findings.extend(evaluate_baselines(settings, state, &touched));
+    findings.extend(baseline::evaluate(settings, state, &touched));
     link_findings(docs, &ids, &findings);
     docs.extend(findings.iter().map(Finding::to_document));
     state.prune(settings.window_secs, settings.rules.baseline.history_days);
@@ -190,24 +199,12 @@ fn observe_anomaly(
             .or_default()
             .entry(day)
             .or_default();
-        if count_once(d, event_id) {
+        if baseline::count_once(d, event_id) {
             touched
                 .days
                 .insert((sig.actor.to_string(), reason.clone(), day));
         }
     }
-}
-
-/// Counts an event in a day unless it was counted already.
-fn count_once(d: &mut Day, event_id: &str) -> bool {
-    if d.ids.contains(event_id) {
-        return false;
-    }
-    d.count = d.count.saturating_add(1);
-    if d.ids.len() < MAX_IDS_PER_DAY {
-        d.ids.insert(event_id.to_string());
-    }
-    true
 }
 
 fn signal<'a>(
@@ -381,120 +378,6 @@ fn correlation_finding(
         supersedes,
         suppressed,
         baseline: None,
-    }
-}
-
-fn evaluate_baselines(s: &Settings, state: &mut State, touched: &Touched) -> Vec<Finding> {
-    let b = &s.rules.baseline;
-    let mut out = Vec::new();
-    for (actor, reason, day) in &touched.days {
-        let Some(days) = state.baselines.get(actor).and_then(|r| r.get(reason)) else {
-            continue;
-        };
-        let Some(today) = days.get(day) else { continue };
-        // History is every earlier UTC day seen so far (by event time, whatever the order
-        // they arrived in); later days never lower the bar for an earlier one.
-        let earlier = || days.range(..*day).map(|(_, d)| d.count);
-        let user_max = earlier().max().unwrap_or(0);
-        let history_days = earlier().count();
-        if today.fired || today.count <= b.floor || today.count <= user_max {
-            continue;
-        }
-        let org_max = state
-            .baselines
-            .values()
-            .filter_map(|r| r.get(reason))
-            .flat_map(|d| d.range(..*day).map(|(_, d)| d.count))
-            .max()
-            .unwrap_or(0);
-        let facts = BaselineFacts {
-            reason: reason.clone(),
-            count: today.count,
-            user_max,
-            org_max,
-            history_days,
-            floor: b.floor,
-        };
-        let f = baseline_finding(s, state, touched, actor, *day, today.ids.clone(), facts);
-        state.emitted.insert(
-            f.dedupe_key(),
-            Emitted {
-                id: f.id(),
-                at: f.start,
-            },
-        );
-        if let Some(d) = state
-            .baselines
-            .get_mut(actor)
-            .and_then(|r| r.get_mut(reason))
-            .and_then(|d| d.get_mut(day))
-        {
-            d.fired = true;
-        }
-        out.push(f);
-    }
-    out
-}
-
-fn baseline_finding(
-    s: &Settings,
-    state: &State,
-    touched: &Touched,
-    actor: &str,
-    day: i64,
-    ids: BTreeSet<String>,
-    facts: BaselineFacts,
-) -> Finding {
-    let b = &s.rules.baseline;
-    let (start, end) = (day * DAY_SECS, (day + 1) * DAY_SECS);
-    // The actor's windows inside that day give the IPs, the newest event and the downloads.
-    let mut downloads = Downloads::default();
-    let mut ips = BTreeSet::new();
-    let mut last: Option<(i64, Option<String>)> = None;
-    let mut reasons = BTreeSet::new();
-    if let Some(ws) = state.windows.get(actor) {
-        for (_, w) in ws.range(start - s.window_secs + 1..end) {
-            w.downloads
-                .files
-                .iter()
-                .filter(|f| f.at_ms >= start * 1000 && f.at_ms < end * 1000)
-                .for_each(|f| downloads.add(f.clone()));
-            ips.extend(w.ips.iter().cloned());
-            reasons.extend(w.reasons.keys().cloned());
-            if w.last > last {
-                last.clone_from(&w.last);
-            }
-        }
-    }
-    let severity = if facts.count > facts.org_max {
-        b.org_record_severity
-    } else {
-        b.severity
-    };
-    let (at_ms, source_ip) = last.unwrap_or((start * 1000, None));
-    Finding {
-        kind: Kind::Baseline,
-        rule_id: format!("slack.baseline.{}", facts.reason),
-        rule_name: format!("Unusual daily count of {} anomalies", facts.reason),
-        rule_description: format!(
-            "More {} anomaly events for this user in one UTC day than on any earlier day seen (and more than {}).",
-            facts.reason, b.floor
-        ),
-        severity,
-        risk_score: severity.risk_score(),
-        actor: touched.actors.get(actor).cloned().unwrap_or_else(|| Actor { id: actor.to_string(), ..Actor::default() }),
-        start,
-        end,
-        at_ms,
-        matched: [facts.reason.clone()].into(),
-        reasons,
-        contributing: ids,
-        ips,
-        source_ip,
-        downloads: b.downloads_context.then_some(downloads),
-        supersedes: Vec::new(),
-        suppressed: Vec::new(),
-        baseline: Some(facts),
     }
 }
 

@@ -18,6 +18,7 @@
 
 pub mod allowlist;
 mod analyze;
+mod baseline;
 mod engine;
 mod fields;
 pub mod finding;
