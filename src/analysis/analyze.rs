@@ -93,26 +93,34 @@ enum Item {
 
 /// Splits the input into JSON values whatever the layout (one a line, pretty-printed or
 /// concatenated); text that is not JSON becomes [`Item::Garbage`] up to the end of its line,
-/// and reading goes on after it.
-fn split_values(input: &str) -> Vec<Item> {
-    let mut items = Vec::new();
-    let mut rest = input;
-    while !rest.trim_start().is_empty() {
-        let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
-        match stream.next() {
-            Some(Ok(v)) => {
-                items.push(classify(v));
-                rest = &rest[stream.byte_offset()..];
-            }
-            _ => {
-                let start = rest.len() - rest.trim_start().len();
-                let end = rest[start..].find('\n').map_or(rest.len(), |i| start + i);
-                items.push(Item::Garbage(rest[start..end].to_string()));
-                rest = &rest[end..];
-            }
+/// and reading goes on after it. Lazy, so only one value is held at a time.
+fn split_values(input: &str) -> Values<'_> {
+    Values { rest: input }
+}
+
+/// The iterator behind [`split_values`].
+struct Values<'a> {
+    rest: &'a str,
+}
+
+impl Iterator for Values<'_> {
+    type Item = Item;
+
+    fn next(&mut self) -> Option<Item> {
+        let rest = self.rest;
+        if rest.trim_start().is_empty() {
+            return None;
         }
+        let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+        if let Some(Ok(v)) = stream.next() {
+            self.rest = &rest[stream.byte_offset()..];
+            return Some(classify(v));
+        }
+        let start = rest.len() - rest.trim_start().len();
+        let end = rest[start..].find('\n').map_or(rest.len(), |i| start + i);
+        self.rest = &rest[end..];
+        Some(Item::Garbage(rest[start..end].to_string()))
     }
-    items
 }
 
 fn classify(v: Value) -> Item {
@@ -179,7 +187,7 @@ mod tests {
     fn input_layouts_are_all_read() {
         let input =
             "{\"a\":1}\n{\n  \"entries\": [{\"b\":2}]\n}\nnot json at all\n[{\"c\":3}] {\"d\":4}\n";
-        let items = split_values(input);
+        let items: Vec<Item> = split_values(input).collect();
         assert_eq!(
             items,
             vec![
@@ -190,9 +198,9 @@ mod tests {
                 Item::Doc(json!({"d": 4})),
             ]
         );
-        assert!(split_values("  \n").is_empty());
+        assert_eq!(split_values("  \n").count(), 0);
         assert_eq!(
-            split_values("{\"x\": tru"),
+            split_values("{\"x\": tru").collect::<Vec<_>>(),
             vec![Item::Garbage("{\"x\": tru".into())]
         );
     }

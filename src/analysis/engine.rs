@@ -66,7 +66,7 @@ pub(crate) struct Touched {
 
 /// Processes one page against `state`.
 pub(crate) fn process(settings: &Settings, state: &mut State, docs: &mut Vec<Value>) {
-    state.pages += 1;
+    state.pages = state.pages.saturating_add(1);
     let mut touched = Touched::default();
     let mut ids: Vec<Option<String>> = Vec::with_capacity(docs.len());
     for doc in docs.iter_mut() {

@@ -114,7 +114,7 @@ impl Downloads {
         if self.seen.contains(&file.event_id) {
             return;
         }
-        self.count += 1;
+        self.count = self.count.saturating_add(1);
         if self.seen.len() < MAX_SEEN_PER_WINDOW {
             self.seen.insert(file.event_id.clone());
         }
@@ -167,9 +167,12 @@ impl State {
         // (for late-indexed events) are enough. A backfill reads newest first, far behind the
         // high-water mark; windows the last two pages touched stay so that an actor's events
         // spread over adjacent pages still correlate.
-        let horizon = hw - window_secs;
+        let horizon = hw.saturating_sub(window_secs);
+        // Saturating: a hand-edited state must not be able to crash the process.
         for windows in self.windows.values_mut() {
-            windows.retain(|start, w| start + window_secs > horizon || w.touched + 1 >= pages);
+            windows.retain(|start, w| {
+                start.saturating_add(window_secs) > horizon || w.touched.saturating_add(1) >= pages
+            });
         }
         self.windows.retain(|_, w| !w.is_empty());
         let count: usize = self.windows.values().map(BTreeMap::len).sum();
@@ -187,7 +190,7 @@ impl State {
             }
             self.windows.retain(|_, w| !w.is_empty());
         }
-        let keep_from = hw - EMITTED_RETENTION_SECS;
+        let keep_from = hw.saturating_sub(EMITTED_RETENTION_SECS);
         self.emitted.retain(|_, e| e.at >= keep_from);
         if self.emitted.len() > MAX_EMITTED {
             let mut ages: Vec<(i64, String)> = self
@@ -200,7 +203,10 @@ impl State {
                 self.emitted.remove(&k);
             }
         }
-        self.prune_baselines(hw.div_euclid(86_400) - i64::from(history_days));
+        self.prune_baselines(
+            hw.div_euclid(86_400)
+                .saturating_sub(i64::from(history_days)),
+        );
     }
 
     fn prune_baselines(&mut self, first_day: i64) {

@@ -727,6 +727,15 @@ fn no_document_shape_makes_it_panic() {
 }
 
 #[test]
+fn a_hand_edited_state_with_extreme_values_does_not_crash() {
+    let saved = json!({"version": 1, "pages": u64::MAX, "window_secs": 3600, "high_water_ms": i64::MAX,
+        "windows": {"U1": {(i64::MAX).to_string(): {"touched": u64::MAX}}},
+        "emitted": {"k": {"id": "x", "at": i64::MIN}}});
+    let mut a = Analyzer::new(&AnalysisConfig::default(), Some(&saved)).unwrap();
+    a.process(&mut vec![anomaly("a1", "U1", T0, &["tor"])]);
+}
+
+#[test]
 fn state_stays_bounded() {
     let mut a = analyzer();
     for p in 0..6 {
