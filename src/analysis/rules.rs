@@ -268,6 +268,10 @@ pub struct RuleSet {
 
 impl RuleSet {
     /// The embedded default rules.
+    ///
+    /// # Panics
+    ///
+    /// Never in a tested build: `default_rules_load` checks the embedded file.
     pub fn default_rules() -> RuleSet {
         // The embedded file is validated by the test `default_rules_load`; failing here would
         // mean a broken build, never bad input.

@@ -871,3 +871,31 @@ fn bad_flags_and_files_name_the_flag_file_and_problem() {
         .to_string()
         .contains("--analysis-window"));
 }
+
+/// The state is saved in checkpoints: its JSON must not change by accident (a change needs a
+/// new STATE_VERSION and a migration, or restarts lose what the analysis had learned).
+#[test]
+fn state_format_is_pinned() {
+    let mut a = analyzer();
+    let mut docs = vec![
+        anomaly("a1", "U1", T0, &["asn", "tor"]),
+        download("d1", "U1", T0 + 5, "Glengarry-Leads.xlsx"),
+        anomaly("a2", "U1", T0 + 10, &["excessive_downloads"]),
+    ];
+    a.process(&mut docs);
+    let id = docs[3]["event"]["id"].as_str().unwrap().to_string();
+    let expected = json!({
+        "version": 1, "pages": 1, "window_secs": 3600, "high_water_ms": (T0 + 10) * 1000,
+        "windows": {"U1": {T0.to_string(): {
+            "touched": 1,
+            "reasons": {"asn": ["a1"], "excessive_downloads": ["a2"], "ip_address": ["a1"], "tor": ["a1"]},
+            "seen": ["a1", "a2"],
+            "email": "u1@example.com", "full_name": "User U1",
+            "ips": ["192.0.2.10"], "last": [(T0 + 10) * 1000, "192.0.2.10"],
+            "downloads": {"count": 1, "seen": ["d1"], "files": [{"at_ms": (T0 + 5) * 1000, "event_id": "d1", "id": "Fd1", "name": "Glengarry-Leads.xlsx"}]},
+        }}},
+        "emitted": {format!("slack.anomaly.tor|U1|{T0}"): {"id": id, "at": T0}},
+        "baselines": {"U1": {"excessive_downloads": {(T0 / 86_400).to_string(): {"count": 1, "ids": ["a2"], "fired": false}}}},
+    });
+    similar_asserts::assert_eq!(a.state().unwrap(), expected);
+}
