@@ -1,13 +1,82 @@
-//! Anomaly analysis: annotations on anomaly events and findings as alert documents.
+//! Anomaly analysis at the edge: annotations on documents and findings as alert documents.
 //!
-//! STUB (issue 6): passes documents through.
+//! Slack's `anomaly` events are signals, not incidents. This stage, between the mapping and the
+//! sink, turns them into something a SOC can act on:
+//! - every event whose user agent matches no expected pattern is flagged
+//!   (`slack.audit.analysis.unexpected_user_agent`);
+//! - every anomaly is annotated with its normalised reasons (Slack's built-in pairs applied)
+//!   and with the local allowlist entry it matches, if any ([`allowlist`]);
+//! - the reasons of one actor's non-allowlisted anomalies within a window are matched against
+//!   the correlation rules ([`rules`]), and each user's daily count of chosen reasons against
+//!   their history (baselines); each hit is one `event.kind: alert` document ([`finding`])
+//!   appended to the page, emitted once.
+//!
+//! It works on ECS documents only (the mapping's output), knows nothing of Slack's API, and
+//! never reads the clock: event time drives windows and pruning, so `analyze` over exported
+//! history behaves exactly like `run` did live. Its [`state`] is saved in the checkpoint with
+//! the page it reflects, so a restart neither repeats nor forgets a finding.
+
+pub mod allowlist;
+mod analyze;
+mod baseline;
+mod engine;
+mod fields;
+pub mod finding;
+pub mod rules;
+pub mod state;
+
+pub use analyze::run_analyze;
+pub use fields::Glob;
 
 use crate::config::ConfigError;
+use allowlist::Allowlist;
+use rules::RuleSet;
 use serde_json::Value;
+use state::{State, STATE_VERSION};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Analysis flags for `run`.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct AnalysisArgs {}
+/// Default for `--analysis-window`: long enough for Slack's anomaly detections about one
+/// session (logged minutes apart) to meet, short enough that unrelated days do not.
+pub const DEFAULT_WINDOW: &str = "1h";
+/// Shortest window accepted.
+pub const MIN_WINDOW: Duration = Duration::from_secs(60);
+/// Longest window accepted: a day (baselines cover longer spans).
+pub const MAX_WINDOW: Duration = Duration::from_secs(86_400);
+
+/// Analysis flags for `run` (and `analyze`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AnalysisArgs {
+    /// Allowlist TOML: trusted_cidrs, trusted_asns, user_agents, excluded_users (docs/analysis.md).
+    #[arg(long, env = "SLACK_AUDIT_ALLOWLIST")]
+    pub allowlist: Option<PathBuf>,
+    /// Rules TOML replacing the embedded default (see `analyze --print-default-rules`).
+    #[arg(long, env = "SLACK_AUDIT_RULES")]
+    pub rules: Option<PathBuf>,
+    /// Correlation window per actor, aligned to UTC.
+    #[arg(long, env = "SLACK_AUDIT_ANALYSIS_WINDOW", default_value = DEFAULT_WINDOW)]
+    pub analysis_window: String,
+    /// Reasons counted per user per UTC day against their history (comma-separated, `none` for no baselines); default: the rules file's.
+    #[arg(long, env = "SLACK_AUDIT_BASELINE_REASONS", value_delimiter = ',')]
+    pub baseline_reasons: Vec<String>,
+    /// Pass documents through unanalysed; the saved analysis state is kept for a later run.
+    #[arg(long, env = "SLACK_AUDIT_NO_ANALYSIS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_analysis: bool,
+}
+
+impl Default for AnalysisArgs {
+    fn default() -> Self {
+        AnalysisArgs {
+            allowlist: None,
+            rules: None,
+            analysis_window: DEFAULT_WINDOW.into(),
+            baseline_reasons: Vec::new(),
+            no_analysis: false,
+        }
+    }
+}
 
 /// Arguments of `analyze`.
 #[derive(Debug, Clone, clap::Args)]
@@ -15,51 +84,199 @@ pub struct AnalyzeArgs {
     /// Analysis options.
     #[command(flatten)]
     pub analysis: AnalysisArgs,
+    /// Mapping options, for raw entries (an ASN database fills source.as.number for trusted_asns).
+    #[command(flatten)]
+    pub mapping: crate::mapping::MappingArgs,
+    /// Also print every input document, annotated, each batch before its findings.
+    #[arg(long)]
+    pub all: bool,
+    /// Resume from this state file (JSON) if it exists, and save the state there at the end.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Print the embedded default rules (a starting point for --rules) and exit.
+    #[arg(long)]
+    pub print_default_rules: bool,
 }
 
-/// Validated analysis options.
-#[derive(Debug, Clone, Default)]
-pub struct AnalysisConfig {}
+/// Validated analysis options, with the rules and allowlist files loaded.
+#[derive(Debug, Clone)]
+pub struct AnalysisConfig {
+    /// False with `--no-analysis`.
+    pub enabled: bool,
+    /// Correlation window.
+    pub window: Duration,
+    /// The rules in force.
+    pub rules: Arc<RuleSet>,
+    /// The local allowlist (empty without `--allowlist`).
+    pub allowlist: Arc<Allowlist>,
+    /// Reasons with a baseline.
+    pub baseline_reasons: BTreeSet<String>,
+}
+
+impl Default for AnalysisConfig {
+    /// Analysis on, with the embedded rules and no allowlist (what `run` does with no flags).
+    fn default() -> Self {
+        let rules = RuleSet::default_rules();
+        AnalysisConfig {
+            enabled: true,
+            window: Duration::from_secs(3600),
+            baseline_reasons: rules.baseline.reasons.clone(),
+            rules: Arc::new(rules),
+            allowlist: Arc::new(Allowlist::default()),
+        }
+    }
+}
 
 impl AnalysisConfig {
-    /// Validates the flags.
+    /// Validates the flags and loads the files they name.
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] naming the flag.
-    pub fn from_args(_args: &AnalysisArgs) -> Result<AnalysisConfig, ConfigError> {
-        Ok(AnalysisConfig {})
+    /// [`ConfigError::Invalid`] naming the flag, and the file and its problem for files.
+    pub fn from_args(args: &AnalysisArgs) -> Result<AnalysisConfig, ConfigError> {
+        let window = crate::config::parse_duration("analysis-window", &args.analysis_window)?;
+        if window < MIN_WINDOW || window > MAX_WINDOW || window.subsec_nanos() != 0 {
+            return Err(ConfigError::Invalid {
+                flag: "analysis-window",
+                message: format!(
+                    "{:?} is out of range; give whole seconds from 1m to 24h, e.g. 1h",
+                    args.analysis_window
+                ),
+            });
+        }
+        let rules = match &args.rules {
+            Some(path) => {
+                RuleSet::parse(&read("rules", path)?).map_err(|m| file_error("rules", path, m))?
+            }
+            None => RuleSet::default_rules(),
+        };
+        let allowlist = match &args.allowlist {
+            Some(path) => Allowlist::parse(&read("allowlist", path)?)
+                .map_err(|m| file_error("allowlist", path, m))?,
+            None => Allowlist::default(),
+        };
+        let given: Vec<&str> = args
+            .baseline_reasons
+            .iter()
+            .map(|r| r.trim())
+            .filter(|r| !r.is_empty())
+            .collect();
+        let baseline_reasons = match given.as_slice() {
+            [] => rules.baseline.reasons.clone(),
+            ["none"] => BTreeSet::new(),
+            list => list
+                .iter()
+                .map(|r| rules.known_reason(r))
+                .collect::<Result<_, _>>()
+                .map_err(|message| ConfigError::Invalid {
+                    flag: "baseline-reasons",
+                    message,
+                })?,
+        };
+        Ok(AnalysisConfig {
+            enabled: !args.no_analysis,
+            window,
+            rules: Arc::new(rules),
+            allowlist: Arc::new(allowlist),
+            baseline_reasons,
+        })
+    }
+}
+
+fn read(flag: &'static str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| file_error(flag, path, e.to_string()))
+}
+
+fn file_error(flag: &'static str, path: &Path, problem: String) -> ConfigError {
+    ConfigError::Invalid {
+        flag,
+        message: format!("{}: {problem}", path.display()),
     }
 }
 
 /// Annotates documents and emits findings; its state persists with the checkpoint.
-#[derive(Debug, Default)]
-pub struct Analyzer {}
+#[derive(Debug)]
+pub struct Analyzer {
+    /// `None` with `--no-analysis`.
+    settings: Option<engine::Settings>,
+    state: State,
+    /// With `--no-analysis`, the saved state is handed back untouched, so turning analysis off
+    /// for a while does not erase its history.
+    kept: Option<Value>,
+}
 
 impl Analyzer {
     /// An analyzer resuming from `state` (the value [`Analyzer::state`] returned earlier).
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] for unreadable rule or allowlist files, or a state it cannot read.
-    pub fn new(_config: &AnalysisConfig, _state: Option<&Value>) -> Result<Analyzer, ConfigError> {
-        Ok(Analyzer {})
+    /// [`ConfigError`] for a state it cannot read (another format version, a corrupt value).
+    pub fn new(config: &AnalysisConfig, state: Option<&Value>) -> Result<Analyzer, ConfigError> {
+        if !config.enabled {
+            return Ok(Analyzer {
+                settings: None,
+                state: State::new(),
+                kept: state.cloned(),
+            });
+        }
+        let window_secs = i64::try_from(config.window.as_secs())
+            .unwrap_or(3600)
+            .max(1);
+        let mut restored = match state {
+            None | Some(Value::Null) => State::new(),
+            Some(v) => restore(v)?,
+        };
+        if restored.window_secs != window_secs {
+            // Windows cut with another length cannot be compared; findings already emitted
+            // and baselines stay.
+            restored.windows.clear();
+            restored.window_secs = window_secs;
+        }
+        let settings = engine::Settings {
+            rules: config.rules.clone(),
+            allowlist: config.allowlist.clone(),
+            window_secs,
+            baseline_reasons: config.baseline_reasons.clone(),
+        };
+        Ok(Analyzer {
+            settings: Some(settings),
+            state: restored,
+            kept: None,
+        })
     }
 
     /// Annotates `docs` in place (one page, in order) and appends findings after them.
-    pub fn process(&mut self, _docs: &mut Vec<Value>) {}
+    pub fn process(&mut self, docs: &mut Vec<Value>) {
+        if let Some(settings) = &self.settings {
+            engine::process(settings, &mut self.state, docs);
+        }
+    }
 
     /// The state to save with the checkpoint.
     pub fn state(&self) -> Option<Value> {
-        None
+        match &self.settings {
+            None => self.kept.clone(),
+            // Cannot fail: every map key is a string or an integer.
+            Some(_) => serde_json::to_value(&self.state).ok(),
+        }
     }
 }
 
-/// The `analyze` command.
-///
-/// # Errors
-///
-/// Bad options; stdout closed.
-pub async fn run_analyze(_args: AnalyzeArgs) -> Result<(), crate::Error> {
-    Ok(())
+fn restore(v: &Value) -> Result<State, ConfigError> {
+    let problem = |m: String| {
+        ConfigError::Invalid {
+        flag: "state-dir",
+        message: format!("cannot read the analysis state saved in the checkpoint: {m}; remove its \"analysis\" key to start the analysis afresh"),
+    }
+    };
+    let version = v.get("version").and_then(Value::as_u64);
+    if version != Some(u64::from(STATE_VERSION)) {
+        return Err(problem(format!(
+            "format version {version:?}, this binary reads {STATE_VERSION}"
+        )));
+    }
+    serde_json::from_value(v.clone()).map_err(|e| problem(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,207 @@
+//! The `analyze` command: try the rules on exported history.
+//!
+//! Reads raw Slack entries or our ECS documents on stdin — NDJSON, concatenated or
+//! pretty-printed JSON, or whole API responses with `entries[]` — and prints the findings as
+//! NDJSON (`--all`: the annotated documents too). Each API response is one page, as `run` would
+//! see it; loose documents are grouped in pages of [`BATCH`]. Input is read whole into memory:
+//! this is a tool for exports, not a stream processor.
+
+use super::{AnalysisConfig, AnalyzeArgs, Analyzer};
+use crate::config::ConfigError;
+use crate::mapping::{Mapper, MappingConfig};
+use chrono::Utc;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::Path;
+
+/// Loose documents per page.
+pub const BATCH: usize = 1000;
+
+/// The `analyze` command.
+///
+/// # Errors
+///
+/// Bad options or files; an unreadable `--state`; stdin or stdout failing.
+pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
+    let io = |e: std::io::Error| crate::Error::Sink(crate::sink::Error::Stdout(e));
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if args.print_default_rules {
+        out.write_all(super::rules::DEFAULT_RULES.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(io)?;
+        return Ok(());
+    }
+    let config = AnalysisConfig::from_args(&args.analysis)?;
+    let mut mapper = Mapper::new(&MappingConfig::from_args(&args.mapping)?)?;
+    let saved = match &args.state {
+        Some(path) => load_state(path)?,
+        None => None,
+    };
+    let mut analyzer = Analyzer::new(&config, saved.as_ref())?;
+    let mut input = String::new();
+    std::io::stdin()
+        .lock()
+        .read_to_string(&mut input)
+        .map_err(io)?;
+    let mut emit = |docs: &mut Vec<Value>| -> std::io::Result<()> {
+        let before = docs.len();
+        analyzer.process(docs);
+        let from = if args.all { 0 } else { before };
+        for d in &docs[from..] {
+            serde_json::to_writer(&mut out, d)?;
+            out.write_all(b"\n")?;
+        }
+        docs.clear();
+        Ok(())
+    };
+    let mut loose = Vec::new();
+    for item in split_values(&input) {
+        match item {
+            Item::Page(entries) => {
+                emit(&mut loose).map_err(io)?;
+                let mut page: Vec<Value> = entries
+                    .into_iter()
+                    .map(|e| to_document(&mut mapper, e))
+                    .collect();
+                emit(&mut page).map_err(io)?;
+            }
+            Item::Doc(v) => loose.push(to_document(&mut mapper, v)),
+            Item::Garbage(text) => loose.push(mapper.map_entry(&text, Utc::now())),
+        }
+        if loose.len() >= BATCH {
+            emit(&mut loose).map_err(io)?;
+        }
+    }
+    emit(&mut loose).map_err(io)?;
+    out.flush().map_err(io)?;
+    if let (Some(path), Some(state)) = (&args.state, analyzer.state()) {
+        save_state(path, &state)?;
+    }
+    Ok(())
+}
+
+/// One thing read from stdin.
+#[derive(Debug, PartialEq)]
+enum Item {
+    /// An API response's (or a JSON array's) entries: one page.
+    Page(Vec<Value>),
+    /// One entry or document.
+    Doc(Value),
+    /// Text that is not JSON, up to the end of its line.
+    Garbage(String),
+}
+
+/// Splits the input into JSON values whatever the layout (one a line, pretty-printed or
+/// concatenated); text that is not JSON becomes [`Item::Garbage`] up to the end of its line,
+/// and reading goes on after it. Lazy, so only one value is held at a time.
+fn split_values(input: &str) -> Values<'_> {
+    Values { rest: input }
+}
+
+/// The iterator behind [`split_values`].
+struct Values<'a> {
+    rest: &'a str,
+}
+
+impl Iterator for Values<'_> {
+    type Item = Item;
+
+    fn next(&mut self) -> Option<Item> {
+        let rest = self.rest;
+        if rest.trim_start().is_empty() {
+            return None;
+        }
+        let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+        if let Some(Ok(v)) = stream.next() {
+            self.rest = &rest[stream.byte_offset()..];
+            return Some(classify(v));
+        }
+        let start = rest.len() - rest.trim_start().len();
+        let end = rest[start..].find('\n').map_or(rest.len(), |i| start + i);
+        self.rest = &rest[end..];
+        Some(Item::Garbage(rest[start..end].to_string()))
+    }
+}
+
+fn classify(v: Value) -> Item {
+    match v {
+        Value::Array(entries) => Item::Page(entries),
+        Value::Object(mut o) if o.get("entries").is_some_and(Value::is_array) => {
+            match o.remove("entries") {
+                Some(Value::Array(entries)) => Item::Page(entries),
+                _ => Item::Page(Vec::new()),
+            }
+        }
+        other => Item::Doc(other),
+    }
+}
+
+/// An ECS document as it is; anything else through the mapping (which turns non-objects into
+/// `pipeline_error` documents).
+fn to_document(mapper: &mut Mapper, v: Value) -> Value {
+    let is_ecs = v.get("ecs").is_some()
+        || v.get("event")
+            .and_then(|e| e.get("action").or_else(|| e.get("kind")))
+            .is_some();
+    if is_ecs {
+        v
+    } else {
+        mapper.map_entry(&v.to_string(), Utc::now())
+    }
+}
+
+fn load_state(path: &Path) -> Result<Option<Value>, ConfigError> {
+    let bad = |m: String| ConfigError::Invalid {
+        flag: "state",
+        message: format!("{}: {m}", path.display()),
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| bad(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
+/// Writes the state next to its final name, then renames it: a crash leaves the old file.
+fn save_state(path: &Path, state: &Value) -> Result<(), ConfigError> {
+    let bad = |m: String| ConfigError::Invalid {
+        flag: "state",
+        message: format!("{}: {m}", path.display()),
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let text = serde_json::to_vec(state).map_err(|e| bad(e.to_string()))?;
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| bad(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn input_layouts_are_all_read() {
+        let input =
+            "{\"a\":1}\n{\n  \"entries\": [{\"b\":2}]\n}\nnot json at all\n[{\"c\":3}] {\"d\":4}\n";
+        let items: Vec<Item> = split_values(input).collect();
+        assert_eq!(
+            items,
+            vec![
+                Item::Doc(json!({"a": 1})),
+                Item::Page(vec![json!({"b": 2})]),
+                Item::Garbage("not json at all".into()),
+                Item::Page(vec![json!({"c": 3})]),
+                Item::Doc(json!({"d": 4})),
+            ]
+        );
+        assert_eq!(split_values("  \n").count(), 0);
+        assert_eq!(
+            split_values("{\"x\": tru").collect::<Vec<_>>(),
+            vec![Item::Garbage("{\"x\": tru".into())]
+        );
+    }
+}
