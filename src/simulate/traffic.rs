@@ -1,0 +1,111 @@
+//! Traffic over time: the backfill made at start, then live entries dated "now" at a steady
+//! rate, periodic same-second bursts, late-indexed entries, and the story's scheduled steps.
+//!
+//! Time here is tokio's (so tests can pause and advance it), but entries are dated by the wall
+//! clock, because that is what the client compares `date_create` and `latest` with.
+
+use super::generator::{Generator, STORY_OFFSETS};
+use super::server::{unix_now, Shared};
+use super::store::Stored;
+use crate::shutdown::Shutdown;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How often the traffic task wakes: fine enough that a rate of a few events a second looks
+/// continuous, coarse enough to cost nothing.
+const TICK: Duration = Duration::from_millis(100);
+
+/// What the live traffic task does.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub rate_per_sec: f64,
+    pub story: bool,
+    pub burst: usize,
+    pub burst_every: Duration,
+    pub late_fraction: f64,
+    pub late_delay: Duration,
+}
+
+impl Plan {
+    fn is_idle(&self) -> bool {
+        self.rate_per_sec <= 0.0 && !self.story && self.burst == 0
+    }
+}
+
+/// `n` entries spread evenly over `[end - span, end]`, oldest first, plus (when `burst > 0`)
+/// `burst` entries on the span's middle second, so that a page there must exceed `limit`.
+pub(crate) fn backfill(generator: &mut Generator, n: usize, span_secs: u64, end: i64, burst: usize) -> Vec<(i64, Stored)> {
+    // Never before the Unix epoch, and no overflow for absurd spans.
+    let span = i64::try_from(span_secs).unwrap_or(i64::MAX).min(end.max(0));
+    let start = end - span;
+    let mut out = Vec::with_capacity(n + burst);
+    let middle = start + span / 2;
+    let mut burst_done = burst == 0;
+    for i in 0..n {
+        // i * (span + 1) / n is monotonic, so entries come out oldest first.
+        let offset = (i as u128 * (span as u128 + 1) / n as u128) as i64;
+        let date = start + offset;
+        if !burst_done && date >= middle {
+            out.extend((0..burst).map(|_| generator.entry(middle)));
+            burst_done = true;
+        }
+        out.push(generator.entry(date));
+    }
+    if !burst_done {
+        out.extend((0..burst).map(|_| generator.entry(middle)));
+    }
+    out
+}
+
+/// Runs live traffic until `shutdown`, or until there is nothing left to do.
+pub(crate) async fn run(shared: Arc<Shared>, mut generator: Generator, mut story: Generator, plan: Plan, mut shutdown: Shutdown) {
+    if plan.is_idle() {
+        return;
+    }
+    let started = Instant::now();
+    let mut last = started;
+    let mut owed = 0.0_f64;
+    let mut story_step = 0;
+    let mut next_burst = started + plan.burst_every.max(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {},
+            _ = shutdown.wait() => return,
+        }
+        let now = Instant::now();
+        let date = unix_now();
+        while plan.story && story_step < STORY_OFFSETS.len() && now >= started + Duration::from_secs(STORY_OFFSETS[story_step]) {
+            if let Some(e) = story.story_entry(story_step, date) {
+                shared.store.insert([e]);
+            }
+            story_step += 1;
+        }
+        // At most a second's worth per tick: after a pause (or a jump of paused time in a
+        // test) the simulator does not flood the store with a backlog.
+        owed += plan.rate_per_sec * now.duration_since(last).min(Duration::from_secs(1)).as_secs_f64();
+        last = now;
+        let mut live = Vec::new();
+        while owed >= 1.0 {
+            owed -= 1.0;
+            let entry = generator.entry(date);
+            if plan.late_fraction > 0.0 && generator.unit() < plan.late_fraction {
+                // Dated now, visible only after the delay: what Slack's late indexing looks like.
+                shared.store.insert_late(entry.0, entry.1, now + plan.late_delay);
+            } else {
+                live.push(entry);
+            }
+        }
+        if plan.burst > 0 && now >= next_burst {
+            live.extend((0..plan.burst).map(|_| generator.entry(date)));
+            next_burst = now + plan.burst_every.max(Duration::from_secs(1));
+        }
+        shared.store.insert(live);
+        shared.store.release_due(now);
+        if plan.rate_per_sec <= 0.0 && plan.burst == 0 && story_step >= STORY_OFFSETS.len() {
+            return;
+        }
+    }
+}
