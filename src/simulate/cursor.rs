@@ -61,13 +61,26 @@ impl Cursor {
         if parts.next().is_some() {
             return None;
         }
-        let cursor = Cursor { next_latest, oldest, latest, filters, generation };
+        let cursor = Cursor {
+            next_latest,
+            oldest,
+            latest,
+            filters,
+            generation,
+        };
         (cursor.tag(secret) == tag).then_some(cursor)
     }
 
     fn fields(&self) -> String {
         let opt = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
-        format!("{}:{}:{}:{:016x}:{}", self.next_latest, opt(self.oldest), opt(self.latest), self.filters, self.generation)
+        format!(
+            "{}:{}:{}:{:016x}:{}",
+            self.next_latest,
+            opt(self.oldest),
+            opt(self.latest),
+            self.filters,
+            self.generation
+        )
     }
 
     /// Not cryptographic: it only has to make hand-edited or foreign cursors fail.
@@ -135,7 +148,13 @@ mod tests {
     use super::*;
 
     fn sample() -> Cursor {
-        Cursor { next_latest: 1_700_000_123, oldest: Some(1_700_000_000), latest: None, filters: 0xdead_beef, generation: 3 }
+        Cursor {
+            next_latest: 1_700_000_123,
+            oldest: Some(1_700_000_000),
+            latest: None,
+            filters: 0xdead_beef,
+            generation: 3,
+        }
     }
 
     #[test]
@@ -148,7 +167,11 @@ mod tests {
     fn always_ends_in_padding() {
         for next_latest in 1_700_000_000..1_700_000_010 {
             for generation in 0..12 {
-                let c = Cursor { next_latest, generation, ..sample() };
+                let c = Cursor {
+                    next_latest,
+                    generation,
+                    ..sample()
+                };
                 let s = c.encode(1);
                 assert!(s.ends_with('='), "{s}");
                 assert_eq!(Cursor::decode(&s, 1), Some(c));
@@ -160,13 +183,28 @@ mod tests {
     fn another_secret_or_an_edit_is_refused() {
         let s = sample().encode(7);
         assert_eq!(Cursor::decode(&s, 8), None);
-        let forged = STANDARD.encode(String::from_utf8(STANDARD.decode(&s).unwrap()).unwrap().replace("1700000123", "1700000999"));
+        let forged = STANDARD.encode(
+            String::from_utf8(STANDARD.decode(&s).unwrap())
+                .unwrap()
+                .replace("1700000123", "1700000999"),
+        );
         assert_eq!(Cursor::decode(&forged, 7), None);
     }
 
     #[test]
     fn garbage_is_refused_without_panicking() {
-        for g in ["", "=", "====", "abc", "bmV4dF90czo=", "%3D", "next_ts:1:2:3:4:5:6", "\u{0}\u{ffff}", "bmV4dF90czox", "////"] {
+        for g in [
+            "",
+            "=",
+            "====",
+            "abc",
+            "bmV4dF90czo=",
+            "%3D",
+            "next_ts:1:2:3:4:5:6",
+            "\u{0}\u{ffff}",
+            "bmV4dF90czox",
+            "////",
+        ] {
             assert_eq!(Cursor::decode(g, 7), None, "{g:?}");
         }
     }

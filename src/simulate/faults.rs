@@ -101,7 +101,13 @@ impl FaultKind {
     /// Whether the fault replaces the answer before authentication is even looked at (as a
     /// proxy or rate limiter in front of Slack would), rather than spoiling a good page.
     pub fn is_before_auth(self) -> bool {
-        matches!(self, FaultKind::RateLimited | FaultKind::ServerError | FaultKind::BadGateway | FaultKind::Stall)
+        matches!(
+            self,
+            FaultKind::RateLimited
+                | FaultKind::ServerError
+                | FaultKind::BadGateway
+                | FaultKind::Stall
+        )
     }
 }
 
@@ -171,12 +177,24 @@ impl Faults {
     pub fn parse(spec: &str) -> Result<Faults, String> {
         let mut faults = Faults::default();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (name, value) = item.split_once('=').ok_or_else(|| format!("{item:?} is not KIND=PROBABILITY, e.g. 429=0.05"))?;
-            let kind = FaultKind::ALL.into_iter().find(|k| k.name() == name.trim()).ok_or_else(|| {
-                let names: Vec<_> = FaultKind::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown fault {:?}; known: {}", name.trim(), names.join(", "))
-            })?;
-            let p: f64 = value.trim().parse().map_err(|_| format!("{item:?}: {:?} is not a probability", value.trim()))?;
+            let (name, value) = item
+                .split_once('=')
+                .ok_or_else(|| format!("{item:?} is not KIND=PROBABILITY, e.g. 429=0.05"))?;
+            let kind = FaultKind::ALL
+                .into_iter()
+                .find(|k| k.name() == name.trim())
+                .ok_or_else(|| {
+                    let names: Vec<_> = FaultKind::ALL.iter().map(|k| k.name()).collect();
+                    format!(
+                        "unknown fault {:?}; known: {}",
+                        name.trim(),
+                        names.join(", ")
+                    )
+                })?;
+            let p: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("{item:?}: {:?} is not a probability", value.trim()))?;
             if !(0.0..=1.0).contains(&p) {
                 return Err(format!("{item:?}: a probability is between 0 and 1"));
             }
@@ -196,7 +214,9 @@ mod tests {
 
     #[test]
     fn parses_the_documented_example() {
-        let f = Faults::parse("429=0.05,500=0.05,502=0.02,stall=0.01,truncated=0.02,empty_object=0.02").unwrap();
+        let f =
+            Faults::parse("429=0.05,500=0.05,502=0.02,stall=0.01,truncated=0.02,empty_object=0.02")
+                .unwrap();
         assert_eq!(f.rate_limited, 0.05);
         assert_eq!(f.bad_gateway, 0.02);
         assert_eq!(f.empty_object, 0.02);
@@ -208,10 +228,14 @@ mod tests {
     #[test]
     fn refuses_bad_specs_with_the_item_quoted() {
         assert!(Faults::parse("404=0.1").unwrap_err().contains("\"404\""));
-        assert!(Faults::parse("429").unwrap_err().contains("KIND=PROBABILITY"));
+        assert!(Faults::parse("429")
+            .unwrap_err()
+            .contains("KIND=PROBABILITY"));
         assert!(Faults::parse("429=x").is_err());
         assert!(Faults::parse("429=1.5").is_err());
-        assert!(Faults::parse("429=0.6,500=0.6").unwrap_err().contains("add up"));
+        assert!(Faults::parse("429=0.6,500=0.6")
+            .unwrap_err()
+            .contains("add up"));
     }
 
     #[test]

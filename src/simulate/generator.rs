@@ -40,7 +40,11 @@ const MOBILE_UAS: &[&str] = &[
     "Slack/24.12.10.0 (Android 15; Pixel 8 Pro)",
     "Slack/24.11.20.0 (Android 14; SM-S918B)",
 ];
-const API_UAS: &[&str] = &["Python/3.12.7 slackclient/3.33.4 Linux/6.8.0-1017-aws", "Go-http-client/2.0", "Apache-HttpClient/4.5.14 (Java/17.0.13)"];
+const API_UAS: &[&str] = &[
+    "Python/3.12.7 slackclient/3.33.4 Linux/6.8.0-1017-aws",
+    "Go-http-client/2.0",
+    "Apache-HttpClient/4.5.14 (Java/17.0.13)",
+];
 
 /// The story's scraping client, as Slack reports its user agent.
 pub const SCRAPER_UA: &str = "Scrapers Inc";
@@ -65,12 +69,62 @@ pub const STORY_FILES: &[&str] = &[
 pub const STORY_OFFSETS: &[u64] = &[2, 4, 6, 8, 10, 12, 15, 18, 21, 24, 32, 40];
 
 const FIRST: &[&str] = &[
-    "Ricky", "Dave", "George", "John", "Blake", "James", "Mary", "Linda", "Robert", "Patricia", "Michael", "Jennifer", "William", "Elizabeth", "David",
-    "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah", "Carlos", "Aiko", "Priya", "Wei", "Fatima", "Olu", "Ingrid", "Mateo",
+    "Ricky",
+    "Dave",
+    "George",
+    "John",
+    "Blake",
+    "James",
+    "Mary",
+    "Linda",
+    "Robert",
+    "Patricia",
+    "Michael",
+    "Jennifer",
+    "William",
+    "Elizabeth",
+    "David",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Carlos",
+    "Aiko",
+    "Priya",
+    "Wei",
+    "Fatima",
+    "Olu",
+    "Ingrid",
+    "Mateo",
 ];
 const LAST: &[&str] = &[
-    "Roma", "Moss", "Aaronow", "Williamson", "Lingk", "Spannel", "Smith", "Johnson", "Brown", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez",
-    "Nakamura", "Patel", "Chen", "Okafor", "Lindqvist", "Rossi", "Kowalski", "Haddad", "Novak", "Silva",
+    "Roma",
+    "Moss",
+    "Aaronow",
+    "Williamson",
+    "Lingk",
+    "Spannel",
+    "Smith",
+    "Johnson",
+    "Brown",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Nakamura",
+    "Patel",
+    "Chen",
+    "Okafor",
+    "Lindqvist",
+    "Rossi",
+    "Kowalski",
+    "Haddad",
+    "Novak",
+    "Silva",
 ];
 const CHANNELS: &[(&str, bool)] = &[
     ("general", false),
@@ -98,7 +152,14 @@ const FILES: &[&str] = &[
     "Lease-Template.docx",
     "Territory-Map.png",
 ];
-const LOCATIONS: &[&str] = &["Reno, Nevada", "Chicago, Illinois", "Ashburn, Virginia", "Frankfurt am Main, Hesse", "Singapore, Central Singapore", "Lagos, Lagos"];
+const LOCATIONS: &[&str] = &[
+    "Reno, Nevada",
+    "Chicago, Illinois",
+    "Ashburn, Virginia",
+    "Frankfurt am Main, Hesse",
+    "Singapore, Central Singapore",
+    "Lagos, Lagos",
+];
 const REASONS: &[&str] = &[
     "asn",
     "excessive_downloads",
@@ -138,11 +199,36 @@ struct App {
 }
 
 const APPS: &[(&str, &str, &[&str], &[&str])] = &[
-    ("A07HANZOED", "Hanzo eDiscovery", &["discovery:read", "discovery:write"], &[]),
-    ("A07JIRACLD", "Jira Cloud", &["channels:read", "chat:write"], &["chat:write", "links:read", "commands"]),
-    ("A07GDRIVE1", "Google Drive", &["files:read", "links:write"], &["files:read", "chat:write"]),
-    ("A07PAGERDT", "PagerDuty", &["chat:write"], &["chat:write", "incoming-webhook"]),
-    ("A07ZOOM001", "Zoom", &["calls:write", "users:read"], &["calls:read", "calls:write"]),
+    (
+        "A07HANZOED",
+        "Hanzo eDiscovery",
+        &["discovery:read", "discovery:write"],
+        &[],
+    ),
+    (
+        "A07JIRACLD",
+        "Jira Cloud",
+        &["channels:read", "chat:write"],
+        &["chat:write", "links:read", "commands"],
+    ),
+    (
+        "A07GDRIVE1",
+        "Google Drive",
+        &["files:read", "links:write"],
+        &["files:read", "chat:write"],
+    ),
+    (
+        "A07PAGERDT",
+        "PagerDuty",
+        &["chat:write"],
+        &["chat:write", "incoming-webhook"],
+    ),
+    (
+        "A07ZOOM001",
+        "Zoom",
+        &["calls:write", "users:read"],
+        &["calls:read", "calls:write"],
+    ),
 ];
 
 struct Channel {
@@ -275,7 +361,9 @@ pub(crate) struct Generator {
 
 impl std::fmt::Debug for Generator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Generator").field("users", &self.users.len()).finish_non_exhaustive()
+        f.debug_struct("Generator")
+            .field("users", &self.users.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -296,12 +384,24 @@ impl Generator {
         let mut users = vec![story_user.clone()];
         for i in 0..60 {
             // The first few are the film's salesmen; the rest random but seeded.
-            let (first, last) = if i < 5 { (FIRST[i], LAST[i]) } else { (*FIRST.choose(&mut rng).unwrap_or(&"Pat"), *LAST.choose(&mut rng).unwrap_or(&"Doe")) };
+            let (first, last) = if i < 5 {
+                (FIRST[i], LAST[i])
+            } else {
+                (
+                    *FIRST.choose(&mut rng).unwrap_or(&"Pat"),
+                    *LAST.choose(&mut rng).unwrap_or(&"Doe"),
+                )
+            };
             let id: String = format!("W07{}", slack_suffix(&mut rng, 6));
             users.push(Arc::new(User {
                 id: Arc::from(id),
                 name: format!("{first} {last}"),
-                email: format!("{}.{}{}@{DOMAIN}", first.to_lowercase(), last.to_lowercase(), if i < 5 { String::new() } else { i.to_string() }),
+                email: format!(
+                    "{}.{}{}@{DOMAIN}",
+                    first.to_lowercase(),
+                    last.to_lowercase(),
+                    if i < 5 { String::new() } else { i.to_string() }
+                ),
                 team: WORKSPACES[rng.gen_range(0..WORKSPACES.len())].0,
                 ip: random_ip(&mut rng),
                 ua: DESKTOP_UAS[rng.gen_range(0..DESKTOP_UAS.len())],
@@ -311,13 +411,36 @@ impl Generator {
         }
         let apps = APPS
             .iter()
-            .map(|(id, name, scopes, bot_scopes)| Arc::new(App { id: Arc::from(*id), name, scopes, bot_scopes, team: WORKSPACES[0].0 }))
+            .map(|(id, name, scopes, bot_scopes)| {
+                Arc::new(App {
+                    id: Arc::from(*id),
+                    name,
+                    scopes,
+                    bot_scopes,
+                    team: WORKSPACES[0].0,
+                })
+            })
             .collect();
         let channels = CHANNELS
             .iter()
-            .map(|(name, private)| Arc::new(Channel { id: Arc::from(format!("C07{}", slack_suffix(&mut rng, 7))), name, private: *private, shared: name.starts_with("escrow") }))
+            .map(|(name, private)| {
+                Arc::new(Channel {
+                    id: Arc::from(format!("C07{}", slack_suffix(&mut rng, 7))),
+                    name,
+                    private: *private,
+                    shared: name.starts_with("escrow"),
+                })
+            })
             .collect();
-        Generator { rng, users, apps, channels, actions: HashMap::new(), story_user, security: Arc::from("USLACKSECURITY") }
+        Generator {
+            rng,
+            users,
+            apps,
+            channels,
+            actions: HashMap::new(),
+            story_user,
+            security: Arc::from("USLACKSECURITY"),
+        }
     }
 
     /// A UUID-like id (version-4 layout) from the seeded RNG.
@@ -326,7 +449,14 @@ impl Generator {
         let hex = |r: &[u8]| r.iter().map(|x| format!("{x:02x}")).collect::<String>();
         let v = format!("4{}", &hex(&b[6..8])[1..]);
         let variant = format!("{:x}{}", 8 + (b[8] & 3), &hex(&b[8..10])[1..]);
-        format!("{}-{}-{}-{}-{}", hex(&b[0..4]), hex(&b[4..6]), v, variant, hex(&b[10..16]))
+        format!(
+            "{}-{}-{}-{}-{}",
+            hex(&b[0..4]),
+            hex(&b[4..6]),
+            v,
+            variant,
+            hex(&b[10..16])
+        )
     }
 
     /// A uniform draw in `[0, 1)`.
@@ -336,18 +466,34 @@ impl Generator {
 
     fn begin(&mut self, date: i64, action: &'static str) -> Draft {
         let id = self.uuid();
-        let action_arc = self.actions.entry(action).or_insert_with(|| Arc::from(action)).clone();
+        let action_arc = self
+            .actions
+            .entry(action)
+            .or_insert_with(|| Arc::from(action))
+            .clone();
         let mut j = Json::new();
         j.begin();
         j.str("id", &id);
         j.int("date_create", date);
         j.str("action", action);
-        Draft { j, id, action: action_arc, actor: None, entity: None }
+        Draft {
+            j,
+            id,
+            action: action_arc,
+            actor: None,
+            entity: None,
+        }
     }
 
     fn finish(date: i64, mut d: Draft) -> (i64, Stored) {
         d.j.end();
-        let stored = Stored { id: d.id.into_boxed_str(), action: d.action, actor: d.actor, entity: d.entity, json: d.j.finish().into_boxed_str() };
+        let stored = Stored {
+            id: d.id.into_boxed_str(),
+            action: d.action,
+            actor: d.actor,
+            entity: d.entity,
+            json: d.j.finish().into_boxed_str(),
+        };
         (date, stored)
     }
 
@@ -369,9 +515,23 @@ impl Generator {
     fn ctx_of<'a>(&mut self, u: &'a User) -> Ctx<'a> {
         let mobile = self.rng.gen_bool(0.2);
         // Elastic saw `ip_address: ""` in real traffic.
-        let ip = if self.rng.gen_ratio(1, 200) { "" } else { u.ip.as_str() };
-        let workspace = if self.rng.gen_bool(0.7) { Some(WORKSPACES.iter().position(|w| w.0 == u.team).unwrap_or(0)) } else { None };
-        Ctx { workspace, ua: if mobile { u.mobile_ua } else { u.ua }, ip, session: self.session(u.session), app: None }
+        let ip = if self.rng.gen_ratio(1, 200) {
+            ""
+        } else {
+            u.ip.as_str()
+        };
+        let workspace = if self.rng.gen_bool(0.7) {
+            Some(WORKSPACES.iter().position(|w| w.0 == u.team).unwrap_or(0))
+        } else {
+            None
+        };
+        Ctx {
+            workspace,
+            ua: if mobile { u.mobile_ua } else { u.ua },
+            ip,
+            session: self.session(u.session),
+            app: None,
+        }
     }
 
     /// One random entry dated `date`.
@@ -436,7 +596,14 @@ impl Generator {
     }
 
     fn channel_event(&mut self, date: i64) -> (i64, Stored) {
-        let actions = ["public_channel_created", "private_channel_created", "public_channel_converted_to_private", "private_channel_converted_to_public", "public_channel_archive", "channel_renamed"];
+        let actions = [
+            "public_channel_created",
+            "private_channel_created",
+            "public_channel_converted_to_private",
+            "private_channel_converted_to_public",
+            "public_channel_archive",
+            "channel_renamed",
+        ];
         let action = actions[self.rng.gen_range(0..actions.len())];
         let u = self.user();
         let ctx = self.ctx_of(&u);
@@ -464,7 +631,11 @@ impl Generator {
         let u = self.user();
         let inviter = self.user();
         let invited = self.rng.gen_bool(0.5);
-        let ctx = if invited { self.ctx_of(&inviter) } else { self.ctx_of(&u) };
+        let ctx = if invited {
+            self.ctx_of(&inviter)
+        } else {
+            self.ctx_of(&u)
+        };
         let channel = self.channels[self.rng.gen_range(0..self.channels.len())].clone();
         let mut d = self.begin(date, "user_channel_join");
         d.actor_user(&u);
@@ -472,7 +643,14 @@ impl Generator {
         d.context(&ctx);
         if invited {
             d.j.obj("details");
-            person(&mut d.j, "inviter", &inviter.id, &inviter.name, &inviter.email, Some(inviter.team));
+            person(
+                &mut d.j,
+                "inviter",
+                &inviter.id,
+                &inviter.name,
+                &inviter.email,
+                Some(inviter.team),
+            );
             d.j.end();
         }
         Generator::finish(date, d)
@@ -480,7 +658,12 @@ impl Generator {
 
     fn app_event(&mut self, date: i64) -> (i64, Stored) {
         let app = self.apps[self.rng.gen_range(1..self.apps.len())].clone();
-        let action = ["app_installed", "app_scopes_expanded", "app_uninstalled", "app_approved"][self.rng.gen_range(0..4)];
+        let action = [
+            "app_installed",
+            "app_scopes_expanded",
+            "app_uninstalled",
+            "app_approved",
+        ][self.rng.gen_range(0..4)];
         let admin = self.users[4].clone();
         // Some app events are the app's bot acting: a bot user, an API client, context.app.
         let by_bot = action == "app_scopes_expanded" && self.rng.gen_bool(0.5);
@@ -493,7 +676,12 @@ impl Generator {
         let mut d = self.begin(date, action);
         if by_bot {
             let bot_id = Arc::from(format!("U07BOT{}", &app.id[3..7]));
-            d.actor(&bot_id, &app.name.to_lowercase().replace(' ', ""), &format!("botuser-{}-{}@slack-bots.com", app.team, app.id), Some(app.team));
+            d.actor(
+                &bot_id,
+                &app.name.to_lowercase().replace(' ', ""),
+                &format!("botuser-{}-{}@slack-bots.com", app.team, app.id),
+                Some(app.team),
+            );
         } else {
             d.actor_user(&admin);
         }
@@ -529,8 +717,12 @@ impl Generator {
     }
 
     fn role_change(&mut self, date: i64) -> (i64, Stored) {
-        let (action, prev, new) = [("role_change_to_admin", "user", "admin"), ("role_change_to_owner", "admin", "owner"), ("role_change_to_user", "admin", "user"), ("role_change_to_guest", "user", "guest")]
-            [self.rng.gen_range(0..4)];
+        let (action, prev, new) = [
+            ("role_change_to_admin", "user", "admin"),
+            ("role_change_to_owner", "admin", "owner"),
+            ("role_change_to_user", "admin", "user"),
+            ("role_change_to_guest", "user", "guest"),
+        ][self.rng.gen_range(0..4)];
         let admin = self.users[4].clone();
         let u = self.user();
         let ctx = self.ctx_of(&admin);
@@ -546,7 +738,12 @@ impl Generator {
     }
 
     fn lifecycle(&mut self, date: i64) -> (i64, Stored) {
-        let action = ["user_created", "user_deactivated", "user_reactivated", "guest_created"][self.rng.gen_range(0..4)];
+        let action = [
+            "user_created",
+            "user_deactivated",
+            "user_reactivated",
+            "guest_created",
+        ][self.rng.gen_range(0..4)];
         let admin = self.users[4].clone();
         let u = self.user();
         let ctx = self.ctx_of(&admin);
@@ -565,7 +762,11 @@ impl Generator {
         }
         // Slack's documented pairs: asn ⇒ ip_address, spoofed_user_agent ⇒ unexpected_client,
         // unexpected_user_agent ⇒ user_agent.
-        for (r, implied) in [("asn", "ip_address"), ("spoofed_user_agent", "unexpected_client"), ("unexpected_user_agent", "user_agent")] {
+        for (r, implied) in [
+            ("asn", "ip_address"),
+            ("spoofed_user_agent", "unexpected_client"),
+            ("unexpected_user_agent", "user_agent"),
+        ] {
             if reasons.contains(&r) {
                 reasons.push(implied);
             }
@@ -573,9 +774,23 @@ impl Generator {
         reasons.sort_unstable();
         reasons.dedup();
         let tor = reasons.contains(&"tor") || reasons.contains(&"ip_address");
-        let ip = if tor { random_ip(&mut self.rng) } else { u.ip.clone() };
-        let ua = if reasons.contains(&"user_agent") || reasons.contains(&"unexpected_client") { API_UAS[self.rng.gen_range(0..API_UAS.len())] } else { u.ua };
-        let ctx = Ctx { workspace: None, ua, ip: &ip, session: self.session(u.session), app: None };
+        let ip = if tor {
+            random_ip(&mut self.rng)
+        } else {
+            u.ip.clone()
+        };
+        let ua = if reasons.contains(&"user_agent") || reasons.contains(&"unexpected_client") {
+            API_UAS[self.rng.gen_range(0..API_UAS.len())]
+        } else {
+            u.ua
+        };
+        let ctx = Ctx {
+            workspace: None,
+            ua,
+            ip: &ip,
+            session: self.session(u.session),
+            app: None,
+        };
         let location = LOCATIONS[self.rng.gen_range(0..LOCATIONS.len())];
         let micros = self.rng.gen_bool(0.5);
         let lag = self.rng.gen_range(1..120);
@@ -586,11 +801,17 @@ impl Generator {
         d.context(&ctx);
         d.j.obj("details");
         d.j.strs("reason", &reasons);
-        d.j.int("action_timestamp", action_timestamp(date - lag, sub, micros));
+        d.j.int(
+            "action_timestamp",
+            action_timestamp(date - lag, sub, micros),
+        );
         d.j.str("location", location);
         if reasons.contains(&"ip_address") {
             d.j.str("previous_ip_address", &u.ip);
-            d.j.strs("ip_address_details", &[["new-asn", "cloud-asn", "in-ioc-list"][(sub % 3) as usize]]);
+            d.j.strs(
+                "ip_address_details",
+                &[["new-asn", "cloud-asn", "in-ioc-list"][(sub % 3) as usize]],
+            );
         }
         if reasons.contains(&"user_agent") {
             d.j.str("previous_ua", u.ua);
@@ -611,7 +832,11 @@ impl Generator {
         let admin = self.users[4].clone();
         let ctx = self.ctx_of(&admin);
         let which = self.rng.gen_range(0..3);
-        let action = ["pref.session_duration_changed", "pref.anomaly_event_response_changed", "pref.two_factor_auth_changed"][which];
+        let action = [
+            "pref.session_duration_changed",
+            "pref.anomaly_event_response_changed",
+            "pref.two_factor_auth_changed",
+        ][which];
         let mut d = self.begin(date, action);
         d.actor_user(&admin);
         d.entity("enterprise", &Arc::from(ENTERPRISE.0));
@@ -627,7 +852,10 @@ impl Generator {
             }
             1 => {
                 d.j.strs("previous_value", &["tor", "unexpected_scraping"]);
-                d.j.strs("new_value", &["tor", "unexpected_scraping", "excessive_downloads"]);
+                d.j.strs(
+                    "new_value",
+                    &["tor", "unexpected_scraping", "excessive_downloads"],
+                );
             }
             _ => {
                 d.j.obj("previous_value");
@@ -675,7 +903,11 @@ impl Generator {
         let ctx = self.ctx_of(&u);
         let huddle_id: Arc<str> = Arc::from(format!("R07{}", slack_suffix(&mut self.rng, 8)));
         let channel = self.channels[self.rng.gen_range(0..self.channels.len())].clone();
-        let action = if self.rng.gen_bool(0.5) { "huddle_started" } else { "huddle_ended" };
+        let action = if self.rng.gen_bool(0.5) {
+            "huddle_started"
+        } else {
+            "huddle_ended"
+        };
         let mut d = self.begin(date, action);
         d.actor_user(&u);
         d.entity("huddle", &huddle_id);
@@ -692,7 +924,13 @@ impl Generator {
         let u = self.user();
         let other = self.user();
         if self.rng.gen_bool(0.5) {
-            let ctx = Ctx { workspace: None, ua: "", ip: "", session: Session::Absent, app: None };
+            let ctx = Ctx {
+                workspace: None,
+                ua: "",
+                ip: "",
+                session: Session::Absent,
+                app: None,
+            };
             let security = self.security.clone();
             let mut d = self.begin(date, "user_logout_compromised");
             d.actor(&security, "Slack Security", "", None);
@@ -710,7 +948,10 @@ impl Generator {
         d.end_entity();
         d.context(&ctx);
         d.j.obj("details");
-        d.j.str("succeeded_users", &format!("[\"{}\", \"{}\"]", u.id, other.id));
+        d.j.str(
+            "succeeded_users",
+            &format!("[\"{}\", \"{}\"]", u.id, other.id),
+        );
         d.j.str("failed_users", "[]");
         d.j.end();
         Generator::finish(date, d)
@@ -720,11 +961,23 @@ impl Generator {
     /// `None` past the end.
     pub fn story_entry(&mut self, step: usize, date: i64) -> Option<(i64, Stored)> {
         let u = self.story_user.clone();
-        let scraper = Ctx { workspace: Some(0), ua: SCRAPER_UA, ip: SCRAPER_IP, session: Session::Int(u.session), app: None };
+        let scraper = Ctx {
+            workspace: Some(0),
+            ua: SCRAPER_UA,
+            ip: SCRAPER_IP,
+            session: Session::Int(u.session),
+            app: None,
+        };
         let downloads = STORY_FILES.len();
         let d = match step {
             0 => {
-                let ctx = Ctx { workspace: Some(0), ua: u.ua, ip: &u.ip, session: Session::Int(u.session), app: None };
+                let ctx = Ctx {
+                    workspace: Some(0),
+                    ua: u.ua,
+                    ip: &u.ip,
+                    session: Session::Int(u.session),
+                    app: None,
+                };
                 let mut d = self.begin(date, "user_login");
                 d.actor_user(&u);
                 d.entity_user(&u);
@@ -744,13 +997,21 @@ impl Generator {
                 d.context(&scraper);
                 d
             }
-            s if s == 2 + downloads => self.story_anomaly(&u, date, &["excessive_downloads"], &scraper),
+            s if s == 2 + downloads => {
+                self.story_anomaly(&u, date, &["excessive_downloads"], &scraper)
+            }
             s if s == 3 + downloads => {
                 let security = self.security.clone();
                 let mut d = self.begin(date, "user_session_reset_by_anomaly_event_response");
                 d.actor(&security, "Slack Security", "", None);
                 d.entity_user(&u);
-                d.context(&Ctx { workspace: None, ua: "", ip: "", session: Session::Absent, app: None });
+                d.context(&Ctx {
+                    workspace: None,
+                    ua: "",
+                    ip: "",
+                    session: Session::Absent,
+                    app: None,
+                });
                 d.j.obj("details");
                 d.j.strs("reason", &["excessive_downloads"]);
                 d.j.end();
@@ -812,7 +1073,9 @@ fn action_timestamp(secs: i64, sub_micros: i64, micros: bool) -> i64 {
 /// Upper-case letters and digits, like the tail of a Slack id.
 fn slack_suffix(rng: &mut StdRng, n: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ0123456789";
-    (0..n).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+    (0..n)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// An address from the documentation ranges (RFC 5737, RFC 3849), so nothing real is named.
@@ -821,7 +1084,11 @@ fn random_ip(rng: &mut StdRng) -> String {
         0 => format!("192.0.2.{}", rng.gen_range(1..255)),
         1 => format!("198.51.100.{}", rng.gen_range(1..255)),
         2 => format!("203.0.113.{}", rng.gen_range(1..255)),
-        _ => format!("2001:db8:{:x}::{:x}", rng.gen_range(1..0xffff), rng.gen_range(1..0xffff)),
+        _ => format!(
+            "2001:db8:{:x}::{:x}",
+            rng.gen_range(1..0xffff),
+            rng.gen_range(1..0xffff)
+        ),
     }
 }
 
@@ -840,7 +1107,10 @@ mod tests {
         for t in 0..200 {
             assert_eq!(a.entry(t).1.json, b.entry(t).1.json);
         }
-        assert_ne!(Generator::new(10).entry(0).1.json, Generator::new(9).entry(0).1.json);
+        assert_ne!(
+            Generator::new(10).entry(0).1.json,
+            Generator::new(9).entry(0).1.json
+        );
     }
 
     #[test]
@@ -857,10 +1127,17 @@ mod tests {
             assert_eq!(v["actor"]["user"]["id"].as_str(), e.1.actor.as_deref());
             let kind = v["entity"]["type"].as_str().unwrap();
             assert_eq!(v["entity"][kind]["id"].as_str(), e.1.entity.as_deref());
-            assert!(super::super::catalog::is_known_action(&e.1.action), "{}", e.1.action);
+            assert!(
+                super::super::catalog::is_known_action(&e.1.action),
+                "{}",
+                e.1.action
+            );
             actions.insert(e.1.action.to_string());
             if v["context"].get("app").is_some() {
-                assert!(matches!(&*e.1.action, "file_downloaded" | "app_scopes_expanded"));
+                assert!(matches!(
+                    &*e.1.action,
+                    "file_downloaded" | "app_scopes_expanded"
+                ));
             }
         }
         assert!(actions.len() > 25, "{actions:?}");
@@ -877,13 +1154,25 @@ mod tests {
     #[test]
     fn the_story_is_complete() {
         let mut g = Generator::new(0);
-        let steps: Vec<Value> = (0..).map_while(|s| g.story_entry(s, 1_700_000_000 + s as i64)).map(|e| parse(&e)).collect();
+        let steps: Vec<Value> = (0..)
+            .map_while(|s| g.story_entry(s, 1_700_000_000 + s as i64))
+            .map(|e| parse(&e))
+            .collect();
         assert_eq!(steps.len(), STORY_OFFSETS.len());
-        assert_eq!(steps[1]["details"]["reason"], serde_json::json!(["unexpected_scraping", "user_agent"]));
+        assert_eq!(
+            steps[1]["details"]["reason"],
+            serde_json::json!(["unexpected_scraping", "user_agent"])
+        );
         assert_eq!(steps[1]["context"]["ua"], SCRAPER_UA);
         assert_eq!(steps[2]["entity"]["file"]["name"], "Glengarry-Leads.xlsx");
         assert_eq!(steps[2]["context"]["ip_address"], SCRAPER_IP);
-        assert_eq!(steps[10]["details"]["reason"], serde_json::json!(["excessive_downloads"]));
-        assert!(steps.iter().all(|s| s["entity"]["user"]["name"] == "Shelley Levene" || s["actor"]["user"]["name"] == "Shelley Levene"));
+        assert_eq!(
+            steps[10]["details"]["reason"],
+            serde_json::json!(["excessive_downloads"])
+        );
+        assert!(steps
+            .iter()
+            .all(|s| s["entity"]["user"]["name"] == "Shelley Levene"
+                || s["actor"]["user"]["name"] == "Shelley Levene"));
     }
 }

@@ -16,7 +16,9 @@ pub(crate) struct Json {
 impl Json {
     /// An empty writer with room for a typical entry.
     pub fn new() -> Json {
-        Json { buf: String::with_capacity(640) }
+        Json {
+            buf: String::with_capacity(640),
+        }
     }
 
     /// The text written so far.
@@ -25,7 +27,10 @@ impl Json {
     }
 
     fn sep(&mut self) {
-        if !matches!(self.buf.as_bytes().last(), None | Some(b'{') | Some(b'[') | Some(b':')) {
+        if !matches!(
+            self.buf.as_bytes().last(),
+            None | Some(b'{') | Some(b'[') | Some(b':')
+        ) {
             self.buf.push(',');
         }
     }

@@ -134,7 +134,14 @@ impl SimOptions {
     /// What `demo` uses: an hour of backfill, two events a second, and the story in the
     /// first minute. No faults: the demo shows the data, not the retries.
     pub fn demo() -> SimOptions {
-        SimOptions { seed: 42, rate_per_sec: 2.0, backfill_events: 300, backfill_secs: 3600, story: true, ..SimOptions::default() }
+        SimOptions {
+            seed: 42,
+            rate_per_sec: 2.0,
+            backfill_events: 300,
+            backfill_secs: 3600,
+            story: true,
+            ..SimOptions::default()
+        }
     }
 
     /// The options `simulate`'s flags ask for.
@@ -145,10 +152,19 @@ impl SimOptions {
     pub fn from_args(args: &SimulateArgs) -> Result<SimOptions, ConfigError> {
         let invalid = |flag: &'static str, message: String| ConfigError::Invalid { flag, message };
         if !(args.rate.is_finite() && args.rate >= 0.0) {
-            return Err(invalid("rate", format!("{} is not a rate; give events per second, 0 or more", args.rate)));
+            return Err(invalid(
+                "rate",
+                format!(
+                    "{} is not a rate; give events per second, 0 or more",
+                    args.rate
+                ),
+            ));
         }
         if !(0.0..=1.0).contains(&args.late_fraction) {
-            return Err(invalid("late-fraction", format!("{} is not a fraction between 0 and 1", args.late_fraction)));
+            return Err(invalid(
+                "late-fraction",
+                format!("{} is not a fraction between 0 and 1", args.late_fraction),
+            ));
         }
         let mut faults = Faults::parse(&args.faults).map_err(|m| invalid("faults", m))?;
         faults.retry_after = parse_secs("retry-after", &args.retry_after)?;
@@ -157,7 +173,8 @@ impl SimOptions {
             seed: args.seed,
             rate_per_sec: args.rate,
             backfill_events: args.backfill,
-            backfill_secs: crate::config::parse_duration("backfill-span", &args.backfill_span)?.as_secs(),
+            backfill_secs: crate::config::parse_duration("backfill-span", &args.backfill_span)?
+                .as_secs(),
             backfill_end: None,
             story: args.story,
             faults,
@@ -224,7 +241,9 @@ pub struct SimHandle {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("store", &self.store).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
     }
 }
 
@@ -236,14 +255,18 @@ impl SimHandle {
 
     /// Makes entries visible at once, whatever their `date_create` (0 when absent).
     pub fn insert(&self, entries: Vec<Value>) {
-        self.shared.store.insert(entries.iter().map(store::Stored::from_value));
+        self.shared
+            .store
+            .insert(entries.iter().map(store::Stored::from_value));
     }
 
     /// Adds an entry that becomes visible only after `visible_after` (tokio time, so a test
     /// can advance a paused clock), keeping its own `date_create`: a late-indexed event.
     pub fn insert_late(&self, entry: Value, visible_after: Duration) {
         let (date, stored) = store::Stored::from_value(&entry);
-        self.shared.store.insert_late(date, stored, tokio::time::Instant::now() + visible_after);
+        self.shared
+            .store
+            .insert_late(date, stored, tokio::time::Instant::now() + visible_after);
     }
 
     /// Every `(id, date_create)` made visible so far, oldest second first.
@@ -279,11 +302,25 @@ const FAULT_SALT: u64 = 0x4641_554c_5400_0002;
 /// # Errors
 ///
 /// [`crate::Error::Listen`] when the address cannot be bound.
-pub async fn start(addr: SocketAddr, options: SimOptions, shutdown: Shutdown) -> Result<SimHandle, crate::Error> {
-    let listen_error = |source| crate::Error::Listen { addr: addr.to_string(), source };
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(listen_error)?;
+pub async fn start(
+    addr: SocketAddr,
+    options: SimOptions,
+    shutdown: Shutdown,
+) -> Result<SimHandle, crate::Error> {
+    let listen_error = |source| crate::Error::Listen {
+        addr: addr.to_string(),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(listen_error)?;
     let local = listener.local_addr().map_err(listen_error)?;
-    let (n, span, burst, seed) = (options.backfill_events, options.backfill_secs, options.burst, options.seed);
+    let (n, span, burst, seed) = (
+        options.backfill_events,
+        options.backfill_secs,
+        options.burst,
+        options.seed,
+    );
     let end = options.backfill_end.unwrap_or_else(server::unix_now);
     let (generator, backfill) = tokio::task::spawn_blocking(move || {
         let mut g = generator::Generator::new(seed);
@@ -291,7 +328,11 @@ pub async fn start(addr: SocketAddr, options: SimOptions, shutdown: Shutdown) ->
         (g, entries)
     })
     .await
-    .map_err(|e| listen_error(std::io::Error::other(format!("generating the backfill failed: {e}"))))?;
+    .map_err(|e| {
+        listen_error(std::io::Error::other(format!(
+            "generating the backfill failed: {e}"
+        )))
+    })?;
     let shared = Arc::new(Shared {
         store: store::Store::default(),
         secret: seed ^ 0x5eed_c0de_0000_0000,
@@ -303,16 +344,29 @@ pub async fn start(addr: SocketAddr, options: SimOptions, shutdown: Shutdown) ->
     });
     shared.store.insert(backfill);
     let plan = traffic::Plan {
-        rate_per_sec: if options.rate_per_sec.is_finite() { options.rate_per_sec.max(0.0) } else { 0.0 },
+        rate_per_sec: if options.rate_per_sec.is_finite() {
+            options.rate_per_sec.max(0.0)
+        } else {
+            0.0
+        },
         story: options.story,
         burst: options.burst,
         burst_every: options.burst_every,
         late_fraction: options.late_fraction,
         late_delay: options.late_delay,
     };
-    tokio::spawn(traffic::run(shared.clone(), generator, generator::Generator::new(seed ^ STORY_SALT), plan, shutdown.clone()));
+    tokio::spawn(traffic::run(
+        shared.clone(),
+        generator,
+        generator::Generator::new(seed ^ STORY_SALT),
+        plan,
+        shutdown.clone(),
+    ));
     tokio::spawn(server::serve(listener, shared.clone(), shutdown));
-    Ok(SimHandle { addr: local, shared })
+    Ok(SimHandle {
+        addr: local,
+        shared,
+    })
 }
 
 /// The `simulate` command: serves until SIGTERM/SIGINT. The first stderr line is

@@ -99,11 +99,19 @@ async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     if req.method() != Method::GET && path.starts_with("/audit/v1/") {
-        return respond(StatusCode::METHOD_NOT_ALLOWED, "application/json; charset=utf-8", error_body("method_not_allowed"));
+        return respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "application/json; charset=utf-8",
+            error_body("method_not_allowed"),
+        );
     }
     match path.as_str() {
         "/audit/v1/logs" => {
-            let auth = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes).map(<[u8]>::to_vec);
+            let auth = req
+                .headers()
+                .get(AUTHORIZATION)
+                .map(HeaderValue::as_bytes)
+                .map(<[u8]>::to_vec);
             shared.store.release_due(tokio::time::Instant::now());
             let (answer, record) = answer_logs(shared, auth.as_deref(), &query, unix_now());
             let stall = answer.stall;
@@ -119,8 +127,16 @@ async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>> {
             }
             answer.response
         }
-        "/audit/v1/schemas" => respond(StatusCode::OK, "application/json; charset=utf-8", catalog::schemas_body()),
-        "/audit/v1/actions" => respond(StatusCode::OK, "application/json; charset=utf-8", catalog::actions_body()),
+        "/audit/v1/schemas" => respond(
+            StatusCode::OK,
+            "application/json; charset=utf-8",
+            catalog::schemas_body(),
+        ),
+        "/audit/v1/actions" => respond(
+            StatusCode::OK,
+            "application/json; charset=utf-8",
+            catalog::actions_body(),
+        ),
         "/_sim/ids" => {
             shared.store.release_due(tokio::time::Instant::now());
             let mut body = String::new();
@@ -130,8 +146,16 @@ async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>> {
             }
             respond(StatusCode::OK, "application/x-ndjson", body)
         }
-        p if p.starts_with("/audit/v1/") => respond(StatusCode::NOT_FOUND, "application/json; charset=utf-8", error_body("bad_endpoint")),
-        _ => respond(StatusCode::NOT_FOUND, "text/html; charset=utf-8", GLITCH_HTML.to_string()),
+        p if p.starts_with("/audit/v1/") => respond(
+            StatusCode::NOT_FOUND,
+            "application/json; charset=utf-8",
+            error_body("bad_endpoint"),
+        ),
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            "text/html; charset=utf-8",
+            GLITCH_HTML.to_string(),
+        ),
     }
 }
 
@@ -175,7 +199,10 @@ impl Params {
         // The cursor as it came over the wire, to let tests see whether `=` was escaped.
         p.cursor_raw = query.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (url::form_urlencoded::parse(format!("{k}=").as_bytes()).next().is_some_and(|(k, _)| k == "cursor")).then(|| v.to_string())
+            (url::form_urlencoded::parse(format!("{k}=").as_bytes())
+                .next()
+                .is_some_and(|(k, _)| k == "cursor"))
+            .then(|| v.to_string())
         });
         p
     }
@@ -201,7 +228,12 @@ impl Params {
 }
 
 /// Answers `/logs` as Slack would at Unix second `now`, faults included.
-pub(crate) fn answer_logs(shared: &Shared, auth: Option<&[u8]>, query: &str, now: i64) -> (Answer, RecordedRequest) {
+pub(crate) fn answer_logs(
+    shared: &Shared,
+    auth: Option<&[u8]>,
+    query: &str,
+    now: i64,
+) -> (Answer, RecordedRequest) {
     let params = Params::parse(query);
     let mut rec = params.record(query);
     let fault = {
@@ -218,14 +250,27 @@ pub(crate) fn answer_logs(shared: &Shared, auth: Option<&[u8]>, query: &str, now
     if let Some((kind, faults)) = &fault {
         let response = match kind {
             FaultKind::RateLimited => {
-                let mut r = respond(StatusCode::TOO_MANY_REQUESTS, "application/json; charset=utf-8", error_body("ratelimited"));
-                let secs = faults.retry_after.as_secs() + u64::from(faults.retry_after.subsec_nanos() > 0);
+                let mut r = respond(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "application/json; charset=utf-8",
+                    error_body("ratelimited"),
+                );
+                let secs =
+                    faults.retry_after.as_secs() + u64::from(faults.retry_after.subsec_nanos() > 0);
                 r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
                 rec.error = Some("ratelimited".into());
                 Some(r)
             }
-            FaultKind::ServerError => Some(respond(StatusCode::INTERNAL_SERVER_ERROR, "text/html; charset=utf-8", ERROR_500_HTML.into())),
-            FaultKind::BadGateway => Some(respond(StatusCode::BAD_GATEWAY, "text/html", ERROR_502_HTML.into())),
+            FaultKind::ServerError => Some(respond(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/html; charset=utf-8",
+                ERROR_500_HTML.into(),
+            )),
+            FaultKind::BadGateway => Some(respond(
+                StatusCode::BAD_GATEWAY,
+                "text/html",
+                ERROR_502_HTML.into(),
+            )),
             FaultKind::Stall => {
                 stall = Some(faults.stall_for);
                 None
@@ -234,14 +279,30 @@ pub(crate) fn answer_logs(shared: &Shared, auth: Option<&[u8]>, query: &str, now
         };
         if let Some(response) = response {
             rec.status = response.status().as_u16();
-            return (Answer { response, stall: None }, rec);
+            return (
+                Answer {
+                    response,
+                    stall: None,
+                },
+                rec,
+            );
         }
     }
     let page = match checked_page(shared, auth, &params, now) {
         Ok(page) => page,
         Err(code) => {
             rec.error = Some(code.into());
-            return (Answer { response: respond(StatusCode::OK, "application/json; charset=utf-8", error_body(code)), stall }, rec);
+            return (
+                Answer {
+                    response: respond(
+                        StatusCode::OK,
+                        "application/json; charset=utf-8",
+                        error_body(code),
+                    ),
+                    stall,
+                },
+                rec,
+            );
         }
     };
     let body = match fault.map(|(k, _)| k) {
@@ -250,10 +311,14 @@ pub(crate) fn answer_logs(shared: &Shared, auth: Option<&[u8]>, query: &str, now
             // The cursor points where this page would have started: nothing is skipped.
             let cursor = page.cursor_at(page.hi).encode(shared.secret);
             rec.next_cursor = Some(cursor.clone());
-            format!(r#"{{"ok":true,"entries":[],"response_metadata":{{"next_cursor":"{cursor}"}}}}"#)
+            format!(
+                r#"{{"ok":true,"entries":[],"response_metadata":{{"next_cursor":"{cursor}"}}}}"#
+            )
         }
         other => {
-            let out = shared.store.page(page.oldest, page.hi, page.limit, &page.filter);
+            let out = shared
+                .store
+                .page(page.oldest, page.hi, page.limit, &page.filter);
             rec.entries = out.count;
             let metadata = match out.next_latest {
                 Some(next) => {
@@ -269,12 +334,28 @@ pub(crate) fn answer_logs(shared: &Shared, auth: Option<&[u8]>, query: &str, now
                 // JSON is broken, like a proxy that gave up half way.
                 let mut bytes = body.into_bytes();
                 bytes.truncate(bytes.len() / 2);
-                return (Answer { response: respond_bytes(StatusCode::OK, "application/json; charset=utf-8", bytes), stall }, rec);
+                return (
+                    Answer {
+                        response: respond_bytes(
+                            StatusCode::OK,
+                            "application/json; charset=utf-8",
+                            bytes,
+                        ),
+                        stall,
+                    },
+                    rec,
+                );
             }
             body
         }
     };
-    (Answer { response: respond(StatusCode::OK, "application/json; charset=utf-8", body), stall }, rec)
+    (
+        Answer {
+            response: respond(StatusCode::OK, "application/json; charset=utf-8", body),
+            stall,
+        },
+        rec,
+    )
 }
 
 /// A validated `/logs` request: the range this page covers and what its cursors bind to.
@@ -291,15 +372,29 @@ struct PageRequest {
 
 impl PageRequest {
     fn cursor_at(&self, next_latest: i64) -> Cursor {
-        Cursor { next_latest, oldest: self.sent_oldest, latest: self.sent_latest, filters: self.filters_fp, generation: self.generation }
+        Cursor {
+            next_latest,
+            oldest: self.sent_oldest,
+            latest: self.sent_latest,
+            filters: self.filters_fp,
+            generation: self.generation,
+        }
     }
 }
 
 /// Checks authentication and parameters in Slack's order; `Err` is the error code.
-fn checked_page(shared: &Shared, auth: Option<&[u8]>, p: &Params, now: i64) -> Result<PageRequest, &'static str> {
+fn checked_page(
+    shared: &Shared,
+    auth: Option<&[u8]>,
+    p: &Params,
+    now: i64,
+) -> Result<PageRequest, &'static str> {
     let token = auth
         .and_then(|h| std::str::from_utf8(h).ok())
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or("missing_authentication")?;
@@ -320,15 +415,24 @@ fn checked_page(shared: &Shared, auth: Option<&[u8]>, p: &Params, now: i64) -> R
     let limit = match p.limit.as_deref().map(str::trim) {
         None | Some("") => DEFAULT_LIMIT,
         // Digits too many for u64 are still "more than 9999".
-        Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse::<u64>().map_or(MAX_LIMIT, |n| n.clamp(1, MAX_LIMIT as u64) as usize),
+        Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s
+            .parse::<u64>()
+            .map_or(MAX_LIMIT, |n| n.clamp(1, MAX_LIMIT as u64) as usize),
         Some(_) => return Err("invalid_arguments"),
     };
     let filter = Filter {
         actions: match p.action.as_deref() {
             None => Vec::new(),
             Some(list) => {
-                let actions: Vec<String> = list.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect();
-                if actions.len() > MAX_ACTIONS || !actions.iter().all(|a| catalog::is_known_action(a)) {
+                let actions: Vec<String> = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if actions.len() > MAX_ACTIONS
+                    || !actions.iter().all(|a| catalog::is_known_action(a))
+                {
                     return Err("invalid_action");
                 }
                 actions
@@ -346,13 +450,26 @@ fn checked_page(shared: &Shared, auth: Option<&[u8]>, p: &Params, now: i64) -> R
     let mut hi = sent_latest.unwrap_or(now);
     if let Some(raw) = p.cursor.as_deref().filter(|c| !c.is_empty()) {
         let c = Cursor::decode(raw, shared.secret).ok_or("invalid_cursor")?;
-        if c.oldest != sent_oldest || c.latest != sent_latest || c.filters != filters_fp || c.generation != generation {
+        if c.oldest != sent_oldest
+            || c.latest != sent_latest
+            || c.filters != filters_fp
+            || c.generation != generation
+        {
             return Err("invalid_cursor");
         }
         hi = hi.min(c.next_latest);
     }
     // Without `oldest`, paging runs through all history (elastic/integrations#8163).
-    Ok(PageRequest { oldest: sent_oldest.unwrap_or(0), hi, limit, filter, sent_oldest, sent_latest, filters_fp, generation })
+    Ok(PageRequest {
+        oldest: sent_oldest.unwrap_or(0),
+        hi,
+        limit,
+        filter,
+        sent_oldest,
+        sent_latest,
+        filters_fp,
+        generation,
+    })
 }
 
 /// The action list in a canonical order, so `a,b` and `b,a` are one filter.
@@ -389,10 +506,15 @@ fn respond(status: StatusCode, content_type: &'static str, body: String) -> Resp
     respond_bytes(status, content_type, body.into_bytes())
 }
 
-fn respond_bytes(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {
+fn respond_bytes(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
@@ -418,7 +540,11 @@ mod tests {
             generation: AtomicU64::new(0),
             requests: Mutex::new(VecDeque::new()),
         };
-        let entries = (0..5).map(|i| super::super::store::Stored::from_value(&json!({"id": format!("e{i}"), "date_create": 100 + i, "action": "user_login"})));
+        let entries = (0..5).map(|i| {
+            super::super::store::Stored::from_value(
+                &json!({"id": format!("e{i}"), "date_create": 100 + i, "action": "user_login"}),
+            )
+        });
         s.store.insert(entries);
         s
     }
@@ -426,8 +552,13 @@ mod tests {
     fn body(a: Answer) -> Value {
         use http_body_util::BodyExt;
         // A Full body is ready at once; a throwaway runtime polls it.
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let bytes = rt.block_on(a.response.into_body().collect()).unwrap().to_bytes();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bytes = rt
+            .block_on(a.response.into_body().collect())
+            .unwrap()
+            .to_bytes();
         serde_json::from_slice(&bytes).unwrap_or(Value::Null)
     }
 
@@ -461,9 +592,18 @@ mod tests {
         let s = shared(Some("xoxp-1"));
         let err = |auth: Option<&[u8]>| answer_logs(&s, auth, "", 1000).1.error;
         assert_eq!(err(None).as_deref(), Some("missing_authentication"));
-        assert_eq!(err(Some(b"Basic abc")).as_deref(), Some("missing_authentication"));
-        assert_eq!(err(Some(b"Bearer \xff")).as_deref(), Some("missing_authentication"));
-        assert_eq!(err(Some(b"Bearer xoxp-2")).as_deref(), Some("invalid_authentication"));
+        assert_eq!(
+            err(Some(b"Basic abc")).as_deref(),
+            Some("missing_authentication")
+        );
+        assert_eq!(
+            err(Some(b"Bearer \xff")).as_deref(),
+            Some("missing_authentication")
+        );
+        assert_eq!(
+            err(Some(b"Bearer xoxp-2")).as_deref(),
+            Some("invalid_authentication")
+        );
         assert_eq!(err(AUTH), None);
     }
 
@@ -471,9 +611,17 @@ mod tests {
     fn limit_is_clamped_and_defaults() {
         let s = shared(None);
         assert_eq!(answer_logs(&s, AUTH, "limit=0", 1000).1.entries, 1);
-        assert_eq!(answer_logs(&s, AUTH, "limit=99999999999999999999999", 1000).1.entries, 5);
+        assert_eq!(
+            answer_logs(&s, AUTH, "limit=99999999999999999999999", 1000)
+                .1
+                .entries,
+            5
+        );
         assert_eq!(answer_logs(&s, AUTH, "", 1000).1.entries, 5);
-        assert_eq!(answer_logs(&s, AUTH, "limit=x", 1000).1.error.as_deref(), Some("invalid_arguments"));
+        assert_eq!(
+            answer_logs(&s, AUTH, "limit=x", 1000).1.error.as_deref(),
+            Some("invalid_arguments")
+        );
     }
 
     #[test]

@@ -30,7 +30,10 @@ impl Stored {
     /// Returns the entry's `date_create` (0 when absent or not an integer) and the entry.
     pub fn from_value(entry: &Value) -> (i64, Stored) {
         let text = |v: Option<&Value>| v.and_then(Value::as_str).map(Arc::<str>::from);
-        let date = entry.get("date_create").and_then(Value::as_i64).unwrap_or(0);
+        let date = entry
+            .get("date_create")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         let entity = entry.get("entity").and_then(|e| {
             let kind = e.get("type").and_then(Value::as_str)?;
             text(e.get(kind).and_then(|o| o.get("id")))
@@ -60,8 +63,14 @@ pub(crate) struct Filter {
 impl Filter {
     fn matches(&self, e: &Stored) -> bool {
         (self.actions.is_empty() || self.actions.iter().any(|a| **a == *e.action))
-            && self.actor.as_deref().is_none_or(|a| e.actor.as_deref() == Some(a))
-            && self.entity.as_deref().is_none_or(|id| e.entity.as_deref() == Some(id))
+            && self
+                .actor
+                .as_deref()
+                .is_none_or(|a| e.actor.as_deref() == Some(a))
+            && self
+                .entity
+                .as_deref()
+                .is_none_or(|id| e.entity.as_deref() == Some(id))
     }
 }
 
@@ -119,7 +128,9 @@ pub(crate) struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("visible", &self.read().visible).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("visible", &self.read().visible)
+            .finish_non_exhaustive()
     }
 }
 
@@ -147,7 +158,12 @@ impl Store {
         let mut inner = self.write();
         inner.late_seq += 1;
         let seq = inner.late_seq;
-        inner.late.push(Late { visible_at, seq, date, entry });
+        inner.late.push(Late {
+            visible_at,
+            seq,
+            date,
+            entry,
+        });
     }
 
     /// Moves late entries that are due at `now` into view.
@@ -205,7 +221,10 @@ impl Store {
         }
         // `last > oldest` keeps `last - 1` from underflowing and from leaving the window.
         out.next_latest = last.filter(|l| *l > oldest).map(|l| l - 1).filter(|next| {
-            inner.seconds.range(oldest..=*next).any(|(_, bucket)| bucket.iter().any(|e| filter.matches(e)))
+            inner
+                .seconds
+                .range(oldest..=*next)
+                .any(|(_, bucket)| bucket.iter().any(|e| filter.matches(e)))
         });
         out
     }
@@ -223,13 +242,23 @@ mod tests {
 
     fn ids(page: &PageOut) -> Vec<String> {
         let v: Value = serde_json::from_str(&format!("[{}]", page.entries)).unwrap();
-        v.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
     }
 
     #[test]
     fn pages_never_split_a_second() {
         let s = Store::default();
-        s.insert([entry("a", 10, "x"), entry("b", 11, "x"), entry("c", 11, "x"), entry("d", 11, "x"), entry("e", 12, "x")]);
+        s.insert([
+            entry("a", 10, "x"),
+            entry("b", 11, "x"),
+            entry("c", 11, "x"),
+            entry("d", 11, "x"),
+            entry("e", 12, "x"),
+        ]);
         let p = s.page(0, 100, 2, &Filter::default());
         assert_eq!(ids(&p), ["e", "d", "c", "b"]);
         assert_eq!(p.next_latest, Some(10));
@@ -241,7 +270,10 @@ mod tests {
     fn no_cursor_when_nothing_older_matches() {
         let s = Store::default();
         s.insert([entry("a", 10, "x"), entry("b", 11, "y")]);
-        let f = Filter { actions: vec!["y".into()], ..Filter::default() };
+        let f = Filter {
+            actions: vec!["y".into()],
+            ..Filter::default()
+        };
         let p = s.page(0, 100, 1, &f);
         assert_eq!((ids(&p), p.next_latest), (vec!["b".to_string()], None));
         assert_eq!(s.page(11, 10, 5, &f).count, 0);

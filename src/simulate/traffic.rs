@@ -35,7 +35,13 @@ impl Plan {
 
 /// `n` entries spread evenly over `[end - span, end]`, oldest first, plus (when `burst > 0`)
 /// `burst` entries on the span's middle second, so that a page there must exceed `limit`.
-pub(crate) fn backfill(generator: &mut Generator, n: usize, span_secs: u64, end: i64, burst: usize) -> Vec<(i64, Stored)> {
+pub(crate) fn backfill(
+    generator: &mut Generator,
+    n: usize,
+    span_secs: u64,
+    end: i64,
+    burst: usize,
+) -> Vec<(i64, Stored)> {
     // Never before the Unix epoch, and no overflow for absurd spans.
     let span = i64::try_from(span_secs).unwrap_or(i64::MAX).min(end.max(0));
     let start = end - span;
@@ -59,7 +65,13 @@ pub(crate) fn backfill(generator: &mut Generator, n: usize, span_secs: u64, end:
 }
 
 /// Runs live traffic until `shutdown`, or until there is nothing left to do.
-pub(crate) async fn run(shared: Arc<Shared>, mut generator: Generator, mut story: Generator, plan: Plan, mut shutdown: Shutdown) {
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut generator: Generator,
+    mut story: Generator,
+    plan: Plan,
+    mut shutdown: Shutdown,
+) {
     if plan.is_idle() {
         return;
     }
@@ -77,7 +89,10 @@ pub(crate) async fn run(shared: Arc<Shared>, mut generator: Generator, mut story
         }
         let now = Instant::now();
         let date = unix_now();
-        while plan.story && story_step < STORY_OFFSETS.len() && now >= started + Duration::from_secs(STORY_OFFSETS[story_step]) {
+        while plan.story
+            && story_step < STORY_OFFSETS.len()
+            && now >= started + Duration::from_secs(STORY_OFFSETS[story_step])
+        {
             if let Some(e) = story.story_entry(story_step, date) {
                 shared.store.insert([e]);
             }
@@ -85,7 +100,11 @@ pub(crate) async fn run(shared: Arc<Shared>, mut generator: Generator, mut story
         }
         // At most a second's worth per tick: after a pause (or a jump of paused time in a
         // test) the simulator does not flood the store with a backlog.
-        owed += plan.rate_per_sec * now.duration_since(last).min(Duration::from_secs(1)).as_secs_f64();
+        owed += plan.rate_per_sec
+            * now
+                .duration_since(last)
+                .min(Duration::from_secs(1))
+                .as_secs_f64();
         last = now;
         let mut live = Vec::new();
         while owed >= 1.0 {
@@ -93,7 +112,9 @@ pub(crate) async fn run(shared: Arc<Shared>, mut generator: Generator, mut story
             let entry = generator.entry(date);
             if plan.late_fraction > 0.0 && generator.unit() < plan.late_fraction {
                 // Dated now, visible only after the delay: what Slack's late indexing looks like.
-                shared.store.insert_late(entry.0, entry.1, now + plan.late_delay);
+                shared
+                    .store
+                    .insert_late(entry.0, entry.1, now + plan.late_delay);
             } else {
                 live.push(entry);
             }

@@ -11,7 +11,9 @@ use std::time::Duration;
 const TOKEN: &str = "xoxp-sim-test";
 
 async fn sim(options: SimOptions) -> SimHandle {
-    start("127.0.0.1:0".parse().unwrap(), options, Shutdown::never()).await.expect("the simulator starts")
+    start("127.0.0.1:0".parse().unwrap(), options, Shutdown::never())
+        .await
+        .expect("the simulator starts")
 }
 
 /// A realistic entry, dated `date`, with the given action, actor and file entity.
@@ -24,8 +26,15 @@ fn entry(id: &str, date: i64, action: &str, actor: &str, file: &str) -> Value {
     })
 }
 
-async fn get_raw(sim: &SimHandle, path: &str, query: &[(&str, &str)], token: Option<&str>) -> reqwest::Response {
-    let mut req = reqwest::Client::new().get(format!("{}{path}", sim.url())).query(query);
+async fn get_raw(
+    sim: &SimHandle,
+    path: &str,
+    query: &[(&str, &str)],
+    token: Option<&str>,
+) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .get(format!("{}{path}", sim.url()))
+        .query(query);
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -34,7 +43,8 @@ async fn get_raw(sim: &SimHandle, path: &str, query: &[(&str, &str)], token: Opt
 
 async fn json_of(r: reqwest::Response) -> Value {
     let body = r.bytes().await.expect("a body");
-    serde_json::from_slice(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&body)))
+    serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&body)))
 }
 
 async fn logs(sim: &SimHandle, query: &[(&str, &str)]) -> Value {
@@ -44,17 +54,29 @@ async fn logs(sim: &SimHandle, query: &[(&str, &str)]) -> Value {
 }
 
 fn ids(page: &Value) -> Vec<String> {
-    page["entries"].as_array().expect("entries").iter().map(|e| e["id"].as_str().unwrap().to_string()).collect()
+    page["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn next_cursor(page: &Value) -> Option<String> {
-    page.pointer("/response_metadata/next_cursor").and_then(Value::as_str).filter(|c| !c.is_empty()).map(str::to_string)
+    page.pointer("/response_metadata/next_cursor")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
 }
 
 #[tokio::test]
 async fn newest_first_with_inclusive_bounds() {
     let s = sim(SimOptions::default()).await;
-    s.insert((100..=110).map(|t| entry(&format!("e{t}"), t, "user_login", "W1", "F1")).collect());
+    s.insert(
+        (100..=110)
+            .map(|t| entry(&format!("e{t}"), t, "user_login", "W1", "F1"))
+            .collect(),
+    );
     let page = logs(&s, &[("oldest", "102"), ("latest", "105")]).await;
     assert_eq!(ids(&page), ["e105", "e104", "e103", "e102"]);
     assert_eq!(page["ok"], true);
@@ -69,9 +91,21 @@ async fn a_same_second_burst_exceeds_limit_but_a_second_is_never_split() {
     entries.push(entry("after", 201, "user_login", "W1", "F1"));
     s.insert(entries);
     let first = logs(&s, &[("oldest", "0"), ("latest", "300"), ("limit", "2")]).await;
-    assert_eq!(ids(&first), ["after", "burst4", "burst3", "burst2", "burst1", "burst0"]);
+    assert_eq!(
+        ids(&first),
+        ["after", "burst4", "burst3", "burst2", "burst1", "burst0"]
+    );
     let cursor = next_cursor(&first).expect("more to come");
-    let second = logs(&s, &[("oldest", "0"), ("latest", "300"), ("limit", "2"), ("cursor", &cursor)]).await;
+    let second = logs(
+        &s,
+        &[
+            ("oldest", "0"),
+            ("latest", "300"),
+            ("limit", "2"),
+            ("cursor", &cursor),
+        ],
+    )
+    .await;
     assert_eq!(ids(&second), ["before"]);
     assert_eq!(next_cursor(&second), None);
 }
@@ -80,7 +114,11 @@ async fn a_same_second_burst_exceeds_limit_but_a_second_is_never_split() {
 #[tokio::test]
 async fn cursors_are_padded_and_survive_url_encoding() {
     let s = sim(SimOptions::default()).await;
-    s.insert((1..=3).map(|t| entry(&format!("e{t}"), t, "user_login", "W1", "F1")).collect());
+    s.insert(
+        (1..=3)
+            .map(|t| entry(&format!("e{t}"), t, "user_login", "W1", "F1"))
+            .collect(),
+    );
     let q = [("oldest", "1"), ("latest", "3"), ("limit", "1")];
     let first = logs(&s, &q).await;
     let cursor = next_cursor(&first).unwrap();
@@ -90,36 +128,78 @@ async fn cursors_are_padded_and_survive_url_encoding() {
     let raw = s.requests().last().unwrap().cursor.clone().unwrap();
     assert!(raw.ends_with("%3D"), "{raw}");
     // The same cursor with its padding unescaped, as a careless client would send it.
-    let url = format!("{}/audit/v1/logs?oldest=1&latest=3&limit=1&cursor={}", s.url(), cursor.replace('+', "%2B").replace('/', "%2F"));
-    let again = json_of(reqwest::Client::new().get(url).bearer_auth(TOKEN).send().await.unwrap()).await;
+    let url = format!(
+        "{}/audit/v1/logs?oldest=1&latest=3&limit=1&cursor={}",
+        s.url(),
+        cursor.replace('+', "%2B").replace('/', "%2F")
+    );
+    let again = json_of(
+        reqwest::Client::new()
+            .get(url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(ids(&again), ["e2"]);
 }
 
 #[tokio::test]
 async fn a_cursor_is_bound_to_its_window_and_filters() {
     let s = sim(SimOptions::default()).await;
-    s.insert((1..=5).map(|t| entry(&format!("e{t}"), t, "user_login", "W1", "F1")).collect());
+    s.insert(
+        (1..=5)
+            .map(|t| entry(&format!("e{t}"), t, "user_login", "W1", "F1"))
+            .collect(),
+    );
     let first = logs(&s, &[("oldest", "1"), ("latest", "5"), ("limit", "1")]).await;
     let c = next_cursor(&first).unwrap();
     for q in [
         vec![("oldest", "2"), ("latest", "5"), ("cursor", c.as_str())],
         vec![("oldest", "1"), ("latest", "4"), ("cursor", c.as_str())],
         vec![("latest", "5"), ("cursor", c.as_str())],
-        vec![("oldest", "1"), ("latest", "5"), ("action", "user_login"), ("cursor", c.as_str())],
-        vec![("oldest", "1"), ("latest", "5"), ("cursor", "bm90IGEgY3Vyc29y")],
+        vec![
+            ("oldest", "1"),
+            ("latest", "5"),
+            ("action", "user_login"),
+            ("cursor", c.as_str()),
+        ],
+        vec![
+            ("oldest", "1"),
+            ("latest", "5"),
+            ("cursor", "bm90IGEgY3Vyc29y"),
+        ],
         vec![("oldest", "1"), ("latest", "5"), ("cursor", "%%%")],
     ] {
         let page = logs(&s, &q).await;
-        assert_eq!(page, json!({"ok": false, "error": "invalid_cursor"}), "{q:?}");
+        assert_eq!(
+            page,
+            json!({"ok": false, "error": "invalid_cursor"}),
+            "{q:?}"
+        );
     }
-    let ok = logs(&s, &[("oldest", "1"), ("latest", "5"), ("limit", "1"), ("cursor", &c)]).await;
+    let ok = logs(
+        &s,
+        &[
+            ("oldest", "1"),
+            ("latest", "5"),
+            ("limit", "1"),
+            ("cursor", &c),
+        ],
+    )
+    .await;
     assert_eq!(ids(&ok), ["e4"]);
 }
 
 #[tokio::test]
 async fn invalidate_cursors_refuses_every_earlier_cursor() {
     let s = sim(SimOptions::default()).await;
-    s.insert((1..=5).map(|t| entry(&format!("e{t}"), t, "user_login", "W1", "F1")).collect());
+    s.insert(
+        (1..=5)
+            .map(|t| entry(&format!("e{t}"), t, "user_login", "W1", "F1"))
+            .collect(),
+    );
     let q = [("oldest", "1"), ("latest", "5"), ("limit", "1")];
     let c = next_cursor(&logs(&s, &q).await).unwrap();
     s.invalidate_cursors();
@@ -127,7 +207,10 @@ async fn invalidate_cursors_refuses_every_earlier_cursor() {
     assert_eq!(refused["error"], "invalid_cursor");
     // Re-reading the window from the top issues cursors that work again.
     let fresh = next_cursor(&logs(&s, &q).await).unwrap();
-    assert_eq!(ids(&logs(&s, &[q[0], q[1], q[2], ("cursor", &fresh)]).await), ["e4"]);
+    assert_eq!(
+        ids(&logs(&s, &[q[0], q[1], q[2], ("cursor", &fresh)]).await),
+        ["e4"]
+    );
 }
 
 #[tokio::test]
@@ -143,33 +226,62 @@ async fn filters_combine_with_and() {
         let s = s.clone();
         async move { ids(&logs(&s, &q).await) }
     };
-    assert_eq!(page(vec![("action", "file_downloaded,file_shared")]).await, ["c", "b", "a"]);
+    assert_eq!(
+        page(vec![("action", "file_downloaded,file_shared")]).await,
+        ["c", "b", "a"]
+    );
     assert_eq!(page(vec![("actor", "W1")]).await, ["d", "c", "a"]);
-    assert_eq!(page(vec![("entity", "F1"), ("actor", "W1")]).await, ["d", "a"]);
-    assert_eq!(page(vec![("action", "file_downloaded"), ("actor", "W2")]).await, ["b"]);
-    assert_eq!(logs(&s, &[("action", "not_an_action")]).await["error"], "invalid_action");
+    assert_eq!(
+        page(vec![("entity", "F1"), ("actor", "W1")]).await,
+        ["d", "a"]
+    );
+    assert_eq!(
+        page(vec![("action", "file_downloaded"), ("actor", "W2")]).await,
+        ["b"]
+    );
+    assert_eq!(
+        logs(&s, &[("action", "not_an_action")]).await["error"],
+        "invalid_action"
+    );
     let thirty_one = vec!["user_login"; 31].join(",");
-    assert_eq!(logs(&s, &[("action", &thirty_one)]).await["error"], "invalid_action");
+    assert_eq!(
+        logs(&s, &[("action", &thirty_one)]).await["error"],
+        "invalid_action"
+    );
 }
 
 #[tokio::test]
 async fn latest_in_the_future_is_invalid_range() {
     let s = sim(SimOptions::default()).await;
     let future = (chrono::Utc::now().timestamp() + 3600).to_string();
-    assert_eq!(logs(&s, &[("latest", &future)]).await, json!({"ok": false, "error": "invalid_range"}));
+    assert_eq!(
+        logs(&s, &[("latest", &future)]).await,
+        json!({"ok": false, "error": "invalid_range"})
+    );
 }
 
 #[tokio::test]
 async fn auth_errors_and_the_unauthenticated_endpoints() {
-    let s = sim(SimOptions { token: Some(TOKEN.into()), ..SimOptions::default() }).await;
+    let s = sim(SimOptions {
+        token: Some(TOKEN.into()),
+        ..SimOptions::default()
+    })
+    .await;
     let missing = get_raw(&s, "/audit/v1/logs", &[], None).await;
     assert_eq!(missing.status(), 200);
-    assert_eq!(json_of(missing).await, json!({"ok": false, "error": "missing_authentication"}));
+    assert_eq!(
+        json_of(missing).await,
+        json!({"ok": false, "error": "missing_authentication"})
+    );
     let wrong = json_of(get_raw(&s, "/audit/v1/logs", &[], Some("xoxp-wrong")).await).await;
     assert_eq!(wrong["error"], "invalid_authentication");
     assert_eq!(logs(&s, &[]).await["ok"], true);
     let actions = json_of(get_raw(&s, "/audit/v1/actions", &[], None).await).await;
-    assert!(actions["actions"]["file"].as_array().unwrap().iter().any(|a| a == "file_downloaded"));
+    assert!(actions["actions"]["file"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a == "file_downloaded"));
     let schemas = json_of(get_raw(&s, "/audit/v1/schemas", &[], None).await).await;
     assert_eq!(schemas["schemas"][0]["type"], "workspace");
     let glitch = get_raw(&s, "/api/audit.logs", &[], Some(TOKEN)).await;
@@ -183,12 +295,28 @@ async fn auth_errors_and_the_unauthenticated_endpoints() {
 #[tokio::test]
 async fn each_fault_kind_appears_with_probability_one() {
     let s = sim(SimOptions::default()).await;
-    s.insert((1..=3).map(|t| entry(&format!("e{t}"), t, "user_login", "W1", "F1")).collect());
+    s.insert(
+        (1..=3)
+            .map(|t| entry(&format!("e{t}"), t, "user_login", "W1", "F1"))
+            .collect(),
+    );
     let q = [("oldest", "1"), ("latest", "3"), ("limit", "1")];
     for kind in FaultKind::ALL {
-        s.set_faults(Faults { retry_after: Duration::from_secs(7), stall_for: Duration::from_secs(30), ..Faults::always(kind) });
-        let client = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
-        let sent = client.get(format!("{}/audit/v1/logs", s.url())).query(&q).bearer_auth(TOKEN).send().await;
+        s.set_faults(Faults {
+            retry_after: Duration::from_secs(7),
+            stall_for: Duration::from_secs(30),
+            ..Faults::always(kind)
+        });
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let sent = client
+            .get(format!("{}/audit/v1/logs", s.url()))
+            .query(&q)
+            .bearer_auth(TOKEN)
+            .send()
+            .await;
         if kind == FaultKind::Stall {
             assert!(sent.unwrap_err().is_timeout());
             assert_eq!(s.requests().last().unwrap().fault, Some(FaultKind::Stall));
@@ -196,19 +324,31 @@ async fn each_fault_kind_appears_with_probability_one() {
         }
         let r = sent.unwrap();
         let status = r.status().as_u16();
-        let retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
         let body = r.text().await.unwrap();
         assert_eq!(s.requests().last().unwrap().fault, Some(kind));
         match kind {
             FaultKind::RateLimited => {
                 assert_eq!((status, retry_after.as_deref()), (429, Some("7")));
-                assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), json!({"ok": false, "error": "ratelimited"}));
+                assert_eq!(
+                    serde_json::from_str::<Value>(&body).unwrap(),
+                    json!({"ok": false, "error": "ratelimited"})
+                );
             }
             FaultKind::ServerError => assert!(status == 500 && body.contains("<html"), "{body}"),
-            FaultKind::BadGateway => assert!(status == 502 && body.contains("Bad Gateway"), "{body}"),
+            FaultKind::BadGateway => {
+                assert!(status == 502 && body.contains("Bad Gateway"), "{body}")
+            }
             FaultKind::Truncated => {
                 assert_eq!(status, 200);
-                assert!(body.starts_with("{\"ok\":true") && serde_json::from_str::<Value>(&body).is_err(), "{body}");
+                assert!(
+                    body.starts_with("{\"ok\":true")
+                        && serde_json::from_str::<Value>(&body).is_err(),
+                    "{body}"
+                );
             }
             FaultKind::EmptyObject => assert_eq!((status, body.as_str()), (200, "{}")),
             FaultKind::EmptyPage => {
@@ -217,7 +357,10 @@ async fn each_fault_kind_appears_with_probability_one() {
                 let cursor = next_cursor(&page).expect("an empty page still carries a cursor");
                 s.set_faults(Faults::default());
                 // Nothing was skipped: the cursor leads to the page the fault replaced.
-                assert_eq!(ids(&logs(&s, &[q[0], q[1], q[2], ("cursor", &cursor)]).await), ["e3"]);
+                assert_eq!(
+                    ids(&logs(&s, &[q[0], q[1], q[2], ("cursor", &cursor)]).await),
+                    ["e3"]
+                );
             }
             FaultKind::Stall => unreachable!(),
         }
@@ -226,21 +369,46 @@ async fn each_fault_kind_appears_with_probability_one() {
 
 #[tokio::test]
 async fn the_same_seed_serves_the_same_data() {
-    let options = |seed| SimOptions { seed, backfill_events: 300, backfill_secs: 600, backfill_end: Some(1_700_000_000), ..SimOptions::default() };
-    let (a, b, c) = (sim(options(7)).await, sim(options(7)).await, sim(options(8)).await);
+    let options = |seed| SimOptions {
+        seed,
+        backfill_events: 300,
+        backfill_secs: 600,
+        backfill_end: Some(1_700_000_000),
+        ..SimOptions::default()
+    };
+    let (a, b, c) = (
+        sim(options(7)).await,
+        sim(options(7)).await,
+        sim(options(8)).await,
+    );
     assert_eq!(a.ids(), b.ids());
     assert_ne!(a.ids(), c.ids());
-    let q = [("oldest", "1699999400"), ("latest", "1700000000"), ("limit", "50")];
+    let q = [
+        ("oldest", "1699999400"),
+        ("latest", "1700000000"),
+        ("limit", "50"),
+    ];
     let (pa, pb) = (logs(&a, &q).await, logs(&b, &q).await);
     assert_eq!(pa, pb);
-    assert!(ids(&logs(&a, &[q[0], q[1], q[2], ("cursor", &next_cursor(&pa).unwrap())]).await).len() >= 50);
+    assert!(
+        ids(&logs(
+            &a,
+            &[q[0], q[1], q[2], ("cursor", &next_cursor(&pa).unwrap())]
+        )
+        .await)
+        .len()
+            >= 50
+    );
 }
 
 /// A late entry, dated in the past, is invisible until its delay has passed (paused clock).
 #[tokio::test]
 async fn late_entries_are_invisible_then_visible() {
     let s = sim(SimOptions::default()).await;
-    s.insert_late(entry("late", 1000, "user_login", "W1", "F1"), Duration::from_secs(600));
+    s.insert_late(
+        entry("late", 1000, "user_login", "W1", "F1"),
+        Duration::from_secs(600),
+    );
     let q = [("oldest", "900"), ("latest", "1100")];
     assert_eq!(ids(&logs(&s, &q).await), Vec::<String>::new());
     assert!(s.ids().is_empty());
@@ -254,7 +422,11 @@ async fn late_entries_are_invisible_then_visible() {
 /// The story is played in the first minute; the paused clock jumps over it.
 #[tokio::test]
 async fn the_departing_salesperson_story_is_served() {
-    let s = sim(SimOptions { story: true, ..SimOptions::default() }).await;
+    let s = sim(SimOptions {
+        story: true,
+        ..SimOptions::default()
+    })
+    .await;
     tokio::time::pause();
     // Under a paused clock this sleep is instant: tokio jumps from timer to timer.
     tokio::time::sleep(Duration::from_secs(61)).await;
@@ -262,25 +434,59 @@ async fn the_departing_salesperson_story_is_served() {
     assert_eq!(s.ids().len(), 12);
     let page = logs(&s, &[("limit", "9999")]).await;
     let entries = page["entries"].as_array().unwrap();
-    let anomaly = |reasons: Value| entries.iter().find(|e| e["action"] == "anomaly" && e["details"]["reason"] == reasons).cloned();
-    let scraping = anomaly(json!(["unexpected_scraping", "user_agent"])).expect("the scraping anomaly");
+    let anomaly = |reasons: Value| {
+        entries
+            .iter()
+            .find(|e| e["action"] == "anomaly" && e["details"]["reason"] == reasons)
+            .cloned()
+    };
+    let scraping =
+        anomaly(json!(["unexpected_scraping", "user_agent"])).expect("the scraping anomaly");
     assert_eq!(scraping["context"]["ua"], SCRAPER_UA);
-    assert!(scraping["details"]["previous_ua"].as_str().unwrap().starts_with("Mozilla/5.0"));
+    assert!(scraping["details"]["previous_ua"]
+        .as_str()
+        .unwrap()
+        .starts_with("Mozilla/5.0"));
     assert!(anomaly(json!(["excessive_downloads"])).is_some());
-    let downloads: Vec<&Value> = entries.iter().filter(|e| e["action"] == "file_downloaded").collect();
-    assert!(downloads.iter().any(|e| e["entity"]["file"]["name"] == "Glengarry-Leads.xlsx"));
-    assert!(downloads.len() >= 5 && downloads.iter().all(|e| e["context"]["ip_address"] == SCRAPER_IP && e["context"]["ua"] == SCRAPER_UA));
-    assert_eq!(entries[0]["actor"]["user"]["name"], "Slack Security", "newest first: the session reset ends it");
+    let downloads: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["action"] == "file_downloaded")
+        .collect();
+    assert!(downloads
+        .iter()
+        .any(|e| e["entity"]["file"]["name"] == "Glengarry-Leads.xlsx"));
+    assert!(
+        downloads.len() >= 5
+            && downloads
+                .iter()
+                .all(|e| e["context"]["ip_address"] == SCRAPER_IP
+                    && e["context"]["ua"] == SCRAPER_UA)
+    );
+    assert_eq!(
+        entries[0]["actor"]["user"]["name"], "Slack Security",
+        "newest first: the session reset ends it"
+    );
 }
 
 #[tokio::test]
 async fn burst_puts_n_entries_on_one_backfill_second() {
-    let s = sim(SimOptions { backfill_events: 100, backfill_secs: 100, backfill_end: Some(1_700_000_000), burst: 40, ..SimOptions::default() }).await;
+    let s = sim(SimOptions {
+        backfill_events: 100,
+        backfill_secs: 100,
+        backfill_end: Some(1_700_000_000),
+        burst: 40,
+        ..SimOptions::default()
+    })
+    .await;
     let mut per_second: BTreeMap<i64, usize> = BTreeMap::new();
     for (_, t) in s.ids() {
         *per_second.entry(t).or_default() += 1;
     }
-    let (second, n) = per_second.iter().max_by_key(|(_, n)| **n).map(|(s, n)| (*s, *n)).unwrap();
+    let (second, n) = per_second
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(s, n)| (*s, *n))
+        .unwrap();
     assert!(n >= 40);
     let t = second.to_string();
     let page = logs(&s, &[("oldest", &t), ("latest", &t), ("limit", "10")]).await;
@@ -289,13 +495,25 @@ async fn burst_puts_n_entries_on_one_backfill_second() {
 
 #[tokio::test]
 async fn sim_ids_lists_every_visible_entry_and_a_chain_delivers_them_all() {
-    let s = sim(SimOptions { backfill_events: 2000, backfill_secs: 3600, ..SimOptions::default() }).await;
-    let body = get_raw(&s, "/_sim/ids", &[], None).await.text().await.unwrap();
+    let s = sim(SimOptions {
+        backfill_events: 2000,
+        backfill_secs: 3600,
+        ..SimOptions::default()
+    })
+    .await;
+    let body = get_raw(&s, "/_sim/ids", &[], None)
+        .await
+        .text()
+        .await
+        .unwrap();
     let listed: Vec<(String, i64)> = body
         .lines()
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();
-            (v["id"].as_str().unwrap().to_string(), v["date_create"].as_i64().unwrap())
+            (
+                v["id"].as_str().unwrap().to_string(),
+                v["date_create"].as_i64().unwrap(),
+            )
         })
         .collect();
     assert_eq!(listed, s.ids());
@@ -304,7 +522,11 @@ async fn sim_ids_lists_every_visible_entry_and_a_chain_delivers_them_all() {
     loop {
         let mut q = vec![("oldest", "0".to_string()), ("limit", "333".to_string())];
         q.extend(cursor.clone().map(|c| ("cursor", c)));
-        let page = logs(&s, &q.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>()).await;
+        let page = logs(
+            &s,
+            &q.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>(),
+        )
+        .await;
         delivered.extend(ids(&page));
         match next_cursor(&page) {
             Some(c) => cursor = Some(c),
