@@ -322,17 +322,15 @@ pub async fn start(
         options.seed,
     );
     let end = options.backfill_end.unwrap_or_else(server::unix_now);
-    let (generator, backfill) = tokio::task::spawn_blocking(move || {
-        let mut g = generator::Generator::new(seed);
-        let entries = traffic::backfill(&mut g, n, span, end, burst);
-        (g, entries)
-    })
-    .await
-    .map_err(|e| {
-        listen_error(std::io::Error::other(format!(
-            "generating the backfill failed: {e}"
-        )))
-    })?;
+    let backfill =
+        tokio::task::spawn_blocking(move || traffic::backfill(seed, n, span, end, burst))
+            .await
+            .map_err(|e| {
+                listen_error(std::io::Error::other(format!(
+                    "generating the backfill failed: {e}"
+                )))
+            })?;
+    let generator = generator::Generator::new(seed);
     let shared = Arc::new(Shared {
         store: store::Store::default(),
         secret: seed ^ 0x5eed_c0de_0000_0000,

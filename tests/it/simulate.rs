@@ -556,3 +556,65 @@ async fn garbage_requests_get_answers_and_the_server_lives_on() {
     }
     assert_eq!(logs(&s, &[("limit", "9999999")]).await["ok"], true);
 }
+
+/// Scale: a million backfilled entries are generated in seconds and served at more than 100k
+/// entries a second. Run it with an optimised build of the crate, e.g.
+/// `cargo test --config 'profile.dev.package.slack-audit-source.opt-level=3' --test it -- --ignored million`
+/// (unoptimised, it is several times slower).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a scale check, run on demand with an optimised build"]
+async fn a_million_entries_are_generated_and_served_fast() {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        entries: Vec<serde::de::IgnoredAny>,
+        response_metadata: Option<Value>,
+    }
+    let started = std::time::Instant::now();
+    let s = sim(SimOptions {
+        backfill_events: 1_000_000,
+        backfill_secs: 30 * 24 * 3600,
+        ..SimOptions::default()
+    })
+    .await;
+    let generated = started.elapsed();
+    let started = std::time::Instant::now();
+    let client = reqwest::Client::new();
+    let (mut served, mut bytes, mut cursor) = (0usize, 0usize, None::<String>);
+    loop {
+        let mut q = vec![("oldest", "0".to_string()), ("limit", "9999".to_string())];
+        q.extend(cursor.clone().map(|c| ("cursor", c)));
+        let body = client
+            .get(format!("{}/audit/v1/logs", s.url()))
+            .query(&q)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        bytes += body.len();
+        let page: Page = serde_json::from_slice(&body).unwrap();
+        served += page.entries.len();
+        match page
+            .response_metadata
+            .as_ref()
+            .and_then(|m| m["next_cursor"].as_str())
+            .filter(|c| !c.is_empty())
+        {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    let rate = served as f64 / started.elapsed().as_secs_f64();
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .unwrap_or("")
+        .to_string();
+    eprintln!("generated 1,000,000 in {generated:?}; served {served} ({} MB) at {rate:.0} entries/s, client included; {rss}", bytes >> 20);
+    assert_eq!(served, 1_000_000);
+    assert!(generated < Duration::from_secs(10), "{generated:?}");
+    assert!(rate > 100_000.0, "{rate}");
+}
