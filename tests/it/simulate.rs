@@ -618,3 +618,75 @@ async fn a_million_entries_are_generated_and_served_fast() {
     assert!(generated < Duration::from_secs(10), "{generated:?}");
     assert!(rate > 100_000.0, "{rate}");
 }
+
+/// The `simulate` command: its first stderr line names the address (port 0 works), it serves
+/// its backfill, refuses a bad flag with exit 2, and stops cleanly on SIGTERM.
+#[tokio::test]
+async fn the_simulate_command_announces_its_address_and_stops_on_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+    let bin = env!("CARGO_BIN_EXE_slack-audit-source");
+    let bad = tokio::process::Command::new(bin)
+        .args(["simulate", "--faults", "418=0.5"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("418"));
+    let mut child = tokio::process::Command::new(bin)
+        .args([
+            "simulate",
+            "--listen",
+            "127.0.0.1:0",
+            "--backfill",
+            "25",
+            "--backfill-span",
+            "1h",
+            "--rate",
+            "0",
+            "--token",
+            TOKEN,
+        ])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), stderr.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr = first
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {first:?}"));
+    let ids = reqwest::get(format!("http://{addr}/_sim/ids"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(ids.lines().count(), 25);
+    let page = json_of(
+        reqwest::Client::new()
+            .get(format!("http://{addr}/audit/v1/logs"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(page["entries"].as_array().unwrap().len(), 25);
+    let pid = i32::try_from(child.id().unwrap()).unwrap();
+    // SAFETY: kill(2) on a child we spawned and still own; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
