@@ -18,6 +18,7 @@ mod cursor;
 pub mod faults;
 pub mod generator;
 mod json;
+mod logs;
 mod server;
 mod store;
 mod traffic;
