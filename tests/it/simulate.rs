@@ -690,3 +690,81 @@ async fn the_simulate_command_announces_its_address_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// The project's own client understands every answer the simulator gives, faults included,
+/// and classifies each fault the way `retry.rs` expects to handle it.
+#[tokio::test]
+async fn the_slack_client_classifies_every_fault() {
+    use slack_audit_source::config::Filters;
+    use slack_audit_source::slack::client::ClientConfig;
+    use slack_audit_source::slack::{Error, Query, SlackClient, TokenSource};
+    let s = sim(SimOptions {
+        token: Some(TOKEN.into()),
+        ..SimOptions::default()
+    })
+    .await;
+    s.insert(
+        (1..=3)
+            .map(|t| entry(&format!("e{t}"), t, "user_login", "W1", "F1"))
+            .collect(),
+    );
+    let mut client = SlackClient::new(ClientConfig {
+        api_url: url::Url::parse(&s.url()).unwrap(),
+        token: TokenSource::fixed(secrecy::SecretString::from(TOKEN)).unwrap(),
+        max_rpm: 6000,
+        request_timeout: Duration::from_millis(300),
+        tracer: None,
+    })
+    .unwrap();
+    let filters = Filters::default();
+    let q = Query {
+        oldest: 1,
+        latest: 3,
+        limit: 2,
+        cursor: None,
+        filters: &filters,
+    };
+    let page = client.fetch_page(&q).await.unwrap();
+    assert_eq!(page.entries.len(), 2);
+    let cursor = page.next_cursor.expect("one more page");
+    let last = client
+        .fetch_page(&Query {
+            cursor: Some(&cursor),
+            ..q.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!((last.entries.len(), last.next_cursor), (1, None));
+    for kind in FaultKind::ALL {
+        s.set_faults(Faults {
+            retry_after: Duration::from_secs(7),
+            stall_for: Duration::from_secs(30),
+            ..Faults::always(kind)
+        });
+        let got = client.fetch_page(&q).await;
+        let ok = match (kind, &got) {
+            (FaultKind::RateLimited, Err(Error::RateLimited { retry_after })) => {
+                *retry_after == Duration::from_secs(7)
+            }
+            (FaultKind::ServerError, Err(Error::Http { status: 500, .. }))
+            | (FaultKind::BadGateway, Err(Error::Http { status: 502, .. })) => true,
+            (FaultKind::Stall, Err(Error::Timeout(_)))
+            | (FaultKind::Truncated, Err(Error::Decode { .. }))
+            | (FaultKind::EmptyObject, Err(Error::NoEntries { .. })) => true,
+            (FaultKind::EmptyPage, Ok(p)) => p.entries.is_empty() && p.next_cursor.is_some(),
+            _ => false,
+        };
+        assert!(ok, "{kind:?}: {got:?}");
+    }
+    s.set_faults(Faults::default());
+    s.invalidate_cursors();
+    assert!(matches!(
+        client
+            .fetch_page(&Query {
+                cursor: Some(&cursor),
+                ..q.clone()
+            })
+            .await,
+        Err(Error::InvalidCursor)
+    ));
+}
