@@ -7,7 +7,7 @@
 
 use super::catalog;
 use super::cursor::{Cursor, Fnv};
-use super::faults::FaultKind;
+use super::faults::{FaultKind, Faults};
 use super::server::{
     error_body, lock, respond, respond_bytes, Shared, ERROR_500_HTML, ERROR_502_HTML,
 };
@@ -28,6 +28,7 @@ pub(crate) const MAX_LIMIT: usize = 9999;
 pub(crate) const DEFAULT_LIMIT: usize = 100;
 /// Slack's cap on comma-separated `action` filters.
 pub(crate) const MAX_ACTIONS: usize = 30;
+
 /// The answer to one `/logs` request, and how long to hold it back.
 pub(crate) struct Answer {
     pub response: Response<Full<Bytes>>,
@@ -105,126 +106,122 @@ pub(crate) fn answer_logs(
 ) -> (Answer, RecordedRequest) {
     let params = Params::parse(query);
     let mut rec = params.record(query);
-    let fault = {
-        let faults = lock(&shared.faults).clone();
-        if faults.is_none() {
-            None
-        } else {
-            let u: f64 = lock(&shared.fault_rng).gen();
-            faults.pick(u).map(|k| (k, faults))
-        }
-    };
+    let fault = draw_fault(shared);
     rec.fault = fault.as_ref().map(|(k, _)| *k);
-    let mut stall = None;
-    if let Some((kind, faults)) = &fault {
-        let response = match kind {
-            FaultKind::RateLimited => {
-                let mut r = respond(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "application/json; charset=utf-8",
-                    error_body("ratelimited"),
-                );
-                let secs =
-                    faults.retry_after.as_secs() + u64::from(faults.retry_after.subsec_nanos() > 0);
-                r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
-                rec.error = Some("ratelimited".into());
-                Some(r)
-            }
-            FaultKind::ServerError => Some(respond(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "text/html; charset=utf-8",
-                ERROR_500_HTML.into(),
-            )),
-            FaultKind::BadGateway => Some(respond(
-                StatusCode::BAD_GATEWAY,
-                "text/html",
-                ERROR_502_HTML.into(),
-            )),
-            FaultKind::Stall => {
-                stall = Some(faults.stall_for);
-                None
-            }
-            _ => None,
-        };
-        if let Some(response) = response {
-            rec.status = response.status().as_u16();
-            return (
-                Answer {
-                    response,
-                    stall: None,
-                },
-                rec,
-            );
-        }
+    let stall = match &fault {
+        Some((FaultKind::Stall, faults)) => Some(faults.stall_for),
+        _ => None,
+    };
+    if let Some(response) = fault
+        .as_ref()
+        .and_then(|(kind, faults)| infra_fault(*kind, faults))
+    {
+        rec.status = response.status().as_u16();
+        rec.error = (rec.status == 429).then(|| "ratelimited".to_string());
+        return (
+            Answer {
+                response,
+                stall: None,
+            },
+            rec,
+        );
     }
-    let page = match checked_page(shared, auth, &params, now) {
-        Ok(page) => page,
+    let body = match checked_page(shared, auth, &params, now) {
+        Ok(page) => page_body(shared, &page, fault.map(|(k, _)| k), &mut rec),
         Err(code) => {
             rec.error = Some(code.into());
-            return (
-                Answer {
-                    response: respond(
-                        StatusCode::OK,
-                        "application/json; charset=utf-8",
-                        error_body(code),
-                    ),
-                    stall,
-                },
-                rec,
-            );
-        }
-    };
-    let body = match fault.map(|(k, _)| k) {
-        Some(FaultKind::EmptyObject) => "{}".to_string(),
-        Some(FaultKind::EmptyPage) => {
-            // The cursor points where this page would have started: nothing is skipped.
-            let cursor = page.cursor_at(page.hi).encode(shared.secret);
-            rec.next_cursor = Some(cursor.clone());
-            format!(
-                r#"{{"ok":true,"entries":[],"response_metadata":{{"next_cursor":"{cursor}"}}}}"#
-            )
-        }
-        other => {
-            let out = shared
-                .store
-                .page(page.oldest, page.hi, page.limit, &page.filter);
-            rec.entries = out.count;
-            let metadata = match out.next_latest {
-                Some(next) => {
-                    let cursor = page.cursor_at(next).encode(shared.secret);
-                    rec.next_cursor = Some(cursor.clone());
-                    format!(r#","response_metadata":{{"next_cursor":"{cursor}"}}"#)
-                }
-                None => end_of_chain(shared.secret, &page),
-            };
-            let body = format!(r#"{{"ok":true,"entries":[{}]{metadata}}}"#, out.entries);
-            if other == Some(FaultKind::Truncated) {
-                // Cut mid-body with a matching Content-Length: a complete HTTP answer whose
-                // JSON is broken, like a proxy that gave up half way.
-                let mut bytes = body.into_bytes();
-                bytes.truncate(bytes.len() / 2);
-                return (
-                    Answer {
-                        response: respond_bytes(
-                            StatusCode::OK,
-                            "application/json; charset=utf-8",
-                            bytes,
-                        ),
-                        stall,
-                    },
-                    rec,
-                );
-            }
-            body
+            error_body(code).into_bytes()
         }
     };
     (
         Answer {
-            response: respond(StatusCode::OK, "application/json; charset=utf-8", body),
+            response: respond_bytes(StatusCode::OK, JSON, body),
             stall,
         },
         rec,
     )
+}
+
+const JSON: &str = "application/json; charset=utf-8";
+
+/// One draw from the seeded fault RNG, when any fault is possible (so a fault-free simulator
+/// does not advance the RNG, and adding faults later starts the same sequence).
+fn draw_fault(shared: &Shared) -> Option<(FaultKind, Faults)> {
+    let faults = lock(&shared.faults).clone();
+    if faults.is_none() {
+        return None;
+    }
+    let u: f64 = lock(&shared.fault_rng).gen();
+    faults.pick(u).map(|k| (k, faults))
+}
+
+/// The answer of a fault that replaces Slack's answer altogether (429, 500, 502).
+fn infra_fault(kind: FaultKind, faults: &Faults) -> Option<Response<Full<Bytes>>> {
+    match kind {
+        FaultKind::RateLimited => {
+            let mut r = respond(
+                StatusCode::TOO_MANY_REQUESTS,
+                JSON,
+                error_body("ratelimited"),
+            );
+            // Retry-After is whole seconds; rounding up never invites an early retry.
+            let secs =
+                faults.retry_after.as_secs() + u64::from(faults.retry_after.subsec_nanos() > 0);
+            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+            Some(r)
+        }
+        FaultKind::ServerError => Some(respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/html; charset=utf-8",
+            ERROR_500_HTML.into(),
+        )),
+        FaultKind::BadGateway => Some(respond(
+            StatusCode::BAD_GATEWAY,
+            "text/html",
+            ERROR_502_HTML.into(),
+        )),
+        _ => None,
+    }
+}
+
+/// The 200 body for a valid request, spoilt as `fault` says (`{}`, empty page, truncated).
+fn page_body(
+    shared: &Shared,
+    page: &PageRequest,
+    fault: Option<FaultKind>,
+    rec: &mut RecordedRequest,
+) -> Vec<u8> {
+    if fault == Some(FaultKind::EmptyObject) {
+        return b"{}".to_vec();
+    }
+    if fault == Some(FaultKind::EmptyPage) {
+        // The cursor points where this page would have started: nothing is skipped.
+        let cursor = page.cursor_at(page.hi).encode(shared.secret);
+        rec.next_cursor = Some(cursor.clone());
+        return format!(
+            r#"{{"ok":true,"entries":[],"response_metadata":{{"next_cursor":"{cursor}"}}}}"#
+        )
+        .into_bytes();
+    }
+    let out = shared
+        .store
+        .page(page.oldest, page.hi, page.limit, &page.filter);
+    rec.entries = out.count;
+    let metadata = match out.next_latest {
+        Some(next) => {
+            let cursor = page.cursor_at(next).encode(shared.secret);
+            rec.next_cursor = Some(cursor.clone());
+            format!(r#","response_metadata":{{"next_cursor":"{cursor}"}}"#)
+        }
+        None => end_of_chain(shared.secret, page),
+    };
+    let mut body = format!(r#"{{"ok":true,"entries":[{}]{metadata}}}"#, out.entries).into_bytes();
+    if fault == Some(FaultKind::Truncated) {
+        // Cut mid-body with a matching Content-Length: a complete HTTP answer whose JSON is
+        // broken, like a proxy that gave up half way.
+        body.truncate(body.len() / 2);
+    }
+    body
 }
 
 /// A validated `/logs` request: the range this page covers and what its cursors bind to.
@@ -258,6 +255,48 @@ fn checked_page(
     p: &Params,
     now: i64,
 ) -> Result<PageRequest, &'static str> {
+    check_auth(shared, auth)?;
+    let sent_oldest = parse_int(&p.oldest)?;
+    let sent_latest = parse_int(&p.latest)?;
+    if sent_latest.is_some_and(|l| l > now) {
+        return Err("invalid_range");
+    }
+    let limit = parse_limit(p.limit.as_deref())?;
+    let filter = Filter {
+        actions: parse_actions(p.action.as_deref())?,
+        actor: p.actor.clone().filter(|s| !s.is_empty()),
+        entity: p.entity.clone().filter(|s| !s.is_empty()),
+    };
+    let mut h = Fnv::new();
+    h.write_opt(filter_key(&filter.actions).as_deref());
+    h.write_opt(filter.actor.as_deref());
+    h.write_opt(filter.entity.as_deref());
+    let mut page = PageRequest {
+        // Without `oldest`, paging runs through all history (elastic/integrations#8163).
+        oldest: sent_oldest.unwrap_or(0),
+        hi: sent_latest.unwrap_or(now),
+        limit,
+        filter,
+        sent_oldest,
+        sent_latest,
+        filters_fp: h.finish(),
+        generation: shared.generation.load(Ordering::SeqCst),
+    };
+    if let Some(raw) = p.cursor.as_deref().filter(|c| !c.is_empty()) {
+        let c = Cursor::decode(raw, shared.secret).ok_or("invalid_cursor")?;
+        // Stricter than Slack on purpose (see the cursor module): same window, same filters,
+        // same generation, or the client is resuming something it should not.
+        if c != page.cursor_at(c.next_latest) {
+            return Err("invalid_cursor");
+        }
+        page.hi = page.hi.min(c.next_latest);
+    }
+    Ok(page)
+}
+
+/// `missing_authentication` without a usable bearer token, `invalid_authentication` with the
+/// wrong one (when a token is required).
+fn check_auth(shared: &Shared, auth: Option<&[u8]>) -> Result<(), &'static str> {
     let token = auth
         .and_then(|h| std::str::from_utf8(h).ok())
         .and_then(|h| {
@@ -267,78 +306,45 @@ fn checked_page(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or("missing_authentication")?;
-    if shared.token.as_deref().is_some_and(|want| want != token) {
-        return Err("invalid_authentication");
+    match shared.token.as_deref() {
+        Some(want) if want != token => Err("invalid_authentication"),
+        _ => Ok(()),
     }
-    let int = |v: &Option<String>| -> Result<Option<i64>, &'static str> {
-        match v.as_deref().map(str::trim) {
-            None | Some("") => Ok(None),
-            Some(s) => s.parse().map(Some).map_err(|_| "invalid_arguments"),
-        }
-    };
-    let sent_oldest = int(&p.oldest)?;
-    let sent_latest = int(&p.latest)?;
-    if sent_latest.is_some_and(|l| l > now) {
-        return Err("invalid_range");
+}
+
+/// An optional integer parameter; empty counts as absent.
+fn parse_int(v: &Option<String>) -> Result<Option<i64>, &'static str> {
+    match v.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(|_| "invalid_arguments"),
     }
-    let limit = match p.limit.as_deref().map(str::trim) {
-        None | Some("") => DEFAULT_LIMIT,
+}
+
+/// `limit`: [`DEFAULT_LIMIT`] when absent, clamped to 1..=[`MAX_LIMIT`].
+fn parse_limit(v: Option<&str>) -> Result<usize, &'static str> {
+    match v.map(str::trim) {
+        None | Some("") => Ok(DEFAULT_LIMIT),
         // Digits too many for u64 are still "more than 9999".
-        Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s
+        Some(s) if s.bytes().all(|b| b.is_ascii_digit()) => Ok(s
             .parse::<u64>()
-            .map_or(MAX_LIMIT, |n| n.clamp(1, MAX_LIMIT as u64) as usize),
-        Some(_) => return Err("invalid_arguments"),
-    };
-    let filter = Filter {
-        actions: match p.action.as_deref() {
-            None => Vec::new(),
-            Some(list) => {
-                let actions: Vec<String> = list
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|a| !a.is_empty())
-                    .map(str::to_string)
-                    .collect();
-                if actions.len() > MAX_ACTIONS
-                    || !actions.iter().all(|a| catalog::is_known_action(a))
-                {
-                    return Err("invalid_action");
-                }
-                actions
-            }
-        },
-        actor: p.actor.clone().filter(|s| !s.is_empty()),
-        entity: p.entity.clone().filter(|s| !s.is_empty()),
-    };
-    let mut h = Fnv::new();
-    h.write_opt(filter_key(&filter.actions).as_deref());
-    h.write_opt(filter.actor.as_deref());
-    h.write_opt(filter.entity.as_deref());
-    let filters_fp = h.finish();
-    let generation = shared.generation.load(Ordering::SeqCst);
-    let mut hi = sent_latest.unwrap_or(now);
-    if let Some(raw) = p.cursor.as_deref().filter(|c| !c.is_empty()) {
-        let c = Cursor::decode(raw, shared.secret).ok_or("invalid_cursor")?;
-        if c.oldest != sent_oldest
-            || c.latest != sent_latest
-            || c.filters != filters_fp
-            || c.generation != generation
-        {
-            return Err("invalid_cursor");
-        }
-        hi = hi.min(c.next_latest);
+            .map_or(MAX_LIMIT, |n| n.clamp(1, MAX_LIMIT as u64) as usize)),
+        Some(_) => Err("invalid_arguments"),
     }
-    // Without `oldest`, paging runs through all history (elastic/integrations#8163).
-    Ok(PageRequest {
-        oldest: sent_oldest.unwrap_or(0),
-        hi,
-        limit,
-        filter,
-        sent_oldest,
-        sent_latest,
-        filters_fp,
-        generation,
-    })
+}
+
+/// `action`: a comma list of at most [`MAX_ACTIONS`] known names.
+fn parse_actions(v: Option<&str>) -> Result<Vec<String>, &'static str> {
+    let actions: Vec<String> = v
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .collect();
+    if actions.len() > MAX_ACTIONS || !actions.iter().all(|a| catalog::is_known_action(a)) {
+        return Err("invalid_action");
+    }
+    Ok(actions)
 }
 
 /// The action list in a canonical order, so `a,b` and `b,a` are one filter.
@@ -369,7 +375,6 @@ fn end_of_chain(secret: u64, page: &PageRequest) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::faults::Faults;
     use super::super::store::Store;
     use super::*;
     use rand::rngs::StdRng;

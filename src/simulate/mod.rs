@@ -9,7 +9,8 @@
 //! every request ([`SimHandle::requests`]). It is stricter than Slack on cursors on purpose
 //! (see the `cursor` module). It does not rate-limit by itself: 429s come only from [`Faults`].
 //!
-//! Layout: [`generator`] makes entries, `store` indexes them by second, `server` answers HTTP,
+//! Layout: [`generator`] makes entries, `store` indexes them by second, `server` accepts
+//! connections and routes them, `logs` answers `/audit/v1/logs`, `cursor` signs cursors,
 //! `traffic` adds entries over time, [`faults`] decides what goes wrong, `catalog` serves
 //! `/actions` and `/schemas`.
 
@@ -238,14 +239,6 @@ pub struct SimHandle {
     /// Where it listens (the real port when started on port 0).
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("store", &self.store)
-            .finish_non_exhaustive()
-    }
 }
 
 impl SimHandle {

@@ -50,6 +50,14 @@ pub(crate) struct Shared {
     pub requests: Mutex<VecDeque<RecordedRequest>>,
 }
 
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Locks a mutex, carrying on after a poisoning panic: every value guarded here stays valid
 /// whatever line a panicking holder stopped at.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -19,11 +19,17 @@ const TICK: Duration = Duration::from_millis(100);
 /// What the live traffic task does.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
+    /// Live entries per second (0: none).
     pub rate_per_sec: f64,
+    /// Play the story's steps at [`STORY_OFFSETS`].
     pub story: bool,
+    /// Entries per live burst (0: none).
     pub burst: usize,
+    /// Time between live bursts (at least a second).
     pub burst_every: Duration,
+    /// Share of live entries held back.
     pub late_fraction: f64,
+    /// How long they are held back.
     pub late_delay: Duration,
 }
 
@@ -155,5 +161,33 @@ pub(crate) async fn run(
         if plan.rate_per_sec <= 0.0 && plan.burst == 0 && story_step >= STORY_OFFSETS.len() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backfill_is_spread_over_the_span_and_repeatable() {
+        let a = backfill(3, 1000, 100, 10_000, 7);
+        assert_eq!(a.len(), 1007);
+        assert!(
+            a[..1000].windows(2).all(|w| w[0].0 <= w[1].0),
+            "oldest first"
+        );
+        assert_eq!((a[0].0, a[999].0), (9_900, 10_000));
+        assert!(
+            a[1000..].iter().all(|e| e.0 == 9_950),
+            "the burst sits on the middle second"
+        );
+        let b = backfill(3, 1000, 100, 10_000, 7);
+        assert!(a.iter().zip(&b).all(|(x, y)| x.1.json == y.1.json));
+        assert!(backfill(3, 0, u64::MAX, 5, 0).is_empty());
+        assert_eq!(
+            backfill(3, 2, u64::MAX, 5, 0)[0].0,
+            0,
+            "never before the epoch"
+        );
     }
 }
