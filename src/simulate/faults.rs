@@ -97,18 +97,6 @@ impl FaultKind {
             FaultKind::EmptyPage => "empty_page",
         }
     }
-
-    /// Whether the fault replaces the answer before authentication is even looked at (as a
-    /// proxy or rate limiter in front of Slack would), rather than spoiling a good page.
-    pub fn is_before_auth(self) -> bool {
-        matches!(
-            self,
-            FaultKind::RateLimited
-                | FaultKind::ServerError
-                | FaultKind::BadGateway
-                | FaultKind::Stall
-        )
-    }
 }
 
 impl Faults {
