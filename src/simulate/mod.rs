@@ -1,60 +1,387 @@
-//! A stand-in for the Slack Audit Logs API, with generated events.
+//! A stand-in for the Slack Audit Logs API, with generated events: `simulate --listen ADDR`,
+//! the server behind `demo`, and the API the integration tests and soak tests poll.
 //!
-//! STUB (issue 2, item 8): being written.
+//! It is faithful to `slack-audit-api.md` where clients can tell: bearer auth with Slack's error
+//! codes on HTTP 200, newest first, inclusive whole-second bounds, pages that never split a
+//! second (and so may exceed `limit`), padded base64 cursors, the three spellings of "no more
+//! pages", `/schemas` and `/actions` without auth, and an HTML glitch page off the API. On top
+//! it injects faults ([`Faults`]), same-second bursts and late-indexed entries, and records
+//! every request ([`SimHandle::requests`]). It is stricter than Slack on cursors on purpose
+//! (see the `cursor` module). It does not rate-limit by itself: 429s come only from [`Faults`].
+//!
+//! Layout: [`generator`] makes entries, `store` indexes them by second, `server` accepts
+//! connections and routes them, `logs` answers `/audit/v1/logs`, `cursor` signs cursors,
+//! `traffic` adds entries over time, [`faults`] decides what goes wrong, `catalog` serves
+//! `/actions` and `/schemas`.
 
+mod catalog;
+mod cursor;
+pub mod faults;
+pub mod generator;
+mod json;
+mod logs;
+mod server;
+mod store;
+mod traffic;
+
+pub use faults::{FaultKind, Faults};
+
+use crate::config::ConfigError;
 use crate::shutdown::Shutdown;
+use rand::SeedableRng;
+use serde_json::Value;
+use server::{lock, Shared};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Arguments of `simulate`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
-    /// Address to serve on.
+    /// Address to serve on; port 0 picks a free port (the first stderr line says which).
     #[arg(long, default_value = "127.0.0.1:8686")]
     pub listen: String,
+    /// Seed of every random choice: the same seed gives the same entries, cursors and faults.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Live entries per second, dated "now".
+    #[arg(long, default_value_t = 1.0)]
+    pub rate: f64,
+    /// Entries made at start, spread over the past `--backfill-span`.
+    #[arg(long, default_value_t = 1000)]
+    pub backfill: usize,
+    /// How far back the backfill reaches (`90s`, `1h`, `720h`).
+    #[arg(long, default_value = "24h")]
+    pub backfill_span: String,
+    /// Play the departing-salesperson story in the first minute.
+    #[arg(long)]
+    pub story: bool,
+    /// Require this bearer token (otherwise any non-empty bearer token is accepted).
+    #[arg(long, env = "SLACK_AUDIT_SIM_TOKEN")]
+    pub token: Option<String>,
+    /// Fault probabilities per `/logs` request, e.g.
+    /// `429=0.05,500=0.05,502=0.02,stall=0.01,truncated=0.02,empty_object=0.02,empty_page=0.01`.
+    #[arg(long, default_value = "")]
+    pub faults: String,
+    /// `Retry-After` of injected 429s (`5` or `5s`).
+    #[arg(long, default_value = "1")]
+    pub retry_after: String,
+    /// How long an injected stall holds a request (`120` or `2m`).
+    #[arg(long, default_value = "120")]
+    pub stall: String,
+    /// Entries on one second, once in the backfill and then every `--burst-every`.
+    #[arg(long, default_value_t = 0)]
+    pub burst: usize,
+    /// Period of live bursts.
+    #[arg(long, default_value = "60s")]
+    pub burst_every: String,
+    /// Share of live entries indexed late (0..=1).
+    #[arg(long, default_value_t = 0.0)]
+    pub late_fraction: f64,
+    /// How long a late entry stays invisible (`120` or `2m`).
+    #[arg(long, default_value = "120")]
+    pub late_delay: String,
 }
 
-/// Options of a simulator started in-process.
-#[derive(Debug, Clone, Default)]
-pub struct SimOptions {}
+/// Options of a simulator started in-process. `Default` serves nothing and injects nothing.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Seed of entries, cursor signatures, end-of-chain spellings and fault draws.
+    pub seed: u64,
+    /// Live entries per second (0: none).
+    pub rate_per_sec: f64,
+    /// Entries generated at start.
+    pub backfill_events: usize,
+    /// The backfill spreads over `[end - backfill_secs, end]`.
+    pub backfill_secs: u64,
+    /// The backfill's newest second (Unix); `None` is "now". Tests fix it for determinism.
+    pub backfill_end: Option<i64>,
+    /// Play the departing-salesperson story in the first minute of traffic.
+    pub story: bool,
+    /// Fault probabilities and knobs.
+    pub faults: Faults,
+    /// The bearer token required; `None` accepts any non-empty one.
+    pub token: Option<String>,
+    /// Entries on one second: once in the backfill's middle second, then every `burst_every`.
+    pub burst: usize,
+    /// Period of live bursts.
+    pub burst_every: Duration,
+    /// Share of live entries held back for `late_delay` (dated when made, visible later).
+    pub late_fraction: f64,
+    /// How long late entries stay invisible.
+    pub late_delay: Duration,
+}
 
-impl SimOptions {
-    /// What `demo` uses: steady generated traffic and the salesperson story.
-    pub fn demo() -> SimOptions {
-        SimOptions {}
+impl Default for SimOptions {
+    fn default() -> SimOptions {
+        SimOptions {
+            seed: 0,
+            rate_per_sec: 0.0,
+            backfill_events: 0,
+            backfill_secs: 0,
+            backfill_end: None,
+            story: false,
+            faults: Faults::default(),
+            token: None,
+            burst: 0,
+            burst_every: Duration::from_secs(60),
+            late_fraction: 0.0,
+            late_delay: Duration::from_secs(120),
+        }
     }
 }
 
-/// A running simulator.
-#[derive(Debug)]
-pub struct SimHandle {
-    /// Where it listens.
-    pub addr: SocketAddr,
+impl SimOptions {
+    /// What `demo` uses: an hour of backfill, two events a second, and the story in the
+    /// first minute. No faults: the demo shows the data, not the retries.
+    pub fn demo() -> SimOptions {
+        SimOptions {
+            seed: 42,
+            rate_per_sec: 2.0,
+            backfill_events: 300,
+            backfill_secs: 3600,
+            story: true,
+            ..SimOptions::default()
+        }
+    }
+
+    /// The options `simulate`'s flags ask for.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the flag: a bad duration, fault spec, rate or fraction.
+    pub fn from_args(args: &SimulateArgs) -> Result<SimOptions, ConfigError> {
+        let invalid = |flag: &'static str, message: String| ConfigError::Invalid { flag, message };
+        if !(args.rate.is_finite() && args.rate >= 0.0) {
+            return Err(invalid(
+                "rate",
+                format!(
+                    "{} is not a rate; give events per second, 0 or more",
+                    args.rate
+                ),
+            ));
+        }
+        if !(0.0..=1.0).contains(&args.late_fraction) {
+            return Err(invalid(
+                "late-fraction",
+                format!("{} is not a fraction between 0 and 1", args.late_fraction),
+            ));
+        }
+        let mut faults = Faults::parse(&args.faults).map_err(|m| invalid("faults", m))?;
+        faults.retry_after = parse_secs("retry-after", &args.retry_after)?;
+        faults.stall_for = parse_secs("stall", &args.stall)?;
+        Ok(SimOptions {
+            seed: args.seed,
+            rate_per_sec: args.rate,
+            backfill_events: args.backfill,
+            backfill_secs: crate::config::parse_duration("backfill-span", &args.backfill_span)?
+                .as_secs(),
+            backfill_end: None,
+            story: args.story,
+            faults,
+            token: args.token.clone().filter(|t| !t.is_empty()),
+            burst: args.burst,
+            burst_every: crate::config::parse_duration("burst-every", &args.burst_every)?,
+            late_fraction: args.late_fraction,
+            late_delay: parse_secs("late-delay", &args.late_delay)?,
+        })
+    }
 }
 
-/// Starts a simulator on `addr`.
+/// A duration given as bare seconds (`30`, as the fault flags were first specified) or with a
+/// unit (`30s`, `2m`).
+fn parse_secs(flag: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    match value.trim().parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => crate::config::parse_duration(flag, value),
+    }
+}
+
+/// One `/audit/v1/logs` request as the simulator saw it. Parameters are the decoded values,
+/// except `cursor`, which is kept exactly as it came over the wire (so tests can see `%3D`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRequest {
+    /// Always `/audit/v1/logs` (other paths are not recorded).
+    pub path: String,
+    /// The raw query string.
+    pub query: String,
+    /// `oldest` as sent.
+    pub oldest: Option<String>,
+    /// `latest` as sent.
+    pub latest: Option<String>,
+    /// `limit` as sent.
+    pub limit: Option<String>,
+    /// `cursor` raw, still percent-encoded.
+    pub cursor: Option<String>,
+    /// `action` as sent.
+    pub action: Option<String>,
+    /// `actor` as sent.
+    pub actor: Option<String>,
+    /// `entity` as sent.
+    pub entity: Option<String>,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// The `error` of an `ok:false` answer (`ratelimited` for injected 429s).
+    pub error: Option<String>,
+    /// The fault injected, if any.
+    pub fault: Option<FaultKind>,
+    /// Entries served.
+    pub entries: usize,
+    /// The `next_cursor` served, if any.
+    pub next_cursor: Option<String>,
+}
+
+/// A running simulator. Dropping it does not stop the server; the `shutdown` given to
+/// [`start`] does.
+#[derive(Debug, Clone)]
+pub struct SimHandle {
+    /// Where it listens (the real port when started on port 0).
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl SimHandle {
+    /// `http://ADDR`, the `--api-url` to give `run`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Makes entries visible at once, whatever their `date_create` (0 when absent).
+    pub fn insert(&self, entries: Vec<Value>) {
+        self.shared
+            .store
+            .insert(entries.iter().map(store::Stored::from_value));
+    }
+
+    /// Adds an entry that becomes visible only after `visible_after` (tokio time, so a test
+    /// can advance a paused clock), keeping its own `date_create`: a late-indexed event.
+    pub fn insert_late(&self, entry: Value, visible_after: Duration) {
+        let (date, stored) = store::Stored::from_value(&entry);
+        self.shared
+            .store
+            .insert_late(date, stored, tokio::time::Instant::now() + visible_after);
+    }
+
+    /// Every `(id, date_create)` made visible so far, oldest second first.
+    pub fn ids(&self) -> Vec<(String, i64)> {
+        self.shared.store.release_due(tokio::time::Instant::now());
+        self.shared.store.ids()
+    }
+
+    /// The `/logs` requests received (the newest 100,000), oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.requests).iter().cloned().collect()
+    }
+
+    /// Every cursor issued so far answers `invalid_cursor` from now on.
+    pub fn invalidate_cursors(&self) {
+        self.shared.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Replaces the fault probabilities for the following requests.
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.shared.faults) = faults;
+    }
+}
+
+/// Salts that give the story and the fault draws RNG streams of their own, so that neither
+/// depends on how much live traffic happened to be generated before them.
+const STORY_SALT: u64 = 0x5354_4f52_5900_0001;
+const FAULT_SALT: u64 = 0x4641_554c_5400_0002;
+
+/// Starts a simulator on `addr`: binds, generates the backfill (on a blocking thread: a
+/// million entries take seconds), then serves and runs live traffic until `shutdown`.
 ///
 /// # Errors
 ///
-/// [`crate::Error::Listen`].
+/// [`crate::Error::Listen`] when the address cannot be bound.
 pub async fn start(
     addr: SocketAddr,
-    _options: SimOptions,
-    _shutdown: Shutdown,
+    options: SimOptions,
+    shutdown: Shutdown,
 ) -> Result<SimHandle, crate::Error> {
-    Err(crate::Error::Listen {
+    let listen_error = |source| crate::Error::Listen {
         addr: addr.to_string(),
-        source: std::io::Error::other("the simulator is not implemented yet"),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(listen_error)?;
+    let local = listener.local_addr().map_err(listen_error)?;
+    let (n, span, burst, seed) = (
+        options.backfill_events,
+        options.backfill_secs,
+        options.burst,
+        options.seed,
+    );
+    let end = options.backfill_end.unwrap_or_else(server::unix_now);
+    let backfill =
+        tokio::task::spawn_blocking(move || traffic::backfill(seed, n, span, end, burst))
+            .await
+            .map_err(|e| {
+                listen_error(std::io::Error::other(format!(
+                    "generating the backfill failed: {e}"
+                )))
+            })?;
+    let generator = generator::Generator::new(seed);
+    let shared = Arc::new(Shared {
+        store: store::Store::default(),
+        secret: seed ^ 0x5eed_c0de_0000_0000,
+        token: options.token.clone(),
+        faults: Mutex::new(options.faults.clone()),
+        fault_rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed ^ FAULT_SALT)),
+        generation: AtomicU64::new(0),
+        requests: Mutex::new(Default::default()),
+    });
+    shared.store.insert(backfill);
+    let plan = traffic::Plan {
+        rate_per_sec: if options.rate_per_sec.is_finite() {
+            options.rate_per_sec.max(0.0)
+        } else {
+            0.0
+        },
+        story: options.story,
+        burst: options.burst,
+        burst_every: options.burst_every,
+        late_fraction: options.late_fraction,
+        late_delay: options.late_delay,
+    };
+    tokio::spawn(traffic::run(
+        shared.clone(),
+        generator,
+        generator::Generator::new(seed ^ STORY_SALT),
+        plan,
+        shutdown.clone(),
+    ));
+    tokio::spawn(server::serve(listener, shared.clone(), shutdown));
+    Ok(SimHandle {
+        addr: local,
+        shared,
     })
 }
 
-/// The `simulate` command.
+/// The `simulate` command: serves until SIGTERM/SIGINT. The first stderr line is
+/// `listening on ADDR`, so a script can start it on port 0 and read the port.
 ///
 /// # Errors
 ///
-/// A bad address, or a port in use.
+/// A bad flag, a bad address, or a port in use.
 pub async fn run_simulate(args: SimulateArgs, shutdown: Shutdown) -> Result<(), crate::Error> {
     let addr = crate::config::parse_listen("listen", &args.listen)?;
-    let _h = start(addr, SimOptions::default(), shutdown.clone()).await?;
+    let options = SimOptions::from_args(&args)?;
+    let handle = start(addr, options.clone(), shutdown.clone()).await?;
+    eprintln!("listening on {}", handle.addr);
+    eprintln!(
+        "slack-audit-source simulate: Audit Logs API at {url}/audit/v1/logs; {n} backfilled entries, {rate}/s live, story {story}, faults [{faults}], token {token}; \
+         ids of visible entries at {url}/_sim/ids",
+        url = handle.url(),
+        n = handle.shared.store.len(),
+        rate = options.rate_per_sec,
+        story = if options.story { "on" } else { "off" },
+        faults = args.faults,
+        token = if options.token.is_some() { "required" } else { "any" },
+    );
     let mut s = shutdown;
     s.wait().await;
     Ok(())

@@ -1,0 +1,189 @@
+//! The simulator's HTTP side: the accept loop, routes, and the record of every `/logs`
+//! request. What `/logs` answers is decided in `logs`.
+//!
+//! Only a stall waits, and it waits after the answer is fixed, so a stalled request sees the
+//! data of the moment it arrived. Connections are plain HTTP/1.1 (the API is reached over
+//! loopback in every use of the simulator).
+
+use super::catalog;
+use super::faults::Faults;
+use super::logs::answer_logs;
+use super::store::Store;
+use super::RecordedRequest;
+use crate::shutdown::Shutdown;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use rand::rngs::StdRng;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How many requests [`super::SimHandle::requests`] keeps (the newest); a soak test's worth.
+const MAX_RECORDED: usize = 100_000;
+
+const GLITCH_HTML: &str = "<!DOCTYPE html><html lang=\"en-US\"><head><meta charset=\"utf-8\"><title>Page not found | Slack</title></head>\
+<body><h1>You\u{2019}ve found a glitch</h1><p>This page doesn\u{2019}t exist. (This is a Slack Audit Logs API simulator.)</p></body></html>";
+pub(super) const ERROR_500_HTML: &str = "<!DOCTYPE html><html lang=\"en-US\"><head><meta charset=\"utf-8\"><title>Server Error | Slack</title></head>\
+<body><h1>Server Error</h1><p>It seems like there\u{2019}s a problem, and we\u{2019}re working on fixing it.</p></body></html>";
+pub(super) const ERROR_502_HTML: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n";
+
+/// Everything the server, the traffic task and the handle share.
+pub(crate) struct Shared {
+    /// The entries.
+    pub store: Store,
+    /// Signs cursors and picks end-of-chain spellings; derived from the seed.
+    pub secret: u64,
+    /// The bearer token required, if any.
+    pub token: Option<String>,
+    /// Current fault probabilities.
+    pub faults: Mutex<Faults>,
+    /// Draws faults; seeded so a fault sequence repeats for a seed and request sequence.
+    pub fault_rng: Mutex<StdRng>,
+    /// Cursors of older generations answer `invalid_cursor`.
+    pub generation: AtomicU64,
+    /// The newest [`MAX_RECORDED`] requests.
+    pub requests: Mutex<VecDeque<RecordedRequest>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks a mutex, carrying on after a poisoning panic: every value guarded here stays valid
+/// whatever line a panicking holder stopped at.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Serves until `shutdown`; dropping the connection set on the way out aborts the open
+/// connections (stalled ones included).
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: Shutdown) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let shared = shared.clone();
+                    connections.spawn(async move {
+                        let service = hyper::service::service_fn(move |req| {
+                            let shared = shared.clone();
+                            async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+                        });
+                        // A client that hangs up mid-answer is its own business.
+                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(error = %e, "simulator cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    if req.method() != Method::GET && path.starts_with("/audit/v1/") {
+        return respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "application/json; charset=utf-8",
+            error_body("method_not_allowed"),
+        );
+    }
+    match path.as_str() {
+        "/audit/v1/logs" => {
+            let auth = req
+                .headers()
+                .get(AUTHORIZATION)
+                .map(HeaderValue::as_bytes)
+                .map(<[u8]>::to_vec);
+            shared.store.release_due(tokio::time::Instant::now());
+            let (answer, record) = answer_logs(shared, auth.as_deref(), &query, unix_now());
+            let stall = answer.stall;
+            {
+                let mut requests = lock(&shared.requests);
+                if requests.len() >= MAX_RECORDED {
+                    requests.pop_front();
+                }
+                requests.push_back(record);
+            }
+            if let Some(d) = stall {
+                tokio::time::sleep(d).await;
+            }
+            answer.response
+        }
+        "/audit/v1/schemas" => respond(
+            StatusCode::OK,
+            "application/json; charset=utf-8",
+            catalog::schemas_body(),
+        ),
+        "/audit/v1/actions" => respond(
+            StatusCode::OK,
+            "application/json; charset=utf-8",
+            catalog::actions_body(),
+        ),
+        "/_sim/ids" => {
+            shared.store.release_due(tokio::time::Instant::now());
+            let mut body = String::new();
+            for (id, date) in shared.store.ids() {
+                body.push_str(&serde_json::json!({"id": id, "date_create": date}).to_string());
+                body.push('\n');
+            }
+            respond(StatusCode::OK, "application/x-ndjson", body)
+        }
+        p if p.starts_with("/audit/v1/") => respond(
+            StatusCode::NOT_FOUND,
+            "application/json; charset=utf-8",
+            error_body("bad_endpoint"),
+        ),
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            "text/html; charset=utf-8",
+            GLITCH_HTML.to_string(),
+        ),
+    }
+}
+
+pub(super) fn error_body(code: &str) -> String {
+    format!(r#"{{"ok":false,"error":"{code}"}}"#)
+}
+
+pub(super) fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> Response<Full<Bytes>> {
+    respond_bytes(status, content_type, body.into_bytes())
+}
+
+pub(super) fn respond_bytes(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// The wall clock in Unix seconds: entries are dated by it and `latest` is checked against it,
+/// because the client compares with its own wall clock.
+pub(crate) fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
