@@ -138,8 +138,8 @@ impl SimOptions {
     pub fn demo() -> SimOptions {
         SimOptions {
             seed: 42,
-            rate_per_sec: 2.0,
-            backfill_events: 300,
+            rate_per_sec: 1.0,
+            backfill_events: 12,
             backfill_secs: 3600,
             story: true,
             ..SimOptions::default()
