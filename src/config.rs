@@ -363,13 +363,10 @@ impl RunConfig {
                 ),
             });
         }
-        if args.max_rpm == 0 || args.max_rpm > 1000 {
+        if args.max_rpm == 0 || args.max_rpm > 100_000 {
             return Err(ConfigError::Invalid {
                 flag: "max-requests-per-minute",
-                message: format!(
-                    "{} is out of range; give 1..=1000 (Slack allows about 50 for the whole org)",
-                    args.max_rpm
-                ),
+                message: format!("{} is out of range; give 1..=100000 (Slack itself allows about 50 for the whole org)", args.max_rpm),
             });
         }
         let filters = validate_filters(&args)?;

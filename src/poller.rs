@@ -123,6 +123,14 @@ impl Poller {
                 }
             }
         };
+        if config.max_rpm > 50
+            && config
+                .api_url
+                .host_str()
+                .is_some_and(|h| h.ends_with("slack.com"))
+        {
+            tracing::warn!(max_rpm = config.max_rpm, "--max-requests-per-minute is above Slack's ~50/min, which every app in the org shares; expect 429s");
+        }
         let analyzer = Analyzer::new(&config.analysis, state.analysis.as_ref())?;
         let mapper = Mapper::new(&config.mapping)?;
         let tracer = crate::trace::Tracer::from_config(&config.observability)?;
