@@ -49,7 +49,7 @@ pub struct Enrichers<'a> {
 /// Maps one entry. `raw` is its text (for `event.original`), `created` the fetch time text.
 pub fn map_entry(entry: Map<String, Value>, raw: &str, created: &str, common: &Common, enrich: Enrichers<'_>) -> Value {
     let mut doc = Doc::default();
-    doc.map(entry, created, enrich);
+    doc.map(entry, enrich);
     doc.finish(raw, created, common)
 }
 
@@ -91,7 +91,7 @@ struct Doc {
 }
 
 impl Doc {
-    fn map(&mut self, mut entry: Map<String, Value>, created: &str, enrich: Enrichers<'_>) {
+    fn map(&mut self, mut entry: Map<String, Value>, enrich: Enrichers<'_>) {
         if let Some(id) = entry.remove("id") {
             if let Some(id) = self.string(id, "id") {
                 self.event.insert("id".into(), id.into());
@@ -111,7 +111,7 @@ impl Doc {
             self.context(context, enrich);
         }
         let action_ts = entry.remove("details").and_then(|d| self.details(d, kind.as_deref()));
-        self.timestamp(date_create, action_ts, created);
+        self.timestamp(date_create, action_ts);
         // Whatever is left is new to us: keep it where Slack's own data lives.
         self.audit.extend(entry);
     }
@@ -351,7 +351,7 @@ impl Doc {
     }
 
     /// `@timestamp`: `action_timestamp`, else `date_create`, else the fetch time (a problem).
-    fn timestamp(&mut self, date_create: Option<Value>, action_ts: Option<Instant>, created: &str) {
+    fn timestamp(&mut self, date_create: Option<Value>, action_ts: Option<Instant>) {
         let from_date_create = match date_create {
             None | Some(Value::Null) => {
                 if action_ts.is_none() {
