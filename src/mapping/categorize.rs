@@ -21,7 +21,11 @@ const fn cat(
     kind: &'static [&'static str],
     outcome: Option<&'static str>,
 ) -> Categorization {
-    Categorization { category, kind, outcome }
+    Categorization {
+        category,
+        kind,
+        outcome,
+    }
 }
 
 /// What an action not in the table gets.
@@ -40,22 +44,29 @@ pub fn categorize(action: &str) -> Categorization {
         }
         "user_created" => cat(IAM, &["creation", "user"], None),
         "user_deactivated" => cat(IAM, &["deletion", "user"], None),
-        "user_reactivated" | "role_change_to_guest" | "role_change_to_user" | "user_email_updated" => {
-            cat(IAM, &["change", "user"], None)
+        "user_reactivated"
+        | "role_change_to_guest"
+        | "role_change_to_user"
+        | "user_email_updated" => cat(IAM, &["change", "user"], None),
+        "role_change_to_admin" | "role_change_to_owner" => {
+            cat(IAM, &["change", "user", "admin"], None)
         }
-        "role_change_to_admin" | "role_change_to_owner" => cat(IAM, &["change", "user", "admin"], None),
-        "user_added_to_usergroup" | "user_removed_from_usergroup" => cat(IAM, &["change", "group", "user"], None),
+        "user_added_to_usergroup" | "user_removed_from_usergroup" => {
+            cat(IAM, &["change", "group", "user"], None)
+        }
         "default_channel_added_to_usergroup" | "default_channel_removed_from_usergroup" => {
             cat(&["iam", "configuration"], &["change", "group"], None)
         }
-        "role_added_to_usergroup" | "role_removed_from_usergroup" | "role_modified_on_usergroup" => {
-            cat(IAM, &["change", "group"], None)
-        }
+        "role_added_to_usergroup"
+        | "role_removed_from_usergroup"
+        | "role_modified_on_usergroup" => cat(IAM, &["change", "group"], None),
         "file_downloaded" => cat(FILE, &["access"], None),
         // Elastic and Slack's overview spell it one way, Slack's action table the other.
         "file_downloaded_blocked" | "file_download_blocked" => cat(FILE, &["denied"], None),
         "file_uploaded" => cat(FILE, &["creation"], None),
-        "file_public_link_created" | "file_public_link_revoked" | "file_shared" => cat(FILE, &["info"], None),
+        "file_public_link_created" | "file_public_link_revoked" | "file_shared" => {
+            cat(FILE, &["info"], None)
+        }
         "file_malicious_content_detected" => cat(&["file", "malware"], &["info"], None),
         _ => OTHER,
     }
@@ -88,6 +99,10 @@ mod tests {
     fn unknown_and_empty_actions_are_info_only() {
         assert_eq!(categorize("mcp_slack_search_tool_called"), OTHER);
         assert_eq!(categorize(""), OTHER);
-        assert_eq!(categorize("USER_LOGIN"), OTHER, "actions are case-sensitive, as Slack sends them");
+        assert_eq!(
+            categorize("USER_LOGIN"),
+            OTHER,
+            "actions are case-sensitive, as Slack sends them"
+        );
     }
 }

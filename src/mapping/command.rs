@@ -47,7 +47,11 @@ pub async fn run_map(args: super::MapArgs) -> Result<(), crate::Error> {
     let stats = map_stream(&mut mapper, input, &mut out, Utc::now)
         .and_then(|stats| out.flush().map(|()| stats))
         .map_err(|e| crate::Error::Sink(crate::sink::Error::Stdout(e)))?;
-    tracing::debug!(documents = stats.documents, pipeline_errors = stats.pipeline_errors, "map finished");
+    tracing::debug!(
+        documents = stats.documents,
+        pipeline_errors = stats.pipeline_errors,
+        "map finished"
+    );
     Ok(())
 }
 
@@ -64,7 +68,13 @@ pub fn map_stream<R: BufRead, W: Write>(
     out: &mut W,
     mut now: impl FnMut() -> DateTime<Utc>,
 ) -> io::Result<Stats> {
-    let mut s = Stream { mapper, out, stats: Stats::default(), block: Vec::new(), depth: Depth::default() };
+    let mut s = Stream {
+        mapper,
+        out,
+        stats: Stats::default(),
+        block: Vec::new(),
+        depth: Depth::default(),
+    };
     let mut line = Vec::with_capacity(4096);
     loop {
         line.clear();
@@ -105,7 +115,9 @@ impl<W: Write> Stream<'_, W> {
                 Scan::Closed => {
                     let block = std::mem::take(&mut self.block);
                     match std::str::from_utf8(&block) {
-                        Ok(text) if serde_json::from_str::<&RawValue>(text).is_ok() => self.value_text(text, at, false),
+                        Ok(text) if serde_json::from_str::<&RawValue>(text).is_ok() => {
+                            self.value_text(text, at, false)
+                        }
                         _ => {
                             self.block = block;
                             self.replay_block(at)
@@ -150,14 +162,20 @@ impl<W: Write> Stream<'_, W> {
                     self.block.push(b'\n');
                     return Ok(());
                 }
-                self.mapper.not_an_entry(text, format!("entry: not JSON ({e})"), at)
+                self.mapper
+                    .not_an_entry(text, format!("entry: not JSON ({e})"), at)
             }
             Ok(other) => self.mapper.not_an_entry(
                 text,
-                format!("entry: expected a JSON object, got {}", super::entry::describe(&other)),
+                format!(
+                    "entry: expected a JSON object, got {}",
+                    super::entry::describe(&other)
+                ),
                 at,
             ),
-            Err(e) => self.mapper.not_an_entry(text, format!("entry: not JSON ({e})"), at),
+            Err(e) => self
+                .mapper
+                .not_an_entry(text, format!("entry: not JSON ({e})"), at),
         };
         self.write(&doc)
     }
@@ -201,7 +219,10 @@ fn response_entries(text: &str) -> Option<Vec<&RawValue>> {
         return None;
     }
     match serde_json::from_str::<Response<'_>>(text) {
-        Ok(Response { entries: Some(entries), action: None }) => Some(entries),
+        Ok(Response {
+            entries: Some(entries),
+            action: None,
+        }) => Some(entries),
         _ => None,
     }
 }

@@ -47,7 +47,13 @@ pub struct Enrichers<'a> {
 }
 
 /// Maps one entry. `raw` is its text (for `event.original`), `created` the fetch time text.
-pub fn map_entry(entry: Map<String, Value>, raw: &str, created: &str, common: &Common, enrich: Enrichers<'_>) -> Value {
+pub fn map_entry(
+    entry: Map<String, Value>,
+    raw: &str,
+    created: &str,
+    common: &Common,
+    enrich: Enrichers<'_>,
+) -> Value {
     let mut doc = Doc::default();
     doc.map(entry, enrich);
     doc.finish(raw, created, common)
@@ -97,7 +103,9 @@ impl Doc {
                 self.event.insert("id".into(), id.into());
             }
         }
-        let action = entry.remove("action").and_then(|a| self.string(a, "action"));
+        let action = entry
+            .remove("action")
+            .and_then(|a| self.string(a, "action"));
         self.categorize(action.as_deref().unwrap_or_default());
         if let Some(action) = action {
             self.event.insert("action".into(), action.into());
@@ -110,7 +118,9 @@ impl Doc {
         if let Some(context) = entry.remove("context") {
             self.context(context, enrich);
         }
-        let action_ts = entry.remove("details").and_then(|d| self.details(d, kind.as_deref()));
+        let action_ts = entry
+            .remove("details")
+            .and_then(|d| self.details(d, kind.as_deref()));
         self.timestamp(date_create, action_ts);
         // Whatever is left is new to us: keep it where Slack's own data lives.
         self.audit.extend(entry);
@@ -127,11 +137,17 @@ impl Doc {
             Value::String(s) => Some(s),
             Value::Null => None,
             Value::Number(_) | Value::Bool(_) => {
-                self.problem(field, format!("expected a string, got {}; kept as text", describe(&v)));
+                self.problem(
+                    field,
+                    format!("expected a string, got {}; kept as text", describe(&v)),
+                );
                 Some(v.to_string())
             }
             _ => {
-                self.problem(field, format!("expected a string, got {}; left out", describe(&v)));
+                self.problem(
+                    field,
+                    format!("expected a string, got {}; left out", describe(&v)),
+                );
                 None
             }
         }
@@ -143,7 +159,10 @@ impl Doc {
             Value::Object(m) => Some(m),
             Value::Null => None,
             other => {
-                self.problem(field, format!("expected an object, got {}; left out", describe(&other)));
+                self.problem(
+                    field,
+                    format!("expected an object, got {}; left out", describe(&other)),
+                );
                 None
             }
         }
@@ -161,15 +180,26 @@ impl Doc {
 
     /// `actor.user.{id,name,email}` → `user.*`; the rest of `actor` → `slack.audit.actor`.
     fn actor(&mut self, actor: Value) {
-        let Some(mut actor) = self.object(actor, "actor") else { return };
+        let Some(mut actor) = self.object(actor, "actor") else {
+            return;
+        };
         if let Some(user) = actor.remove("user") {
             if let Some(mut user) = self.object(user, "actor.user") {
-                let id = user.remove("id").and_then(|v| self.string(v, "actor.user.id"));
-                let name = user.remove("name").and_then(|v| self.string(v, "actor.user.name"));
-                let email = user.remove("email").and_then(|v| self.string(v, "actor.user.email"));
+                let id = user
+                    .remove("id")
+                    .and_then(|v| self.string(v, "actor.user.id"));
+                let name = user
+                    .remove("name")
+                    .and_then(|v| self.string(v, "actor.user.name"));
+                let email = user
+                    .remove("email")
+                    .and_then(|v| self.string(v, "actor.user.email"));
                 for (key, value) in [("id", id), ("full_name", name), ("email", email)] {
                     if let Some(value) = value {
-                        if key != "full_name" && !value.is_empty() && !self.related_user.iter().any(|u| u == value.as_str()) {
+                        if key != "full_name"
+                            && !value.is_empty()
+                            && !self.related_user.iter().any(|u| u == value.as_str())
+                        {
                             self.related_user.push(value.clone().into());
                         }
                         self.user.insert(key.into(), value.into());
@@ -185,15 +215,24 @@ impl Doc {
     /// Returns the kind, which `details.md5_hash` needs.
     fn entity(&mut self, entity: Value) -> Option<String> {
         let mut entity = self.object(entity, "entity")?;
-        let kind = entity.remove("type").and_then(|t| self.string(t, "entity.type")).filter(|k| !k.is_empty());
+        let kind = entity
+            .remove("type")
+            .and_then(|t| self.string(t, "entity.type"))
+            .filter(|k| !k.is_empty());
         let mut out = Map::new();
         if let Some(kind) = &kind {
             let field = format!("entity.{kind}");
             if let Some(sub) = entity.remove(kind).and_then(|s| self.object(s, &field)) {
                 out = sub;
             }
-            if out.insert("entity_type".into(), kind.as_str().into()).is_some() {
-                self.problem(&format!("{field}.entity_type"), "clashes with entity.type; entity.type kept");
+            if out
+                .insert("entity_type".into(), kind.as_str().into())
+                .is_some()
+            {
+                self.problem(
+                    &format!("{field}.entity_type"),
+                    "clashes with entity.type; entity.type kept",
+                );
             }
         }
         // Other sub-objects and unknown keys stay under their own names.
@@ -204,7 +243,13 @@ impl Doc {
                 }
                 Entry::Occupied(slot) => {
                     let field = format!("entity.{}", slot.key());
-                    self.problem(&field, format!("clashes with a field of the {} object; left out", kind.as_deref().unwrap_or("typed")));
+                    self.problem(
+                        &field,
+                        format!(
+                            "clashes with a field of the {} object; left out",
+                            kind.as_deref().unwrap_or("typed")
+                        ),
+                    );
                 }
             }
         }
@@ -214,9 +259,14 @@ impl Doc {
 
     /// `context` → `user_agent.*`, `source.*`, `related.ip` and `slack.audit.context.*`.
     fn context(&mut self, context: Value, enrich: Enrichers<'_>) {
-        let Some(mut context) = self.object(context, "context") else { return };
+        let Some(mut context) = self.object(context, "context") else {
+            return;
+        };
         let mut out = Map::new();
-        if let Some(mut location) = context.remove("location").and_then(|l| self.object(l, "context.location")) {
+        if let Some(mut location) = context
+            .remove("location")
+            .and_then(|l| self.object(l, "context.location"))
+        {
             for key in ["type", "id", "name", "domain"] {
                 if let Some(v) = location.remove(key) {
                     out.insert(key.into(), v);
@@ -227,7 +277,10 @@ impl Doc {
                 out.insert("location".into(), location.into());
             }
         }
-        if let Some(ua) = context.remove("ua").and_then(|v| self.string(v, "context.ua")) {
+        if let Some(ua) = context
+            .remove("ua")
+            .and_then(|v| self.string(v, "context.ua"))
+        {
             if !ua.trim().is_empty() {
                 self.user_agent = Some(enrich.user_agents.parse(&ua));
             }
@@ -244,7 +297,10 @@ impl Doc {
                 out.insert("ip_address".into(), v);
             }
             Some(Value::Null) | None => {}
-            Some(v) => self.problem("context.ip_address", format!("expected a string, got {}; left out", describe(&v))),
+            Some(v) => self.problem(
+                "context.ip_address",
+                format!("expected a string, got {}; left out", describe(&v)),
+            ),
         }
         match context.remove("session_id") {
             Some(Value::String(s)) => {
@@ -254,7 +310,13 @@ impl Doc {
                 out.insert("session_id".into(), n.to_string().into());
             }
             Some(Value::Null) | None => {}
-            Some(v) => self.problem("context.session_id", format!("expected an integer or a string, got {}; left out", describe(&v))),
+            Some(v) => self.problem(
+                "context.session_id",
+                format!(
+                    "expected an integer or a string, got {}; left out",
+                    describe(&v)
+                ),
+            ),
         }
         for (key, value) in context {
             match out.entry(key) {
@@ -263,7 +325,10 @@ impl Doc {
                 }
                 Entry::Occupied(slot) => {
                     let field = format!("context.{}", slot.key());
-                    self.problem(&field, "clashes with context.location's field of that name; left out");
+                    self.problem(
+                        &field,
+                        "clashes with context.location's field of that name; left out",
+                    );
                 }
             }
         }
@@ -286,17 +351,25 @@ impl Doc {
     /// `details` → `slack.audit.details.*` with Elastic's renames; returns `action_timestamp`.
     fn details(&mut self, details: Value, entity_kind: Option<&str>) -> Option<Instant> {
         let mut d = self.object(details, "details")?;
-        let action_ts = d.remove("action_timestamp").and_then(|v| self.action_timestamp(v, &mut d));
+        let action_ts = d
+            .remove("action_timestamp")
+            .and_then(|v| self.action_timestamp(v, &mut d));
         // An IP, or nothing: an empty or invalid previous address is left out without a problem.
         if let Some(Value::String(ip)) = d.remove("previous_ip_address") {
             if ip.parse::<IpAddr>().is_ok() {
                 d.insert("previous_ip_address".into(), ip.into());
             }
         }
-        if let Some(ua) = d.remove("previous_ua").and_then(|v| self.string(v, "details.previous_ua")) {
+        if let Some(ua) = d
+            .remove("previous_ua")
+            .and_then(|v| self.string(v, "details.previous_ua"))
+        {
             d.insert("previous_user_agent".into(), ua.into());
         }
-        if let Some(md5) = d.remove("md5_hash").and_then(|v| self.string(v, "details.md5_hash")) {
+        if let Some(md5) = d
+            .remove("md5_hash")
+            .and_then(|v| self.string(v, "details.md5_hash"))
+        {
             if !md5.is_empty() {
                 self.related_hash.push(md5.as_str().into());
                 if entity_kind == Some("file") {
@@ -326,11 +399,22 @@ impl Doc {
         }
         let parsed = timestamp::read_numeric(&v);
         if let Some(Numeric::Quoted(_)) = parsed {
-            self.problem("details.action_timestamp", format!("expected a number, got {}; read it anyway", describe(&v)));
+            self.problem(
+                "details.action_timestamp",
+                format!("expected a number, got {}; read it anyway", describe(&v)),
+            );
         }
-        let instant = parsed.and_then(|(Numeric::Number(n) | Numeric::Quoted(n))| timestamp::from_action_timestamp(n));
+        let instant = parsed.and_then(|(Numeric::Number(n) | Numeric::Quoted(n))| {
+            timestamp::from_action_timestamp(n)
+        });
         if instant.is_none() {
-            self.problem("details.action_timestamp", format!("expected epoch milliseconds or microseconds, got {}; kept in details", describe(&v)));
+            self.problem(
+                "details.action_timestamp",
+                format!(
+                    "expected epoch milliseconds or microseconds, got {}; kept in details",
+                    describe(&v)
+                ),
+            );
             details.insert("action_timestamp".into(), v);
         }
         instant
@@ -339,14 +423,19 @@ impl Doc {
     /// Slack sends some lists as a string holding JSON ("for historical reasons"); decode them.
     fn decode_json_list(&mut self, d: &mut Map<String, Value>, key: &str) {
         let decoded = match d.get(key) {
-            Some(Value::String(text)) if !text.is_empty() => serde_json::from_str::<Value>(text).ok(),
+            Some(Value::String(text)) if !text.is_empty() => {
+                serde_json::from_str::<Value>(text).ok()
+            }
             _ => return,
         };
         match decoded {
             Some(list @ Value::Array(_)) => {
                 d.insert(key.into(), list);
             }
-            _ => self.problem(&format!("details.{key}"), "a string that is not a JSON list; kept as text"),
+            _ => self.problem(
+                &format!("details.{key}"),
+                "a string that is not a JSON list; kept as text",
+            ),
         }
     }
 
@@ -355,19 +444,37 @@ impl Doc {
         let from_date_create = match date_create {
             None | Some(Value::Null) => {
                 if action_ts.is_none() {
-                    self.problem("date_create", "missing; @timestamp is the fetch time (event.created)");
+                    self.problem(
+                        "date_create",
+                        "missing; @timestamp is the fetch time (event.created)",
+                    );
                 }
                 None
             }
             Some(v) => {
                 let parsed = timestamp::read_numeric(&v);
                 if let Some(Numeric::Quoted(_)) = parsed {
-                    self.problem("date_create", format!("expected a number, got {}; read it anyway", describe(&v)));
+                    self.problem(
+                        "date_create",
+                        format!("expected a number, got {}; read it anyway", describe(&v)),
+                    );
                 }
-                let instant = parsed.and_then(|(Numeric::Number(n) | Numeric::Quoted(n))| timestamp::from_unix_seconds(n));
+                let instant = parsed.and_then(|(Numeric::Number(n) | Numeric::Quoted(n))| {
+                    timestamp::from_unix_seconds(n)
+                });
                 if instant.is_none() {
-                    let fallback = if action_ts.is_some() { "details.action_timestamp" } else { "the fetch time (event.created)" };
-                    self.problem("date_create", format!("expected Unix seconds, got {}; @timestamp is {fallback}", describe(&v)));
+                    let fallback = if action_ts.is_some() {
+                        "details.action_timestamp"
+                    } else {
+                        "the fetch time (event.created)"
+                    };
+                    self.problem(
+                        "date_create",
+                        format!(
+                            "expected Unix seconds, got {}; @timestamp is {fallback}",
+                            describe(&v)
+                        ),
+                    );
                 }
                 instant
             }
@@ -385,7 +492,10 @@ impl Doc {
             event.insert("original".into(), raw.into());
         }
         let mut doc = Map::new();
-        doc.insert("@timestamp".into(), self.timestamp.unwrap_or_else(|| created.to_string()).into());
+        doc.insert(
+            "@timestamp".into(),
+            self.timestamp.unwrap_or_else(|| created.to_string()).into(),
+        );
         doc.insert("ecs".into(), serde_json::json!({ "version": ECS_VERSION }));
         doc.insert("event".into(), event.into());
         doc.insert("user".into(), self.user.into());
@@ -406,7 +516,10 @@ impl Doc {
         }
         doc.insert("slack".into(), serde_json::json!({ "audit": self.audit }));
         if !self.problems.is_empty() {
-            doc.insert("error".into(), serde_json::json!({ "message": self.problems }));
+            doc.insert(
+                "error".into(),
+                serde_json::json!({ "message": self.problems }),
+            );
         }
         doc.insert("tags".into(), common.tags.clone().into());
         doc.insert("data_stream".into(), common.data_stream.clone());

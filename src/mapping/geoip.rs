@@ -39,7 +39,10 @@ pub struct GeoIp {
 impl std::fmt::Debug for GeoIp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GeoIp")
-            .field("city", &self.city.as_ref().map(|r| &r.metadata.database_type))
+            .field(
+                "city",
+                &self.city.as_ref().map(|r| &r.metadata.database_type),
+            )
             .field("asn", &self.asn.as_ref().map(|r| &r.metadata.database_type))
             .finish()
     }
@@ -77,8 +80,16 @@ impl GeoIp {
             self.cache.clear();
         }
         let found = Location {
-            geo: self.city.as_ref().and_then(|r| r.lookup::<geoip2::City>(ip).ok()).and_then(|c| to_geo(&c)),
-            asn: self.asn.as_ref().and_then(|r| r.lookup::<geoip2::Asn>(ip).ok()).and_then(|a| to_as(&a)),
+            geo: self
+                .city
+                .as_ref()
+                .and_then(|r| r.lookup::<geoip2::City>(ip).ok())
+                .and_then(|c| to_geo(&c)),
+            asn: self
+                .asn
+                .as_ref()
+                .and_then(|r| r.lookup::<geoip2::Asn>(ip).ok())
+                .and_then(|a| to_as(&a)),
         };
         self.cache.insert(ip, found.clone());
         found
@@ -94,7 +105,10 @@ fn open_db(flag: &'static str, path: &Path, wrong_kind: &str) -> Result<Reader<M
     if kind.contains(wrong_kind) {
         return Err(ConfigError::Invalid {
             flag,
-            message: format!("{} is a {kind:?} database, not the kind this flag needs", path.display()),
+            message: format!(
+                "{} is a {kind:?} database, not the kind this flag needs",
+                path.display()
+            ),
         });
     }
     Ok(reader)
@@ -112,10 +126,16 @@ fn to_geo(c: &geoip2::City<'_>) -> Option<Value> {
             geo.insert(k.into(), v.into());
         }
     };
-    put("continent_name", c.continent.as_ref().and_then(|x| english(&x.names)));
+    put(
+        "continent_name",
+        c.continent.as_ref().and_then(|x| english(&x.names)),
+    );
     let country_iso = c.country.as_ref().and_then(|x| x.iso_code);
     put("country_iso_code", country_iso);
-    put("country_name", c.country.as_ref().and_then(|x| english(&x.names)));
+    put(
+        "country_name",
+        c.country.as_ref().and_then(|x| english(&x.names)),
+    );
     // Elasticsearch reports the most specific subdivision (the last one) as the region.
     let region = c.subdivisions.as_ref().and_then(|s| s.last());
     if let (Some(country), Some(sub)) = (country_iso, region.and_then(|r| r.iso_code)) {
@@ -123,7 +143,11 @@ fn to_geo(c: &geoip2::City<'_>) -> Option<Value> {
     }
     put("region_name", region.and_then(|r| english(&r.names)));
     put("city_name", c.city.as_ref().and_then(|x| english(&x.names)));
-    if let Some((lat, lon)) = c.location.as_ref().and_then(|l| Some((l.latitude?, l.longitude?))) {
+    if let Some((lat, lon)) = c
+        .location
+        .as_ref()
+        .and_then(|l| Some((l.latitude?, l.longitude?)))
+    {
         geo.insert("location".into(), json!({ "lat": lat, "lon": lon }));
     }
     (!geo.is_empty()).then_some(Value::Object(geo))
@@ -157,7 +181,10 @@ mod tests {
                    "country_name": "United Kingdom", "location": {"lat": 51.5142, "lon": -0.0931},
                    "region_iso_code": "GB-ENG", "region_name": "England"})
         );
-        assert_eq!(hit.asn.unwrap(), json!({"number": 20712, "organization": {"name": "Andrews & Arnold Ltd"}}));
+        assert_eq!(
+            hit.asn.unwrap(),
+            json!({"number": 20712, "organization": {"name": "Andrews & Arnold Ltd"}})
+        );
     }
 
     #[test]
@@ -165,7 +192,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (city, asn) = testdb::write_test_databases(dir.path());
         let mut g = GeoIp::open(Some(&city), Some(&asn)).unwrap();
-        assert_eq!(g.lookup("192.168.1.1".parse().unwrap()), Location::default());
+        assert_eq!(
+            g.lookup("192.168.1.1".parse().unwrap()),
+            Location::default()
+        );
         let v6 = g.lookup("2a02:ffc0::1".parse().unwrap());
         assert_eq!(v6.geo.unwrap()["country_iso_code"], "GI");
         assert_eq!(v6.asn, None);
@@ -184,6 +214,9 @@ mod tests {
     #[test]
     fn without_databases_nothing_is_looked_up() {
         let mut g = GeoIp::default();
-        assert_eq!(g.lookup("81.2.69.143".parse().unwrap()), Location::default());
+        assert_eq!(
+            g.lookup("81.2.69.143".parse().unwrap()),
+            Location::default()
+        );
     }
 }

@@ -51,7 +51,12 @@ pub struct MappingArgs {
     #[arg(long, env = "SLACK_AUDIT_PRESERVE_ORIGINAL_EVENT")]
     pub preserve_original_event: bool,
     /// Tags on every document (comma-separated; empty items are ignored).
-    #[arg(long, env = "SLACK_AUDIT_TAGS", value_delimiter = ',', default_value = "forwarded,slack-audit")]
+    #[arg(
+        long,
+        env = "SLACK_AUDIT_TAGS",
+        value_delimiter = ',',
+        default_value = "forwarded,slack-audit"
+    )]
     pub tags: Vec<String>,
     /// data_stream.namespace: lowercase, at most 100 bytes, none of \ / * ? " < > | , # : - or space.
     #[arg(long, env = "SLACK_AUDIT_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
@@ -103,7 +108,12 @@ impl MappingConfig {
             geoip_city: args.geoip_city.clone(),
             geoip_asn: args.geoip_asn.clone(),
             preserve_original_event: args.preserve_original_event,
-            tags: args.tags.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect(),
+            tags: args
+                .tags
+                .iter()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect(),
             namespace: args.namespace.clone(),
         })
     }
@@ -111,7 +121,10 @@ impl MappingConfig {
 
 /// Data stream namespace rules (ECS `data_stream.namespace` and Elasticsearch index names).
 fn validate_namespace(ns: &str) -> Result<(), ConfigError> {
-    let bad = |why: &str| ConfigError::Invalid { flag: "namespace", message: format!("{ns:?} {why}") };
+    let bad = |why: &str| ConfigError::Invalid {
+        flag: "namespace",
+        message: format!("{ns:?} {why}"),
+    };
     if ns.is_empty() || ns.len() > 100 {
         return Err(bad("must be 1 to 100 bytes long"));
     }
@@ -141,7 +154,11 @@ impl Mapper {
     ///
     /// A [`ConfigError`] for a database that cannot be opened or is of the wrong kind.
     pub fn new(config: &MappingConfig) -> Result<Mapper, ConfigError> {
-        let tags: Vec<Value> = config.tags.iter().map(|t| Value::from(t.as_str())).collect();
+        let tags: Vec<Value> = config
+            .tags
+            .iter()
+            .map(|t| Value::from(t.as_str()))
+            .collect();
         let with_preserve = |mut tags: Vec<Value>| {
             if !tags.iter().any(|t| t == entry::PRESERVE_TAG) {
                 tags.push(entry::PRESERVE_TAG.into());
@@ -149,22 +166,41 @@ impl Mapper {
             tags
         };
         let common = entry::Common {
-            tags: if config.preserve_original_event { with_preserve(tags.clone()) } else { tags.clone() },
+            tags: if config.preserve_original_event {
+                with_preserve(tags.clone())
+            } else {
+                tags.clone()
+            },
             error_tags: with_preserve(tags),
             data_stream: json!({ "type": "logs", "dataset": entry::DATASET, "namespace": config.namespace }),
             preserve_original: config.preserve_original_event,
         };
-        let user_agents = user_agent::UserAgents::new()
-            .map_err(|message| ConfigError::Invalid { flag: "(built-in user-agent rules)", message })?;
+        let user_agents =
+            user_agent::UserAgents::new().map_err(|message| ConfigError::Invalid {
+                flag: "(built-in user-agent rules)",
+                message,
+            })?;
         let geoip = geoip::GeoIp::open(config.geoip_city.as_deref(), config.geoip_asn.as_deref())?;
-        Ok(Mapper { common, user_agents, geoip, created: None })
+        Ok(Mapper {
+            common,
+            user_agents,
+            geoip,
+            created: None,
+        })
     }
 
     /// Maps one raw entry (its JSON text) to exactly one document, never failing.
     pub fn map_entry(&mut self, raw: &str, fetched_at: DateTime<Utc>) -> Value {
         match serde_json::from_str::<Value>(raw) {
             Ok(Value::Object(entry)) => self.map_object(entry, raw, fetched_at),
-            Ok(other) => self.not_an_entry(raw, format!("entry: expected a JSON object, got {}", entry::describe(&other)), fetched_at),
+            Ok(other) => self.not_an_entry(
+                raw,
+                format!(
+                    "entry: expected a JSON object, got {}",
+                    entry::describe(&other)
+                ),
+                fetched_at,
+            ),
             Err(e) => self.not_an_entry(raw, format!("entry: not JSON ({e})"), fetched_at),
         }
     }
@@ -181,9 +217,17 @@ impl Mapper {
     }
 
     /// Maps an entry that is already parsed; `raw` is its text for `event.original`.
-    pub fn map_object(&mut self, entry: serde_json::Map<String, Value>, raw: &str, fetched_at: DateTime<Utc>) -> Value {
+    pub fn map_object(
+        &mut self,
+        entry: serde_json::Map<String, Value>,
+        raw: &str,
+        fetched_at: DateTime<Utc>,
+    ) -> Value {
         let created = self.created(fetched_at);
-        let enrich = entry::Enrichers { user_agents: &mut self.user_agents, geoip: &mut self.geoip };
+        let enrich = entry::Enrichers {
+            user_agents: &mut self.user_agents,
+            geoip: &mut self.geoip,
+        };
         entry::map_entry(entry, raw, &created, &self.common, enrich)
     }
 

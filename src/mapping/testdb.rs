@@ -60,7 +60,10 @@ pub struct Writer {
 impl Writer {
     /// An empty database of the given `database_type` (e.g. "GeoLite2-City").
     pub fn new(database_type: &str) -> Writer {
-        Writer { database_type: database_type.to_string(), networks: Vec::new() }
+        Writer {
+            database_type: database_type.to_string(),
+            networks: Vec::new(),
+        }
     }
 
     /// Adds `network/prefix` (IPv4 networks are stored under `::/96`). Networks must not
@@ -120,7 +123,10 @@ impl Writer {
             ("binary_format_minor_version", Data::U16(0)),
             ("build_epoch", Data::U64(1_700_000_000)),
             ("database_type", s(&self.database_type)),
-            ("description", map(vec![("en", s("slack-audit-source test database"))])),
+            (
+                "description",
+                map(vec![("en", s("slack-audit-source test database"))]),
+            ),
             ("ip_version", Data::U16(6)),
             ("languages", Data::Array(vec![s("en")])),
             ("node_count", Data::U32(node_count as u32)),
@@ -158,7 +164,9 @@ impl Node {
             if !matches!(node.children[bit], Some(Record::Node(_))) {
                 node.children[bit] = Some(Record::Node(Box::default()));
             }
-            let Some(Record::Node(next)) = &mut node.children[bit] else { unreachable!("set just above") };
+            let Some(Record::Node(next)) = &mut node.children[bit] else {
+                unreachable!("set just above")
+            };
             node = next;
         }
     }
@@ -222,41 +230,102 @@ fn uint(type_num: u8, be: &[u8], out: &mut Vec<u8>) {
 }
 
 /// A GeoIP2-City-shaped record.
-pub fn city_record(city: &str, continent: (&str, &str), country: (&str, &str), sub: Option<(&str, &str)>, lat_lon: (f64, f64)) -> Data {
+pub fn city_record(
+    city: &str,
+    continent: (&str, &str),
+    country: (&str, &str),
+    sub: Option<(&str, &str)>,
+    lat_lon: (f64, f64),
+) -> Data {
     let mut pairs = vec![
-        ("continent", map(vec![("code", s(continent.0)), ("geoname_id", Data::U32(6_255_148)), ("names", names(continent.1))])),
-        ("country", map(vec![("geoname_id", Data::U32(2_635_167)), ("iso_code", s(country.0)), ("names", names(country.1))])),
-        ("location", map(vec![("accuracy_radius", Data::U16(100)), ("latitude", Data::Double(lat_lon.0)), ("longitude", Data::Double(lat_lon.1)), ("time_zone", s("Europe/London"))])),
+        (
+            "continent",
+            map(vec![
+                ("code", s(continent.0)),
+                ("geoname_id", Data::U32(6_255_148)),
+                ("names", names(continent.1)),
+            ]),
+        ),
+        (
+            "country",
+            map(vec![
+                ("geoname_id", Data::U32(2_635_167)),
+                ("iso_code", s(country.0)),
+                ("names", names(country.1)),
+            ]),
+        ),
+        (
+            "location",
+            map(vec![
+                ("accuracy_radius", Data::U16(100)),
+                ("latitude", Data::Double(lat_lon.0)),
+                ("longitude", Data::Double(lat_lon.1)),
+                ("time_zone", s("Europe/London")),
+            ]),
+        ),
     ];
     if !city.is_empty() {
-        pairs.push(("city", map(vec![("geoname_id", Data::U32(2_643_743)), ("names", names(city))])));
+        pairs.push((
+            "city",
+            map(vec![
+                ("geoname_id", Data::U32(2_643_743)),
+                ("names", names(city)),
+            ]),
+        ));
     }
     if let Some((iso, name)) = sub {
-        pairs.push(("subdivisions", Data::Array(vec![map(vec![("iso_code", s(iso)), ("names", names(name))])])));
+        pairs.push((
+            "subdivisions",
+            Data::Array(vec![map(vec![
+                ("iso_code", s(iso)),
+                ("names", names(name)),
+            ])]),
+        ));
     }
     map(pairs)
 }
 
 /// An ASN record.
 pub fn asn_record(number: u32, organization: &str) -> Data {
-    map(vec![("autonomous_system_number", Data::U32(number)), ("autonomous_system_organization", s(organization))])
+    map(vec![
+        ("autonomous_system_number", Data::U32(number)),
+        ("autonomous_system_organization", s(organization)),
+    ])
 }
 
 /// Writes `city.mmdb` and `asn.mmdb` into `dir` and returns their paths.
 ///
-/// City: 81.2.69.142/31 and 81.2.69.160/27 → London, England, GB (as MaxMind's test data);
+/// City: 81.2.69.142/31, .144/28 and .160/27 → London, England, GB (as MaxMind's test data);
 /// 2a02:ffc0::/32 → Gibraltar (a country-only record). ASN: 81.2.69.0/24 → AS20712
 /// "Andrews & Arnold Ltd"; 1.128.0.0/11 → AS1221 "Telstra Pty Ltd".
 pub fn write_test_databases(dir: &Path) -> (PathBuf, PathBuf) {
-    let london = || city_record("London", ("EU", "Europe"), ("GB", "United Kingdom"), Some(("ENG", "England")), (51.5142, -0.0931));
+    let london = || {
+        city_record(
+            "London",
+            ("EU", "Europe"),
+            ("GB", "United Kingdom"),
+            Some(("ENG", "England")),
+            (51.5142, -0.0931),
+        )
+    };
     let mut city = Writer::new("GeoIP2-City");
-    city.insert("81.2.69.142", 31, london()).insert("81.2.69.160", 27, london()).insert(
-        "2a02:ffc0::",
-        32,
-        city_record("", ("EU", "Europe"), ("GI", "Gibraltar"), None, (36.1333, -5.35)),
-    );
+    city.insert("81.2.69.142", 31, london())
+        .insert("81.2.69.144", 28, london())
+        .insert("81.2.69.160", 27, london())
+        .insert(
+            "2a02:ffc0::",
+            32,
+            city_record(
+                "",
+                ("EU", "Europe"),
+                ("GI", "Gibraltar"),
+                None,
+                (36.1333, -5.35),
+            ),
+        );
     let mut asn = Writer::new("GeoLite2-ASN");
-    asn.insert("81.2.69.0", 24, asn_record(20712, "Andrews & Arnold Ltd")).insert("1.128.0.0", 11, asn_record(1221, "Telstra Pty Ltd"));
+    asn.insert("81.2.69.0", 24, asn_record(20712, "Andrews & Arnold Ltd"))
+        .insert("1.128.0.0", 11, asn_record(1221, "Telstra Pty Ltd"));
     let (city_path, asn_path) = (dir.join("city.mmdb"), dir.join("asn.mmdb"));
     city.write(&city_path);
     asn.write(&asn_path);

@@ -69,9 +69,17 @@ fn related_user_holds_id_then_email_once() {
 
 #[test]
 fn every_entity_kind_is_flattened_the_same_way() {
-    for kind in ["huddle", "canvas", "list", "workflow_v2", "account_type_role", "kind_from_2030"] {
+    for kind in [
+        "huddle",
+        "canvas",
+        "list",
+        "workflow_v2",
+        "account_type_role",
+        "kind_from_2030",
+    ] {
         let mut e = login();
-        e["entity"] = json!({"type": kind, kind: {"id": "X1", "name": "thing", "extra": {"deep": true}}});
+        e["entity"] =
+            json!({"type": kind, kind: {"id": "X1", "name": "thing", "extra": {"deep": true}}});
         let doc = map(e);
         assert_eq!(
             doc["slack"]["audit"]["entity"],
@@ -87,7 +95,10 @@ fn entity_without_a_type_keeps_its_sub_objects_by_name() {
     let mut e = login();
     e["entity"] = json!({"type": "", "app": {"id": "A1"}, "user": {"id": "U1"}});
     let doc = map(e);
-    assert_eq!(doc["slack"]["audit"]["entity"], json!({"app": {"id": "A1"}, "user": {"id": "U1"}}));
+    assert_eq!(
+        doc["slack"]["audit"]["entity"],
+        json!({"app": {"id": "A1"}, "user": {"id": "U1"}})
+    );
     assert!(errors(&doc).is_empty());
 }
 
@@ -117,7 +128,11 @@ fn millisecond_action_timestamp_overrides_date_create() {
     e["details"] = json!({"action_timestamp": 1_673_631_621_862_u64, "reason": ["asn"]});
     let doc = map(e);
     assert_eq!(doc["@timestamp"], "2023-01-13T17:40:21.862Z");
-    assert_eq!(doc["slack"]["audit"]["details"], json!({"reason": ["asn"]}), "action_timestamp is removed");
+    assert_eq!(
+        doc["slack"]["audit"]["details"],
+        json!({"reason": ["asn"]}),
+        "action_timestamp is removed"
+    );
 }
 
 #[test]
@@ -133,8 +148,15 @@ fn unreadable_action_timestamp_is_kept_and_reported() {
     e["details"] = json!({"action_timestamp": "yesterday"});
     let doc = map(e);
     assert_eq!(doc["@timestamp"], "2018-03-16T15:32:23.000Z");
-    assert_eq!(doc["slack"]["audit"]["details"]["action_timestamp"], "yesterday");
-    assert!(errors(&doc)[0].starts_with("details.action_timestamp: "), "{:?}", errors(&doc));
+    assert_eq!(
+        doc["slack"]["audit"]["details"]["action_timestamp"],
+        "yesterday"
+    );
+    assert!(
+        errors(&doc)[0].starts_with("details.action_timestamp: "),
+        "{:?}",
+        errors(&doc)
+    );
 }
 
 #[test]
@@ -143,7 +165,10 @@ fn missing_date_create_uses_the_fetch_time_and_says_so() {
     e.as_object_mut().unwrap().remove("date_create");
     let doc = map(e);
     assert_eq!(doc["@timestamp"], "2023-11-14T22:13:20.123Z");
-    assert_eq!(errors(&doc), ["date_create: missing; @timestamp is the fetch time (event.created)"]);
+    assert_eq!(
+        errors(&doc),
+        ["date_create: missing; @timestamp is the fetch time (event.created)"]
+    );
     assert_eq!(doc["user"]["id"], "W1", "the rest is still mapped");
 }
 
@@ -153,12 +178,19 @@ fn date_create_in_a_string_is_read_and_reported() {
     e["date_create"] = json!("1521214343");
     let doc = map(e);
     assert_eq!(doc["@timestamp"], "2018-03-16T15:32:23.000Z");
-    assert_eq!(errors(&doc), [r#"date_create: expected a number, got a string ("1521214343"); read it anyway"#]);
+    assert_eq!(
+        errors(&doc),
+        [r#"date_create: expected a number, got a string ("1521214343"); read it anyway"#]
+    );
 }
 
 #[test]
 fn session_id_is_always_a_string() {
-    for (given, expected) in [(json!(1_656_410_836_837_u64), json!("1656410836837")), (json!("847288190092"), json!("847288190092")), (json!(null), Value::Null)] {
+    for (given, expected) in [
+        (json!(1_656_410_836_837_u64), json!("1656410836837")),
+        (json!("847288190092"), json!("847288190092")),
+        (json!(null), Value::Null),
+    ] {
         let mut e = login();
         e["context"]["session_id"] = given;
         let doc = map(e);
@@ -172,7 +204,10 @@ fn json_encoded_user_lists_are_decoded_quietly() {
     let mut e = login();
     e["details"] = json!({"succeeded_users": "[\"W111\", \"W222\"]", "failed_users": ["W3"]});
     let doc = map(e);
-    assert_eq!(doc["slack"]["audit"]["details"], json!({"succeeded_users": ["W111", "W222"], "failed_users": ["W3"]}));
+    assert_eq!(
+        doc["slack"]["audit"]["details"],
+        json!({"succeeded_users": ["W111", "W222"], "failed_users": ["W3"]})
+    );
     assert!(errors(&doc).is_empty());
 }
 
@@ -181,8 +216,14 @@ fn user_list_string_that_is_not_json_is_kept_and_reported() {
     let mut e = login();
     e["details"] = json!({"succeeded_users": "W111, W222"});
     let doc = map(e);
-    assert_eq!(doc["slack"]["audit"]["details"]["succeeded_users"], "W111, W222");
-    assert_eq!(errors(&doc), ["details.succeeded_users: a string that is not a JSON list; kept as text"]);
+    assert_eq!(
+        doc["slack"]["audit"]["details"]["succeeded_users"],
+        "W111, W222"
+    );
+    assert_eq!(
+        errors(&doc),
+        ["details.succeeded_users: a string that is not a JSON list; kept as text"]
+    );
 }
 
 #[test]
@@ -193,7 +234,12 @@ fn empty_or_invalid_ip_leaves_source_out_without_error() {
         let doc = map(e);
         assert!(doc.get("source").is_none(), "{ip}");
         assert!(doc["related"].get("ip").is_none(), "{ip}");
-        assert_eq!(doc["slack"]["audit"]["context"].get("ip_address").and_then(Value::as_str), (!ip.is_empty()).then_some(ip));
+        assert_eq!(
+            doc["slack"]["audit"]["context"]
+                .get("ip_address")
+                .and_then(Value::as_str),
+            (!ip.is_empty()).then_some(ip)
+        );
         assert!(errors(&doc).is_empty(), "{ip}");
     }
 }
@@ -210,7 +256,10 @@ fn previous_address_and_agent_follow_elastic() {
     let mut e = login();
     e["details"] = json!({"previous_ip_address": "175.16.199.64", "previous_ua": "Slack/1"});
     let d = map(e)["slack"]["audit"]["details"].clone();
-    assert_eq!(d, json!({"previous_ip_address": "175.16.199.64", "previous_user_agent": "Slack/1"}));
+    assert_eq!(
+        d,
+        json!({"previous_ip_address": "175.16.199.64", "previous_user_agent": "Slack/1"})
+    );
     let mut e = login();
     e["details"] = json!({"previous_ip_address": "nope", "previous_ua": "", "location": "x"});
     let doc = map(e);
@@ -222,13 +271,17 @@ fn previous_address_and_agent_follow_elastic() {
 fn md5_hash_goes_to_file_hash_only_for_file_entities() {
     let mut e = login();
     e["action"] = json!("file_malicious_content_detected");
-    e["entity"] = json!({"type": "file", "file": {"id": "F1", "name": "x.zip", "filetype": "", "title": ""}});
+    e["entity"] =
+        json!({"type": "file", "file": {"id": "F1", "name": "x.zip", "filetype": "", "title": ""}});
     e["details"] = json!({"md5_hash": "7e2b"});
     let doc = map(e);
     assert_eq!(doc["file"], json!({"hash": {"md5": "7e2b"}}));
     assert_eq!(doc["related"]["hash"], json!(["7e2b"]));
     assert_eq!(doc["slack"]["audit"]["details"], json!({"md5": "7e2b"}));
-    assert_eq!(doc["slack"]["audit"]["entity"], json!({"entity_type": "file", "id": "F1", "name": "x.zip"}));
+    assert_eq!(
+        doc["slack"]["audit"]["entity"],
+        json!({"entity_type": "file", "id": "F1", "name": "x.zip"})
+    );
     assert_eq!(doc["event"]["category"], json!(["file", "malware"]));
     let mut e = login();
     e["details"] = json!({"md5_hash": "7e2b"});
@@ -243,8 +296,14 @@ fn url_private_is_split_and_kept() {
     e["action"] = json!("file_downloaded");
     e["details"] = json!({"url_private": "https://example.com/"});
     let doc = map(e);
-    assert_eq!(doc["url"], json!({"original": "https://example.com/", "scheme": "https", "domain": "example.com", "path": "/"}));
-    assert_eq!(doc["slack"]["audit"]["details"]["url_private"], "https://example.com/");
+    assert_eq!(
+        doc["url"],
+        json!({"original": "https://example.com/", "scheme": "https", "domain": "example.com", "path": "/"})
+    );
+    assert_eq!(
+        doc["slack"]["audit"]["details"]["url_private"],
+        "https://example.com/"
+    );
     assert_eq!(doc["event"]["type"], json!(["access"]));
 }
 
@@ -254,14 +313,20 @@ fn relative_url_private_is_reported() {
     e["details"] = json!({"url_private": "/files/x"});
     let doc = map(e);
     assert!(doc.get("url").is_none());
-    assert_eq!(errors(&doc), ["details.url_private: not an absolute URL; url.* left out"]);
+    assert_eq!(
+        errors(&doc),
+        ["details.url_private: not an absolute URL; url.* left out"]
+    );
 }
 
 #[test]
 fn duplicate_keys_take_the_last_value() {
     let raw = r#"{"id":"d","date_create":1,"action":"x","details":{"is_internal_integration":false,"is_internal_integration":true}}"#;
     let doc = mapper().map_entry(raw, fetched());
-    assert_eq!(doc["slack"]["audit"]["details"]["is_internal_integration"], true);
+    assert_eq!(
+        doc["slack"]["audit"]["details"]["is_internal_integration"],
+        true
+    );
     assert!(errors(&doc).is_empty());
 }
 
@@ -273,10 +338,23 @@ fn odd_values_are_mapped_as_far_as_they_go_and_each_is_named() {
     assert_eq!(doc["event"]["id"], "7");
     assert_eq!(doc["event"]["type"], json!(["info"]));
     let errs = errors(&doc);
-    for field in ["id:", "action:", "actor:", "entity.user:", "context.ua:", "context.session_id:"] {
-        assert!(errs.iter().any(|e| e.starts_with(field)), "{field} not in {errs:?}");
+    for field in [
+        "id:",
+        "action:",
+        "actor:",
+        "entity.user:",
+        "context.ua:",
+        "context.session_id:",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.starts_with(field)),
+            "{field} not in {errs:?}"
+        );
     }
-    assert_eq!(doc["event"]["kind"], "event", "odd values are not a pipeline error");
+    assert_eq!(
+        doc["event"]["kind"], "event",
+        "odd values are not a pipeline error"
+    );
 }
 
 #[test]
@@ -284,7 +362,10 @@ fn not_json_is_a_pipeline_error_with_the_original() {
     let doc = mapper().map_entry("this is not json", fetched());
     assert_eq!(doc["event"]["kind"], "pipeline_error");
     assert_eq!(doc["event"]["original"], "this is not json");
-    assert_eq!(doc["tags"], json!(["forwarded", "slack-audit", "preserve_original_event"]));
+    assert_eq!(
+        doc["tags"],
+        json!(["forwarded", "slack-audit", "preserve_original_event"])
+    );
     assert_eq!(doc["@timestamp"], "2023-11-14T22:13:20.123Z");
     assert!(errors(&doc)[0].starts_with("entry: not JSON"));
 }
@@ -306,29 +387,54 @@ fn invalid_utf8_is_a_pipeline_error() {
 
 #[test]
 fn preserve_original_event_keeps_the_raw_entry_and_tags_it() {
-    let config = MappingConfig { preserve_original_event: true, ..MappingConfig::default_for_demo() };
+    let config = MappingConfig {
+        preserve_original_event: true,
+        ..MappingConfig::default_for_demo()
+    };
     let raw = login().to_string();
     let doc = Mapper::new(&config).unwrap().map_entry(&raw, fetched());
     assert_eq!(doc["event"]["original"], raw.as_str());
-    assert_eq!(doc["tags"], json!(["forwarded", "slack-audit", "preserve_original_event"]));
-    assert!(map(login())["event"].get("original").is_none(), "off by default");
+    assert_eq!(
+        doc["tags"],
+        json!(["forwarded", "slack-audit", "preserve_original_event"])
+    );
+    assert!(
+        map(login())["event"].get("original").is_none(),
+        "off by default"
+    );
 }
 
 #[test]
 fn tags_and_namespace_are_configurable() {
-    let args = MappingArgs { tags: vec![" a ".into(), "".into(), "b".into()], namespace: "prod".into(), ..Default::default() };
+    let args = MappingArgs {
+        tags: vec![" a ".into(), "".into(), "b".into()],
+        namespace: "prod".into(),
+        ..Default::default()
+    };
     let config = MappingConfig::from_args(&args).unwrap();
-    let doc = Mapper::new(&config).unwrap().map_entry(&login().to_string(), fetched());
+    let doc = Mapper::new(&config)
+        .unwrap()
+        .map_entry(&login().to_string(), fetched());
     assert_eq!(doc["tags"], json!(["a", "b"]));
     assert_eq!(doc["data_stream"]["namespace"], "prod");
-    let none = MappingConfig { tags: vec![], ..config };
-    assert!(Mapper::new(&none).unwrap().map_entry(&login().to_string(), fetched()).get("tags").is_none());
+    let none = MappingConfig {
+        tags: vec![],
+        ..config
+    };
+    assert!(Mapper::new(&none)
+        .unwrap()
+        .map_entry(&login().to_string(), fetched())
+        .get("tags")
+        .is_none());
 }
 
 #[test]
 fn bad_namespaces_are_refused_at_start() {
     for ns in ["", "Prod", "a-b", "a b", "a/b", &"x".repeat(101)] {
-        let args = MappingArgs { namespace: ns.to_string(), ..Default::default() };
+        let args = MappingArgs {
+            namespace: ns.to_string(),
+            ..Default::default()
+        };
         let e = MappingConfig::from_args(&args).unwrap_err();
         assert!(e.to_string().starts_with("--namespace: "), "{e}");
     }
@@ -337,7 +443,8 @@ fn bad_namespaces_are_refused_at_start() {
 #[test]
 fn empty_values_are_dropped_everywhere() {
     let mut e = login();
-    e["details"] = json!({"a": "", "b": [], "c": {}, "d": null, "e": [""], "f": {"g": ""}, "keep": 0});
+    e["details"] =
+        json!({"a": "", "b": [], "c": {}, "d": null, "e": [""], "f": {"g": ""}, "keep": 0});
     e["actor"]["user"]["name"] = json!("");
     let doc = map(e);
     assert_eq!(doc["slack"]["audit"]["details"], json!({"keep": 0}));
@@ -348,27 +455,45 @@ fn empty_values_are_dropped_everywhere() {
 fn geo_and_asn_come_from_the_databases() {
     let dir = tempfile::tempdir().unwrap();
     let (city, asn) = testdb::write_test_databases(dir.path());
-    let config = MappingConfig { geoip_city: Some(city), geoip_asn: Some(asn), ..MappingConfig::default_for_demo() };
+    let config = MappingConfig {
+        geoip_city: Some(city),
+        geoip_asn: Some(asn),
+        ..MappingConfig::default_for_demo()
+    };
     let mut m = Mapper::new(&config).unwrap();
     let mut e = login();
     e["context"]["ip_address"] = json!("81.2.69.143");
     let doc = m.map_entry(&e.to_string(), fetched());
     assert_eq!(doc["source"]["geo"]["city_name"], "London");
     assert_eq!(doc["source"]["geo"]["region_iso_code"], "GB-ENG");
-    assert_eq!(doc["source"]["as"], json!({"number": 20712, "organization": {"name": "Andrews & Arnold Ltd"}}));
+    assert_eq!(
+        doc["source"]["as"],
+        json!({"number": 20712, "organization": {"name": "Andrews & Arnold Ltd"}})
+    );
 }
 
 #[test]
 fn missing_database_is_a_config_error() {
-    let config = MappingConfig { geoip_asn: Some("/nonexistent/asn.mmdb".into()), ..MappingConfig::default_for_demo() };
+    let config = MappingConfig {
+        geoip_asn: Some("/nonexistent/asn.mmdb".into()),
+        ..MappingConfig::default_for_demo()
+    };
     let e = Mapper::new(&config).unwrap_err();
-    assert!(e.to_string().starts_with("--geoip-asn: cannot open /nonexistent/asn.mmdb"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("--geoip-asn: cannot open /nonexistent/asn.mmdb"),
+        "{e}"
+    );
 }
 
 fn run_stream(input: &str) -> (Vec<Value>, Stats) {
     let mut out = Vec::new();
     let stats = map_stream(&mut mapper(), input.as_bytes(), &mut out, fetched).unwrap();
-    let docs = String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let docs = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     (docs, stats)
 }
 
@@ -382,12 +507,19 @@ fn map_command_reads_entries_and_responses_in_order() {
     let ids: Vec<_> = docs.iter().map(|d| d["event"]["id"].clone()).collect();
     assert_eq!(ids, [json!("e1"), Value::Null, json!("e2"), json!("e3")]);
     assert_eq!(docs[1]["event"]["original"], "not json");
-    assert_eq!(stats, Stats { documents: 4, pipeline_errors: 1 });
+    assert_eq!(
+        stats,
+        Stats {
+            documents: 4,
+            pipeline_errors: 1
+        }
+    );
 }
 
 #[test]
 fn map_command_reads_a_pretty_printed_response() {
-    let response = json!({"entries": [login(), {"id": "e9", "date_create": 2, "action": "user_logout"}]});
+    let response =
+        json!({"entries": [login(), {"id": "e9", "date_create": 2, "action": "user_logout"}]});
     let pretty = serde_json::to_string_pretty(&response).unwrap();
     let (docs, stats) = run_stream(&format!("{pretty}\n{}\n", login()));
     assert_eq!(stats.documents, 3);
@@ -401,7 +533,13 @@ fn map_command_survives_a_truncated_line() {
     // The cut line ends inside an object; the complete lines after it must still map.
     let input = format!("{{\"id\":\"cut\",\"actor\":{{\n{}\n{}\n", login(), login());
     let (docs, stats) = run_stream(&input);
-    assert_eq!(stats, Stats { documents: 3, pipeline_errors: 1 });
+    assert_eq!(
+        stats,
+        Stats {
+            documents: 3,
+            pipeline_errors: 1
+        }
+    );
     assert_eq!(docs[0]["event"]["kind"], "pipeline_error");
     assert_eq!(docs[1]["event"]["id"], "e1");
     let cut_in_string = format!("{{\"id\":\"cu\n{}\n", login());
@@ -414,6 +552,12 @@ fn map_command_survives_a_truncated_line() {
 fn map_command_maps_a_pretty_printed_entry() {
     let pretty = serde_json::to_string_pretty(&login()).unwrap();
     let (docs, stats) = run_stream(&pretty);
-    assert_eq!(stats, Stats { documents: 1, pipeline_errors: 0 });
+    assert_eq!(
+        stats,
+        Stats {
+            documents: 1,
+            pipeline_errors: 0
+        }
+    );
     assert_eq!(docs[0]["user"]["id"], "W1");
 }

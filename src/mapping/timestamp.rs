@@ -33,8 +33,17 @@ pub enum Numeric {
 /// Reads a JSON number, or a string holding one. `None` for anything else.
 pub fn read_numeric(v: &Value) -> Option<Numeric> {
     match v {
-        Value::Number(n) => n.as_i64().map(|i| i as f64).or_else(|| n.as_f64()).map(Numeric::Number),
-        Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()).map(Numeric::Quoted),
+        Value::Number(n) => n
+            .as_i64()
+            .map(|i| i as f64)
+            .or_else(|| n.as_f64())
+            .map(Numeric::Number),
+        Value::String(s) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(Numeric::Quoted),
         _ => None,
     }
 }

@@ -16,7 +16,10 @@ pub fn parts(raw: &str) -> Option<Map<String, Value>> {
     out.insert("scheme".into(), u.scheme().into());
     if let Some(host) = u.host_str() {
         // IPv6 hosts come bracketed from the url crate; ECS wants the bare address.
-        out.insert("domain".into(), host.trim_start_matches('[').trim_end_matches(']').into());
+        out.insert(
+            "domain".into(),
+            host.trim_start_matches('[').trim_end_matches(']').into(),
+        );
     }
     if let Some(port) = u.port() {
         out.insert("port".into(), port.into());
@@ -53,7 +56,11 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
             (b'%', Some(h), Some(l)) => {
                 out.push((h * 16 + l) as u8);
                 i += 3;
@@ -75,7 +82,10 @@ mod tests {
     #[test]
     fn bare_https_url() {
         let v = Value::Object(parts("https://example.com/").unwrap());
-        assert_eq!(v, json!({"original": "https://example.com/", "scheme": "https", "domain": "example.com", "path": "/"}));
+        assert_eq!(
+            v,
+            json!({"original": "https://example.com/", "scheme": "https", "domain": "example.com", "path": "/"})
+        );
     }
 
     #[test]
@@ -94,7 +104,10 @@ mod tests {
         let v = Value::Object(parts("http://user:secret@[2001:db8::1]:8080/a.b/c").unwrap());
         assert_eq!(v["domain"], "2001:db8::1");
         assert_eq!(v["port"], 8080);
-        assert!(v.get("extension").is_none(), "dots in earlier segments are not an extension");
+        assert!(
+            v.get("extension").is_none(),
+            "dots in earlier segments are not an extension"
+        );
         assert!(v.get("password").is_none() && v.get("username").is_none());
     }
 

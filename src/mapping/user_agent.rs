@@ -32,9 +32,10 @@ static EXTRACTOR: OnceLock<Result<ua_parser::Extractor<'static>, String>> = Once
 pub fn extractor() -> Result<&'static ua_parser::Extractor<'static>, String> {
     EXTRACTOR
         .get_or_init(|| {
-            let regexes: ua_parser::Regexes<'static> =
-                serde_yaml::from_str(REGEXES_YAML).map_err(|e| format!("cannot read regexes.yaml: {e}"))?;
-            ua_parser::Extractor::try_from(regexes).map_err(|e| format!("cannot compile regexes.yaml: {e}"))
+            let regexes: ua_parser::Regexes<'static> = serde_yaml::from_str(REGEXES_YAML)
+                .map_err(|e| format!("cannot read regexes.yaml: {e}"))?;
+            ua_parser::Extractor::try_from(regexes)
+                .map_err(|e| format!("cannot compile regexes.yaml: {e}"))
         })
         .as_ref()
         .map_err(Clone::clone)
@@ -48,7 +49,9 @@ pub struct UserAgents {
 
 impl std::fmt::Debug for UserAgents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserAgents").field("cached", &self.cache.len()).finish()
+        f.debug_struct("UserAgents")
+            .field("cached", &self.cache.len())
+            .finish()
     }
 }
 
@@ -59,7 +62,10 @@ impl UserAgents {
     ///
     /// The embedded rules do not compile (a build defect).
     pub fn new() -> Result<UserAgents, String> {
-        Ok(UserAgents { extractor: extractor()?, cache: HashMap::new() })
+        Ok(UserAgents {
+            extractor: extractor()?,
+            cache: HashMap::new(),
+        })
     }
 
     /// The `user_agent` object for `ua` (which includes `original`).
@@ -83,12 +89,20 @@ pub fn parse_uncached(extractor: &ua_parser::Extractor<'_>, ua: &str) -> Value {
     out.insert("original".into(), ua.into());
     let name = agent.as_ref().map_or("Other", |a| a.family.as_ref());
     out.insert("name".into(), name.into());
-    if let Some(version) = agent.as_ref().and_then(|a| join_version([Some(a.major?), a.minor, a.patch, a.patch_minor])) {
+    if let Some(version) = agent
+        .as_ref()
+        .and_then(|a| join_version([Some(a.major?), a.minor, a.patch, a.patch_minor]))
+    {
         out.insert("version".into(), version.into());
     }
     if let Some(os) = os {
         let mut o = Map::new();
-        let version = join_version([os.major.as_deref(), os.minor.as_deref(), os.patch.as_deref(), os.patch_minor.as_deref()]);
+        let version = join_version([
+            os.major.as_deref(),
+            os.minor.as_deref(),
+            os.patch.as_deref(),
+            os.patch_minor.as_deref(),
+        ]);
         if let Some(version) = version {
             o.insert("full".into(), format!("{} {version}", os.os).into());
             o.insert("version".into(), version.into());
@@ -148,14 +162,20 @@ mod tests {
         let v = parse(ua);
         assert_eq!(v["name"], "Slack Desktop Client");
         assert_eq!(v["version"], "4.36.140");
-        assert_eq!(v["os"], json!({"name": "Windows", "version": "10", "full": "Windows 10"}));
+        assert_eq!(
+            v["os"],
+            json!({"name": "Windows", "version": "10", "full": "Windows 10"})
+        );
         assert_eq!(v["device"]["name"], "Other");
     }
 
     #[test]
     fn unknown_agent_is_other() {
         let v = parse("UA");
-        assert_eq!(v, json!({"original": "UA", "name": "Other", "device": {"name": "Other"}}));
+        assert_eq!(
+            v,
+            json!({"original": "UA", "name": "Other", "device": {"name": "Other"}})
+        );
     }
 
     #[test]
