@@ -263,19 +263,8 @@ impl Doc {
             return;
         };
         let mut out = Map::new();
-        if let Some(mut location) = context
-            .remove("location")
-            .and_then(|l| self.object(l, "context.location"))
-        {
-            for key in ["type", "id", "name", "domain"] {
-                if let Some(v) = location.remove(key) {
-                    out.insert(key.into(), v);
-                }
-            }
-            // Keys Slack may add to `location` stay together rather than clash with `context`'s.
-            if !location.is_empty() {
-                out.insert("location".into(), location.into());
-            }
+        if let Some(location) = context.remove("location") {
+            self.location(location, &mut out);
         }
         if let Some(ua) = context
             .remove("ua")
@@ -285,38 +274,11 @@ impl Doc {
                 self.user_agent = Some(enrich.user_agents.parse(&ua));
             }
         }
-        match context.remove("ip_address") {
-            Some(Value::String(ip)) => match ip.parse::<IpAddr>() {
-                Ok(addr) => self.source_ip(ip, addr, enrich.geoip),
-                // Not an error (ecs-mapping.md): keep what Slack sent, leave `source` out.
-                Err(_) => {
-                    out.insert("ip_address".into(), ip.into());
-                }
-            },
-            Some(v @ (Value::Number(_) | Value::Bool(_))) => {
-                out.insert("ip_address".into(), v);
-            }
-            Some(Value::Null) | None => {}
-            Some(v) => self.problem(
-                "context.ip_address",
-                format!("expected a string, got {}; left out", describe(&v)),
-            ),
+        if let Some(ip) = context.remove("ip_address") {
+            self.ip_address(ip, &mut out, enrich.geoip);
         }
-        match context.remove("session_id") {
-            Some(Value::String(s)) => {
-                out.insert("session_id".into(), s.into());
-            }
-            Some(Value::Number(n)) => {
-                out.insert("session_id".into(), n.to_string().into());
-            }
-            Some(Value::Null) | None => {}
-            Some(v) => self.problem(
-                "context.session_id",
-                format!(
-                    "expected an integer or a string, got {}; left out",
-                    describe(&v)
-                ),
-            ),
+        if let Some(session) = context.remove("session_id") {
+            self.session_id(session, &mut out);
         }
         for (key, value) in context {
             match out.entry(key) {
@@ -333,6 +295,62 @@ impl Doc {
             }
         }
         self.audit.insert("context".into(), out.into());
+    }
+
+    /// `location.{type,id,name,domain}` → `context.*`; other keys stay under `context.location`
+    /// rather than clash with `context`'s own (both levels carry `new_attribute` in the SDK tests).
+    fn location(&mut self, location: Value, out: &mut Map<String, Value>) {
+        let Some(mut location) = self.object(location, "context.location") else {
+            return;
+        };
+        for key in ["type", "id", "name", "domain"] {
+            if let Some(v) = location.remove(key) {
+                out.insert(key.into(), v);
+            }
+        }
+        if !location.is_empty() {
+            out.insert("location".into(), location.into());
+        }
+    }
+
+    /// An IP fills `source.*`; anything else scalar is kept as sent. Not an error either way.
+    fn ip_address(&mut self, ip: Value, out: &mut Map<String, Value>, geoip: &mut GeoIp) {
+        match ip {
+            Value::String(text) => match text.parse::<IpAddr>() {
+                Ok(addr) => self.source_ip(text, addr, geoip),
+                Err(_) => {
+                    out.insert("ip_address".into(), text.into());
+                }
+            },
+            v @ (Value::Number(_) | Value::Bool(_)) => {
+                out.insert("ip_address".into(), v);
+            }
+            Value::Null => {}
+            v => self.problem(
+                "context.ip_address",
+                format!("expected a string, got {}; left out", describe(&v)),
+            ),
+        }
+    }
+
+    /// Slack sends an integer, a string or null; the output is always a string.
+    fn session_id(&mut self, session: Value, out: &mut Map<String, Value>) {
+        match session {
+            Value::String(s) => {
+                out.insert("session_id".into(), s.into());
+            }
+            Value::Number(n) => {
+                out.insert("session_id".into(), n.to_string().into());
+            }
+            Value::Null => {}
+            v => self.problem(
+                "context.session_id",
+                format!(
+                    "expected an integer or a string, got {}; left out",
+                    describe(&v)
+                ),
+            ),
+        }
     }
 
     fn source_ip(&mut self, ip: String, addr: IpAddr, geoip: &mut GeoIp) {
@@ -366,17 +384,8 @@ impl Doc {
         {
             d.insert("previous_user_agent".into(), ua.into());
         }
-        if let Some(md5) = d
-            .remove("md5_hash")
-            .and_then(|v| self.string(v, "details.md5_hash"))
-        {
-            if !md5.is_empty() {
-                self.related_hash.push(md5.as_str().into());
-                if entity_kind == Some("file") {
-                    self.file_md5 = Some(md5.clone());
-                }
-                d.insert("md5".into(), md5.into());
-            }
+        if let Some(md5) = d.remove("md5_hash") {
+            self.md5_hash(md5, &mut d, entity_kind);
         }
         for key in ["succeeded_users", "failed_users"] {
             self.decode_json_list(&mut d, key);
@@ -390,6 +399,21 @@ impl Doc {
         }
         self.audit.insert("details".into(), d.into());
         action_ts
+    }
+
+    /// `md5_hash` → `details.md5` and `related.hash`, and `file.hash.md5` for a file entity.
+    fn md5_hash(&mut self, md5: Value, d: &mut Map<String, Value>, entity_kind: Option<&str>) {
+        let Some(md5) = self
+            .string(md5, "details.md5_hash")
+            .filter(|m| !m.is_empty())
+        else {
+            return;
+        };
+        self.related_hash.push(md5.as_str().into());
+        if entity_kind == Some("file") {
+            self.file_md5 = Some(md5.clone());
+        }
+        d.insert("md5".into(), md5.into());
     }
 
     /// Reads `details.action_timestamp`; a value that cannot be read goes back into `details`.

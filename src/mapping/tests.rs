@@ -561,3 +561,10 @@ fn map_command_maps_a_pretty_printed_entry() {
     );
     assert_eq!(docs[0]["user"]["id"], "W1");
 }
+
+/// The poller holds a `Mapper` across `.await`s in a spawned task.
+#[test]
+fn mapper_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Mapper>();
+}
