@@ -12,7 +12,7 @@
 //! never closes, its lines are replayed one by one, so a truncated entry costs its own
 //! document and never the ones after it.
 
-use super::Mapper;
+use super::{DocKind, Mapper};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -22,6 +22,9 @@ use std::io::{self, BufRead, Write};
 /// A multi-line value longer than this is given up on and replayed line by line.
 /// 9,999 pretty-printed entries (the API's page limit) fit comfortably.
 const MAX_BLOCK_BYTES: usize = 256 << 20;
+
+/// Documents are written into one buffer and handed to the writer in chunks of about this size.
+const FLUSH_BYTES: usize = 256 << 10;
 
 /// Counts from one run of [`map_stream`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +77,7 @@ pub fn map_stream<R: BufRead, W: Write>(
         stats: Stats::default(),
         block: Vec::new(),
         depth: Depth::default(),
+        pending: Vec::with_capacity(FLUSH_BYTES + 8192),
     };
     let mut line = Vec::with_capacity(4096);
     loop {
@@ -88,6 +92,7 @@ pub fn map_stream<R: BufRead, W: Write>(
     if !s.block.is_empty() {
         s.replay_block(now().trunc_subsecs(3))?;
     }
+    s.out.write_all(&s.pending)?;
     Ok(s.stats)
 }
 
@@ -103,6 +108,8 @@ struct Stream<'a, W> {
     /// Lines of an open multi-line value, newline-joined; empty when none is open.
     block: Vec<u8>,
     depth: Depth,
+    /// Documents written but not yet handed to `out`.
+    pending: Vec<u8>,
 }
 
 impl<W: Write> Stream<'_, W> {
@@ -137,9 +144,13 @@ impl<W: Write> Stream<'_, W> {
         }
         match std::str::from_utf8(line) {
             Ok(text) => self.value_text(text, at, may_open),
-            Err(_) => {
-                let doc = self.mapper.map_entry_bytes(line, at);
-                self.write(&doc)
+            Err(e) => {
+                let text = String::from_utf8_lossy(line);
+                let message = format!("entry: not UTF-8 ({e})");
+                let kind = self
+                    .mapper
+                    .write_not_an_entry(&text, &message, at, &mut self.pending);
+                self.written(kind)
             }
         }
     }
@@ -148,13 +159,16 @@ impl<W: Write> Stream<'_, W> {
     fn value_text(&mut self, text: &str, at: DateTime<Utc>, may_open: bool) -> io::Result<()> {
         if let Some(entries) = response_entries(text) {
             for raw in entries {
-                let doc = self.mapper.map_entry(raw.get(), at);
-                self.write(&doc)?;
+                let kind = self.mapper.write_entry(raw.get(), at, &mut self.pending);
+                self.written(kind)?;
             }
             return Ok(());
         }
-        let doc = match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(entry)) => self.mapper.map_object(entry, text, at),
+        let kind = match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(entry)) => {
+                self.mapper
+                    .write_object(&entry, text, at, &mut self.pending)
+            }
             Err(e) if may_open && e.is_eof() && opens_value(text) => {
                 self.depth = Depth::default();
                 if self.depth.scan(text.as_bytes()) == Scan::Open {
@@ -162,22 +176,25 @@ impl<W: Write> Stream<'_, W> {
                     self.block.push(b'\n');
                     return Ok(());
                 }
+                let message = format!("entry: not JSON ({e})");
                 self.mapper
-                    .not_an_entry(text, format!("entry: not JSON ({e})"), at)
+                    .write_not_an_entry(text, &message, at, &mut self.pending)
             }
-            Ok(other) => self.mapper.not_an_entry(
-                text,
-                format!(
+            Ok(other) => {
+                let message = format!(
                     "entry: expected a JSON object, got {}",
                     super::entry::describe(&other)
-                ),
-                at,
-            ),
-            Err(e) => self
-                .mapper
-                .not_an_entry(text, format!("entry: not JSON ({e})"), at),
+                );
+                self.mapper
+                    .write_not_an_entry(text, &message, at, &mut self.pending)
+            }
+            Err(e) => {
+                let message = format!("entry: not JSON ({e})");
+                self.mapper
+                    .write_not_an_entry(text, &message, at, &mut self.pending)
+            }
         };
-        self.write(&doc)
+        self.written(kind)
     }
 
     /// The open block did not make one value: map its lines one by one instead.
@@ -189,13 +206,18 @@ impl<W: Write> Stream<'_, W> {
         Ok(())
     }
 
-    fn write(&mut self, doc: &Value) -> io::Result<()> {
+    /// Ends the document just written to `pending`, and flushes a full chunk.
+    fn written(&mut self, kind: DocKind) -> io::Result<()> {
+        self.pending.push(b'\n');
         self.stats.documents += 1;
-        if doc.pointer("/event/kind").and_then(Value::as_str) == Some("pipeline_error") {
+        if kind == DocKind::PipelineError {
             self.stats.pipeline_errors += 1;
         }
-        serde_json::to_writer(&mut *self.out, doc)?;
-        self.out.write_all(b"\n")
+        if self.pending.len() >= FLUSH_BYTES {
+            self.out.write_all(&self.pending)?;
+            self.pending.clear();
+        }
+        Ok(())
     }
 }
 

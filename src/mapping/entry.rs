@@ -1,152 +1,162 @@
-//! One Slack audit entry (already parsed into a JSON object) → one ECS document.
+//! One Slack audit entry (a parsed JSON object) → what its ECS document needs: the [`Plan`].
 //!
-//! Works by taking the entry apart: each known key is removed and mapped, then whatever is
-//! left (keys Slack adds later) is kept under `slack.audit.*`, so nothing is ever dropped
-//! silently. Values are moved, not cloned. An odd value never stops the mapping: it is mapped
-//! as far as it goes and a problem naming the field is added to `error.message`. This module
-//! does no I/O and reads no clock; the fetch time arrives as text.
+//! Mapping runs in two steps. This module reads the entry once and decides everything: the
+//! values of the ECS fields (borrowed from the entry where possible), which keys are renamed
+//! or dropped, and every problem met on the way. [`super::render`] then writes the document in
+//! one pass. Nothing is moved or copied out of the entry, which is why the split pays.
+//!
+//! Odd values never stop the mapping: a value is mapped as far as it goes and a problem naming
+//! the field is added to `error.message`. Keys this module does not know are kept as they are.
 
-use super::categorize::categorize;
-use super::geoip::GeoIp;
+use super::categorize::{categorize, Categorization};
 use super::timestamp::{self, Instant, Numeric};
-use super::user_agent::UserAgents;
-use super::{prune, url};
-use serde_json::map::Entry;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt::Display;
 use std::net::IpAddr;
 
-/// `ecs.version` of every document.
-pub const ECS_VERSION: &str = "8.11.0";
-/// `event.module`.
-pub const MODULE: &str = "slack";
-/// `event.dataset` and `data_stream.dataset`.
-pub const DATASET: &str = "slack.audit";
-/// The tag that says `event.original` is present.
-pub const PRESERVE_TAG: &str = "preserve_original_event";
+/// Text taken from the entry as is, or made from a number that stood where text belongs.
+pub type Text<'a> = Cow<'a, str>;
 
-/// What every document gets regardless of its entry, computed once per [`super::Mapper`].
-#[derive(Debug, Clone)]
-pub struct Common {
-    /// `tags` of a normal document (the preserve tag included when that option is on).
-    pub tags: Vec<Value>,
-    /// `tags` of a `pipeline_error` document (always with the preserve tag).
-    pub error_tags: Vec<Value>,
-    /// `data_stream` object.
-    pub data_stream: Value,
-    /// Whether `event.original` is kept on normal documents.
-    pub preserve_original: bool,
+/// Top-level keys with a place in the field table; all others go to `slack.audit.*`.
+pub const KNOWN_TOP_LEVEL: [&str; 7] = [
+    "id",
+    "date_create",
+    "action",
+    "actor",
+    "entity",
+    "context",
+    "details",
+];
+
+/// Everything the document needs, decided from one entry.
+#[derive(Debug, Default)]
+pub struct Plan<'a> {
+    /// `error.message`, in the order met.
+    pub problems: Vec<String>,
+    /// `event.id`.
+    pub id: Option<Text<'a>>,
+    /// `event.action`.
+    pub action: Option<Text<'a>>,
+    /// `event.category/type/outcome`.
+    pub category: Option<Categorization>,
+    /// `@timestamp`; `None` means the fetch time.
+    pub timestamp: Option<Instant>,
+    /// `user.id`, `user.full_name`, `user.email`.
+    pub user: [Option<Text<'a>>; 3],
+    /// `actor`, written minus `user.{id,name,email}` as `slack.audit.actor`.
+    pub actor: Option<&'a Map<String, Value>>,
+    /// `entity`, to write as `slack.audit.entity`.
+    pub entity: Option<Entity<'a>>,
+    /// `context`, to write as `slack.audit.context`.
+    pub context: Option<Context<'a>>,
+    /// `details`, to write as `slack.audit.details`.
+    pub details: Option<Details<'a>>,
+    /// The entry itself, for its unknown top-level keys.
+    pub entry: Option<&'a Map<String, Value>>,
 }
 
-/// The stateful helpers mapping borrows: user-agent and GeoIP caches.
-pub struct Enrichers<'a> {
-    /// User-agent parser.
-    pub user_agents: &'a mut UserAgents,
-    /// GeoIP/ASN databases.
-    pub geoip: &'a mut GeoIp,
+/// The parts of `entity`.
+#[derive(Debug)]
+pub struct Entity<'a> {
+    /// The whole `entity` object.
+    pub all: &'a Map<String, Value>,
+    /// `entity.type` when it is a non-empty string.
+    pub kind: Option<&'a str>,
+    /// `entity.<kind>` when it is an object: flattened into `slack.audit.entity`.
+    pub typed: Option<&'a Map<String, Value>>,
+    /// Keys of `entity` that clash with the flattened ones and are left out.
+    pub clashing: Vec<&'a str>,
 }
 
-/// Maps one entry. `raw` is its text (for `event.original`), `created` the fetch time text.
-pub fn map_entry(
-    entry: Map<String, Value>,
-    raw: &str,
-    created: &str,
-    common: &Common,
-    enrich: Enrichers<'_>,
-) -> Value {
-    let mut doc = Doc::default();
-    doc.map(entry, enrich);
-    doc.finish(raw, created, common)
+/// The parts of `context`.
+#[derive(Debug)]
+pub struct Context<'a> {
+    /// The whole `context` object.
+    pub all: &'a Map<String, Value>,
+    /// `context.location` when it is an object.
+    pub location: Option<&'a Map<String, Value>>,
+    /// `context.ua`, non-empty.
+    pub ua: Option<Text<'a>>,
+    /// `context.ip_address` when it is an IP address.
+    pub ip: Option<(&'a str, IpAddr)>,
+    /// `context.ip_address` when it is not an IP (kept as sent, not an error).
+    pub ip_kept: Option<&'a Value>,
+    /// `context.session_id` as text.
+    pub session_id: Option<Text<'a>>,
+    /// Keys of `context` that clash with `location`'s flattened ones and are left out.
+    pub clashing: Vec<&'a str>,
 }
 
-/// A `pipeline_error` document for input that is not an entry at all.
-pub fn pipeline_error(raw: &str, message: String, created: &str, common: &Common) -> Value {
-    let mut event = Map::new();
-    event.insert("kind".into(), "pipeline_error".into());
-    event.insert("original".into(), raw.into());
-    event.insert("created".into(), created.into());
-    event.insert("module".into(), MODULE.into());
-    event.insert("dataset".into(), DATASET.into());
-    let mut doc = Map::new();
-    doc.insert("@timestamp".into(), created.into());
-    doc.insert("ecs".into(), serde_json::json!({ "version": ECS_VERSION }));
-    doc.insert("event".into(), event.into());
-    doc.insert("error".into(), serde_json::json!({ "message": [message] }));
-    doc.insert("tags".into(), common.error_tags.clone().into());
-    doc.insert("data_stream".into(), common.data_stream.clone());
-    let mut doc = Value::Object(doc);
-    prune::prune(&mut doc);
-    doc
+/// The parts of `details` that are renamed, decoded or dropped; the rest is written as is.
+#[derive(Debug)]
+pub struct Details<'a> {
+    /// The whole `details` object.
+    pub all: &'a Map<String, Value>,
+    /// Keep `action_timestamp` (only when it could not be read).
+    pub keep_action_timestamp: bool,
+    /// Keep `previous_ip_address` (only when it is an IP).
+    pub keep_previous_ip: bool,
+    /// `previous_ua`, written as `previous_user_agent`.
+    pub previous_ua: Option<Text<'a>>,
+    /// `md5_hash`, written as `md5`; also `related.hash` and maybe `file.hash.md5`.
+    pub md5: Option<Text<'a>>,
+    /// `succeeded_users` / `failed_users` decoded from a JSON string.
+    pub decoded: Vec<(&'static str, Value)>,
+    /// `url_private` split into URL parts.
+    pub url: Option<Map<String, Value>>,
 }
 
-/// The document's parts while they are being filled.
-#[derive(Default)]
-struct Doc {
-    timestamp: Option<String>,
-    event: Map<String, Value>,
-    user: Map<String, Value>,
-    source: Map<String, Value>,
-    related_user: Vec<Value>,
-    related_ip: Vec<Value>,
-    related_hash: Vec<Value>,
-    user_agent: Option<Value>,
-    url: Option<Map<String, Value>>,
-    file_md5: Option<String>,
-    audit: Map<String, Value>,
-    problems: Vec<Value>,
-}
-
-impl Doc {
-    fn map(&mut self, mut entry: Map<String, Value>, enrich: Enrichers<'_>) {
-        if let Some(id) = entry.remove("id") {
-            if let Some(id) = self.string(id, "id") {
-                self.event.insert("id".into(), id.into());
-            }
+impl<'a> Plan<'a> {
+    /// Reads `entry` and decides the whole document.
+    pub fn read(entry: &'a Map<String, Value>) -> Plan<'a> {
+        let mut plan = Plan {
+            entry: Some(entry),
+            ..Plan::default()
+        };
+        plan.id = entry.get("id").and_then(|v| plan.text(v, "id"));
+        plan.action = entry.get("action").and_then(|v| plan.text(v, "action"));
+        plan.category = Some(categorize(plan.action.as_deref().unwrap_or_default()));
+        if let Some(actor) = entry.get("actor") {
+            plan.read_actor(actor);
         }
-        let action = entry
-            .remove("action")
-            .and_then(|a| self.string(a, "action"));
-        self.categorize(action.as_deref().unwrap_or_default());
-        if let Some(action) = action {
-            self.event.insert("action".into(), action.into());
+        if let Some(entity) = entry.get("entity") {
+            plan.read_entity(entity);
         }
-        let date_create = entry.remove("date_create");
-        if let Some(actor) = entry.remove("actor") {
-            self.actor(actor);
+        if let Some(context) = entry.get("context") {
+            plan.read_context(context);
         }
-        let kind = entry.remove("entity").and_then(|e| self.entity(e));
-        if let Some(context) = entry.remove("context") {
-            self.context(context, enrich);
-        }
-        let action_ts = entry
-            .remove("details")
-            .and_then(|d| self.details(d, kind.as_deref()));
-        self.timestamp(date_create, action_ts);
-        // Whatever is left is new to us: keep it where Slack's own data lives.
-        self.audit.extend(entry);
+        let action_ts = entry.get("details").and_then(|d| plan.read_details(d));
+        plan.read_timestamp(entry.get("date_create"), action_ts);
+        plan
+    }
+
+    /// Whether `file.hash.md5` applies: the entity is a file.
+    pub fn is_file(&self) -> bool {
+        self.entity.as_ref().and_then(|e| e.kind) == Some("file")
     }
 
     fn problem(&mut self, field: &str, what: impl Display) {
-        self.problems.push(format!("{field}: {what}").into());
+        self.problems.push(format!("{field}: {what}"));
     }
 
     /// A string field: numbers and booleans are taken as their text (reported); containers
-    /// cannot be, and are reported and dropped.
-    fn string(&mut self, v: Value, field: &str) -> Option<String> {
+    /// cannot be, and are reported and left out.
+    fn text(&mut self, v: &'a Value, field: &str) -> Option<Text<'a>> {
         match v {
-            Value::String(s) => Some(s),
+            Value::String(s) => Some(Cow::Borrowed(s)),
             Value::Null => None,
             Value::Number(_) | Value::Bool(_) => {
                 self.problem(
                     field,
-                    format!("expected a string, got {}; kept as text", describe(&v)),
+                    format!("expected a string, got {}; kept as text", describe(v)),
                 );
-                Some(v.to_string())
+                Some(Cow::Owned(v.to_string()))
             }
             _ => {
                 self.problem(
                     field,
-                    format!("expected a string, got {}; left out", describe(&v)),
+                    format!("expected a string, got {}; left out", describe(v)),
                 );
                 None
             }
@@ -154,317 +164,229 @@ impl Doc {
     }
 
     /// An object field; anything else is reported (null is simply absent).
-    fn object(&mut self, v: Value, field: &str) -> Option<Map<String, Value>> {
+    fn object(&mut self, v: &'a Value, field: &str) -> Option<&'a Map<String, Value>> {
         match v {
             Value::Object(m) => Some(m),
             Value::Null => None,
             other => {
                 self.problem(
                     field,
-                    format!("expected an object, got {}; left out", describe(&other)),
+                    format!("expected an object, got {}; left out", describe(other)),
                 );
                 None
             }
         }
     }
 
-    fn categorize(&mut self, action: &str) {
-        let c = categorize(action);
-        let list = |items: &[&str]| Value::Array(items.iter().map(|s| Value::from(*s)).collect());
-        self.event.insert("category".into(), list(c.category));
-        self.event.insert("type".into(), list(c.kind));
-        if let Some(outcome) = c.outcome {
-            self.event.insert("outcome".into(), outcome.into());
-        }
-    }
-
-    /// `actor.user.{id,name,email}` → `user.*`; the rest of `actor` → `slack.audit.actor`.
-    fn actor(&mut self, actor: Value) {
-        let Some(mut actor) = self.object(actor, "actor") else {
+    /// `actor.user.{id,name,email}` → `user.*`; the rest of `actor` is written as is.
+    fn read_actor(&mut self, actor: &'a Value) {
+        let Some(actor) = self.object(actor, "actor") else {
             return;
         };
-        if let Some(user) = actor.remove("user") {
-            if let Some(mut user) = self.object(user, "actor.user") {
-                let id = user
-                    .remove("id")
-                    .and_then(|v| self.string(v, "actor.user.id"));
-                let name = user
-                    .remove("name")
-                    .and_then(|v| self.string(v, "actor.user.name"));
-                let email = user
-                    .remove("email")
-                    .and_then(|v| self.string(v, "actor.user.email"));
-                for (key, value) in [("id", id), ("full_name", name), ("email", email)] {
-                    if let Some(value) = value {
-                        if key != "full_name"
-                            && !value.is_empty()
-                            && !self.related_user.iter().any(|u| u == value.as_str())
-                        {
-                            self.related_user.push(value.clone().into());
-                        }
-                        self.user.insert(key.into(), value.into());
-                    }
-                }
-                actor.insert("user".into(), user.into());
-            }
+        self.actor = Some(actor);
+        let Some(user) = actor.get("user").and_then(|u| self.object(u, "actor.user")) else {
+            return;
+        };
+        for (slot, (key, field)) in [
+            ("id", "actor.user.id"),
+            ("name", "actor.user.name"),
+            ("email", "actor.user.email"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            self.user[slot] = user.get(key).and_then(|v| self.text(v, field));
         }
-        self.audit.insert("actor".into(), actor.into());
     }
 
-    /// `entity.type` + the sub-object it names → `slack.audit.entity.*`, for every kind.
-    /// Returns the kind, which `details.md5_hash` needs.
-    fn entity(&mut self, entity: Value) -> Option<String> {
-        let mut entity = self.object(entity, "entity")?;
-        let kind = entity
-            .remove("type")
-            .and_then(|t| self.string(t, "entity.type"))
-            .filter(|k| !k.is_empty());
-        let mut out = Map::new();
-        if let Some(kind) = &kind {
-            let field = format!("entity.{kind}");
-            if let Some(sub) = entity.remove(kind).and_then(|s| self.object(s, &field)) {
-                out = sub;
-            }
-            if out
-                .insert("entity_type".into(), kind.as_str().into())
-                .is_some()
-            {
+    /// `entity.type` and the sub-object it names, for every kind the same way.
+    fn read_entity(&mut self, entity: &'a Value) {
+        let Some(all) = self.object(entity, "entity") else {
+            return;
+        };
+        let mut e = Entity {
+            all,
+            kind: None,
+            typed: None,
+            clashing: Vec::new(),
+        };
+        e.kind = match all.get("type") {
+            Some(Value::String(kind)) if !kind.is_empty() => Some(kind),
+            Some(v @ (Value::Number(_) | Value::Bool(_) | Value::Array(_) | Value::Object(_))) => {
                 self.problem(
-                    &format!("{field}.entity_type"),
+                    "entity.type",
+                    format!("expected a string, got {}; left out", describe(v)),
+                );
+                None
+            }
+            _ => None,
+        };
+        if let Some(kind) = e.kind {
+            e.typed = all
+                .get(kind)
+                .and_then(|t| self.object(t, &format!("entity.{kind}")));
+            if e.typed.is_some_and(|t| t.contains_key("entity_type")) {
+                self.problem(
+                    &format!("entity.{kind}.entity_type"),
                     "clashes with entity.type; entity.type kept",
                 );
             }
-        }
-        // Other sub-objects and unknown keys stay under their own names.
-        for (key, value) in entity {
-            match out.entry(key) {
-                Entry::Vacant(slot) => {
-                    slot.insert(value);
-                }
-                Entry::Occupied(slot) => {
-                    let field = format!("entity.{}", slot.key());
+            for key in all
+                .keys()
+                .map(String::as_str)
+                .filter(|k| *k != "type" && *k != kind)
+            {
+                if key == "entity_type" || e.typed.is_some_and(|t| t.contains_key(key)) {
                     self.problem(
-                        &field,
-                        format!(
-                            "clashes with a field of the {} object; left out",
-                            kind.as_deref().unwrap_or("typed")
-                        ),
+                        &format!("entity.{key}"),
+                        format!("clashes with a field of the {kind} object; left out"),
                     );
+                    e.clashing.push(key);
                 }
             }
         }
-        self.audit.insert("entity".into(), out.into());
-        kind
+        self.entity = Some(e);
     }
 
-    /// `context` → `user_agent.*`, `source.*`, `related.ip` and `slack.audit.context.*`.
-    fn context(&mut self, context: Value, enrich: Enrichers<'_>) {
-        let Some(mut context) = self.object(context, "context") else {
+    /// `context`: location, user agent, IP address, session id; the rest is written as is.
+    fn read_context(&mut self, context: &'a Value) {
+        let Some(all) = self.object(context, "context") else {
             return;
         };
-        let mut out = Map::new();
-        if let Some(location) = context.remove("location") {
-            self.location(location, &mut out);
-        }
-        if let Some(ua) = context
-            .remove("ua")
-            .and_then(|v| self.string(v, "context.ua"))
-        {
-            if !ua.trim().is_empty() {
-                self.user_agent = Some(enrich.user_agents.parse(&ua));
+        let mut c = Context {
+            all,
+            location: None,
+            ua: None,
+            ip: None,
+            ip_kept: None,
+            session_id: None,
+            clashing: Vec::new(),
+        };
+        c.location = all
+            .get("location")
+            .and_then(|l| self.object(l, "context.location"));
+        c.ua = all
+            .get("ua")
+            .and_then(|v| self.text(v, "context.ua"))
+            .filter(|ua| !ua.trim().is_empty());
+        match all.get("ip_address") {
+            Some(Value::String(ip)) => match ip.parse::<IpAddr>() {
+                Ok(addr) => c.ip = Some((ip, addr)),
+                // Not an error (ecs-mapping.md): keep what Slack sent, leave `source` out.
+                Err(_) => c.ip_kept = all.get("ip_address"),
+            },
+            Some(v @ (Value::Number(_) | Value::Bool(_))) => c.ip_kept = Some(v),
+            Some(v @ (Value::Array(_) | Value::Object(_))) => {
+                self.problem(
+                    "context.ip_address",
+                    format!("expected a string, got {}; left out", describe(v)),
+                );
             }
+            Some(Value::Null) | None => {}
         }
-        if let Some(ip) = context.remove("ip_address") {
-            self.ip_address(ip, &mut out, enrich.geoip);
-        }
-        if let Some(session) = context.remove("session_id") {
-            self.session_id(session, &mut out);
-        }
-        for (key, value) in context {
-            match out.entry(key) {
-                Entry::Vacant(slot) => {
-                    slot.insert(value);
-                }
-                Entry::Occupied(slot) => {
-                    let field = format!("context.{}", slot.key());
+        c.session_id = match all.get("session_id") {
+            Some(Value::String(s)) => Some(Cow::Borrowed(s)),
+            Some(Value::Number(n)) => Some(Cow::Owned(n.to_string())),
+            Some(Value::Null) | None => None,
+            Some(v) => {
+                let what = format!(
+                    "expected an integer or a string, got {}; left out",
+                    describe(v)
+                );
+                self.problem("context.session_id", what);
+                None
+            }
+        };
+        if let Some(location) = c.location {
+            for key in ["type", "id", "name", "domain"] {
+                if all.contains_key(key) && location.contains_key(key) {
                     self.problem(
-                        &field,
+                        &format!("context.{key}"),
                         "clashes with context.location's field of that name; left out",
                     );
+                    c.clashing.push(key);
                 }
             }
         }
-        self.audit.insert("context".into(), out.into());
+        self.context = Some(c);
     }
 
-    /// `location.{type,id,name,domain}` → `context.*`; other keys stay under `context.location`
-    /// rather than clash with `context`'s own (both levels carry `new_attribute` in the SDK tests).
-    fn location(&mut self, location: Value, out: &mut Map<String, Value>) {
-        let Some(mut location) = self.object(location, "context.location") else {
-            return;
+    /// `details`: Elastic's renames and drops, the JSON-in-string lists, `url_private`.
+    /// Returns `action_timestamp` when it can be read.
+    fn read_details(&mut self, details: &'a Value) -> Option<Instant> {
+        let all = self.object(details, "details")?;
+        let mut d = Details {
+            all,
+            keep_action_timestamp: false,
+            keep_previous_ip: false,
+            previous_ua: None,
+            md5: None,
+            decoded: Vec::new(),
+            url: None,
         };
-        for key in ["type", "id", "name", "domain"] {
-            if let Some(v) = location.remove(key) {
-                out.insert(key.into(), v);
-            }
-        }
-        if !location.is_empty() {
-            out.insert("location".into(), location.into());
-        }
-    }
-
-    /// An IP fills `source.*`; anything else scalar is kept as sent. Not an error either way.
-    fn ip_address(&mut self, ip: Value, out: &mut Map<String, Value>, geoip: &mut GeoIp) {
-        match ip {
-            Value::String(text) => match text.parse::<IpAddr>() {
-                Ok(addr) => self.source_ip(text, addr, geoip),
-                Err(_) => {
-                    out.insert("ip_address".into(), text.into());
-                }
-            },
-            v @ (Value::Number(_) | Value::Bool(_)) => {
-                out.insert("ip_address".into(), v);
-            }
-            Value::Null => {}
-            v => self.problem(
-                "context.ip_address",
-                format!("expected a string, got {}; left out", describe(&v)),
-            ),
-        }
-    }
-
-    /// Slack sends an integer, a string or null; the output is always a string.
-    fn session_id(&mut self, session: Value, out: &mut Map<String, Value>) {
-        match session {
-            Value::String(s) => {
-                out.insert("session_id".into(), s.into());
-            }
-            Value::Number(n) => {
-                out.insert("session_id".into(), n.to_string().into());
-            }
-            Value::Null => {}
-            v => self.problem(
-                "context.session_id",
-                format!(
-                    "expected an integer or a string, got {}; left out",
-                    describe(&v)
-                ),
-            ),
-        }
-    }
-
-    fn source_ip(&mut self, ip: String, addr: IpAddr, geoip: &mut GeoIp) {
-        let found = geoip.lookup(addr);
-        if let Some(geo) = found.geo {
-            self.source.insert("geo".into(), geo);
-        }
-        if let Some(asn) = found.asn {
-            self.source.insert("as".into(), asn);
-        }
-        self.related_ip.push(ip.as_str().into());
-        self.source.insert("address".into(), ip.as_str().into());
-        self.source.insert("ip".into(), ip.into());
-    }
-
-    /// `details` → `slack.audit.details.*` with Elastic's renames; returns `action_timestamp`.
-    fn details(&mut self, details: Value, entity_kind: Option<&str>) -> Option<Instant> {
-        let mut d = self.object(details, "details")?;
-        let action_ts = d
-            .remove("action_timestamp")
-            .and_then(|v| self.action_timestamp(v, &mut d));
+        let action_ts = all
+            .get("action_timestamp")
+            .and_then(|v| self.read_action_timestamp(v, &mut d));
         // An IP, or nothing: an empty or invalid previous address is left out without a problem.
-        if let Some(Value::String(ip)) = d.remove("previous_ip_address") {
-            if ip.parse::<IpAddr>().is_ok() {
-                d.insert("previous_ip_address".into(), ip.into());
+        d.keep_previous_ip = matches!(all.get("previous_ip_address"), Some(Value::String(ip)) if ip.parse::<IpAddr>().is_ok());
+        d.previous_ua = all
+            .get("previous_ua")
+            .and_then(|v| self.text(v, "details.previous_ua"))
+            .filter(|u| !u.is_empty());
+        d.md5 = all
+            .get("md5_hash")
+            .and_then(|v| self.text(v, "details.md5_hash"))
+            .filter(|m| !m.is_empty());
+        for key in ["succeeded_users", "failed_users"] {
+            if let Some(Value::String(text)) = all.get(key).filter(|v| v.as_str() != Some("")) {
+                // Slack sends these as a string holding JSON "for historical reasons".
+                match serde_json::from_str::<Value>(text) {
+                    Ok(list @ Value::Array(_)) => d.decoded.push((key, list)),
+                    _ => self.problem(
+                        &format!("details.{key}"),
+                        "a string that is not a JSON list; kept as text",
+                    ),
+                }
             }
         }
-        if let Some(ua) = d
-            .remove("previous_ua")
-            .and_then(|v| self.string(v, "details.previous_ua"))
-        {
-            d.insert("previous_user_agent".into(), ua.into());
+        if let Some(Value::String(u)) = all.get("url_private").filter(|v| v.as_str() != Some("")) {
+            d.url = super::url::parts(u);
+            if d.url.is_none() {
+                self.problem("details.url_private", "not an absolute URL; url.* left out");
+            }
         }
-        if let Some(md5) = d.remove("md5_hash") {
-            self.md5_hash(md5, &mut d, entity_kind);
-        }
-        for key in ["succeeded_users", "failed_users"] {
-            self.decode_json_list(&mut d, key);
-        }
-        match d.get("url_private") {
-            Some(Value::String(u)) if !u.is_empty() => match url::parts(u) {
-                Some(parts) => self.url = Some(parts),
-                None => self.problem("details.url_private", "not an absolute URL; url.* left out"),
-            },
-            _ => {}
-        }
-        self.audit.insert("details".into(), d.into());
+        self.details = Some(d);
         action_ts
     }
 
-    /// `md5_hash` → `details.md5` and `related.hash`, and `file.hash.md5` for a file entity.
-    fn md5_hash(&mut self, md5: Value, d: &mut Map<String, Value>, entity_kind: Option<&str>) {
-        let Some(md5) = self
-            .string(md5, "details.md5_hash")
-            .filter(|m| !m.is_empty())
-        else {
-            return;
-        };
-        self.related_hash.push(md5.as_str().into());
-        if entity_kind == Some("file") {
-            self.file_md5 = Some(md5.clone());
-        }
-        d.insert("md5".into(), md5.into());
-    }
-
-    /// Reads `details.action_timestamp`; a value that cannot be read goes back into `details`.
-    fn action_timestamp(&mut self, v: Value, details: &mut Map<String, Value>) -> Option<Instant> {
+    /// Reads `details.action_timestamp`; a value that cannot be read stays in `details`.
+    fn read_action_timestamp(&mut self, v: &Value, d: &mut Details<'a>) -> Option<Instant> {
         if v.is_null() {
             return None;
         }
-        let parsed = timestamp::read_numeric(&v);
+        let parsed = timestamp::read_numeric(v);
         if let Some(Numeric::Quoted(_)) = parsed {
             self.problem(
                 "details.action_timestamp",
-                format!("expected a number, got {}; read it anyway", describe(&v)),
+                format!("expected a number, got {}; read it anyway", describe(v)),
             );
         }
         let instant = parsed.and_then(|(Numeric::Number(n) | Numeric::Quoted(n))| {
             timestamp::from_action_timestamp(n)
         });
         if instant.is_none() {
-            self.problem(
-                "details.action_timestamp",
-                format!(
-                    "expected epoch milliseconds or microseconds, got {}; kept in details",
-                    describe(&v)
-                ),
+            let what = format!(
+                "expected epoch milliseconds or microseconds, got {}; kept in details",
+                describe(v)
             );
-            details.insert("action_timestamp".into(), v);
+            self.problem("details.action_timestamp", what);
+            d.keep_action_timestamp = true;
         }
         instant
     }
 
-    /// Slack sends some lists as a string holding JSON ("for historical reasons"); decode them.
-    fn decode_json_list(&mut self, d: &mut Map<String, Value>, key: &str) {
-        let decoded = match d.get(key) {
-            Some(Value::String(text)) if !text.is_empty() => {
-                serde_json::from_str::<Value>(text).ok()
-            }
-            _ => return,
-        };
-        match decoded {
-            Some(list @ Value::Array(_)) => {
-                d.insert(key.into(), list);
-            }
-            _ => self.problem(
-                &format!("details.{key}"),
-                "a string that is not a JSON list; kept as text",
-            ),
-        }
-    }
-
     /// `@timestamp`: `action_timestamp`, else `date_create`, else the fetch time (a problem).
-    fn timestamp(&mut self, date_create: Option<Value>, action_ts: Option<Instant>) {
+    fn read_timestamp(&mut self, date_create: Option<&Value>, action_ts: Option<Instant>) {
         let from_date_create = match date_create {
             None | Some(Value::Null) => {
                 if action_ts.is_none() {
@@ -476,11 +398,11 @@ impl Doc {
                 None
             }
             Some(v) => {
-                let parsed = timestamp::read_numeric(&v);
+                let parsed = timestamp::read_numeric(v);
                 if let Some(Numeric::Quoted(_)) = parsed {
                     self.problem(
                         "date_create",
-                        format!("expected a number, got {}; read it anyway", describe(&v)),
+                        format!("expected a number, got {}; read it anyway", describe(v)),
                     );
                 }
                 let instant = parsed.and_then(|(Numeric::Number(n) | Numeric::Quoted(n))| {
@@ -496,64 +418,18 @@ impl Doc {
                         "date_create",
                         format!(
                             "expected Unix seconds, got {}; @timestamp is {fallback}",
-                            describe(&v)
+                            describe(v)
                         ),
                     );
                 }
                 instant
             }
         };
-        self.timestamp = action_ts.or(from_date_create).map(timestamp::format);
-    }
-
-    fn finish(self, raw: &str, created: &str, common: &Common) -> Value {
-        let mut event = self.event;
-        event.insert("kind".into(), "event".into());
-        event.insert("module".into(), MODULE.into());
-        event.insert("dataset".into(), DATASET.into());
-        event.insert("created".into(), created.into());
-        if common.preserve_original {
-            event.insert("original".into(), raw.into());
-        }
-        let mut doc = Map::new();
-        doc.insert(
-            "@timestamp".into(),
-            self.timestamp.unwrap_or_else(|| created.to_string()).into(),
-        );
-        doc.insert("ecs".into(), serde_json::json!({ "version": ECS_VERSION }));
-        doc.insert("event".into(), event.into());
-        doc.insert("user".into(), self.user.into());
-        doc.insert("source".into(), self.source.into());
-        let mut related = Map::new();
-        related.insert("user".into(), self.related_user.into());
-        related.insert("ip".into(), self.related_ip.into());
-        related.insert("hash".into(), self.related_hash.into());
-        doc.insert("related".into(), related.into());
-        if let Some(ua) = self.user_agent {
-            doc.insert("user_agent".into(), ua);
-        }
-        if let Some(url) = self.url {
-            doc.insert("url".into(), url.into());
-        }
-        if let Some(md5) = self.file_md5 {
-            doc.insert("file".into(), serde_json::json!({ "hash": { "md5": md5 } }));
-        }
-        doc.insert("slack".into(), serde_json::json!({ "audit": self.audit }));
-        if !self.problems.is_empty() {
-            doc.insert(
-                "error".into(),
-                serde_json::json!({ "message": self.problems }),
-            );
-        }
-        doc.insert("tags".into(), common.tags.clone().into());
-        doc.insert("data_stream".into(), common.data_stream.clone());
-        let mut doc = Value::Object(doc);
-        prune::prune(&mut doc);
-        doc
+        self.timestamp = action_ts.or(from_date_create);
     }
 }
 
-/// "a string \"…\"", "an object", … for problem messages; long values are cut at 60 characters.
+/// "a string (\"…\")", "an object", … for problem messages; long values are cut at 60 characters.
 pub fn describe(v: &Value) -> String {
     let quote = |text: String| {
         let mut cut: String = text.chars().take(60).collect();

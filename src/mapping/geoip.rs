@@ -19,14 +19,21 @@ use std::path::Path;
 /// Distinct addresses remembered before the cache is emptied; lookups decode several maps each.
 const CACHE_CAPACITY: usize = 16_384;
 
-/// The `source.geo` and `source.as` objects for one address (either may be absent).
+/// The `source.geo` and `source.as` objects for one address as JSON text (either may be
+/// absent). Kept as text: the cache hands them to the document writer without copying.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Location {
     /// `source.geo`.
-    pub geo: Option<Value>,
+    pub geo: Option<String>,
     /// `source.as`.
-    pub asn: Option<Value>,
+    pub asn: Option<String>,
 }
+
+/// The answer for an address in no database.
+static NOWHERE: Location = Location {
+    geo: None,
+    asn: None,
+};
 
 /// The open databases and a cache of answers.
 #[derive(Default)]
@@ -69,30 +76,24 @@ impl GeoIp {
     }
 
     /// Looks `ip` up in both databases; an address in neither gives an empty [`Location`].
-    pub fn lookup(&mut self, ip: IpAddr) -> Location {
+    pub fn lookup(&mut self, ip: IpAddr) -> &Location {
         if !self.is_enabled() {
-            return Location::default();
+            return &NOWHERE;
         }
-        if let Some(hit) = self.cache.get(&ip) {
-            return hit.clone();
-        }
-        if self.cache.len() >= CACHE_CAPACITY {
+        if self.cache.len() >= CACHE_CAPACITY && !self.cache.contains_key(&ip) {
             self.cache.clear();
         }
-        let found = Location {
-            geo: self
-                .city
+        let (city, asn) = (&self.city, &self.asn);
+        self.cache.entry(ip).or_insert_with(|| Location {
+            geo: city
                 .as_ref()
                 .and_then(|r| r.lookup::<geoip2::City>(ip).ok())
                 .and_then(|c| to_geo(&c)),
-            asn: self
-                .asn
+            asn: asn
                 .as_ref()
                 .and_then(|r| r.lookup::<geoip2::Asn>(ip).ok())
                 .and_then(|a| to_as(&a)),
-        };
-        self.cache.insert(ip, found.clone());
-        found
+        })
     }
 }
 
@@ -119,7 +120,7 @@ fn english<'a>(names: &Option<std::collections::BTreeMap<&'a str, &'a str>>) -> 
     names.as_ref().and_then(|n| n.get("en").copied())
 }
 
-fn to_geo(c: &geoip2::City<'_>) -> Option<Value> {
+fn to_geo(c: &geoip2::City<'_>) -> Option<String> {
     let mut geo = Map::new();
     let mut put = |k: &str, v: Option<&str>| {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
@@ -150,10 +151,10 @@ fn to_geo(c: &geoip2::City<'_>) -> Option<Value> {
     {
         geo.insert("location".into(), json!({ "lat": lat, "lon": lon }));
     }
-    (!geo.is_empty()).then_some(Value::Object(geo))
+    (!geo.is_empty()).then(|| Value::Object(geo).to_string())
 }
 
-fn to_as(a: &geoip2::Asn<'_>) -> Option<Value> {
+fn to_as(a: &geoip2::Asn<'_>) -> Option<String> {
     let mut out = Map::new();
     if let Some(n) = a.autonomous_system_number {
         out.insert("number".into(), n.into());
@@ -161,7 +162,7 @@ fn to_as(a: &geoip2::Asn<'_>) -> Option<Value> {
     if let Some(org) = a.autonomous_system_organization.filter(|o| !o.is_empty()) {
         out.insert("organization".into(), json!({ "name": org }));
     }
-    (!out.is_empty()).then_some(Value::Object(out))
+    (!out.is_empty()).then(|| Value::Object(out).to_string())
 }
 
 #[cfg(test)]
@@ -169,20 +170,24 @@ mod tests {
     use super::*;
     use crate::mapping::testdb;
 
+    fn parsed(text: Option<String>) -> Value {
+        serde_json::from_str(&text.expect("a hit")).unwrap()
+    }
+
     #[test]
     fn london_and_its_network() {
         let dir = tempfile::tempdir().unwrap();
         let (city, asn) = testdb::write_test_databases(dir.path());
         let mut g = GeoIp::open(Some(&city), Some(&asn)).unwrap();
-        let hit = g.lookup("81.2.69.143".parse().unwrap());
+        let hit = g.lookup("81.2.69.143".parse().unwrap()).clone();
         assert_eq!(
-            hit.geo.unwrap(),
+            parsed(hit.geo),
             json!({"city_name": "London", "continent_name": "Europe", "country_iso_code": "GB",
                    "country_name": "United Kingdom", "location": {"lat": 51.5142, "lon": -0.0931},
                    "region_iso_code": "GB-ENG", "region_name": "England"})
         );
         assert_eq!(
-            hit.asn.unwrap(),
+            parsed(hit.asn),
             json!({"number": 20712, "organization": {"name": "Andrews & Arnold Ltd"}})
         );
     }
@@ -194,10 +199,10 @@ mod tests {
         let mut g = GeoIp::open(Some(&city), Some(&asn)).unwrap();
         assert_eq!(
             g.lookup("192.168.1.1".parse().unwrap()),
-            Location::default()
+            &Location::default()
         );
-        let v6 = g.lookup("2a02:ffc0::1".parse().unwrap());
-        assert_eq!(v6.geo.unwrap()["country_iso_code"], "GI");
+        let v6 = g.lookup("2a02:ffc0::1".parse().unwrap()).clone();
+        assert_eq!(parsed(v6.geo)["country_iso_code"], "GI");
         assert_eq!(v6.asn, None);
     }
 
@@ -216,7 +221,7 @@ mod tests {
         let mut g = GeoIp::default();
         assert_eq!(
             g.lookup("81.2.69.143".parse().unwrap()),
-            Location::default()
+            &Location::default()
         );
     }
 }

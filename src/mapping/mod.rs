@@ -7,17 +7,22 @@
 //! odd values is mapped as far as it goes with each problem in `error.message`; input that is
 //! not a JSON object becomes a `pipeline_error` document carrying `event.original`.
 //!
-//! - [`entry`]: the field table (entry object → document).
+//! - [`entry`]: the field table: reads an entry once into a [`entry::Plan`].
+//! - [`render`]: writes the plan as the document's JSON text; [`json`] leaves empties out.
 //! - [`categorize`]: `event.action` → `event.category/type/outcome`.
 //! - [`timestamp`], [`url`], [`user_agent`], [`geoip`]: one field family each.
-//! - [`prune`]: drops empty values at the end.
 //! - [`command`]: the `map` command (NDJSON or API responses on stdin, documents on stdout).
+//!
+//! Documents are written as text and parsed into a `Value` only for callers that want one
+//! ([`Mapper::map_entry`]); the `map` command writes the text straight out. See `json.rs` for
+//! why this beats building `Value` trees.
 
 pub mod categorize;
 pub mod command;
 pub mod entry;
 pub mod geoip;
-pub mod prune;
+pub mod json;
+pub mod render;
 #[cfg(test)]
 pub(crate) mod testdb;
 pub mod timestamp;
@@ -137,14 +142,25 @@ fn validate_namespace(ns: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// What kind of document was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocKind {
+    /// A mapped entry (`event.kind: event`), possibly with `error.message`.
+    Event,
+    /// Input that is not an entry (`event.kind: pipeline_error`).
+    PipelineError,
+}
+
 /// Maps entries; holds what is loaded once (databases, user-agent rules) and the caches.
 #[derive(Debug)]
 pub struct Mapper {
-    common: entry::Common,
+    common: render::Common,
     user_agents: user_agent::UserAgents,
     geoip: geoip::GeoIp,
     /// The last fetch time and its text: a page shares one, so it is formatted once.
     created: Option<(DateTime<Utc>, String)>,
+    /// Reused output buffer for [`Mapper::map_entry`].
+    scratch: Vec<u8>,
 }
 
 impl Mapper {
@@ -154,25 +170,22 @@ impl Mapper {
     ///
     /// A [`ConfigError`] for a database that cannot be opened or is of the wrong kind.
     pub fn new(config: &MappingConfig) -> Result<Mapper, ConfigError> {
-        let tags: Vec<Value> = config
-            .tags
-            .iter()
-            .map(|t| Value::from(t.as_str()))
-            .collect();
-        let with_preserve = |mut tags: Vec<Value>| {
-            if !tags.iter().any(|t| t == entry::PRESERVE_TAG) {
-                tags.push(entry::PRESERVE_TAG.into());
-            }
-            tags
-        };
-        let common = entry::Common {
+        let mut tags: Vec<&str> = config.tags.iter().map(String::as_str).collect();
+        let plain = (!tags.is_empty()).then(|| json!(tags).to_string());
+        if !tags.contains(&render::PRESERVE_TAG) {
+            tags.push(render::PRESERVE_TAG);
+        }
+        let preserved = json!(tags).to_string();
+        let common = render::Common {
             tags: if config.preserve_original_event {
-                with_preserve(tags.clone())
+                Some(preserved.clone())
             } else {
-                tags.clone()
+                plain
             },
-            error_tags: with_preserve(tags),
-            data_stream: json!({ "type": "logs", "dataset": entry::DATASET, "namespace": config.namespace }),
+            error_tags: preserved,
+            data_stream:
+                json!({ "type": "logs", "dataset": render::DATASET, "namespace": config.namespace })
+                    .to_string(),
             preserve_original: config.preserve_original_event,
         };
         let user_agents =
@@ -186,23 +199,18 @@ impl Mapper {
             user_agents,
             geoip,
             created: None,
+            scratch: Vec::with_capacity(4096),
         })
     }
 
     /// Maps one raw entry (its JSON text) to exactly one document, never failing.
     pub fn map_entry(&mut self, raw: &str, fetched_at: DateTime<Utc>) -> Value {
-        match serde_json::from_str::<Value>(raw) {
-            Ok(Value::Object(entry)) => self.map_object(entry, raw, fetched_at),
-            Ok(other) => self.not_an_entry(
-                raw,
-                format!(
-                    "entry: expected a JSON object, got {}",
-                    entry::describe(&other)
-                ),
-                fetched_at,
-            ),
-            Err(e) => self.not_an_entry(raw, format!("entry: not JSON ({e})"), fetched_at),
-        }
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        self.write_entry(raw, fetched_at, &mut buf);
+        let doc = self.to_value(&buf, raw, fetched_at);
+        self.scratch = buf;
+        doc
     }
 
     /// Like [`Mapper::map_entry`] for bytes that may not be UTF-8 (a `pipeline_error` then).
@@ -211,40 +219,93 @@ impl Mapper {
             Ok(text) => self.map_entry(text, fetched_at),
             Err(e) => {
                 let text = String::from_utf8_lossy(raw);
-                self.not_an_entry(&text, format!("entry: not UTF-8 ({e})"), fetched_at)
+                let mut buf = Vec::new();
+                self.write_not_an_entry(
+                    &text,
+                    &format!("entry: not UTF-8 ({e})"),
+                    fetched_at,
+                    &mut buf,
+                );
+                self.to_value(&buf, &text, fetched_at)
             }
         }
     }
 
-    /// Maps an entry that is already parsed; `raw` is its text for `event.original`.
-    pub fn map_object(
+    /// Appends the document for one raw entry to `out` as JSON text (no newline).
+    pub fn write_entry(
         &mut self,
-        entry: serde_json::Map<String, Value>,
         raw: &str,
         fetched_at: DateTime<Utc>,
-    ) -> Value {
-        let created = self.created(fetched_at);
-        let enrich = entry::Enrichers {
+        out: &mut Vec<u8>,
+    ) -> DocKind {
+        match serde_json::from_str::<Value>(raw) {
+            Ok(Value::Object(entry)) => self.write_object(&entry, raw, fetched_at, out),
+            Ok(other) => {
+                let message = format!(
+                    "entry: expected a JSON object, got {}",
+                    entry::describe(&other)
+                );
+                self.write_not_an_entry(raw, &message, fetched_at, out)
+            }
+            Err(e) => {
+                self.write_not_an_entry(raw, &format!("entry: not JSON ({e})"), fetched_at, out)
+            }
+        }
+    }
+
+    /// Appends the document for an entry that is already parsed; `raw` is its text.
+    pub fn write_object(
+        &mut self,
+        entry: &serde_json::Map<String, Value>,
+        raw: &str,
+        fetched_at: DateTime<Utc>,
+        out: &mut Vec<u8>,
+    ) -> DocKind {
+        self.set_created(fetched_at);
+        let plan = entry::Plan::read(entry);
+        let inputs = render::Inputs {
+            raw,
+            created: self.created.as_ref().map_or("", |(_, text)| text),
+            common: &self.common,
             user_agents: &mut self.user_agents,
             geoip: &mut self.geoip,
         };
-        entry::map_entry(entry, raw, &created, &self.common, enrich)
+        render::document(&plan, inputs, out);
+        DocKind::Event
     }
 
-    /// A `pipeline_error` document for `raw`, with `message` as its one problem.
-    pub fn not_an_entry(&mut self, raw: &str, message: String, fetched_at: DateTime<Utc>) -> Value {
-        let created = self.created(fetched_at);
-        entry::pipeline_error(raw, message, &created, &self.common)
+    /// Appends a `pipeline_error` document for `raw`, with `message` as its one problem.
+    pub fn write_not_an_entry(
+        &mut self,
+        raw: &str,
+        message: &str,
+        fetched_at: DateTime<Utc>,
+        out: &mut Vec<u8>,
+    ) -> DocKind {
+        self.set_created(fetched_at);
+        let created = self.created.as_ref().map_or("", |(_, text)| text);
+        render::pipeline_error(raw, message, created, &self.common, out);
+        DocKind::PipelineError
     }
 
-    fn created(&mut self, fetched_at: DateTime<Utc>) -> String {
-        match &self.created {
-            Some((at, text)) if *at == fetched_at => text.clone(),
-            _ => {
-                let text = timestamp::format_datetime(&fetched_at, 3);
-                self.created = Some((fetched_at, text.clone()));
-                text
-            }
+    /// Parses a written document. The writer only emits valid JSON; should that ever fail,
+    /// the caller still gets one document (a `pipeline_error` naming the defect), not a panic.
+    fn to_value(&mut self, written: &[u8], raw: &str, fetched_at: DateTime<Utc>) -> Value {
+        serde_json::from_slice(written).unwrap_or_else(|e| {
+            let mut buf = Vec::new();
+            self.write_not_an_entry(
+                raw,
+                &format!("entry: internal error writing the document ({e})"),
+                fetched_at,
+                &mut buf,
+            );
+            serde_json::from_slice(&buf).unwrap_or(Value::Null)
+        })
+    }
+
+    fn set_created(&mut self, fetched_at: DateTime<Utc>) {
+        if !matches!(&self.created, Some((at, _)) if *at == fetched_at) {
+            self.created = Some((fetched_at, timestamp::format_datetime(&fetched_at, 3)));
         }
     }
 }

@@ -44,7 +44,8 @@ pub fn extractor() -> Result<&'static ua_parser::Extractor<'static>, String> {
 /// Parses user agents into `user_agent` objects, remembering each distinct string.
 pub struct UserAgents {
     extractor: &'static ua_parser::Extractor<'static>,
-    cache: HashMap<Box<str>, Value>,
+    /// Raw agent → its `user_agent` object as JSON text, ready to be copied into documents.
+    cache: HashMap<Box<str>, Box<str>>,
 }
 
 impl std::fmt::Debug for UserAgents {
@@ -68,17 +69,23 @@ impl UserAgents {
         })
     }
 
-    /// The `user_agent` object for `ua` (which includes `original`).
-    pub fn parse(&mut self, ua: &str) -> Value {
-        if let Some(v) = self.cache.get(ua) {
-            return v.clone();
-        }
-        if self.cache.len() >= CACHE_CAPACITY {
+    /// The `user_agent` object for `ua` (which includes `original`), as JSON text.
+    pub fn render(&mut self, ua: &str) -> &str {
+        if self.cache.len() >= CACHE_CAPACITY && !self.cache.contains_key(ua) {
             self.cache.clear();
         }
-        let v = parse_uncached(self.extractor, ua);
-        self.cache.insert(ua.into(), v.clone());
-        v
+        let extractor = self.extractor;
+        // Looked up before inserting so the common case (a hit) allocates nothing.
+        if !self.cache.contains_key(ua) {
+            let text = parse_uncached(extractor, ua).to_string();
+            self.cache.insert(ua.into(), text.into());
+        }
+        self.cache.get(ua).map_or("{}", |v| v)
+    }
+
+    /// The `user_agent` object for `ua` as a value (tests and tools).
+    pub fn parse(&mut self, ua: &str) -> Value {
+        serde_json::from_str(self.render(ua)).unwrap_or_default()
     }
 }
 

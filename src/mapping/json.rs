@@ -1,0 +1,232 @@
+//! A small JSON writer that leaves empty values out as it writes.
+//!
+//! Documents are written straight to bytes instead of being built as `serde_json::Value`
+//! trees: building, pruning, serialising and dropping a tree cost three times the mapping
+//! itself. Elastic drops `null`, `""`, `{}` and `[]` at any depth; here a field is written
+//! optimistically and cut off again (`Vec::truncate`) when its value turns out to be empty, so
+//! `{"a": {"b": [""]}}` disappears bottom-up exactly as a pruning pass would remove it.
+
+use serde_json::Value;
+
+/// An object or array being written: where it started and how many members it kept.
+#[derive(Debug)]
+pub struct Open {
+    start: usize,
+    kept: usize,
+}
+
+/// Appends JSON to a byte buffer, eliding empty values.
+pub struct Out<'b> {
+    buf: &'b mut Vec<u8>,
+}
+
+impl<'b> Out<'b> {
+    /// A writer appending to `buf`.
+    pub fn new(buf: &'b mut Vec<u8>) -> Out<'b> {
+        Out { buf }
+    }
+
+    /// Opens an object.
+    pub fn begin(&mut self) -> Open {
+        self.open(b'{')
+    }
+
+    /// Opens an array.
+    pub fn begin_array(&mut self) -> Open {
+        self.open(b'[')
+    }
+
+    fn open(&mut self, bracket: u8) -> Open {
+        let start = self.buf.len();
+        self.buf.push(bracket);
+        Open { start, kept: 0 }
+    }
+
+    /// Closes an object; an empty one is removed. True when something was written.
+    pub fn end(&mut self, open: Open) -> bool {
+        self.close(open, b'}')
+    }
+
+    /// Closes an array; an empty one is removed. True when something was written.
+    pub fn end_array(&mut self, open: Open) -> bool {
+        self.close(open, b']')
+    }
+
+    fn close(&mut self, open: Open, bracket: u8) -> bool {
+        if open.kept == 0 {
+            self.buf.truncate(open.start);
+            return false;
+        }
+        self.buf.push(bracket);
+        true
+    }
+
+    /// Writes `"key":` and returns the mark to pass to [`Out::keep`].
+    pub fn key(&mut self, open: &Open, key: &str) -> usize {
+        let mark = self.buf.len();
+        if open.kept > 0 {
+            self.buf.push(b',');
+        }
+        self.string(key);
+        self.buf.push(b':');
+        mark
+    }
+
+    /// Starts an array element; returns the mark to pass to [`Out::keep`].
+    pub fn element(&mut self, open: &Open) -> usize {
+        let mark = self.buf.len();
+        if open.kept > 0 {
+            self.buf.push(b',');
+        }
+        mark
+    }
+
+    /// Keeps the member written since `mark` if `wrote`, else removes it.
+    pub fn keep(&mut self, open: &mut Open, mark: usize, wrote: bool) {
+        if wrote {
+            open.kept += 1;
+        } else {
+            self.buf.truncate(mark);
+        }
+    }
+
+    /// `"key": "value"` unless `value` is empty.
+    pub fn str_field(&mut self, open: &mut Open, key: &str, value: &str) {
+        if !value.is_empty() {
+            self.key(open, key);
+            self.string(value);
+            open.kept += 1;
+        }
+    }
+
+    /// `"key": value`, pruned, unless the pruned value is empty.
+    pub fn value_field(&mut self, open: &mut Open, key: &str, value: &Value) {
+        let mark = self.key(open, key);
+        let wrote = self.value(value);
+        self.keep(open, mark, wrote);
+    }
+
+    /// `"key": <raw>` where `raw` is already valid, non-empty JSON.
+    pub fn raw_field(&mut self, open: &mut Open, key: &str, raw: &str) {
+        self.key(open, key);
+        self.buf.extend_from_slice(raw.as_bytes());
+        open.kept += 1;
+    }
+
+    /// `"key": ["a", "b"]` from string items, empty items and an empty list left out.
+    pub fn str_list_field<'s>(
+        &mut self,
+        open: &mut Open,
+        key: &str,
+        items: impl IntoIterator<Item = &'s str>,
+    ) {
+        let mark = self.key(open, key);
+        let mut list = self.begin_array();
+        for item in items {
+            if !item.is_empty() {
+                self.element(&list);
+                self.string(item);
+                list.kept += 1;
+            }
+        }
+        let wrote = self.end_array(list);
+        self.keep(open, mark, wrote);
+    }
+
+    /// A JSON string, escaped.
+    pub fn string(&mut self, s: &str) {
+        // Writing to a Vec cannot fail; serde_json's escaper is the fastest one at hand.
+        let _ = serde_json::to_writer(&mut *self.buf, s);
+    }
+
+    /// Any value, with empty members removed at every depth. False (and nothing written)
+    /// when the value itself is empty.
+    pub fn value(&mut self, v: &Value) -> bool {
+        match v {
+            Value::Null => false,
+            Value::String(s) if s.is_empty() => false,
+            Value::String(s) => {
+                self.string(s);
+                true
+            }
+            Value::Bool(b) => {
+                self.buf
+                    .extend_from_slice(if *b { b"true" } else { b"false" });
+                true
+            }
+            Value::Number(n) => {
+                let _ = serde_json::to_writer(&mut *self.buf, n);
+                true
+            }
+            Value::Array(items) => {
+                let mut list = self.begin_array();
+                for item in items {
+                    let mark = self.element(&list);
+                    let wrote = self.value(item);
+                    self.keep(&mut list, mark, wrote);
+                }
+                self.end_array(list)
+            }
+            Value::Object(map) => {
+                let mut obj = self.begin();
+                for (k, v) in map {
+                    self.value_field(&mut obj, k, v);
+                }
+                self.end(obj)
+            }
+        }
+    }
+
+    /// Appends raw bytes that are already valid JSON in this position.
+    pub fn raw(&mut self, raw: &[u8]) {
+        self.buf.extend_from_slice(raw);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn written(v: &Value) -> String {
+        let mut buf = Vec::new();
+        Out::new(&mut buf).value(v);
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn drops_empties_at_any_depth() {
+        let v = json!({"a": null, "b": "", "c": {}, "d": [], "e": {"f": [""], "g": [{}, null]},
+                       "h": 0, "i": false, "j": " ", "k": [1, "", {"l": null}, "x"]});
+        let out: Value = serde_json::from_str(&written(&v)).unwrap();
+        assert_eq!(out, json!({"h": 0, "i": false, "j": " ", "k": [1, "x"]}));
+    }
+
+    #[test]
+    fn an_all_empty_value_writes_nothing() {
+        assert_eq!(written(&json!({"a": {"b": [""]}})), "");
+        assert_eq!(written(&json!([[], {}])), "");
+    }
+
+    #[test]
+    fn strings_are_escaped() {
+        assert_eq!(
+            written(&json!({"k\"": "a\nb\u{1}"})),
+            r#"{"k\"":"a\nb\u0001"}"#
+        );
+    }
+
+    #[test]
+    fn commas_survive_elided_members() {
+        let mut buf = Vec::new();
+        let mut out = Out::new(&mut buf);
+        let mut obj = out.begin();
+        out.str_field(&mut obj, "a", "");
+        out.value_field(&mut obj, "b", &json!([]));
+        out.str_field(&mut obj, "c", "x");
+        out.value_field(&mut obj, "d", &json!({"e": null}));
+        out.str_list_field(&mut obj, "f", ["", "y"]);
+        assert!(out.end(obj));
+        assert_eq!(String::from_utf8(buf).unwrap(), r#"{"c":"x","f":["y"]}"#);
+    }
+}
