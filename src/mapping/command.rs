@@ -12,11 +12,11 @@
 //! never closes, its lines are replayed one by one, so a truncated entry costs its own
 //! document and never the ones after it.
 
+use super::tree::Node;
 use super::{DocKind, Mapper};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::Value;
 use std::io::{self, BufRead, Write};
 
 /// A multi-line value longer than this is given up on and replayed line by line.
@@ -164,8 +164,8 @@ impl<W: Write> Stream<'_, W> {
             }
             return Ok(());
         }
-        let kind = match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(entry)) => {
+        let kind = match serde_json::from_str::<Node>(text) {
+            Ok(Node::Object(entry)) => {
                 self.mapper
                     .write_object(&entry, text, at, &mut self.pending)
             }

@@ -10,6 +10,7 @@
 
 use super::categorize::{categorize, Categorization};
 use super::timestamp::{self, Instant, Numeric};
+use super::tree::{Node, Obj};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::fmt::Display;
@@ -45,7 +46,7 @@ pub struct Plan<'a> {
     /// `user.id`, `user.full_name`, `user.email`.
     pub user: [Option<Text<'a>>; 3],
     /// `actor`, written minus `user.{id,name,email}` as `slack.audit.actor`.
-    pub actor: Option<&'a Map<String, Value>>,
+    pub actor: Option<&'a Obj<'a>>,
     /// `entity`, to write as `slack.audit.entity`.
     pub entity: Option<Entity<'a>>,
     /// `context`, to write as `slack.audit.context`.
@@ -53,18 +54,18 @@ pub struct Plan<'a> {
     /// `details`, to write as `slack.audit.details`.
     pub details: Option<Details<'a>>,
     /// The entry itself, for its unknown top-level keys.
-    pub entry: Option<&'a Map<String, Value>>,
+    pub entry: Option<&'a Obj<'a>>,
 }
 
 /// The parts of `entity`.
 #[derive(Debug)]
 pub struct Entity<'a> {
     /// The whole `entity` object.
-    pub all: &'a Map<String, Value>,
+    pub all: &'a Obj<'a>,
     /// `entity.type` when it is a non-empty string.
     pub kind: Option<&'a str>,
     /// `entity.<kind>` when it is an object: flattened into `slack.audit.entity`.
-    pub typed: Option<&'a Map<String, Value>>,
+    pub typed: Option<&'a Obj<'a>>,
     /// Keys of `entity` that clash with the flattened ones and are left out.
     pub clashing: Vec<&'a str>,
 }
@@ -73,15 +74,15 @@ pub struct Entity<'a> {
 #[derive(Debug)]
 pub struct Context<'a> {
     /// The whole `context` object.
-    pub all: &'a Map<String, Value>,
+    pub all: &'a Obj<'a>,
     /// `context.location` when it is an object.
-    pub location: Option<&'a Map<String, Value>>,
+    pub location: Option<&'a Obj<'a>>,
     /// `context.ua`, non-empty.
     pub ua: Option<Text<'a>>,
     /// `context.ip_address` when it is an IP address.
     pub ip: Option<(&'a str, IpAddr)>,
     /// `context.ip_address` when it is not an IP (kept as sent, not an error).
-    pub ip_kept: Option<&'a Value>,
+    pub ip_kept: Option<&'a Node<'a>>,
     /// `context.session_id` as text.
     pub session_id: Option<Text<'a>>,
     /// Keys of `context` that clash with `location`'s flattened ones and are left out.
@@ -92,7 +93,7 @@ pub struct Context<'a> {
 #[derive(Debug)]
 pub struct Details<'a> {
     /// The whole `details` object.
-    pub all: &'a Map<String, Value>,
+    pub all: &'a Obj<'a>,
     /// Keep `action_timestamp` (only when it could not be read).
     pub keep_action_timestamp: bool,
     /// Keep `previous_ip_address` (only when it is an IP).
@@ -109,7 +110,7 @@ pub struct Details<'a> {
 
 impl<'a> Plan<'a> {
     /// Reads `entry` and decides the whole document.
-    pub fn read(entry: &'a Map<String, Value>) -> Plan<'a> {
+    pub fn read(entry: &'a Obj<'a>) -> Plan<'a> {
         let mut plan = Plan {
             entry: Some(entry),
             ..Plan::default()
@@ -142,16 +143,16 @@ impl<'a> Plan<'a> {
 
     /// A string field: numbers and booleans are taken as their text (reported); containers
     /// cannot be, and are reported and left out.
-    fn text(&mut self, v: &'a Value, field: &str) -> Option<Text<'a>> {
+    fn text(&mut self, v: &'a Node<'a>, field: &str) -> Option<Text<'a>> {
         match v {
-            Value::String(s) => Some(Cow::Borrowed(s)),
-            Value::Null => None,
-            Value::Number(_) | Value::Bool(_) => {
+            Node::Str(s) => Some(Cow::Borrowed(s.as_ref())),
+            Node::Null => None,
+            Node::Number(_) | Node::Bool(_) => {
                 self.problem(
                     field,
                     format!("expected a string, got {}; kept as text", describe(v)),
                 );
-                Some(Cow::Owned(v.to_string()))
+                Some(Cow::Owned(scalar_text(v)))
             }
             _ => {
                 self.problem(
@@ -164,10 +165,10 @@ impl<'a> Plan<'a> {
     }
 
     /// An object field; anything else is reported (null is simply absent).
-    fn object(&mut self, v: &'a Value, field: &str) -> Option<&'a Map<String, Value>> {
+    fn object(&mut self, v: &'a Node<'a>, field: &str) -> Option<&'a Obj<'a>> {
         match v {
-            Value::Object(m) => Some(m),
-            Value::Null => None,
+            Node::Object(m) => Some(m),
+            Node::Null => None,
             other => {
                 self.problem(
                     field,
@@ -179,7 +180,7 @@ impl<'a> Plan<'a> {
     }
 
     /// `actor.user.{id,name,email}` → `user.*`; the rest of `actor` is written as is.
-    fn read_actor(&mut self, actor: &'a Value) {
+    fn read_actor(&mut self, actor: &'a Node<'a>) {
         let Some(actor) = self.object(actor, "actor") else {
             return;
         };
@@ -200,7 +201,7 @@ impl<'a> Plan<'a> {
     }
 
     /// `entity.type` and the sub-object it names, for every kind the same way.
-    fn read_entity(&mut self, entity: &'a Value) {
+    fn read_entity(&mut self, entity: &'a Node<'a>) {
         let Some(all) = self.object(entity, "entity") else {
             return;
         };
@@ -211,8 +212,8 @@ impl<'a> Plan<'a> {
             clashing: Vec::new(),
         };
         e.kind = match all.get("type") {
-            Some(Value::String(kind)) if !kind.is_empty() => Some(kind),
-            Some(v @ (Value::Number(_) | Value::Bool(_) | Value::Array(_) | Value::Object(_))) => {
+            Some(Node::Str(kind)) if !kind.is_empty() => Some(kind.as_ref()),
+            Some(v @ (Node::Number(_) | Node::Bool(_) | Node::Array(_) | Node::Object(_))) => {
                 self.problem(
                     "entity.type",
                     format!("expected a string, got {}; left out", describe(v)),
@@ -231,11 +232,7 @@ impl<'a> Plan<'a> {
                     "clashes with entity.type; entity.type kept",
                 );
             }
-            for key in all
-                .keys()
-                .map(String::as_str)
-                .filter(|k| *k != "type" && *k != kind)
-            {
+            for key in all.keys().filter(|k| *k != "type" && *k != kind) {
                 if key == "entity_type" || e.typed.is_some_and(|t| t.contains_key(key)) {
                     self.problem(
                         &format!("entity.{key}"),
@@ -249,7 +246,7 @@ impl<'a> Plan<'a> {
     }
 
     /// `context`: location, user agent, IP address, session id; the rest is written as is.
-    fn read_context(&mut self, context: &'a Value) {
+    fn read_context(&mut self, context: &'a Node<'a>) {
         let Some(all) = self.object(context, "context") else {
             return;
         };
@@ -270,24 +267,24 @@ impl<'a> Plan<'a> {
             .and_then(|v| self.text(v, "context.ua"))
             .filter(|ua| !ua.trim().is_empty());
         match all.get("ip_address") {
-            Some(Value::String(ip)) => match ip.parse::<IpAddr>() {
-                Ok(addr) => c.ip = Some((ip, addr)),
+            Some(Node::Str(ip)) => match ip.parse::<IpAddr>() {
+                Ok(addr) => c.ip = Some((ip.as_ref(), addr)),
                 // Not an error (ecs-mapping.md): keep what Slack sent, leave `source` out.
                 Err(_) => c.ip_kept = all.get("ip_address"),
             },
-            Some(v @ (Value::Number(_) | Value::Bool(_))) => c.ip_kept = Some(v),
-            Some(v @ (Value::Array(_) | Value::Object(_))) => {
+            Some(v @ (Node::Number(_) | Node::Bool(_))) => c.ip_kept = Some(v),
+            Some(v @ (Node::Array(_) | Node::Object(_))) => {
                 self.problem(
                     "context.ip_address",
                     format!("expected a string, got {}; left out", describe(v)),
                 );
             }
-            Some(Value::Null) | None => {}
+            Some(Node::Null) | None => {}
         }
         c.session_id = match all.get("session_id") {
-            Some(Value::String(s)) => Some(Cow::Borrowed(s)),
-            Some(Value::Number(n)) => Some(Cow::Owned(n.to_string())),
-            Some(Value::Null) | None => None,
+            Some(Node::Str(s)) => Some(Cow::Borrowed(s.as_ref())),
+            Some(Node::Number(n)) => Some(Cow::Owned(n.to_string())),
+            Some(Node::Null) | None => None,
             Some(v) => {
                 let what = format!(
                     "expected an integer or a string, got {}; left out",
@@ -313,7 +310,7 @@ impl<'a> Plan<'a> {
 
     /// `details`: Elastic's renames and drops, the JSON-in-string lists, `url_private`.
     /// Returns `action_timestamp` when it can be read.
-    fn read_details(&mut self, details: &'a Value) -> Option<Instant> {
+    fn read_details(&mut self, details: &'a Node<'a>) -> Option<Instant> {
         let all = self.object(details, "details")?;
         let mut d = Details {
             all,
@@ -328,7 +325,7 @@ impl<'a> Plan<'a> {
             .get("action_timestamp")
             .and_then(|v| self.read_action_timestamp(v, &mut d));
         // An IP, or nothing: an empty or invalid previous address is left out without a problem.
-        d.keep_previous_ip = matches!(all.get("previous_ip_address"), Some(Value::String(ip)) if ip.parse::<IpAddr>().is_ok());
+        d.keep_previous_ip = matches!(all.get("previous_ip_address"), Some(Node::Str(ip)) if ip.parse::<IpAddr>().is_ok());
         d.previous_ua = all
             .get("previous_ua")
             .and_then(|v| self.text(v, "details.previous_ua"))
@@ -338,7 +335,7 @@ impl<'a> Plan<'a> {
             .and_then(|v| self.text(v, "details.md5_hash"))
             .filter(|m| !m.is_empty());
         for key in ["succeeded_users", "failed_users"] {
-            if let Some(Value::String(text)) = all.get(key).filter(|v| v.as_str() != Some("")) {
+            if let Some(Node::Str(text)) = all.get(key).filter(|v| v.as_str() != Some("")) {
                 // Slack sends these as a string holding JSON "for historical reasons".
                 match serde_json::from_str::<Value>(text) {
                     Ok(list @ Value::Array(_)) => d.decoded.push((key, list)),
@@ -349,7 +346,7 @@ impl<'a> Plan<'a> {
                 }
             }
         }
-        if let Some(Value::String(u)) = all.get("url_private").filter(|v| v.as_str() != Some("")) {
+        if let Some(Node::Str(u)) = all.get("url_private").filter(|v| v.as_str() != Some("")) {
             d.url = super::url::parts(u);
             if d.url.is_none() {
                 self.problem("details.url_private", "not an absolute URL; url.* left out");
@@ -360,7 +357,7 @@ impl<'a> Plan<'a> {
     }
 
     /// Reads `details.action_timestamp`; a value that cannot be read stays in `details`.
-    fn read_action_timestamp(&mut self, v: &Value, d: &mut Details<'a>) -> Option<Instant> {
+    fn read_action_timestamp(&mut self, v: &Node<'_>, d: &mut Details<'a>) -> Option<Instant> {
         if v.is_null() {
             return None;
         }
@@ -386,9 +383,9 @@ impl<'a> Plan<'a> {
     }
 
     /// `@timestamp`: `action_timestamp`, else `date_create`, else the fetch time (a problem).
-    fn read_timestamp(&mut self, date_create: Option<&Value>, action_ts: Option<Instant>) {
+    fn read_timestamp(&mut self, date_create: Option<&Node<'_>>, action_ts: Option<Instant>) {
         let from_date_create = match date_create {
-            None | Some(Value::Null) => {
+            None | Some(Node::Null) => {
                 if action_ts.is_none() {
                     self.problem(
                         "date_create",
@@ -429,8 +426,17 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// The text of a number or boolean.
+fn scalar_text(v: &Node<'_>) -> String {
+    match v {
+        Node::Number(n) => n.to_string(),
+        Node::Bool(b) => b.to_string(),
+        _ => String::new(),
+    }
+}
+
 /// "a string (\"…\")", "an object", … for problem messages; long values are cut at 60 characters.
-pub fn describe(v: &Value) -> String {
+pub fn describe(v: &Node<'_>) -> String {
     let quote = |text: String| {
         let mut cut: String = text.chars().take(60).collect();
         if cut.len() < text.len() {
@@ -439,11 +445,11 @@ pub fn describe(v: &Value) -> String {
         cut
     };
     match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => format!("a boolean ({b})"),
-        Value::Number(n) => format!("a number ({n})"),
-        Value::String(s) => format!("a string ({})", quote(format!("{s:?}"))),
-        Value::Array(_) => "a list".into(),
-        Value::Object(_) => "an object".into(),
+        Node::Null => "null".into(),
+        Node::Bool(b) => format!("a boolean ({b})"),
+        Node::Number(n) => format!("a number ({n})"),
+        Node::Str(s) => format!("a string ({})", quote(format!("{s:?}"))),
+        Node::Array(_) => "a list".into(),
+        Node::Object(_) => "an object".into(),
     }
 }

@@ -6,6 +6,7 @@
 //! optimistically and cut off again (`Vec::truncate`) when its value turns out to be empty, so
 //! `{"a": {"b": [""]}}` disappears bottom-up exactly as a pruning pass would remove it.
 
+use super::tree::Node;
 use serde_json::Value;
 
 /// An object or array being written: where it started and how many members it kept.
@@ -177,6 +178,50 @@ impl<'b> Out<'b> {
         }
     }
 
+    /// `"key": node`, pruned, unless the pruned node is empty.
+    pub fn node_field(&mut self, open: &mut Open, key: &str, node: &Node<'_>) {
+        let mark = self.key(open, key);
+        let wrote = self.node(node);
+        self.keep(open, mark, wrote);
+    }
+
+    /// A node of an entry, with empty members removed at every depth; like [`Out::value`].
+    pub fn node(&mut self, v: &Node<'_>) -> bool {
+        match v {
+            Node::Null => false,
+            Node::Str(s) if s.is_empty() => false,
+            Node::Str(s) => {
+                self.string(s);
+                true
+            }
+            Node::Bool(b) => {
+                self.buf
+                    .extend_from_slice(if *b { b"true" } else { b"false" });
+                true
+            }
+            Node::Number(n) => {
+                let _ = serde_json::to_writer(&mut *self.buf, n);
+                true
+            }
+            Node::Array(items) => {
+                let mut list = self.begin_array();
+                for item in items {
+                    let mark = self.element(&list);
+                    let wrote = self.node(item);
+                    self.keep(&mut list, mark, wrote);
+                }
+                self.end_array(list)
+            }
+            Node::Object(obj) => {
+                let mut o = self.begin();
+                for (k, v) in obj.iter() {
+                    self.node_field(&mut o, k, v);
+                }
+                self.end(o)
+            }
+        }
+    }
+
     /// Appends raw bytes that are already valid JSON in this position.
     pub fn raw(&mut self, raw: &[u8]) {
         self.buf.extend_from_slice(raw);
@@ -206,6 +251,18 @@ mod tests {
     fn an_all_empty_value_writes_nothing() {
         assert_eq!(written(&json!({"a": {"b": [""]}})), "");
         assert_eq!(written(&json!([[], {}])), "");
+    }
+
+    #[test]
+    fn nodes_are_pruned_like_values() {
+        let text = r#"{"a":{"b":[""]},"c":[1,null,{}],"d":"x","e":false}"#;
+        let node: Node = serde_json::from_str(text).unwrap();
+        let mut buf = Vec::new();
+        Out::new(&mut buf).node(&node);
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            r#"{"c":[1],"d":"x","e":false}"#
+        );
     }
 
     #[test]

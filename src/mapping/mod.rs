@@ -26,6 +26,7 @@ pub mod render;
 #[cfg(test)]
 pub(crate) mod testdb;
 pub mod timestamp;
+pub mod tree;
 pub mod url;
 pub mod user_agent;
 
@@ -238,8 +239,8 @@ impl Mapper {
         fetched_at: DateTime<Utc>,
         out: &mut Vec<u8>,
     ) -> DocKind {
-        match serde_json::from_str::<Value>(raw) {
-            Ok(Value::Object(entry)) => self.write_object(&entry, raw, fetched_at, out),
+        match serde_json::from_str::<tree::Node>(raw) {
+            Ok(tree::Node::Object(entry)) => self.write_object(&entry, raw, fetched_at, out),
             Ok(other) => {
                 let message = format!(
                     "entry: expected a JSON object, got {}",
@@ -256,7 +257,7 @@ impl Mapper {
     /// Appends the document for an entry that is already parsed; `raw` is its text.
     pub fn write_object(
         &mut self,
-        entry: &serde_json::Map<String, Value>,
+        entry: &tree::Obj<'_>,
         raw: &str,
         fetched_at: DateTime<Utc>,
         out: &mut Vec<u8>,

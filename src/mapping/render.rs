@@ -7,8 +7,8 @@ use super::entry::{Context, Details, Entity, Plan, KNOWN_TOP_LEVEL};
 use super::geoip::GeoIp;
 use super::json::{Open, Out};
 use super::timestamp;
+use super::tree::{Node, Obj};
 use super::user_agent::UserAgents;
-use serde_json::{Map, Value};
 
 /// `ecs.version` of every document.
 pub const ECS_VERSION: &str = "8.11.0";
@@ -227,8 +227,8 @@ fn slack(out: &mut Out<'_>, doc: &mut Open, plan: &Plan<'_>) {
                 });
             }
             for (key, value) in plan.entry.into_iter().flatten() {
-                if !KNOWN_TOP_LEVEL.contains(&key.as_str()) {
-                    out.value_field(audit, key, value);
+                if !KNOWN_TOP_LEVEL.contains(&key) {
+                    out.node_field(audit, key, value);
                 }
             }
         });
@@ -236,19 +236,19 @@ fn slack(out: &mut Out<'_>, doc: &mut Open, plan: &Plan<'_>) {
 }
 
 /// `actor` minus `user.{id,name,email}` (a `user` that is not an object was reported).
-fn write_actor(out: &mut Out<'_>, a: &mut Open, actor: &Map<String, Value>) {
+fn write_actor(out: &mut Out<'_>, a: &mut Open, actor: &Obj<'_>) {
     for (key, value) in actor {
-        match (key.as_str(), value) {
-            ("user", Value::Object(user)) => nested(out, a, "user", |out, u| {
+        match (key, value) {
+            ("user", Node::Object(user)) => nested(out, a, "user", |out, u| {
                 for (k, v) in user
                     .iter()
-                    .filter(|(k, _)| !matches!(k.as_str(), "id" | "name" | "email"))
+                    .filter(|(k, _)| !matches!(*k, "id" | "name" | "email"))
                 {
-                    out.value_field(u, k, v);
+                    out.node_field(u, k, v);
                 }
             }),
             ("user", _) => {}
-            _ => out.value_field(a, key, value),
+            _ => out.node_field(a, key, value),
         }
     }
 }
@@ -257,18 +257,16 @@ fn write_actor(out: &mut Out<'_>, a: &mut Open, actor: &Map<String, Value>) {
 fn write_entity(out: &mut Out<'_>, e: &mut Open, entity: &Entity<'_>) {
     for (key, value) in entity.typed.into_iter().flatten() {
         if key != "entity_type" {
-            out.value_field(e, key, value);
+            out.node_field(e, key, value);
         }
     }
     if let Some(kind) = entity.kind {
         out.str_field(e, "entity_type", kind);
     }
     for (key, value) in entity.all {
-        let skip = key == "type"
-            || Some(key.as_str()) == entity.kind
-            || entity.clashing.contains(&key.as_str());
+        let skip = key == "type" || Some(key) == entity.kind || entity.clashing.contains(&key);
         if !skip {
-            out.value_field(e, key, value);
+            out.node_field(e, key, value);
         }
     }
 }
@@ -280,12 +278,12 @@ fn write_context(out: &mut Out<'_>, c: &mut Open, context: &Context<'_>) {
     if let Some(location) = context.location {
         for key in FLAT {
             if let Some(v) = location.get(key) {
-                out.value_field(c, key, v);
+                out.node_field(c, key, v);
             }
         }
         nested(out, c, "location", |out, l| {
-            for (k, v) in location.iter().filter(|(k, _)| !FLAT.contains(&k.as_str())) {
-                out.value_field(l, k, v);
+            for (k, v) in location.iter().filter(|(k, _)| !FLAT.contains(&k)) {
+                out.node_field(l, k, v);
             }
         });
     }
@@ -295,13 +293,13 @@ fn write_context(out: &mut Out<'_>, c: &mut Open, context: &Context<'_>) {
         context.session_id.as_deref().unwrap_or_default(),
     );
     if let Some(ip) = context.ip_kept {
-        out.value_field(c, "ip_address", ip);
+        out.node_field(c, "ip_address", ip);
     }
     for (key, value) in context.all {
-        let k = key.as_str();
+        let k = key;
         let handled = matches!(k, "location" | "ua" | "ip_address" | "session_id");
         if !handled && !context.clashing.contains(&k) {
-            out.value_field(c, key, value);
+            out.node_field(c, key, value);
         }
     }
 }
@@ -310,7 +308,7 @@ fn write_context(out: &mut Out<'_>, c: &mut Open, context: &Context<'_>) {
 /// `md5_hash` → `md5`), `action_timestamp` and bad previous addresses dropped, lists decoded.
 fn write_details(out: &mut Out<'_>, d: &mut Open, details: &Details<'_>) {
     for (key, value) in details.all {
-        match key.as_str() {
+        match key {
             "action_timestamp" if !details.keep_action_timestamp => {}
             "previous_ip_address" if !details.keep_previous_ip => {}
             "previous_ua" | "md5_hash" => {}
@@ -318,7 +316,7 @@ fn write_details(out: &mut Out<'_>, d: &mut Open, details: &Details<'_>) {
             "md5" if details.md5.is_some() => {}
             k => match details.decoded.iter().find(|(name, _)| *name == k) {
                 Some((_, list)) => out.value_field(d, key, list),
-                None => out.value_field(d, key, value),
+                None => out.node_field(d, key, value),
             },
         }
     }

@@ -6,8 +6,8 @@
 //! in the output. Formatting is done by hand: it runs once per document and chrono's general
 //! formatter costs more than the rest of the timestamp handling together.
 
+use super::tree::Node;
 use chrono::{DateTime, Datelike, Timelike, Utc};
-use serde_json::Value;
 
 /// Values above this are microseconds, below it milliseconds (1e13 ms is the year 2286).
 const MICROS_THRESHOLD: f64 = 1e13;
@@ -31,14 +31,14 @@ pub enum Numeric {
 }
 
 /// Reads a JSON number, or a string holding one. `None` for anything else.
-pub fn read_numeric(v: &Value) -> Option<Numeric> {
+pub fn read_numeric(v: &Node<'_>) -> Option<Numeric> {
     match v {
-        Value::Number(n) => n
+        Node::Number(n) => n
             .as_i64()
             .map(|i| i as f64)
             .or_else(|| n.as_f64())
             .map(Numeric::Number),
-        Value::String(s) => s
+        Node::Str(s) => s
             .trim()
             .parse::<f64>()
             .ok()
@@ -119,7 +119,10 @@ fn push_padded(s: &mut String, value: u32, width: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    fn node(text: &str) -> Node<'_> {
+        serde_json::from_str(text).unwrap()
+    }
 
     #[test]
     fn seconds_format_with_milliseconds() {
@@ -151,11 +154,14 @@ mod tests {
 
     #[test]
     fn numbers_in_strings_are_read_but_marked() {
-        assert_eq!(read_numeric(&json!(12)), Some(Numeric::Number(12.0)));
-        assert_eq!(read_numeric(&json!(" 12 ")), Some(Numeric::Quoted(12.0)));
-        assert_eq!(read_numeric(&json!("soon")), None);
-        assert_eq!(read_numeric(&json!("NaN")), None);
-        assert_eq!(read_numeric(&json!([1])), None);
+        assert_eq!(read_numeric(&node("12")), Some(Numeric::Number(12.0)));
+        assert_eq!(
+            read_numeric(&node(r#"" 12 ""#)),
+            Some(Numeric::Quoted(12.0))
+        );
+        assert_eq!(read_numeric(&node(r#""soon""#)), None);
+        assert_eq!(read_numeric(&node(r#""NaN""#)), None);
+        assert_eq!(read_numeric(&node("[1]")), None);
     }
 
     #[test]
