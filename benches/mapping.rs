@@ -95,17 +95,42 @@ fn entry(rng: &mut Rng, i: u64) -> String {
         1..=3 => format!("2a02:ffc0::{:x}", rng.below(4096)),
         _ => format!("81.{}.{}.{}", rng.below(4), rng.below(256), rng.below(256)),
     };
-    let session = if rng.below(10) == 0 { json!(rng.below(1 << 40).to_string()) } else { json!(rng.below(1 << 43)) };
+    let session = if rng.below(10) == 0 {
+        json!(rng.below(1 << 40).to_string())
+    } else {
+        json!(rng.below(1 << 43))
+    };
     let (kind, object) = match action {
-        a if a.starts_with("file") => ("file", json!({"id": format!("F0{i:08}"), "name": "report.pdf", "filetype": "pdf", "title": "Q3 report"})),
-        a if a.contains("channel") => ("channel", json!({"id": format!("C0{:06}", rng.below(900)), "name": "general", "privacy": "public", "is_shared": false, "is_org_shared": true})),
-        "huddle_started" => ("huddle", json!({"id": format!("R0{i:08}"), "date_start": 1_700_000_000 + i, "participants": ["U01", "U02"]})),
-        "canvas_edited" => ("canvas", json!({"id": format!("F0{i:08}"), "name": "Notes", "title": "Notes"})),
-        "app_installed" => ("app", json!({"id": "A0APP", "name": "Deploy", "is_distributed": false, "is_directory_approved": true, "scopes": ["chat:write", "channels:read"]})),
+        a if a.starts_with("file") => (
+            "file",
+            json!({"id": format!("F0{i:08}"), "name": "report.pdf", "filetype": "pdf", "title": "Q3 report"}),
+        ),
+        a if a.contains("channel") => (
+            "channel",
+            json!({"id": format!("C0{:06}", rng.below(900)), "name": "general", "privacy": "public", "is_shared": false, "is_org_shared": true}),
+        ),
+        "huddle_started" => (
+            "huddle",
+            json!({"id": format!("R0{i:08}"), "date_start": 1_700_000_000 + i, "participants": ["U01", "U02"]}),
+        ),
+        "canvas_edited" => (
+            "canvas",
+            json!({"id": format!("F0{i:08}"), "name": "Notes", "title": "Notes"}),
+        ),
+        "app_installed" => (
+            "app",
+            json!({"id": "A0APP", "name": "Deploy", "is_distributed": false, "is_directory_approved": true, "scopes": ["chat:write", "channels:read"]}),
+        ),
         "workflow_v2_published" => ("workflow_v2", json!({"id": "Wf0V2", "name": "Approvals"})),
         "list_created" => ("list", json!({"id": format!("F0{i:08}"), "name": "Tasks"})),
-        a if a.starts_with("pref.") => ("workspace", json!({"id": "T0WS1", "name": "Sales", "domain": "sales"})),
-        _ => ("user", json!({"id": format!("U0{user:06}"), "name": format!("User {user}"), "email": format!("user{user}@example.com"), "team": "T0WS1"})),
+        a if a.starts_with("pref.") => (
+            "workspace",
+            json!({"id": "T0WS1", "name": "Sales", "domain": "sales"}),
+        ),
+        _ => (
+            "user",
+            json!({"id": format!("U0{user:06}"), "name": format!("User {user}"), "email": format!("user{user}@example.com"), "team": "T0WS1"}),
+        ),
     };
     let mut e = json!({
         "id": format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", rng.next() as u32, rng.below(1 << 16), rng.below(4096), rng.below(4096), rng.below(1 << 48)),
@@ -117,12 +142,22 @@ fn entry(rng: &mut Rng, i: u64) -> String {
                     "ua": rng.pick(AGENTS), "ip_address": ip, "session_id": session},
     });
     let details = match action {
-        "file_downloaded" => Some(json!({"url_private": format!("https://files.slack.com/files-pri/T0WS1-F0{i:08}/report.pdf")})),
-        "file_malicious_content_detected" => Some(json!({"md5_hash": "7e2b2819a67bb11b0ca280c1d0646f42"})),
-        "anomaly" => Some(json!({"action_timestamp": 1_700_000_000_000_000 + i * 1000 + 7, "reason": ["asn", "ip_address"],
-                                 "previous_ip_address": "1.128.0.1", "previous_ua": rng.pick(AGENTS), "location": "London, GB"})),
-        "user_channel_join" => Some(json!({"inviter": {"id": "W0AD1", "name": "Ada", "email": "ada@example.com", "team": "E0ORG"}})),
-        "pref.session_duration_changed" => Some(json!({"new_value": "720", "previous_value": "168"})),
+        "file_downloaded" => Some(
+            json!({"url_private": format!("https://files.slack.com/files-pri/T0WS1-F0{i:08}/report.pdf")}),
+        ),
+        "file_malicious_content_detected" => {
+            Some(json!({"md5_hash": "7e2b2819a67bb11b0ca280c1d0646f42"}))
+        }
+        "anomaly" => Some(
+            json!({"action_timestamp": 1_700_000_000_000_000 + i * 1000 + 7, "reason": ["asn", "ip_address"],
+                                 "previous_ip_address": "1.128.0.1", "previous_ua": rng.pick(AGENTS), "location": "London, GB"}),
+        ),
+        "user_channel_join" => Some(
+            json!({"inviter": {"id": "W0AD1", "name": "Ada", "email": "ada@example.com", "team": "E0ORG"}}),
+        ),
+        "pref.session_duration_changed" => {
+            Some(json!({"new_value": "720", "previous_value": "168"}))
+        }
         _ => None,
     };
     if let Some(d) = details {
@@ -150,7 +185,10 @@ fn best_rate(mut round: impl FnMut() -> usize) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(pos) = args.iter().position(|a| a == "--emit") {
-        let n: usize = args.get(pos + 1).and_then(|s| s.parse().ok()).expect("--emit N");
+        let n: usize = args
+            .get(pos + 1)
+            .and_then(|s| s.parse().ok())
+            .expect("--emit N");
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         let mut rng = Rng(0x5eed_cafe_f00d_0001);
         for i in 0..n as u64 {
@@ -162,7 +200,8 @@ fn main() {
     let mix = entries(MIX);
     let bytes: usize = mix.iter().map(String::len).sum();
     let at: DateTime<Utc> = Utc::now();
-    let mut mapper = Mapper::new(&MappingConfig::default_for_demo()).expect("default mapping config");
+    let mut mapper =
+        Mapper::new(&MappingConfig::default_for_demo()).expect("default mapping config");
     let mut out = Vec::with_capacity(bytes * 3);
 
     let baseline = best_rate(|| {
@@ -188,12 +227,22 @@ fn main() {
     let ndjson = mix.join("\n");
     let stream = best_rate(|| {
         out.clear();
-        let stats = map_stream(&mut mapper, ndjson.as_bytes(), &mut out, Utc::now).expect("Vec write");
+        let stats =
+            map_stream(&mut mapper, ndjson.as_bytes(), &mut out, Utc::now).expect("Vec write");
         black_box(&out);
         stats.documents as usize
     });
-    println!("mix: {MIX} entries, {:.0} bytes/entry on average; best of {ROUNDS} rounds", bytes as f64 / MIX as f64);
+    println!(
+        "mix: {MIX} entries, {:.0} bytes/entry on average; best of {ROUNDS} rounds",
+        bytes as f64 / MIX as f64
+    );
     println!("parse+reserialise    {baseline:>12.0} entries/s");
-    println!("map_entry+serialise  {mapped:>12.0} entries/s  ({:.2}x the time of parse+reserialise)", baseline / mapped);
-    println!("map_stream (command) {stream:>12.0} entries/s  ({:.2}x)", baseline / stream);
+    println!(
+        "map_entry+serialise  {mapped:>12.0} entries/s  ({:.2}x the time of parse+reserialise)",
+        baseline / mapped
+    );
+    println!(
+        "map_stream (command) {stream:>12.0} entries/s  ({:.2}x)",
+        baseline / stream
+    );
 }

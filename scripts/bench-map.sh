@@ -15,7 +15,7 @@ trap 'rm -rf "$work"' EXIT
 
 cargo build --release --bin slack-audit-source --quiet
 bench_bin="$(cargo bench --bench mapping --no-run --quiet --message-format=json 2>/dev/null \
-  | grep -o '"executable":"[^"]*"' | tail -n1 | cut -d'"' -f4)"
+  | grep '"kind":\["bench"\]' | grep -o '"executable":"[^"]*"' | tail -n1 | cut -d'"' -f4)"
 [ -x "$bench_bin" ] || { echo "cannot find the mapping bench binary" >&2; exit 1; }
 "$bench_bin" --emit "$n" > "$work/entries.ndjson"
 size=$(stat -c %s "$work/entries.ndjson")

@@ -45,7 +45,8 @@ pub async fn run_map(args: super::MapArgs) -> Result<(), crate::Error> {
     let mut mapper = Mapper::new(&super::MappingConfig::from_args(&args.mapping)?)?;
     let stdin = io::stdin().lock();
     let input = io::BufReader::with_capacity(1 << 20, stdin);
-    let mut out = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
+    // Unbuffered: map_stream hands over whole chunks of documents already.
+    let mut out = io::stdout().lock();
     // Blocking I/O on purpose: `map` is a filter with nothing else to run concurrently.
     let stats = map_stream(&mut mapper, input, &mut out, Utc::now)
         .and_then(|stats| out.flush().map(|()| stats))

@@ -136,8 +136,17 @@ impl<'b> Out<'b> {
 
     /// A JSON string, escaped.
     pub fn string(&mut self, s: &str) {
-        // Writing to a Vec cannot fail; serde_json's escaper is the fastest one at hand.
-        let _ = serde_json::to_writer(&mut *self.buf, s);
+        // Most strings need no escaping; checking that first is several times cheaper than
+        // serde_json's byte-by-byte escaper, which handles the rest (writing to a Vec cannot
+        // fail). The set is serde_json's: control characters, quote and backslash.
+        if !needs_escape(s.as_bytes()) {
+            self.buf.reserve(s.len() + 2);
+            self.buf.push(b'"');
+            self.buf.extend_from_slice(s.as_bytes());
+            self.buf.push(b'"');
+        } else {
+            let _ = serde_json::to_writer(&mut *self.buf, s);
+        }
     }
 
     /// Any value, with empty members removed at every depth. False (and nothing written)
@@ -228,6 +237,31 @@ impl<'b> Out<'b> {
     }
 }
 
+/// Whether any byte is a control character, `"` or `\\`; eight bytes at a time (SWAR).
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Sets a byte's high bit where that byte of `v` is below `n` (exact for n <= 128, and a
+    // zero byte is "below 1"); no false negatives, which is all correctness needs here.
+    let below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGHS;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let v = u64::from_le_bytes(word);
+        let hits = below(v, 0x20)
+            | below(v ^ (ONES * u64::from(b'"')), 1)
+            | below(v ^ (ONES * u64::from(b'\\')), 1);
+        if hits != 0 {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +297,21 @@ mod tests {
             String::from_utf8(buf).unwrap(),
             r#"{"c":[1],"d":"x","e":false}"#
         );
+    }
+
+    #[test]
+    fn escape_check_finds_every_special_byte_at_every_position() {
+        for len in 0..20 {
+            assert!(!needs_escape(&vec![b'a'; len]));
+            for pos in 0..len {
+                for special in [0u8, 0x1f, b'"', b'\\'] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[pos] = special;
+                    assert!(needs_escape(&bytes), "{len} {pos} {special}");
+                }
+            }
+        }
+        assert!(!needs_escape("Zürich ~ \u{7f} é".as_bytes()));
     }
 
     #[test]

@@ -44,8 +44,11 @@ pub fn extractor() -> Result<&'static ua_parser::Extractor<'static>, String> {
 /// Parses user agents into `user_agent` objects, remembering each distinct string.
 pub struct UserAgents {
     extractor: &'static ua_parser::Extractor<'static>,
-    /// Raw agent → its `user_agent` object as JSON text, ready to be copied into documents.
-    cache: HashMap<Box<str>, Box<str>>,
+    /// Raw agent → index into `rendered`. An index (not the text) so a hit is one lookup that
+    /// ends its borrow before a miss would need to insert.
+    cache: HashMap<Box<str>, usize>,
+    /// `user_agent` objects as JSON text, ready to be copied into documents.
+    rendered: Vec<Box<str>>,
 }
 
 impl std::fmt::Debug for UserAgents {
@@ -66,21 +69,26 @@ impl UserAgents {
         Ok(UserAgents {
             extractor: extractor()?,
             cache: HashMap::new(),
+            rendered: Vec::new(),
         })
     }
 
     /// The `user_agent` object for `ua` (which includes `original`), as JSON text.
     pub fn render(&mut self, ua: &str) -> &str {
-        if self.cache.len() >= CACHE_CAPACITY && !self.cache.contains_key(ua) {
-            self.cache.clear();
-        }
-        let extractor = self.extractor;
-        // Looked up before inserting so the common case (a hit) allocates nothing.
-        if !self.cache.contains_key(ua) {
-            let text = parse_uncached(extractor, ua).to_string();
-            self.cache.insert(ua.into(), text.into());
-        }
-        self.cache.get(ua).map_or("{}", |v| v)
+        let index = match self.cache.get(ua) {
+            Some(&index) => index,
+            None => {
+                if self.rendered.len() >= CACHE_CAPACITY {
+                    self.cache.clear();
+                    self.rendered.clear();
+                }
+                self.rendered
+                    .push(parse_uncached(self.extractor, ua).to_string().into());
+                self.cache.insert(ua.into(), self.rendered.len() - 1);
+                self.rendered.len() - 1
+            }
+        };
+        &self.rendered[index]
     }
 
     /// The `user_agent` object for `ua` as a value (tests and tools).
