@@ -209,7 +209,7 @@ impl Mapper {
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         self.write_entry(raw, fetched_at, &mut buf);
-        let doc = self.to_value(&buf, raw, fetched_at);
+        let doc = self.parse_written(&buf, raw, fetched_at);
         self.scratch = buf;
         doc
     }
@@ -227,7 +227,7 @@ impl Mapper {
                     fetched_at,
                     &mut buf,
                 );
-                self.to_value(&buf, &text, fetched_at)
+                self.parse_written(&buf, &text, fetched_at)
             }
         }
     }
@@ -291,7 +291,7 @@ impl Mapper {
 
     /// Parses a written document. The writer only emits valid JSON; should that ever fail,
     /// the caller still gets one document (a `pipeline_error` naming the defect), not a panic.
-    fn to_value(&mut self, written: &[u8], raw: &str, fetched_at: DateTime<Utc>) -> Value {
+    fn parse_written(&mut self, written: &[u8], raw: &str, fetched_at: DateTime<Utc>) -> Value {
         serde_json::from_slice(written).unwrap_or_else(|e| {
             let mut buf = Vec::new();
             self.write_not_an_entry(

@@ -282,7 +282,7 @@ fn write_context(out: &mut Out<'_>, c: &mut Open, context: &Context<'_>) {
             }
         }
         nested(out, c, "location", |out, l| {
-            for (k, v) in location.iter().filter(|(k, _)| !FLAT.contains(&k)) {
+            for (k, v) in location.iter().filter(|(k, _)| !FLAT.contains(k)) {
                 out.node_field(l, k, v);
             }
         });
