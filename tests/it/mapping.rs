@@ -386,6 +386,16 @@ proptest! {
         prop_assert_eq!(doc["event"]["kind"] == "pipeline_error", !v.is_object());
     }
 
+    /// The borrowed input tree reads any JSON exactly as `serde_json::Value` does.
+    #[test]
+    fn input_tree_reads_like_serde_json(v in any_json()) {
+        let text = v.to_string();
+        let node: slack_audit_source::mapping::tree::Node = serde_json::from_str(&text).unwrap();
+        // Compared with serde_json's reading of the same text, not with `v`: without its
+        // float_roundtrip feature serde_json may read a printed float back one ulp off.
+        prop_assert_eq!(node.to_value(), serde_json::from_str::<Value>(&text).unwrap());
+    }
+
     /// Any bytes in → exactly one document out, never a panic.
     #[test]
     fn any_byte_line_gives_one_document(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
