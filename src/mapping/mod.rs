@@ -1,26 +1,62 @@
-//! Raw Slack audit entry + fetch time → ECS document. Pure: no I/O, no clock.
+//! Raw Slack audit entry + fetch time → one ECS document, at parity with Elastic's Slack
+//! integration 1.24.0 (`shared/docs/ecs-mapping.md`) and stricter about bad input.
 //!
-//! INTERIM (issue 2): `event.id`, `@timestamp`, `event.action` and the raw entry under
-//! `slack.audit`. The ECS mapping of issue 3 replaces the body of [`Mapper::map_entry`].
+//! Pure: no I/O and no clock inside [`Mapper::map_entry`]; the fetch time is passed in. What is
+//! loaded once lives in the [`Mapper`]: the user-agent rules and their cache, and the optional
+//! GeoIP databases. Every input gives exactly one document and never a panic: an entry with
+//! odd values is mapped as far as it goes with each problem in `error.message`; input that is
+//! not a JSON object becomes a `pipeline_error` document carrying `event.original`.
+//!
+//! - [`entry`]: the field table: reads an entry once into a [`entry::Plan`].
+//! - [`render`]: writes the plan as the document's JSON text; [`json`] leaves empties out.
+//! - [`categorize`]: `event.action` → `event.category/type/outcome`.
+//! - [`timestamp`], [`url`], [`user_agent`], [`geoip`]: one field family each.
+//! - [`command`]: the `map` command (NDJSON or API responses on stdin, documents on stdout).
+//!
+//! Documents are written as text and parsed into a `Value` only for callers that want one
+//! ([`Mapper::map_entry`]); the `map` command writes the text straight out. See `json.rs` for
+//! why this beats building `Value` trees.
+
+pub mod categorize;
+pub mod command;
+pub mod entry;
+pub mod geoip;
+pub mod json;
+pub mod render;
+#[cfg(test)]
+pub(crate) mod testdb;
+pub mod timestamp;
+pub mod tree;
+pub mod url;
+pub mod user_agent;
+
+pub use command::run_map;
 
 use crate::config::ConfigError;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::path::PathBuf;
+
+/// `--tags` when none are given.
+pub const DEFAULT_TAGS: [&str; 2] = ["forwarded", "slack-audit"];
+/// `--namespace` when none is given: Fleet's and Elastic Agent's default.
+pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// Mapping flags shared by `map` and `run`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct MappingArgs {
-    /// MaxMind-format city database for source.geo.*.
+    /// MaxMind-format city database (GeoLite2-City, GeoIP2-City or compatible) for
+    /// source.geo.*; memory-mapped. Without it source.geo is left out.
     #[arg(long, env = "SLACK_AUDIT_GEOIP_CITY")]
     pub geoip_city: Option<PathBuf>,
-    /// MaxMind-format ASN database for source.as.*.
+    /// MaxMind-format ASN database (GeoLite2-ASN or compatible) for source.as.*; memory-mapped.
+    /// Without it source.as is left out.
     #[arg(long, env = "SLACK_AUDIT_GEOIP_ASN")]
     pub geoip_asn: Option<PathBuf>,
-    /// Keep the raw entry in event.original.
+    /// Keep each raw entry in event.original and add the tag preserve_original_event.
     #[arg(long, env = "SLACK_AUDIT_PRESERVE_ORIGINAL_EVENT")]
     pub preserve_original_event: bool,
-    /// Tags on every document (comma-separated).
+    /// Tags on every document (comma-separated; empty items are ignored).
     #[arg(
         long,
         env = "SLACK_AUDIT_TAGS",
@@ -28,8 +64,8 @@ pub struct MappingArgs {
         default_value = "forwarded,slack-audit"
     )]
     pub tags: Vec<String>,
-    /// data_stream.namespace.
-    #[arg(long, env = "SLACK_AUDIT_NAMESPACE", default_value = "default")]
+    /// data_stream.namespace: lowercase, at most 100 bytes, none of \ / * ? " < > | , # : - or space.
+    #[arg(long, env = "SLACK_AUDIT_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
     pub namespace: String,
 }
 
@@ -44,15 +80,15 @@ pub struct MapArgs {
 /// Validated mapping options.
 #[derive(Debug, Clone, Default)]
 pub struct MappingConfig {
-    /// City database.
+    /// City database, when given.
     pub geoip_city: Option<PathBuf>,
-    /// ASN database.
+    /// ASN database, when given.
     pub geoip_asn: Option<PathBuf>,
-    /// Keep event.original.
+    /// Keep `event.original` on every document.
     pub preserve_original_event: bool,
-    /// Tags.
+    /// `tags` of every document, in order.
     pub tags: Vec<String>,
-    /// data_stream.namespace.
+    /// `data_stream.namespace`.
     pub namespace: String,
 }
 
@@ -60,8 +96,8 @@ impl MappingConfig {
     /// The defaults `run` uses, for the demo.
     pub fn default_for_demo() -> MappingConfig {
         MappingConfig {
-            tags: vec!["forwarded".into(), "slack-audit".into()],
-            namespace: "default".into(),
+            tags: DEFAULT_TAGS.map(String::from).to_vec(),
+            namespace: DEFAULT_NAMESPACE.into(),
             ..Default::default()
         }
     }
@@ -70,22 +106,62 @@ impl MappingConfig {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] naming the flag.
+    /// [`ConfigError::Invalid`] for a namespace Elasticsearch would refuse as part of a data
+    /// stream name (so the mistake shows at start, not as rejected writes).
     pub fn from_args(args: &MappingArgs) -> Result<MappingConfig, ConfigError> {
+        validate_namespace(&args.namespace)?;
         Ok(MappingConfig {
             geoip_city: args.geoip_city.clone(),
             geoip_asn: args.geoip_asn.clone(),
             preserve_original_event: args.preserve_original_event,
-            tags: args.tags.clone(),
+            tags: args
+                .tags
+                .iter()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect(),
             namespace: args.namespace.clone(),
         })
     }
 }
 
-/// Maps entries; holds what is loaded once (databases, user-agent rules, caches).
+/// Data stream namespace rules (ECS `data_stream.namespace` and Elasticsearch index names).
+fn validate_namespace(ns: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| ConfigError::Invalid {
+        flag: "namespace",
+        message: format!("{ns:?} {why}"),
+    };
+    if ns.is_empty() || ns.len() > 100 {
+        return Err(bad("must be 1 to 100 bytes long"));
+    }
+    if ns.chars().any(|c| c.is_uppercase()) {
+        return Err(bad("must be lowercase"));
+    }
+    if let Some(c) = ns.chars().find(|c| "\\/*?\"<>|,#:- ".contains(*c)) {
+        return Err(bad(&format!("must not contain {c:?}")));
+    }
+    Ok(())
+}
+
+/// What kind of document was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocKind {
+    /// A mapped entry (`event.kind: event`), possibly with `error.message`.
+    Event,
+    /// Input that is not an entry (`event.kind: pipeline_error`).
+    PipelineError,
+}
+
+/// Maps entries; holds what is loaded once (databases, user-agent rules) and the caches.
 #[derive(Debug)]
 pub struct Mapper {
-    config: MappingConfig,
+    common: render::Common,
+    user_agents: user_agent::UserAgents,
+    geoip: geoip::GeoIp,
+    /// The last fetch time and its text: a page shares one, so it is formatted once.
+    created: Option<(DateTime<Utc>, String)>,
+    /// Reused output buffer for [`Mapper::map_entry`].
+    scratch: Vec<u8>,
 }
 
 impl Mapper {
@@ -93,61 +169,147 @@ impl Mapper {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] for a database that cannot be opened.
+    /// A [`ConfigError`] for a database that cannot be opened or is of the wrong kind.
     pub fn new(config: &MappingConfig) -> Result<Mapper, ConfigError> {
+        let mut tags: Vec<&str> = config.tags.iter().map(String::as_str).collect();
+        let plain = (!tags.is_empty()).then(|| json!(tags).to_string());
+        if !tags.contains(&render::PRESERVE_TAG) {
+            tags.push(render::PRESERVE_TAG);
+        }
+        let preserved = json!(tags).to_string();
+        let common = render::Common {
+            tags: if config.preserve_original_event {
+                Some(preserved.clone())
+            } else {
+                plain
+            },
+            error_tags: preserved,
+            data_stream:
+                json!({ "type": "logs", "dataset": render::DATASET, "namespace": config.namespace })
+                    .to_string(),
+            preserve_original: config.preserve_original_event,
+        };
+        let user_agents =
+            user_agent::UserAgents::new().map_err(|message| ConfigError::Invalid {
+                flag: "(built-in user-agent rules)",
+                message,
+            })?;
+        let geoip = geoip::GeoIp::open(config.geoip_city.as_deref(), config.geoip_asn.as_deref())?;
         Ok(Mapper {
-            config: config.clone(),
+            common,
+            user_agents,
+            geoip,
+            created: None,
+            scratch: Vec::with_capacity(4096),
         })
     }
 
     /// Maps one raw entry (its JSON text) to exactly one document, never failing.
     pub fn map_entry(&mut self, raw: &str, fetched_at: DateTime<Utc>) -> Value {
-        let created = fetched_at.to_rfc3339_opts(SecondsFormat::Millis, true);
-        let _ = &self.config;
-        match serde_json::from_str::<Value>(raw) {
-            Ok(entry @ Value::Object(_)) => {
-                let ts = entry
-                    .get("date_create")
-                    .and_then(Value::as_i64)
-                    .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0));
-                json!({
-                    "@timestamp": ts.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)).unwrap_or(created.clone()),
-                    "event": {"id": entry.get("id"), "action": entry.get("action"), "created": created, "kind": "event"},
-                    "slack": {"audit": entry},
-                })
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        self.write_entry(raw, fetched_at, &mut buf);
+        let doc = self.parse_written(&buf, raw, fetched_at);
+        self.scratch = buf;
+        doc
+    }
+
+    /// Like [`Mapper::map_entry`] for bytes that may not be UTF-8 (a `pipeline_error` then).
+    pub fn map_entry_bytes(&mut self, raw: &[u8], fetched_at: DateTime<Utc>) -> Value {
+        match std::str::from_utf8(raw) {
+            Ok(text) => self.map_entry(text, fetched_at),
+            Err(e) => {
+                let text = String::from_utf8_lossy(raw);
+                let mut buf = Vec::new();
+                self.write_not_an_entry(
+                    &text,
+                    &format!("entry: not UTF-8 ({e})"),
+                    fetched_at,
+                    &mut buf,
+                );
+                self.parse_written(&buf, &text, fetched_at)
             }
-            _ => json!({
-                "@timestamp": created,
-                "event": {"kind": "pipeline_error", "original": raw, "created": created},
-                "error": {"message": ["entry is not a JSON object"]},
-                "tags": ["preserve_original_event"],
-            }),
+        }
+    }
+
+    /// Appends the document for one raw entry to `out` as JSON text (no newline).
+    pub fn write_entry(
+        &mut self,
+        raw: &str,
+        fetched_at: DateTime<Utc>,
+        out: &mut Vec<u8>,
+    ) -> DocKind {
+        match serde_json::from_str::<tree::Node>(raw) {
+            Ok(tree::Node::Object(entry)) => self.write_object(&entry, raw, fetched_at, out),
+            Ok(other) => {
+                let message = format!(
+                    "entry: expected a JSON object, got {}",
+                    entry::describe(&other)
+                );
+                self.write_not_an_entry(raw, &message, fetched_at, out)
+            }
+            Err(e) => {
+                self.write_not_an_entry(raw, &format!("entry: not JSON ({e})"), fetched_at, out)
+            }
+        }
+    }
+
+    /// Appends the document for an entry that is already parsed; `raw` is its text.
+    pub fn write_object(
+        &mut self,
+        entry: &tree::Obj<'_>,
+        raw: &str,
+        fetched_at: DateTime<Utc>,
+        out: &mut Vec<u8>,
+    ) -> DocKind {
+        self.set_created(fetched_at);
+        let plan = entry::Plan::read(entry);
+        let inputs = render::Inputs {
+            raw,
+            created: self.created.as_ref().map_or("", |(_, text)| text),
+            common: &self.common,
+            user_agents: &mut self.user_agents,
+            geoip: &mut self.geoip,
+        };
+        render::document(&plan, inputs, out);
+        DocKind::Event
+    }
+
+    /// Appends a `pipeline_error` document for `raw`, with `message` as its one problem.
+    pub fn write_not_an_entry(
+        &mut self,
+        raw: &str,
+        message: &str,
+        fetched_at: DateTime<Utc>,
+        out: &mut Vec<u8>,
+    ) -> DocKind {
+        self.set_created(fetched_at);
+        let created = self.created.as_ref().map_or("", |(_, text)| text);
+        render::pipeline_error(raw, message, created, &self.common, out);
+        DocKind::PipelineError
+    }
+
+    /// Parses a written document. The writer only emits valid JSON; should that ever fail,
+    /// the caller still gets one document (a `pipeline_error` naming the defect), not a panic.
+    fn parse_written(&mut self, written: &[u8], raw: &str, fetched_at: DateTime<Utc>) -> Value {
+        serde_json::from_slice(written).unwrap_or_else(|e| {
+            let mut buf = Vec::new();
+            self.write_not_an_entry(
+                raw,
+                &format!("entry: internal error writing the document ({e})"),
+                fetched_at,
+                &mut buf,
+            );
+            serde_json::from_slice(&buf).unwrap_or(Value::Null)
+        })
+    }
+
+    fn set_created(&mut self, fetched_at: DateTime<Utc>) {
+        if !matches!(&self.created, Some((at, _)) if *at == fetched_at) {
+            self.created = Some((fetched_at, timestamp::format_datetime(&fetched_at, 3)));
         }
     }
 }
 
-/// The `map` command: entries on stdin, documents on stdout.
-///
-/// # Errors
-///
-/// Unreadable databases; stdout closed.
-pub async fn run_map(args: MapArgs) -> Result<(), crate::Error> {
-    use std::io::{BufRead, Write};
-    let mut mapper = Mapper::new(&MappingConfig::from_args(&args.mapping)?)?;
-    let stdin = std::io::stdin().lock();
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for line in stdin.lines() {
-        let line = line.map_err(|e| crate::Error::Sink(crate::sink::Error::Stdout(e)))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let doc = mapper.map_entry(&line, Utc::now());
-        serde_json::to_writer(&mut out, &doc)
-            .map_err(|e| crate::Error::Sink(crate::sink::Error::Stdout(e.into())))?;
-        out.write_all(b"\n")
-            .map_err(|e| crate::Error::Sink(crate::sink::Error::Stdout(e)))?;
-    }
-    out.flush()
-        .map_err(|e| crate::Error::Sink(crate::sink::Error::Stdout(e)))?;
-    Ok(())
-}
+#[cfg(test)]
+mod tests;

@@ -358,7 +358,6 @@ fn the_example_files_load() {
 /// Needs the ECS mapping (issue 3): the interim mapping does not fill user.*, user_agent.* or
 /// slack.audit.entity.*. Un-ignore once `Mapper::map_entry` follows ecs-mapping.md.
 #[test]
-#[ignore = "needs the ECS mapping of issue 3"]
 fn analyze_maps_raw_entries_then_finds_the_story() {
     let actor = json!({"type": "user", "user": {"id": "U0SHELLEY", "name": "Shelley Levene", "email": "shelley@example.com"}});
     let ctx = |ua: &str| json!({"location": {"type": "enterprise", "id": "E0123", "name": "Acme", "domain": "acme"}, "ua": ua, "ip_address": "203.0.113.50", "session_id": 1});
