@@ -374,3 +374,88 @@ fn analyze_maps_raw_entries_then_finds_the_story() {
         json!(["Glengarry-Leads.xlsx"])
     );
 }
+
+/// The simulator's ordinary background traffic (logins, downloads, shares, admin changes,
+/// routine anomalies) run through the whole pipeline gives no finding at all. (The story's
+/// findings are tested on its own events above and in `simulate`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulator_background_traffic_gives_no_finding() {
+    use slack_audit_source::shutdown::Shutdown;
+    use slack_audit_source::simulate::{start, SimOptions};
+    {
+        let story = false;
+        let options = SimOptions {
+            seed: 11,
+            rate_per_sec: 0.0,
+            backfill_events: 3000,
+            backfill_secs: 6 * 3600,
+            story,
+            ..SimOptions::default()
+        };
+        let sim = start("127.0.0.1:0".parse().unwrap(), options, Shutdown::never())
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = slack_audit_source::sink::stdout::SharedWriter::default();
+        let url = format!("http://{}", sim.addr);
+        let state = dir.path().to_string_lossy().to_string();
+        let argv = [
+            "slack-audit-source",
+            "run",
+            "--api-url",
+            &url,
+            "--state-dir",
+            &state,
+            "--once",
+            "--settle-lag",
+            "1s",
+            "--initial-lookback",
+            "7h",
+            "--max-requests-per-minute",
+            "6000",
+            "--limit",
+            "500",
+        ];
+        let args = match <slack_audit_source::config::Cli as clap::Parser>::try_parse_from(argv)
+            .unwrap()
+            .command
+        {
+            slack_audit_source::config::Command::Run(a) => *a,
+            _ => unreachable!("asked for run"),
+        };
+        let mut config = slack_audit_source::RunConfig::from_args_with_token(
+            args,
+            Some(secrecy::SecretString::from("xoxp-sim")),
+        )
+        .unwrap();
+        config.stdout = Some(out.clone());
+        slack_audit_source::run(config, std::future::pending())
+            .await
+            .unwrap();
+        let docs: Vec<Value> = String::from_utf8(out.contents())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let anomalies = docs
+            .iter()
+            .filter(|d| d.pointer("/event/action").and_then(Value::as_str) == Some("anomaly"))
+            .count();
+        let alerts: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d.pointer("/event/kind").and_then(Value::as_str) == Some("alert"))
+            .collect();
+        assert!(
+            anomalies > 20,
+            "the background has routine anomalies ({anomalies})"
+        );
+        assert!(
+            alerts.is_empty(),
+            "background findings: {:?}",
+            alerts
+                .iter()
+                .map(|a| a.pointer("/rule/id"))
+                .collect::<Vec<_>>()
+        );
+    }
+}

@@ -1,7 +1,9 @@
 //! The kinds of random entries: logins, files, channels, apps, roles, anomalies, prefs,
 //! canvases (an entity type no mapping knows), huddles and session resets.
 
-use super::cast::{random_ip, slack_suffix, API_UAS, ENTERPRISE, FILES, LOCATIONS, REASONS};
+use super::cast::{
+    random_ip, slack_suffix, API_UAS, BACKGROUND_REASONS, ENTERPRISE, FILES, LOCATIONS,
+};
 use super::draft::{action_timestamp, channel_entity, file_entity, person, Ctx, Session};
 use super::Generator;
 use crate::simulate::store::Stored;
@@ -205,9 +207,12 @@ impl Generator {
 
     pub(super) fn anomaly(&mut self, date: i64) -> (i64, Stored) {
         let u = self.user();
-        let mut reasons: Vec<&'static str> = vec![REASONS[self.rng.gen_range(0..REASONS.len())]];
+        let pick = |rng: &mut _| {
+            BACKGROUND_REASONS[rand::Rng::gen_range(rng, 0..BACKGROUND_REASONS.len())]
+        };
+        let mut reasons: Vec<&'static str> = vec![pick(&mut self.rng)];
         if self.rng.gen_bool(0.3) {
-            reasons.push(REASONS[self.rng.gen_range(0..REASONS.len())]);
+            reasons.push(pick(&mut self.rng));
         }
         // Slack's documented pairs: asn ⇒ ip_address, spoofed_user_agent ⇒ unexpected_client,
         // unexpected_user_agent ⇒ user_agent.
