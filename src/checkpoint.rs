@@ -28,11 +28,23 @@ pub struct Checkpoint {
     /// Ids delivered recently, by second, kept for `--overlap` (bounded by the overlap span).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub recent: BTreeMap<i64, Vec<String>>,
-    /// The analysis state, opaque here.
+    /// The analysis state, opaque here: kept as JSON text so that saving it each page costs
+    /// one copy, not a walk through a tree of values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub analysis: Option<Value>,
+    pub analysis: Option<AnalysisState>,
     /// When this was saved (for people reading the file).
     pub updated_at: DateTime<Utc>,
+}
+
+/// The analysis state as JSON text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AnalysisState(pub Box<serde_json::value::RawValue>);
+
+impl PartialEq for AnalysisState {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
 }
 
 /// An open window and the chain being read in it.
@@ -212,13 +224,19 @@ impl CheckpointStore {
     }
 }
 
-/// The bytes written for `cp`.
+/// The bytes written for `cp`: its fields with `version` first.
 pub fn encode(cp: &Checkpoint) -> Vec<u8> {
-    let mut v = serde_json::to_value(cp).expect("a Checkpoint is plain data and always serialises");
-    if let Value::Object(m) = &mut v {
-        m.insert("version".into(), VERSION.into());
+    #[derive(Serialize)]
+    struct Versioned<'a> {
+        version: u64,
+        #[serde(flatten)]
+        cp: &'a Checkpoint,
     }
-    let mut bytes = serde_json::to_vec_pretty(&v).expect("a Value always serialises");
+    let mut bytes = serde_json::to_vec_pretty(&Versioned {
+        version: VERSION,
+        cp,
+    })
+    .expect("a Checkpoint is plain data and always serialises");
     bytes.push(b'\n');
     bytes
 }
@@ -263,19 +281,19 @@ mod tests {
     }
 
     const GOLDEN: &str = r#"{
-  "next_oldest": 1700000000,
-  "updated_at": "2026-11-21T08:00:00Z",
   "version": 1,
+  "next_oldest": 1700000000,
   "window": {
+    "oldest": 1700000000,
+    "latest": 1700003600,
     "chain_latest": 1700003600,
     "cursor": "dXNlcjpVMEc5V0ZYTlo=",
+    "low": 1700002000,
     "ids_at_low": [
       "0123a45b-6c7d-8900-e12f-3456789gh0i1"
-    ],
-    "latest": 1700003600,
-    "low": 1700002000,
-    "oldest": 1700000000
-  }
+    ]
+  },
+  "updated_at": "2026-11-21T08:00:00Z"
 }
 "#;
 

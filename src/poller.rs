@@ -13,11 +13,13 @@
 //! delivered before (late-indexed events); those ids are remembered for that span only.
 
 use crate::analysis::Analyzer;
-use crate::checkpoint::{Checkpoint, CheckpointStore, Window};
+use crate::checkpoint::{AnalysisState, Checkpoint, CheckpointStore, Window};
 use crate::config::{Filters, RunConfig, SinkConfig};
+use crate::mapping::DocKind;
 use crate::mapping::Mapper;
 use crate::shutdown::Shutdown;
 use crate::sink::{Batch, Sink};
+use crate::slack::api::read_hints;
 use crate::slack::client::ClientConfig;
 use crate::slack::{EntryKey, Error as SlackError, Page, Query, SlackClient};
 use crate::statedir::StateDir;
@@ -57,6 +59,14 @@ struct Settings {
     limit: u32,
     filters: Filters,
     once: bool,
+}
+
+/// Where one delivered entry's document comes from, in page order.
+enum Slot<'a> {
+    /// Written straight to text from the raw entry; its action, for the metrics.
+    Plain(&'a str, String),
+    /// The i-th JSON value handed to the analysis.
+    Doc(usize),
 }
 
 /// A page being fetched in its own task; dropping it aborts the fetch.
@@ -131,7 +141,19 @@ impl Poller {
         {
             tracing::warn!(max_rpm = config.max_rpm, "--max-requests-per-minute is above Slack's ~50/min, which every app in the org shares; expect 429s");
         }
-        let analyzer = Analyzer::new(&config.analysis, state.analysis.as_ref())?;
+        let saved_analysis = match &state.analysis {
+            // Read back into a value once, at start; the analyzer restores from it.
+            Some(AnalysisState(raw)) => Some(
+                serde_json::from_str::<serde_json::Value>(raw.get()).map_err(|e| {
+                    crate::checkpoint::Error::Corrupt {
+                        path: store.path().to_path_buf(),
+                        reason: format!("analysis state: {e}"),
+                    }
+                })?,
+            ),
+            None => None,
+        };
+        let analyzer = Analyzer::new(&config.analysis, saved_analysis.as_ref())?;
         let mapper = Mapper::new(&config.mapping)?;
         let tracer = crate::trace::Tracer::from_config(&config.observability)?;
         let client = SlackClient::new(ClientConfig {
@@ -312,16 +334,21 @@ impl Poller {
     /// Maps, analyses and delivers one page, then moves the checkpoint. Returns the window as
     /// it now stands (closed windows are folded into `next_oldest`).
     ///
-    /// The page goes out in chunks of [`CHUNK`] entries, so that at most one chunk of documents
-    /// is held as JSON values (the memory target holds at `--limit 9999`). The checkpoint moves
-    /// once, after the last chunk is safe: a crash mid-page repeats that page only.
+    /// The page goes out in chunks of [`CHUNK`] entries, so that memory stays bounded at
+    /// `--limit 9999`. Entries the analysis has no use for (most of them: not anomalies, not
+    /// downloads, an expected user agent) are written straight to NDJSON; the others become
+    /// JSON values for the analysis, which may annotate them and add findings. The page's
+    /// order is kept, findings last. The checkpoint moves once, after the last chunk is safe:
+    /// a crash mid-page repeats that page only.
     async fn deliver(&mut self, w: Window, page: Page) -> Result<Window, crate::Error> {
         let fetched_at = Utc::now();
         let mut next = w.clone();
         next.cursor = page.next_cursor.clone();
         let mut delivered_keys = Vec::with_capacity(page.entries.len());
-        let mut docs = Vec::with_capacity(CHUNK.min(page.entries.len()));
+        let mut slots = Vec::with_capacity(CHUNK.min(page.entries.len()));
+        let mut docs = Vec::new();
         let mut batch = Batch::new();
+        let mut tally = crate::metrics::labels::Tally::new();
         for chunk in page.entries.chunks(CHUNK) {
             for raw in chunk {
                 let key = EntryKey::read(raw);
@@ -329,14 +356,44 @@ impl Poller {
                     continue;
                 }
                 track_low(&mut next, &key, w.oldest);
-                docs.push(self.mapper.map_entry(raw.get(), fetched_at));
+                match read_hints(raw) {
+                    Some((action, ua)) if !self.analyzer.wants(&action, ua.as_deref()) => {
+                        self.analyzer.note_plain(key.date_create);
+                        slots.push(Slot::Plain(raw.get(), action));
+                    }
+                    _ => {
+                        slots.push(Slot::Doc(docs.len()));
+                        docs.push(self.mapper.map_entry(raw.get(), fetched_at));
+                    }
+                }
                 delivered_keys.push(key);
             }
+            let analysed = docs.len();
             self.analyzer.process(&mut docs);
             batch.clear();
-            for d in &docs {
-                batch.push(d);
+            for slot in slots.drain(..) {
+                match slot {
+                    Slot::Plain(raw, action) => {
+                        let kind =
+                            batch.push_with(|out| self.mapper.write_entry(raw, fetched_at, out));
+                        let kind = if kind == DocKind::PipelineError {
+                            "pipeline_error"
+                        } else {
+                            "event"
+                        };
+                        tally.add_plain(Some(&action), kind);
+                    }
+                    Slot::Doc(i) => {
+                        batch.push(&docs[i]);
+                        tally.add(&docs[i]);
+                    }
+                }
             }
+            for finding in &docs[analysed..] {
+                batch.push(finding);
+                tally.add(finding);
+            }
+            docs.clear();
             // Not raced with shutdown: a page in hand is finished, then checkpointed.
             let sending = std::time::Instant::now();
             if let Err(e) = self.sink.send(&batch, &mut self.shutdown).await {
@@ -344,20 +401,22 @@ impl Poller {
                 return Err(e.into());
             }
             crate::metrics::sink_batch(batch.len(), sending.elapsed());
-            crate::metrics::page_delivered(&docs);
-            docs.clear();
         }
-        let mut cp = self.state.clone();
+        // Built field by field: cloning the old checkpoint would copy its analysis state too.
+        let mut cp = Checkpoint {
+            next_oldest: self.state.next_oldest,
+            window: Some(next.clone()),
+            recent: self.state.recent.clone(),
+            analysis: self.analyzer.state_json().map(AnalysisState),
+            updated_at: fetched_at,
+        };
         self.remember(&mut cp, &delivered_keys, &w);
         if next.cursor.is_none() {
             cp.window = None;
             cp.next_oldest = w.latest + 1;
-        } else {
-            cp.window = Some(next.clone());
         }
-        cp.analysis = self.analyzer.state();
-        cp.updated_at = fetched_at;
         self.store.save(&cp)?;
+        crate::metrics::page_delivered_tally(&tally);
         crate::metrics::checkpoint_saved(cp.window.as_ref().map_or(cp.next_oldest, |w| w.oldest));
         self.state = cp;
         Ok(next)

@@ -411,7 +411,7 @@ fn ua_belongs_to_actor(doc: &Value, action: &str) -> bool {
         && fields::get(doc, &["slack", "audit", "context", "app"]).is_none_or(Value::is_null)
 }
 
-fn expected_user_agent(s: &Settings, ua: &str) -> bool {
+pub(crate) fn expected_user_agent(s: &Settings, ua: &str) -> bool {
     s.rules
         .expected_user_agents
         .iter()

@@ -252,6 +252,39 @@ impl Analyzer {
         }
     }
 
+    /// Whether a document needs to go through [`Analyzer::process`]: anomalies, downloads
+    /// (the context of download findings) and events whose user agent is not an expected one.
+    /// Every other document only moves time forward ([`Analyzer::note_plain`]), so the poller
+    /// writes it straight to text without building a JSON value.
+    pub fn wants(&self, action: &str, user_agent: Option<&str>) -> bool {
+        let Some(settings) = &self.settings else {
+            return false;
+        };
+        matches!(action, "anomaly" | "file_downloaded")
+            || user_agent.is_some_and(|ua| !engine::expected_user_agent(settings, ua))
+    }
+
+    /// Records a document that [`Analyzer::wants`] passed over: only its time counts (it
+    /// moves the high-water mark that decides which windows are old enough to prune).
+    pub fn note_plain(&mut self, date_create: Option<i64>) {
+        if self.settings.is_none() {
+            return;
+        }
+        if let Some(ms) = date_create.map(|s| s.saturating_mul(1000)) {
+            self.state.high_water_ms = Some(self.state.high_water_ms.map_or(ms, |h| h.max(ms)));
+        }
+    }
+
+    /// [`Analyzer::state`] as JSON text, written straight from the state (the checkpoint
+    /// saves it every page, so no tree of values is built).
+    pub fn state_json(&self) -> Option<Box<serde_json::value::RawValue>> {
+        let text = match &self.settings {
+            None => serde_json::to_string(self.kept.as_ref()?).ok()?,
+            Some(_) => serde_json::to_string(&self.state).ok()?,
+        };
+        serde_json::value::RawValue::from_string(text).ok()
+    }
+
     /// The state to save with the checkpoint.
     pub fn state(&self) -> Option<Value> {
         match &self.settings {

@@ -121,31 +121,50 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Counts `docs`.
-    pub fn of(docs: &[Value]) -> Tally {
-        let mut t = Tally {
+    /// An empty tally.
+    pub fn new() -> Tally {
+        Tally {
             emitted: vec![[0; 4]; KNOWN_ACTIONS.len() + 1],
             reasons: vec![0; KNOWN_REASONS.len() + 1],
             pipeline_errors: 0,
-        };
+        }
+    }
+
+    /// Counts `docs`.
+    pub fn of(docs: &[Value]) -> Tally {
+        let mut t = Tally::new();
         for doc in docs {
-            let event = doc.get("event");
-            let a = index_in(
-                KNOWN_ACTIONS,
-                event.and_then(|e| e.get("action")).and_then(Value::as_str),
-            );
-            let kind = event.and_then(|e| e.get("kind")).and_then(Value::as_str);
-            let k = index_in(KNOWN_KINDS, kind);
-            t.emitted[a][k] += 1;
-            if kind == Some("pipeline_error") {
-                t.pipeline_errors += 1;
-            }
-            // Only Slack's own anomaly events: an analysis alert may quote the reasons again.
-            if kind == Some("event") && name_at(KNOWN_ACTIONS, a) == "anomaly" {
-                t.count_reasons(doc);
-            }
+            t.add(doc);
         }
         t
+    }
+
+    /// Counts one document.
+    pub fn add(&mut self, doc: &Value) {
+        let event = doc.get("event");
+        let action = event.and_then(|e| e.get("action")).and_then(Value::as_str);
+        let kind = event.and_then(|e| e.get("kind")).and_then(Value::as_str);
+        let a = self.add_kind(action, kind);
+        // Only Slack's own anomaly events: an analysis alert may quote the reasons again.
+        if kind == Some("event") && name_at(KNOWN_ACTIONS, a) == "anomaly" {
+            self.count_reasons(doc);
+        }
+    }
+
+    /// Counts a document known only by its action and kind (written straight to text by the
+    /// fast path, which never carries anomaly events).
+    pub fn add_plain(&mut self, action: Option<&str>, kind: &str) {
+        self.add_kind(action, Some(kind));
+    }
+
+    fn add_kind(&mut self, action: Option<&str>, kind: Option<&str>) -> usize {
+        let a = index_in(KNOWN_ACTIONS, action);
+        let k = index_in(KNOWN_KINDS, kind);
+        self.emitted[a][k] += 1;
+        if kind == Some("pipeline_error") {
+            self.pipeline_errors += 1;
+        }
+        a
     }
 
     fn count_reasons(&mut self, doc: &Value) {

@@ -256,7 +256,11 @@ pub fn page_fetched(entries: usize) {
 /// A page's documents were delivered: counts them by action and kind, pipeline errors, and
 /// anomaly reasons, with one counter update per label per page.
 pub fn page_delivered(docs: &[Value]) {
-    let tally = labels::Tally::of(docs);
+    page_delivered_tally(&labels::Tally::of(docs));
+}
+
+/// As [`page_delivered`], from counts gathered while the page was written.
+pub fn page_delivered_tally(tally: &labels::Tally) {
     for (action, kind, n) in tally.emitted() {
         metrics::counter!("slack_source_events_emitted_total", "action" => action, "kind" => kind)
             .increment(n);

@@ -37,6 +37,15 @@ impl Batch {
         self.ends.push(self.buf.len());
     }
 
+    /// Appends one line that `write` produces as JSON text (without the newline), returning
+    /// what `write` returns. For documents written straight to text, with no JSON value.
+    pub fn push_with<T>(&mut self, write: impl FnOnce(&mut Vec<u8>) -> T) -> T {
+        let r = write(&mut self.buf);
+        self.buf.push(b'\n');
+        self.ends.push(self.buf.len());
+        r
+    }
+
     /// All lines, each ending in `\n`.
     pub fn bytes(&self) -> &[u8] {
         &self.buf
