@@ -120,6 +120,12 @@ pub struct Tally {
     pub pipeline_errors: u64,
 }
 
+impl Default for Tally {
+    fn default() -> Self {
+        Tally::new()
+    }
+}
+
 impl Tally {
     /// An empty tally.
     pub fn new() -> Tally {
