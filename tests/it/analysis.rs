@@ -398,17 +398,7 @@ async fn simulator_background_traffic_gives_no_finding() {
         let dir = tempfile::tempdir().unwrap();
         let out = slack_audit_source::sink::stdout::SharedWriter::default();
         let url = format!("http://{}", sim.addr);
-        let state = dir.path().to_string_lossy().to_string();
-        let argv = [
-            "slack-audit-source",
-            "run",
-            "--api-url",
-            &url,
-            "--state-dir",
-            &state,
-            "--once",
-            "--settle-lag",
-            "1s",
+        let extra = [
             "--initial-lookback",
             "7h",
             "--max-requests-per-minute",
@@ -416,19 +406,7 @@ async fn simulator_background_traffic_gives_no_finding() {
             "--limit",
             "500",
         ];
-        let args = match <slack_audit_source::config::Cli as clap::Parser>::try_parse_from(argv)
-            .unwrap()
-            .command
-        {
-            slack_audit_source::config::Command::Run(a) => *a,
-            _ => unreachable!("asked for run"),
-        };
-        let mut config = slack_audit_source::RunConfig::from_args_with_token(
-            args,
-            Some(secrecy::SecretString::from("xoxp-sim")),
-        )
-        .unwrap();
-        config.stdout = Some(out.clone());
+        let config = crate::poll::config_for(&url, dir.path(), &out, &extra);
         slack_audit_source::run(config, std::future::pending())
             .await
             .unwrap();

@@ -15,13 +15,17 @@ use std::time::Duration;
 
 /// A `run --once` config against `mock`, writing into `out`.
 pub fn config(mock: &MockSlack, dir: &Path, out: &SharedWriter, extra: &[&str]) -> RunConfig {
-    let url = mock.url();
+    config_for(&mock.url(), dir, out, extra)
+}
+
+/// A `run --once` config against the API at `url`, writing into `out`; `extra` flags override.
+pub fn config_for(url: &str, dir: &Path, out: &SharedWriter, extra: &[&str]) -> RunConfig {
     let state = dir.to_string_lossy().to_string();
     let mut argv = vec![
         "slack-audit-source",
         "run",
         "--api-url",
-        &url,
+        url,
         "--state-dir",
         &state,
         "--once",
