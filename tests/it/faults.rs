@@ -5,7 +5,7 @@
 //! why it did not run, and under `CI=true` it fails instead, so CI cannot silently skip it.
 
 use crate::support::mock::MockSlack;
-use crate::support::{bin, counts, delivered_ids, entries, now};
+use crate::support::{counts, delivered_ids, entries, now, run_command};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -41,21 +41,9 @@ impl Drop for Tmpfs {
 }
 
 async fn run_once(mock: &MockSlack, state: &Path, settle_lag: &str) -> Output {
-    let mut cmd = bin();
-    cmd.args(["run", "--once", "--api-url", &mock.url(), "--state-dir"])
-        .arg(state)
-        .args([
-            "--settle-lag",
-            settle_lag,
-            "--initial-lookback",
-            "2h",
-            "--max-requests-per-minute",
-            "1000",
-            "--limit",
-            "10",
-        ])
-        .env("SLACK_AUDIT_TOKEN", "xoxp-test")
-        .stdin(Stdio::null());
+    let mut cmd = run_command(&mock.url(), state);
+    cmd.args(["--once", "--settle-lag", settle_lag])
+        .env("SLACK_AUDIT_TOKEN", "xoxp-test");
     tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap()

@@ -29,15 +29,8 @@ pub fn config_for(url: &str, dir: &Path, out: &SharedWriter, extra: &[&str]) -> 
         "--state-dir",
         &state,
         "--once",
-        "--settle-lag",
-        "1s",
-        "--initial-lookback",
-        "2h",
-        "--max-requests-per-minute",
-        "1000",
-        "--limit",
-        "10",
     ];
+    argv.extend_from_slice(&crate::support::TEST_RUN_FLAGS);
     argv.extend_from_slice(extra);
     let args = match <Cli as clap::Parser>::try_parse_from(argv)
         .expect("test args parse")

@@ -2,7 +2,7 @@
 //! a corrupt checkpoint, a broken pipe, SIGTERM, and SIGKILL at random moments.
 
 use crate::support::mock::{MockSlack, Reply};
-use crate::support::{bin, counts, delivered_ids, delivered_ids_lenient, entries, now};
+use crate::support::{counts, delivered_ids, delivered_ids_lenient, entries, now, run_command};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
@@ -11,23 +11,10 @@ use std::time::Duration;
 const TOKEN: &str = "xoxp-1234567890-SECRET-abcdef0123456789";
 
 fn run_cmd(mock: &MockSlack, state: &Path, extra: &[&str]) -> std::process::Command {
-    let mut cmd = bin();
-    cmd.args(["run", "--api-url", &mock.url(), "--state-dir"])
-        .arg(state)
-        .args([
-            "--settle-lag",
-            "1s",
-            "--initial-lookback",
-            "2h",
-            "--max-requests-per-minute",
-            "1000",
-            "--limit",
-            "10",
-        ])
-        .args(extra)
+    let mut cmd = run_command(&mock.url(), state);
+    cmd.args(extra)
         .env("SLACK_AUDIT_TOKEN", TOKEN)
-        .env_remove("SLACK_AUDIT_TOKEN_FILE")
-        .stdin(Stdio::null());
+        .env_remove("SLACK_AUDIT_TOKEN_FILE");
     cmd
 }
 

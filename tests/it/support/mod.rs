@@ -83,6 +83,29 @@ pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// The flags every test run of `run` starts from: a short settle lag, a two-hour first
+/// lookback, a fast request budget and small pages. Later flags override them.
+pub const TEST_RUN_FLAGS: [&str; 8] = [
+    "--settle-lag",
+    "1s",
+    "--initial-lookback",
+    "2h",
+    "--max-requests-per-minute",
+    "1000",
+    "--limit",
+    "10",
+];
+
+/// `slack-audit-source run` against `api_url` with `state` and [`TEST_RUN_FLAGS`], stdin closed.
+pub fn run_command(api_url: &str, state: &std::path::Path) -> std::process::Command {
+    let mut cmd = bin();
+    cmd.args(["run", "--api-url", api_url, "--state-dir"])
+        .arg(state)
+        .args(TEST_RUN_FLAGS)
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
 /// The built binary.
 pub fn bin() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_slack-audit-source"))
