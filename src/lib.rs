@@ -26,6 +26,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod mapping;
+pub mod memory;
 pub mod metrics;
 pub mod poller;
 pub mod retry;

@@ -242,6 +242,8 @@ impl Poller {
             secs = self.settings.interval.as_secs(),
             "caught up; waiting for the next poll"
         );
+        // Caught up: the pages of a catch-up are freed, give their memory back while we wait.
+        crate::memory::return_free_memory();
         self.shutdown.sleep(self.settings.interval).await
     }
 
@@ -279,7 +281,7 @@ impl Poller {
                 }
                 Err(e) => return Err(e.into()),
             };
-            crate::metrics::page_fetched(page.entries.len());
+            crate::metrics::page_fetched(page.len());
             let last = page.next_cursor.is_none();
             if !last {
                 // Fetch page k+1 while page k is mapped and delivered. Its result is used
@@ -344,13 +346,14 @@ impl Poller {
         let fetched_at = Utc::now();
         let mut next = w.clone();
         next.cursor = page.next_cursor.clone();
-        let mut delivered_keys = Vec::with_capacity(page.entries.len());
-        let mut slots = Vec::with_capacity(CHUNK.min(page.entries.len()));
+        let mut delivered_keys = Vec::with_capacity(page.len());
+        let mut slots = Vec::with_capacity(CHUNK.min(page.len()));
         let mut docs = Vec::new();
         let mut batch = Batch::new();
         let mut tally = crate::metrics::labels::Tally::new();
-        for chunk in page.entries.chunks(CHUNK) {
-            for raw in chunk {
+        let mut entries = page.entries().peekable();
+        while entries.peek().is_some() {
+            for raw in entries.by_ref().take(CHUNK) {
                 let key = EntryKey::read(raw);
                 if !self.is_new(&w, &key) {
                     continue;
@@ -359,11 +362,11 @@ impl Poller {
                 match read_hints(raw) {
                     Some((action, ua)) if !self.analyzer.wants(&action, ua.as_deref()) => {
                         self.analyzer.note_plain(key.date_create);
-                        slots.push(Slot::Plain(raw.get(), action));
+                        slots.push(Slot::Plain(raw, action));
                     }
                     _ => {
                         slots.push(Slot::Doc(docs.len()));
-                        docs.push(self.mapper.map_entry(raw.get(), fetched_at));
+                        docs.push(self.mapper.map_entry(raw, fetched_at));
                     }
                 }
                 delivered_keys.push(key);
@@ -416,6 +419,8 @@ impl Poller {
             cp.next_oldest = w.latest + 1;
         }
         self.store.save(&cp)?;
+        // A page of known user agents only: the rules are not needed until a new one comes.
+        self.mapper.release_if_unused();
         crate::metrics::page_delivered_tally(&tally);
         crate::metrics::checkpoint_saved(cp.window.as_ref().map_or(cp.next_oldest, |w| w.oldest));
         self.state = cp;

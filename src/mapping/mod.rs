@@ -289,6 +289,12 @@ impl Mapper {
         DocKind::PipelineError
     }
 
+    /// Frees what only new input needs (the compiled user-agent rules) if the input since the
+    /// last call brought nothing new. See [`user_agent::UserAgents::release_if_unused`].
+    pub fn release_if_unused(&mut self) -> bool {
+        self.user_agents.release_if_unused()
+    }
+
     /// Parses a written document. The writer only emits valid JSON; should that ever fail,
     /// the caller still gets one document (a `pipeline_error` naming the defect), not a panic.
     fn parse_written(&mut self, written: &[u8], raw: &str, fetched_at: DateTime<Utc>) -> Value {

@@ -13,7 +13,6 @@
 
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::sync::OnceLock;
 
 /// The uap-core rules, compiled into the binary.
 const REGEXES_YAML: &str = include_str!("uap-core/regexes.yaml");
@@ -21,29 +20,96 @@ const REGEXES_YAML: &str = include_str!("uap-core/regexes.yaml");
 /// Distinct agents kept before the cache is emptied and refilled; bounds memory on hostile input.
 const CACHE_CAPACITY: usize = 4096;
 
-/// The compiled rules, built once per process (compiling takes a noticeable fraction of a second).
-static EXTRACTOR: OnceLock<Result<ua_parser::Extractor<'static>, String>> = OnceLock::new();
-
-/// Compiles the embedded rules on first use.
+/// Compiles the embedded rules: about 0.15 s of CPU and 25 MB of heap.
 ///
 /// # Errors
 ///
 /// The rules do not compile; a build defect, reported as text so callers can wrap it.
-pub fn extractor() -> Result<&'static ua_parser::Extractor<'static>, String> {
-    EXTRACTOR
-        .get_or_init(|| {
-            let regexes: ua_parser::Regexes<'static> = serde_yaml::from_str(REGEXES_YAML)
-                .map_err(|e| format!("cannot read regexes.yaml: {e}"))?;
-            ua_parser::Extractor::try_from(regexes)
-                .map_err(|e| format!("cannot compile regexes.yaml: {e}"))
-        })
-        .as_ref()
-        .map_err(Clone::clone)
+pub fn compile() -> Result<ua_parser::Extractor<'static>, String> {
+    let mut regexes: ua_parser::Regexes<'static> =
+        serde_yaml::from_str(REGEXES_YAML).map_err(|e| format!("cannot read regexes.yaml: {e}"))?;
+    for p in &mut regexes.user_agent_parsers {
+        ascii_classes(&mut p.regex);
+    }
+    for p in &mut regexes.os_parsers {
+        ascii_classes(&mut p.regex);
+    }
+    for p in &mut regexes.device_parsers {
+        ascii_classes(&mut p.regex);
+    }
+    ua_parser::Extractor::try_from(regexes).map_err(|e| format!("cannot compile regexes.yaml: {e}"))
+}
+
+/// Rewrites `\d`, `\w`, `\s` (and their negations) as ASCII classes, in place.
+///
+/// Two reasons. Elasticsearch's `user_agent` processor, which we match, runs these rules with
+/// `java.util.regex`, where the classes are ASCII; the `regex` crate makes them Unicode. And the
+/// Unicode classes are large: compiled, the rules took about 27 MB of heap, most of the idle
+/// footprint (see BENCHMARKS.md). Inside a bracket the class becomes a POSIX class
+/// (`[:digit:]`), outside it a bracket of one (`[[:digit:]]`); both are ASCII in the `regex`
+/// crate. `\b` is left alone: it costs little.
+fn ascii_classes(re: &mut std::borrow::Cow<'_, str>) {
+    if !re.contains('\\') {
+        return;
+    }
+    let mut out = String::with_capacity(re.len() + 32);
+    let mut chars = re.chars();
+    // Depth of `[...]` nesting; `\` escapes are copied verbatim except the three classes.
+    let mut in_class = 0usize;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let Some(next) = chars.next() else {
+                    out.push(c);
+                    break;
+                };
+                let posix = match next {
+                    'd' => Some("digit"),
+                    'D' => Some("^digit"),
+                    'w' => Some("word"),
+                    'W' => Some("^word"),
+                    's' => Some("space"),
+                    'S' => Some("^space"),
+                    _ => None,
+                };
+                match posix {
+                    Some(name) if in_class > 0 => {
+                        out.push_str("[:");
+                        out.push_str(name);
+                        out.push_str(":]");
+                    }
+                    Some(name) => {
+                        out.push_str("[[:");
+                        out.push_str(name);
+                        out.push_str(":]]");
+                    }
+                    None => {
+                        out.push(c);
+                        out.push(next);
+                    }
+                }
+            }
+            '[' => {
+                in_class += 1;
+                out.push(c);
+            }
+            ']' if in_class > 0 => {
+                in_class -= 1;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    *re = out.into();
 }
 
 /// Parses user agents into `user_agent` objects, remembering each distinct string.
 pub struct UserAgents {
-    extractor: &'static ua_parser::Extractor<'static>,
+    /// The compiled rules while they are in use; `None` once released (see
+    /// [`UserAgents::release_if_unused`]). They are most of our memory at rest.
+    extractor: Option<Box<ua_parser::Extractor<'static>>>,
+    /// A new agent was parsed since the last [`UserAgents::release_if_unused`].
+    missed: bool,
     /// Raw agent → index into `rendered`. An index (not the text) so a hit is one lookup that
     /// ends its borrow before a miss would need to insert.
     cache: HashMap<Box<str>, usize>,
@@ -55,6 +121,7 @@ impl std::fmt::Debug for UserAgents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserAgents")
             .field("cached", &self.cache.len())
+            .field("compiled", &self.extractor.is_some())
             .finish()
     }
 }
@@ -67,7 +134,10 @@ impl UserAgents {
     /// The embedded rules do not compile (a build defect).
     pub fn new() -> Result<UserAgents, String> {
         Ok(UserAgents {
-            extractor: extractor()?,
+            // Compiled now, not on the first agent: a defect shows at start, and the first
+            // page needs the rules anyway.
+            extractor: Some(Box::new(compile()?)),
+            missed: false,
             cache: HashMap::new(),
             rendered: Vec::new(),
         })
@@ -82,13 +152,58 @@ impl UserAgents {
                     self.cache.clear();
                     self.rendered.clear();
                 }
-                self.rendered
-                    .push(parse_uncached(self.extractor, ua).to_string().into());
+                self.missed = true;
+                let rendered = match self.extractor() {
+                    Some(extractor) => parse_uncached(extractor, ua).to_string(),
+                    None => unparsed(ua).to_string(),
+                };
+                self.rendered.push(rendered.into());
                 self.cache.insert(ua.into(), self.rendered.len() - 1);
                 self.rendered.len() - 1
             }
         };
         &self.rendered[index]
+    }
+
+    /// Frees the compiled rules if no new agent came since the last call; true if it did.
+    ///
+    /// The poller calls this after each page. Once the agents of an org are cached (a few
+    /// pages into a backfill, and at rest) the rules are not needed, and holding them would
+    /// be most of the process's resident memory. A new agent later compiles them again, which
+    /// costs about 0.15 s of CPU.
+    pub fn release_if_unused(&mut self) -> bool {
+        let release = !std::mem::take(&mut self.missed) && self.extractor.is_some();
+        if release {
+            self.extractor = None;
+            crate::memory::return_free_memory();
+            tracing::debug!("no new user agents: released the compiled user-agent rules");
+        }
+        release
+    }
+
+    /// True while the rules are compiled (tests and diagnostics).
+    pub fn is_compiled(&self) -> bool {
+        self.extractor.is_some()
+    }
+
+    /// The compiled rules, compiling them again if they were released.
+    fn extractor(&mut self) -> Option<&ua_parser::Extractor<'static>> {
+        if self.extractor.is_none() {
+            let started = std::time::Instant::now();
+            match compile() {
+                Ok(e) => {
+                    tracing::debug!(
+                        ms = started.elapsed().as_millis() as u64,
+                        "compiled the user-agent rules for a new agent"
+                    );
+                    self.extractor = Some(Box::new(e));
+                }
+                // They compiled at start from the same embedded text, so this is memory
+                // exhaustion or worse; the agent is still delivered, unparsed.
+                Err(e) => tracing::error!(error = %e, "cannot compile the user-agent rules"),
+            }
+        }
+        self.extractor.as_deref()
     }
 
     /// The `user_agent` object for `ua` as a value (tests and tools).
@@ -128,6 +243,11 @@ pub fn parse_uncached(extractor: &ua_parser::Extractor<'_>, ua: &str) -> Value {
     let device = device.as_ref().map_or("Other", |d| d.device.as_ref());
     out.insert("device".into(), serde_json::json!({ "name": device }));
     Value::Object(out)
+}
+
+/// The object for an agent that could not be parsed: what the processor writes on no match.
+fn unparsed(ua: &str) -> Value {
+    serde_json::json!({ "original": ua, "name": "Other", "device": { "name": "Other" } })
 }
 
 /// `major.minor.patch.build`, stopping at the first missing part; `None` without a major.
@@ -202,5 +322,63 @@ mod tests {
             p.parse(&format!("agent/{i}"));
         }
         assert!(p.cache.len() <= CACHE_CAPACITY);
+    }
+
+    fn rewritten(re: &str) -> String {
+        let mut cow = std::borrow::Cow::Borrowed(re);
+        ascii_classes(&mut cow);
+        cow.into_owned()
+    }
+
+    #[test]
+    fn classes_become_ascii_inside_and_outside_brackets() {
+        assert_eq!(rewritten(r"Foo/(\d+)"), r"Foo/([[:digit:]]+)");
+        assert_eq!(rewritten(r"[\w\-]+\S"), r"[[:word:]\-]+[[:^space:]]");
+        // Escapes that are not classes, and escaped brackets, are kept as they are.
+        assert_eq!(rewritten(r"\[\d\]\b\."), r"\[[[:digit:]]\]\b\.");
+        assert_eq!(rewritten("no escapes"), "no escapes");
+        assert_eq!(rewritten("trailing\\"), "trailing\\");
+    }
+
+    #[test]
+    fn digits_are_ascii_as_in_elasticsearch() {
+        // Java's `\d` does not match Arabic-Indic digits, so Elasticsearch reads no version here;
+        // a Unicode `\d` would report "٦٤".
+        let v = parse("Mozilla/5.0 (X11; Linux x86_64) Chrome/\u{666}\u{664}.0.1 Safari/537.36");
+        assert_ne!(v["version"], "\u{666}\u{664}.0.1");
+        assert!(
+            !v["version"].as_str().unwrap_or("").contains('\u{666}'),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn every_rule_still_compiles() {
+        // A rewrite that broke a pattern would fail the whole extractor here.
+        compile().unwrap();
+    }
+
+    #[test]
+    fn rules_are_released_when_no_new_agent_came_and_compiled_again_for_one() {
+        let mut p = UserAgents::new().unwrap();
+        let chrome = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_12_6) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/64.0.3282.186 Safari/537.36";
+        let first = p.parse(chrome);
+        // A page that parsed a new agent keeps them.
+        assert!(!p.release_if_unused());
+        assert!(p.is_compiled());
+        // A page of known agents only: released.
+        assert_eq!(p.parse(chrome), first);
+        assert!(p.release_if_unused());
+        assert!(!p.is_compiled());
+        // Known agents are still answered from the cache, without compiling.
+        assert_eq!(p.parse(chrome), first);
+        assert!(!p.is_compiled());
+        // A new one compiles them again, with the same answers as before.
+        let v = p.parse("curl/8.0.1");
+        assert!(p.is_compiled());
+        assert_eq!(v["name"], "curl");
+        p.cache.clear();
+        p.rendered.clear();
+        assert_eq!(p.parse(chrome), first);
     }
 }

@@ -2,16 +2,20 @@
 //!
 //! Slack's bodies vary (see `slack-audit-api.md` §3): `ok` may be absent or false on a 200,
 //! `response_metadata` may be absent, `{}`, or carry `next_cursor: ""`, entries carry duplicate
-//! keys and new attributes. So entries are kept as [`RawValue`] (mapping reads them later) and
+//! keys and new attributes. So entries are kept as raw text (mapping reads them later) and
 //! only the two fields the poller needs, `id` and `date_create`, are read here, leniently.
+//!
+//! A [`Page`] keeps the response body as it came and the byte span of each entry in it: at
+//! `--limit 9999` a body is about 15 MB, and a second, per-entry copy would double the memory
+//! of every page held (see BENCHMARKS.md).
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-/// A `/logs` response body as Slack sends it.
+/// A `/logs` response body as Slack sends it; entries borrow from the body.
 #[derive(Debug, Deserialize)]
-pub struct LogsResponse {
+pub struct LogsResponse<'a> {
     /// `true`, `false` or absent; not trusted on its own.
     #[serde(default)]
     pub ok: Option<Value>,
@@ -19,14 +23,14 @@ pub struct LogsResponse {
     #[serde(default)]
     pub error: Option<Value>,
     /// The entries, newest first. Absent means the body is not a page at all.
-    #[serde(default)]
-    pub entries: Option<Vec<Box<RawValue>>>,
+    #[serde(default, borrow)]
+    pub entries: Option<Vec<&'a RawValue>>,
     /// `{next_cursor}`, `{}` or absent.
     #[serde(default)]
     pub response_metadata: Option<Value>,
 }
 
-impl LogsResponse {
+impl LogsResponse<'_> {
     /// The error code, when the body reports one (a non-empty `error`, or `ok: false` without one).
     pub fn error_code(&self) -> Option<String> {
         match self.error.as_ref() {
@@ -52,10 +56,71 @@ impl LogsResponse {
 /// One page of raw entries, newest first, and where to go next.
 #[derive(Debug, Default)]
 pub struct Page {
-    /// The entries as Slack sent them, byte for byte.
-    pub entries: Vec<Box<RawValue>>,
+    /// The response body, shared with nothing else.
+    body: bytes::Bytes,
+    /// Where each entry lies in `body`, in Slack's order.
+    spans: Vec<std::ops::Range<usize>>,
     /// `None` when the chain ends.
     pub next_cursor: Option<String>,
+}
+
+impl Page {
+    /// A page over `body`, whose `entries` were parsed from it (they borrow from it).
+    ///
+    /// An entry that does not lie inside `body` cannot come from serde's borrowing parse; it
+    /// is kept as an empty entry (mapped to a `pipeline_error`) rather than trusted.
+    pub fn from_body(
+        body: bytes::Bytes,
+        entries: &[&RawValue],
+        next_cursor: Option<String>,
+    ) -> Page {
+        let base = body.as_ptr() as usize;
+        let spans = entries
+            .iter()
+            .map(|raw| {
+                let start = (raw.get().as_ptr() as usize).wrapping_sub(base);
+                let end = start.saturating_add(raw.get().len());
+                if end <= body.len() {
+                    start..end
+                } else {
+                    0..0
+                }
+            })
+            .collect();
+        Page {
+            body,
+            spans,
+            next_cursor,
+        }
+    }
+
+    /// How many entries the page holds.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// True for a page without entries.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The i-th entry's text, as Slack sent it; `None` past the end.
+    pub fn entry(&self, i: usize) -> Option<&str> {
+        let span = self.spans.get(i)?.clone();
+        // serde checked every entry is UTF-8 when it borrowed it; this cannot fail, and if it
+        // did the entry would become a `pipeline_error`, not a panic.
+        Some(std::str::from_utf8(self.body.get(span)?).unwrap_or_default())
+    }
+
+    /// The entries' texts in Slack's order.
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        (0..self.len()).map(|i| self.entry(i).unwrap_or_default())
+    }
+
+    /// Bytes of response body held.
+    pub fn body_len(&self) -> usize {
+        self.body.len()
+    }
 }
 
 /// The two fields of an entry the poller needs: a stable identity and its second.
@@ -69,7 +134,7 @@ pub struct EntryKey {
 
 impl EntryKey {
     /// Reads `id` and `date_create` from a raw entry, never failing.
-    pub fn read(raw: &RawValue) -> EntryKey {
+    pub fn read(raw: &str) -> EntryKey {
         #[derive(Deserialize)]
         struct Head {
             #[serde(default)]
@@ -79,12 +144,12 @@ impl EntryKey {
         }
         // A duplicated `id` key or a non-object entry fails this parse; the entry still
         // gets a key from its bytes, and mapping reports the problem in the document.
-        let head: Option<Head> = serde_json::from_str(raw.get()).ok();
+        let head: Option<Head> = serde_json::from_str(raw).ok();
         let (id, date) = head.map(|h| (h.id, h.date_create)).unwrap_or((None, None));
         let id = match id {
             Some(Value::String(s)) if !s.is_empty() => s,
             Some(Value::Number(n)) => n.to_string(),
-            _ => format!("sha:{:016x}", fnv1a(raw.get().as_bytes())),
+            _ => format!("sha:{:016x}", fnv1a(raw.as_bytes())),
         };
         let date_create = date.and_then(|d| match d {
             Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
@@ -97,7 +162,7 @@ impl EntryKey {
 
 /// What the poller needs to route an entry past the analysis: its `action` and `context.ua`.
 /// `None` when they cannot be read cheaply (the entry then takes the full path).
-pub fn read_hints(raw: &RawValue) -> Option<(String, Option<String>)> {
+pub fn read_hints(raw: &str) -> Option<(String, Option<String>)> {
     #[derive(Deserialize)]
     struct Ctx {
         #[serde(default)]
@@ -109,7 +174,7 @@ pub fn read_hints(raw: &RawValue) -> Option<(String, Option<String>)> {
         #[serde(default)]
         context: Option<Ctx>,
     }
-    let h: Hints = serde_json::from_str(raw.get()).ok()?;
+    let h: Hints = serde_json::from_str(raw).ok()?;
     Some((h.action, h.context.and_then(|c| c.ua)))
 }
 
@@ -125,7 +190,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
-    fn parse(s: &str) -> LogsResponse {
+    fn parse(s: &str) -> LogsResponse<'_> {
         serde_json::from_str(s).unwrap()
     }
 
@@ -181,7 +246,7 @@ mod tests {
             .entries
             .unwrap()
             .iter()
-            .map(|e| EntryKey::read(e))
+            .map(|e| EntryKey::read(e.get()))
             .collect();
         assert_eq!(
             keys[0],
@@ -202,10 +267,7 @@ mod tests {
         // A duplicated id cannot be trusted either way: hashed, and stable.
         assert_eq!(
             keys[4].id,
-            EntryKey::read(
-                &RawValue::from_string(r#"{"id":"c","id":"d","date_create":4}"#.into()).unwrap()
-            )
-            .id
+            EntryKey::read(r#"{"id":"c","id":"d","date_create":4}"#).id
         );
     }
 }

@@ -156,7 +156,12 @@ pub struct SlackClient {
     timeout: Duration,
     backoff: Backoff,
     tracer: Option<crate::trace::Tracer>,
+    /// The size of the last body read: the guess for the next one without a length.
+    last_body_len: std::sync::atomic::AtomicUsize,
 }
+
+/// The most a `Content-Length` (or the last body) makes us reserve before reading a body.
+const MAX_RESERVE: u64 = 64 << 20;
 
 impl SlackClient {
     /// Builds a client.
@@ -181,6 +186,7 @@ impl SlackClient {
             timeout: config.request_timeout,
             backoff: Backoff::default(),
             tracer: config.tracer,
+            last_body_len: Default::default(),
         })
     }
 
@@ -250,7 +256,7 @@ impl SlackClient {
         if let Some(tracer) = &self.tracer {
             tracer.record(&url, status.as_u16(), &headers, &body);
         }
-        classify(status, &headers, &body)
+        classify(status, &headers, body)
     }
 
     async fn exchange(
@@ -272,12 +278,31 @@ impl SlackClient {
                 Error::Transport(e.without_url().to_string())
             }
         };
-        let response = self.http.execute(request).await.map_err(transport)?;
+        let mut response = self.http.execute(request).await.map_err(transport)?;
         let status = response.status();
         let headers = response.headers().clone();
+        // Read into one buffer sized up front rather than with `bytes()`, which gathers the
+        // chunks and then copies them into a second buffer: at `--limit 9999` that is 15 MB
+        // held twice. The length is the header's when the body is not compressed, else the
+        // last body's size (pages of one chain are alike), grown as needed. Capped, so a
+        // lying header cannot make us reserve gigabytes.
+        let guess = if status.is_success() {
+            self.last_body_len
+                .load(std::sync::atomic::Ordering::Relaxed) as u64
+        } else {
+            0
+        };
+        let expected = response.content_length().unwrap_or(guess);
+        let mut body = Vec::with_capacity(expected.min(MAX_RESERVE) as usize);
         // A body cut short mid-stream is a transport error here, retried like one.
-        let body = response.bytes().await.map_err(transport)?;
-        Ok((status, headers, body))
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            body.extend_from_slice(&chunk);
+        }
+        if status.is_success() {
+            self.last_body_len
+                .store(body.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok((status, headers, body.into()))
     }
 
     /// Fetches a page, retrying what is worth retrying: waits out `Retry-After`, backs off on
@@ -336,7 +361,7 @@ impl SlackClient {
 fn classify(
     status: reqwest::StatusCode,
     headers: &reqwest::header::HeaderMap,
-    body: &[u8],
+    body: bytes::Bytes,
 ) -> Result<Page, Error> {
     let retry_after = headers
         .get(RETRY_AFTER)
@@ -347,8 +372,8 @@ fn classify(
     // serde reads a struct from a JSON array too (fields by position); a body that is not an
     // object is never a Slack answer, so refuse it before it could pass for a page.
     let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    let parsed: Result<LogsResponse, serde_json::Error> = if is_object {
-        serde_json::from_slice(body)
+    let parsed: Result<LogsResponse<'_>, serde_json::Error> = if is_object {
+        serde_json::from_slice(&body)
     } else {
         Err(serde::de::Error::custom("the body is not a JSON object"))
     };
@@ -365,19 +390,16 @@ fn classify(
     if status.is_success() {
         let r = parsed.map_err(|e| Error::Decode {
             reason: e.to_string(),
-            snippet: snippet(body),
+            snippet: snippet(&body),
         })?;
         if let Some(code) = r.error_code() {
             return Err(Error::from_code(&code, retry_after));
         }
         let next_cursor = r.next_cursor();
-        return match r.entries {
-            Some(entries) => Ok(Page {
-                entries,
-                next_cursor,
-            }),
+        return match &r.entries {
+            Some(entries) => Ok(Page::from_body(body.clone(), entries, next_cursor)),
             None => Err(Error::NoEntries {
-                snippet: snippet(body),
+                snippet: snippet(&body),
             }),
         };
     }
@@ -394,9 +416,9 @@ fn classify(
             hint: "Slack refused the credentials; use a user token (xoxp-) of an Enterprise org Owner with auditlogs:read",
         }),
         404 => Err(Error::Fatal { code: "http_404".into(), hint: "no Audit Logs API at this URL; check --api-url (https://api.slack.com, not slack.com/api)" }),
-        408 | 500..=599 => Err(Error::Http { status: status.as_u16(), snippet: snippet(body) }),
+        408 | 500..=599 => Err(Error::Http { status: status.as_u16(), snippet: snippet(&body) }),
         s if (400..500).contains(&s) => Err(Error::Fatal { code: format!("http_{s}"), hint: "Slack refused the request; check --api-url and the filters" }),
-        s => Err(Error::Http { status: s, snippet: snippet(body) }),
+        s => Err(Error::Http { status: s, snippet: snippet(&body) }),
     }
 }
 
@@ -410,7 +432,7 @@ mod tests {
         classify(
             StatusCode::from_u16(status).unwrap(),
             &HeaderMap::new(),
-            body.as_bytes(),
+            bytes::Bytes::copy_from_slice(body.as_bytes()),
         )
     }
 
@@ -422,7 +444,7 @@ mod tests {
             r#"{"entries":[],"response_metadata":{"next_cursor":""}}"#,
         ] {
             let p = page(200, body).unwrap();
-            assert!(p.entries.is_empty() && p.next_cursor.is_none(), "{body}");
+            assert!(p.is_empty() && p.next_cursor.is_none(), "{body}");
         }
         let p = page(
             200,
@@ -468,11 +490,16 @@ mod tests {
         let e = classify(
             StatusCode::TOO_MANY_REQUESTS,
             &h,
-            br#"{"ok":false,"error":"ratelimited"}"#,
+            bytes::Bytes::from_static(br#"{"ok":false,"error":"ratelimited"}"#),
         )
         .unwrap_err();
         assert_eq!(e.action(), Action::Wait(Duration::from_secs(7)));
-        let e = classify(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), b"").unwrap_err();
+        let e = classify(
+            StatusCode::TOO_MANY_REQUESTS,
+            &HeaderMap::new(),
+            bytes::Bytes::new(),
+        )
+        .unwrap_err();
         assert_eq!(
             e.action(),
             Action::Wait(crate::slack::error::DEFAULT_RETRY_AFTER)
@@ -564,19 +591,22 @@ mod fuzz {
                 h.insert(RETRY_AFTER, v);
             }
             if let Ok(s) = StatusCode::from_u16(status) {
-                let _ = classify(s, &h, &body);
+                let _ = classify(s, &h, body.into());
             }
         }
 
         #[test]
         fn arbitrary_json_is_a_page_only_with_an_entries_array(body in json_value()) {
             let bytes = serde_json::to_vec(&body).unwrap();
-            match classify(StatusCode::OK, &HeaderMap::new(), &bytes) {
+            match classify(StatusCode::OK, &HeaderMap::new(), bytes.into()) {
                 Ok(page) => {
                     let entries = body.get("entries").and_then(|e| e.as_array());
                     prop_assert!(entries.is_some());
-                    prop_assert_eq!(page.entries.len(), entries.unwrap().len());
-                    for e in &page.entries {
+                    let entries = entries.unwrap();
+                    prop_assert_eq!(page.len(), entries.len());
+                    // Each span is exactly its entry, byte for byte as serialised.
+                    for (e, want) in page.entries().zip(entries) {
+                        prop_assert_eq!(e, serde_json::to_string(want).unwrap());
                         let _ = crate::slack::EntryKey::read(e);
                     }
                 }

@@ -732,7 +732,7 @@ async fn the_slack_client_classifies_every_fault() {
         filters: &filters,
     };
     let page = client.fetch_page(&q).await.unwrap();
-    assert_eq!(page.entries.len(), 2);
+    assert_eq!(page.len(), 2);
     let cursor = page.next_cursor.expect("one more page");
     let last = client
         .fetch_page(&Query {
@@ -741,7 +741,7 @@ async fn the_slack_client_classifies_every_fault() {
         })
         .await
         .unwrap();
-    assert_eq!((last.entries.len(), last.next_cursor), (1, None));
+    assert_eq!((last.len(), last.next_cursor), (1, None));
     for kind in FaultKind::ALL {
         s.set_faults(Faults {
             retry_after: Duration::from_secs(7),
@@ -758,7 +758,7 @@ async fn the_slack_client_classifies_every_fault() {
             (FaultKind::Stall, Err(Error::Timeout(_)))
             | (FaultKind::Truncated, Err(Error::Decode { .. }))
             | (FaultKind::EmptyObject, Err(Error::NoEntries { .. })) => true,
-            (FaultKind::EmptyPage, Ok(p)) => p.entries.is_empty() && p.next_cursor.is_some(),
+            (FaultKind::EmptyPage, Ok(p)) => p.is_empty() && p.next_cursor.is_some(),
             _ => false,
         };
         assert!(ok, "{kind:?}: {got:?}");
