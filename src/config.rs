@@ -411,6 +411,27 @@ impl RunConfig {
             stdout: None,
         })
     }
+
+    /// Settings that work but are probably not what was meant, one sentence each, saying what
+    /// to change; `run` logs them at start. They are not errors because each is a valid
+    /// choice in some deployment.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let SinkConfig::Http(http) = &self.sink {
+            // A request is waited for before the next poll (backpressure), so nothing
+            // overlaps or is lost; the cost is that a hung receiver goes unnoticed (no retry,
+            // no warning) for longer than the pause the operator asked for between polls.
+            // Vector holding its answer while Elasticsearch is slow is the case for doing it.
+            if http.timeout >= self.interval {
+                warnings.push(format!(
+                    "--http-timeout {} is not shorter than --interval {}: a receiver that hangs holds polling for the whole timeout before it is retried and reported; lower --http-timeout unless the receiver is expected to hold its answer that long",
+                    humantime::format_duration(http.timeout),
+                    humantime::format_duration(self.interval),
+                ));
+            }
+        }
+        warnings
+    }
 }
 
 fn validate_filters(args: &RunArgs) -> Result<Filters, ConfigError> {
@@ -645,6 +666,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("SLACK_AUDIT_TOKEN"), "{err}");
+    }
+
+    #[test]
+    fn an_http_timeout_not_shorter_than_the_interval_is_warned_about_not_refused() {
+        let http = ["--sink", "http", "--http-url", "http://127.0.0.1:8080/"];
+        let warnings = |extra: &[&str]| {
+            let mut argv = http.to_vec();
+            argv.extend_from_slice(extra);
+            RunConfig::from_args_with_token(args(&argv), token())
+                .expect("a valid configuration")
+                .warnings()
+        };
+        // The defaults (30s under 60s) are quiet.
+        assert_eq!(warnings(&[]), Vec::<String>::new());
+        assert_eq!(warnings(&["--interval", "31s"]), Vec::<String>::new());
+        for extra in [
+            &["--interval", "30s"][..],
+            &["--interval", "10s"],
+            &["--http-timeout", "2m"],
+        ] {
+            let w = warnings(extra);
+            assert_eq!(w.len(), 1, "{extra:?}: {w:?}");
+            assert!(
+                w[0].contains("--http-timeout") && w[0].contains("--interval"),
+                "{}",
+                w[0]
+            );
+        }
+        let w = warnings(&["--interval", "10s"]);
+        assert!(w[0].contains("30s") && w[0].contains("10s"), "{}", w[0]);
+        // The stdout sink has no request timeout: short intervals (demo, tests) stay quiet.
+        let stdout = RunConfig::from_args_with_token(args(&["--interval", "1s"]), token()).unwrap();
+        assert!(stdout.warnings().is_empty());
     }
 
     #[test]

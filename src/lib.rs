@@ -56,6 +56,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let shutdown = shutdown::Shutdown::from_future(shutdown);
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     // ops (issue 5): /metrics, /healthz and /readyz with --metrics-listen; the listener stops
     // on shutdown, and at the latest when this handle drops as `run` returns.
     let _metrics =

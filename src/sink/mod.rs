@@ -88,6 +88,18 @@ pub enum Error {
         /// The start of its answer.
         body: String,
     },
+    /// The receiver's TLS certificate failed verification. Unlike a refused connection this
+    /// does not mend by waiting (the certificate, our trust store or the URL must change), so
+    /// it stops the process instead of retrying forever behind a warning.
+    #[error("the HTTP receiver {url} has a TLS certificate that cannot be verified: {reason} (hint: {hint})")]
+    Certificate {
+        /// The receiver.
+        url: String,
+        /// What the verifier said.
+        reason: String,
+        /// What the operator can change.
+        hint: &'static str,
+    },
     /// Shutdown came while the receiver was down; the batch was not acknowledged.
     #[error("shut down before the HTTP receiver acknowledged the batch")]
     Interrupted,
@@ -102,6 +114,7 @@ impl Error {
         match self {
             Error::Stdout(_) => "stdout",
             Error::Rejected { .. } => "rejected",
+            Error::Certificate { .. } => "certificate",
             Error::Interrupted => "interrupted",
             Error::Setup(_) => "setup",
         }

@@ -1,9 +1,11 @@
 //! The HTTP sink against in-process receivers that behave like Vector's `http_server` and
 //! Fluent Bit's `http` input: batching and order, gzip, outages, slow and rude receivers,
 //! refusals, credentials, shutdown; then the whole `run` through an outage mid-page, with the
-//! checkpoint read while the receiver is down; and the shipper examples, parsed and checked.
+//! checkpoint read while the receiver is down; `run` to an HTTPS receiver with a private CA
+//! (trusted with `--http-ca-file`, untrusted, or unverified); and the shipper examples, parsed
+//! and checked.
 
-use crate::support::receiver::{Flavor, Receiver, Step};
+use crate::support::receiver::{Flavor, Receiver, Step, TestPki};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use slack_audit_source::config::{Cli, Command, RunConfig, SinkConfig};
@@ -403,10 +405,21 @@ mod slack_mock {
     }
 }
 
-/// A Slack with ten events (`Ev0`…`Ev9`, ten seconds apart, ten minutes ago), a Fluent Bit
-/// receiver following `script`, and a `run --once` config reading pages of four and sending
-/// requests of three: page 1 = Ev9..Ev6 (requests Ev9-Ev7, Ev6), page 2 = Ev5..Ev2 (Ev5-Ev3,
-/// Ev2), page 3 = Ev1, Ev0.
+/// Ten events, `Ev0`…`Ev9`, ten seconds apart, starting ten minutes before `now`.
+fn ten_events(now: i64) -> Vec<Value> {
+    (0..10)
+        .map(|i| json!({"id": format!("Ev{i}"), "date_create": now - 600 + i * 10, "action": "user_login", "actor": {"type": "user", "user": {"id": "U1"}}}))
+        .collect()
+}
+
+/// `Ev9` … `Ev0`: every event once, in the order Slack pages them.
+fn newest_first() -> Vec<String> {
+    (0..10).rev().map(|i| format!("Ev{i}")).collect()
+}
+
+/// A Slack with [`ten_events`], a Fluent Bit receiver following `script`, and a `run --once`
+/// config reading pages of four and sending requests of three: page 1 = Ev9..Ev6 (requests
+/// Ev9-Ev7, Ev6), page 2 = Ev5..Ev2 (Ev5-Ev3, Ev2), page 3 = Ev1, Ev0.
 struct RunSetup {
     /// Kept alive for the test's length (dropping it stops the server).
     _slack: slack_mock::MockSlack,
@@ -418,16 +431,18 @@ struct RunSetup {
 }
 
 async fn run_setup(script: Vec<Step>, backoff: Duration) -> RunSetup {
-    let now = chrono::Utc::now().timestamp();
-    let entries: Vec<Value> = (0..10)
-        .map(|i| json!({"id": format!("Ev{i}"), "date_create": now - 600 + i * 10, "action": "user_login", "actor": {"type": "user", "user": {"id": "U1"}}}))
-        .collect();
-    let slack = slack_mock::start(entries).await;
     let rx = Receiver::start(Flavor::FluentBit, script).await;
+    run_setup_with(rx, &[], backoff).await
+}
+
+/// As [`run_setup`], for a receiver started by the caller and with `extra` flags.
+async fn run_setup_with(rx: Receiver, extra: &[&str], backoff: Duration) -> RunSetup {
+    let now = chrono::Utc::now().timestamp();
+    let slack = slack_mock::start(ten_events(now)).await;
     let state = tempfile::tempdir().unwrap();
     let api_url = format!("http://{}", slack.addr);
     let http_url = rx.url("/slack.audit");
-    let argv = [
+    let mut argv = vec![
         "slack-audit-source",
         "run",
         "--once",
@@ -450,6 +465,7 @@ async fn run_setup(script: Vec<Step>, backoff: Duration) -> RunSetup {
         "--http-batch-events",
         "3",
     ];
+    argv.extend_from_slice(extra);
     let Command::Run(args) = <Cli as clap::Parser>::try_parse_from(argv).unwrap().command else {
         unreachable!("asked for run")
     };
@@ -524,10 +540,9 @@ async fn run_delivers_each_event_once_through_an_outage_and_checkpoints_only_ack
         .expect("run finishes once the receiver is back")
         .unwrap()
         .unwrap();
-    let want: Vec<String> = (0..10).rev().map(|i| format!("Ev{i}")).collect();
     assert_eq!(
         ids(&rx.docs()),
-        want,
+        newest_first(),
         "every event exactly once, newest first"
     );
     let after = read_checkpoint(&state);
@@ -568,6 +583,168 @@ async fn run_stops_promptly_on_shutdown_during_an_outage_without_moving_the_chec
         read_checkpoint(&state)["window"]["cursor"],
         "off4",
         "page 2 was not acknowledged as a whole"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTPS to a receiver whose certificate comes from a private CA (made per test by TestPki).
+
+/// The CA given with `--http-ca-file`: every event arrives once over https, the checkpoint
+/// moves past them, and no handshake was refused.
+#[tokio::test]
+async fn run_delivers_over_https_to_a_receiver_trusted_with_its_ca_file() {
+    let pki = TestPki::new();
+    let certs = tempfile::tempdir().unwrap();
+    let ca = pki.write_ca(certs.path());
+    let rx = Receiver::start_tls(Flavor::FluentBit, vec![], &pki).await;
+    assert!(rx.url("/").starts_with("https://"), "{}", rx.url("/"));
+    let RunSetup {
+        rx,
+        state,
+        config,
+        now,
+        _slack,
+    } = run_setup_with(
+        rx,
+        &["--http-ca-file", ca.to_str().unwrap()],
+        Duration::from_millis(10),
+    )
+    .await;
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        slack_audit_source::run(config, std::future::pending()),
+    )
+    .await
+    .expect("run --once finishes")
+    .unwrap();
+    assert_eq!(ids(&rx.docs()), newest_first(), "every event exactly once");
+    assert_eq!(rx.handshake_failures(), 0);
+    let after = read_checkpoint(&state);
+    assert!(
+        after["window"].is_null() && after["next_oldest"].as_i64() > Some(now - 510),
+        "the checkpoint moved past every event: {after}"
+    );
+}
+
+/// `run --once --sink http` of the built binary to `rx` (a Slack with [`ten_events`] is
+/// started for it), with `extra` flags. Returns the outcome, the state dir and when the events
+/// were made. Waited for asynchronously, so the servers keep answering meanwhile; a binary
+/// still running after 30 s is killed and fails the test.
+async fn run_binary(
+    rx: &Receiver,
+    extra: &[&str],
+) -> (std::process::Output, tempfile::TempDir, i64) {
+    let now = chrono::Utc::now().timestamp();
+    let slack = slack_mock::start(ten_events(now)).await;
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = crate::support::run_command(&format!("http://{}", slack.addr), state.path());
+    cmd.args(["--once", "--sink", "http", "--http-url"])
+        .arg(rx.url("/slack.audit"))
+        .args(extra)
+        .env("SLACK_AUDIT_TOKEN", "xoxp-test")
+        .env_remove("SLACK_AUDIT_TOKEN_FILE")
+        .env_remove("SLACK_AUDIT_HTTP_CA_FILE")
+        .env_remove("SLACK_AUDIT_HTTP_INSECURE_SKIP_VERIFY");
+    let output = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::from(cmd)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the binary exits within 30 s")
+    .expect("the binary starts");
+    (output, state, now)
+}
+
+/// No CA file: the certificate cannot be verified. That never mends by retrying, so the
+/// process stops at the first attempt (exit 1) with an error naming the receiver, the reason
+/// and the flag to use; nothing reached the receiver and the checkpoint did not move.
+#[tokio::test]
+async fn an_untrusted_certificate_stops_the_run_at_once_with_a_hint() {
+    let pki = TestPki::new();
+    let rx = Receiver::start_tls(Flavor::FluentBit, vec![], &pki).await;
+    let (out, state, _) = run_binary(&rx, &[]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&rx.url("/slack.audit"))
+            && stderr.contains("TLS certificate that cannot be verified")
+            && stderr.contains("UnknownIssuer")
+            && stderr.contains("--http-ca-file"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("did not acknowledge the batch"),
+        "a certificate failure is not retried: {stderr}"
+    );
+    assert!(out.stdout.is_empty(), "no data on stdout with --sink http");
+    rx.wait_for_handshake_failures(1).await;
+    assert_eq!(rx.handshake_failures(), 1, "one attempt, no retries");
+    assert_eq!(rx.seen(), 0, "no request got through the handshake");
+    assert!(
+        !state.path().join("checkpoint.json").exists(),
+        "no page was delivered, so no checkpoint was written"
+    );
+}
+
+/// `--http-insecure-skip-verify`: delivered without the CA, after a warning at start.
+#[tokio::test]
+async fn skip_verify_delivers_without_the_ca_and_warns_at_start() {
+    let pki = TestPki::new();
+    let rx = Receiver::start_tls(Flavor::FluentBit, vec![], &pki).await;
+    let (out, state, now) = run_binary(&rx, &["--http-insecure-skip-verify"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let warning = stderr
+        .lines()
+        .position(|l| l.contains("WARN") && l.contains("--http-insecure-skip-verify"))
+        .unwrap_or_else(|| panic!("no warning about skipping verification: {stderr}"));
+    assert!(
+        stderr
+            .lines()
+            .nth(warning)
+            .unwrap()
+            .contains("NOT verified"),
+        "{stderr}"
+    );
+    assert_eq!(ids(&rx.docs()), newest_first(), "every event exactly once");
+    assert_eq!(rx.handshake_failures(), 0);
+    let after = read_checkpoint(&state);
+    assert!(
+        after["window"].is_null() && after["next_oldest"].as_i64() > Some(now - 510),
+        "{after}"
+    );
+}
+
+/// A `--http-ca-file` that is missing, or holds no certificate (here a private key), is a
+/// configuration error: exit 2 before anything is sent, naming the flag and the file.
+#[tokio::test]
+async fn a_bad_ca_file_is_a_config_error_naming_the_file() {
+    let rx = Receiver::start_tls(Flavor::FluentBit, vec![], &TestPki::new()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing-ca.pem");
+    let key_only = dir.path().join("key-only.pem");
+    let key = rcgen::KeyPair::generate().unwrap();
+    std::fs::write(&key_only, key.serialize_pem()).unwrap();
+    for (file, why) in [
+        (&missing, "No such file"),
+        (&key_only, "no certificate found"),
+    ] {
+        let (out, _, _) = run_binary(&rx, &["--http-ca-file", file.to_str().unwrap()]).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("--http-ca-file")
+                && stderr.contains(&file.display().to_string())
+                && stderr.contains(why),
+            "{stderr}"
+        );
+    }
+    assert_eq!(
+        (rx.seen(), rx.handshake_failures()),
+        (0, 0),
+        "nothing was sent"
     );
 }
 

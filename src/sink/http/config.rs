@@ -2,8 +2,9 @@
 //!
 //! Validation happens once, at start: the URL (plain http only to loopback), batch limits,
 //! headers, the CA bundle and the receiver's credentials. Credentials are held as
-//! [`SecretString`] from the moment they are read; nothing here prints them (`Debug` of every
-//! type in this file redacts them, and error messages name files and variables, never values).
+//! [`SecretString`](secrecy::SecretString) from the moment they are read; nothing here prints
+//! them (`Debug` of every type in this file redacts them, and error messages name files and
+//! variables, never values).
 
 pub use super::auth::{Auth, EnvSecrets, Secret, ENV_BEARER_TOKEN, ENV_PASSWORD};
 use crate::config::{parse_duration, parse_url, ConfigError};

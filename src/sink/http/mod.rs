@@ -6,7 +6,9 @@
 //! receiver is down it keeps retrying with [`Backoff`] (the poller waits on it, so polling
 //! pauses: that is the backpressure), and warns with the next retry time. Retry decisions are
 //! made by [`response::classify`]; a refusal that retrying cannot fix becomes
-//! [`Error::Rejected`], which stops the process before the checkpoint moves.
+//! [`Error::Rejected`], which stops the process before the checkpoint moves. So does a TLS
+//! certificate that fails verification ([`Error::Certificate`]): no retry can fix it, and
+//! retrying would only hide a configuration mistake behind endless warnings.
 //!
 //! At-least-once edge: a request that timed out, or whose connection broke after it was sent,
 //! may have been taken by the receiver; it is sent again, and counted
@@ -311,7 +313,7 @@ impl HttpSink {
             .body(request.body.clone())
             .send()
             .await;
-        let mut response = sent.map_err(|e| Attempt::Failed(transport_failure(e)))?;
+        let mut response = sent.map_err(|e| self.transport_error(e))?;
         let status = response.status().as_u16();
         match response::classify(status, response.headers()) {
             // The body of a 2xx is not read: the status is the acknowledgement.
@@ -339,6 +341,19 @@ impl HttpSink {
                     body: text,
                 }))
             }
+        }
+    }
+
+    /// A certificate that fails verification is refused for good; any other transport error
+    /// is retried.
+    fn transport_error(&self, e: reqwest::Error) -> Attempt {
+        match find_certificate_error(&e) {
+            Some(cert) => Attempt::Refused(Error::Certificate {
+                url: self.receiver.clone(),
+                reason: rustls::Error::InvalidCertificate(cert.clone()).to_string(),
+                hint: certificate_hint(cert),
+            }),
+            None => Attempt::Failed(transport_failure(e)),
         }
     }
 
@@ -371,6 +386,42 @@ enum Attempt {
 async fn grace_after(shutdown: &mut Shutdown) {
     shutdown.wait().await;
     tokio::time::sleep(SHUTDOWN_GRACE).await;
+}
+
+/// The certificate problem behind a failed request, if that is what it was: a
+/// `rustls::Error::InvalidCertificate` along the error chain.
+///
+/// rustls's error reaches us as an `io::Error` wrapping an `io::Error` wrapping it (tokio-rustls
+/// wraps, then the connector), and `io::Error::source` skips the error it wraps, so each
+/// `io::Error` met is opened by hand.
+fn find_certificate_error<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::CertificateError> {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if let Some(rustls::Error::InvalidCertificate(cert)) = e.downcast_ref::<rustls::Error>() {
+            return Some(cert);
+        }
+        let wrapped = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref());
+        if let Some(found) = wrapped.and_then(|inner| find_certificate_error(inner)) {
+            return Some(found);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// What to change for a certificate the verifier refused.
+fn certificate_hint(e: &rustls::CertificateError) -> &'static str {
+    use rustls::CertificateError as C;
+    match e {
+        C::UnknownIssuer => "the receiver's certificate is not signed by a trusted CA; give the CA certificate that signed it, as PEM, with --http-ca-file",
+        C::NotValidForName | C::NotValidForNameContext { .. } => "the host in --http-url must be one the certificate names (its subject alternative names)",
+        C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. } => "renew the receiver's certificate, or check this machine's clock",
+        _ => "check the receiver's certificate chain, and give its CA with --http-ca-file if it is a private one",
+    }
 }
 
 /// Classifies a reqwest error: a failed connect never reached the receiver; anything later
@@ -415,4 +466,41 @@ async fn read_start(response: &mut reqwest::Response) -> Vec<u8> {
         }
     }
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::CertificateError as C;
+    use std::io::{Error as IoError, ErrorKind};
+
+    /// The shape reqwest 0.12 hands over: io::Error(Other) around io::Error(InvalidData)
+    /// around the rustls error (the integration tests check the real chain end to end).
+    fn wrapped(e: rustls::Error) -> IoError {
+        IoError::other(IoError::new(ErrorKind::InvalidData, e))
+    }
+
+    #[test]
+    fn a_certificate_error_is_found_inside_wrapped_io_errors() {
+        let e = wrapped(rustls::Error::InvalidCertificate(C::UnknownIssuer));
+        assert_eq!(find_certificate_error(&e), Some(&C::UnknownIssuer));
+        let e = wrapped(rustls::Error::InvalidCertificate(C::NotValidForName));
+        assert_eq!(find_certificate_error(&e), Some(&C::NotValidForName));
+    }
+
+    #[test]
+    fn other_tls_and_transport_errors_are_not_certificate_errors() {
+        let e = wrapped(rustls::Error::General("handshake cut short".into()));
+        assert_eq!(find_certificate_error(&e), None);
+        let e = IoError::new(ErrorKind::ConnectionRefused, "connection refused");
+        assert_eq!(find_certificate_error(&e), None);
+    }
+
+    #[test]
+    fn each_certificate_problem_gets_a_hint_naming_what_to_change() {
+        assert!(certificate_hint(&C::UnknownIssuer).contains("--http-ca-file"));
+        assert!(certificate_hint(&C::NotValidForName).contains("--http-url"));
+        assert!(certificate_hint(&C::Expired).contains("renew"));
+        assert!(certificate_hint(&C::BadSignature).contains("--http-ca-file"));
+    }
 }

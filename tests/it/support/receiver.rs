@@ -9,6 +9,10 @@
 //! A script of [`Step`]s says what to do with each request in turn (then [`Step::Take`]
 //! forever); [`Step::Hold`] answers 503 until [`Receiver::release`]. Every request taken is
 //! recorded with its headers and documents, so tests check order, limits and duplicates.
+//!
+//! [`Receiver::start_tls`] serves the same over HTTPS with a certificate from a [`TestPki`]:
+//! a CA and a server certificate for `localhost` and `127.0.0.1` made when the test runs, so
+//! no key or certificate is checked in and none can expire in the repository.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -18,10 +22,14 @@ use serde_json::Value;
 use std::collections::VecDeque;
 use std::io::Read;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
 
 /// Which shipper to imitate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,16 +84,84 @@ pub struct Delivery {
     pub ndjson_bytes: usize,
 }
 
+/// A certificate authority and a server certificate it signed for `localhost` and
+/// `127.0.0.1`, generated in memory.
+pub struct TestPki {
+    ca_pem: String,
+    server_cert: rustls::pki_types::CertificateDer<'static>,
+    server_key: Vec<u8>,
+}
+
+impl TestPki {
+    /// A fresh CA and server certificate (ECDSA P-256, so generation takes milliseconds).
+    pub fn new() -> TestPki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose,
+        };
+        let ca_key = KeyPair::generate().expect("generate the CA key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "slack-audit-source test CA");
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_cert = ca.self_signed(&ca_key).expect("self-sign the CA");
+        let issuer = Issuer::new(ca, ca_key);
+
+        let server_key = KeyPair::generate().expect("generate the server key");
+        // `new` reads "127.0.0.1" as an IP address SAN, which is what a URL with an IP checks.
+        let mut server = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("server parameters");
+        server
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server_cert = server
+            .signed_by(&server_key, &issuer)
+            .expect("sign the server certificate");
+        TestPki {
+            ca_pem: ca_cert.pem(),
+            server_cert: server_cert.der().clone(),
+            server_key: server_key.serialize_der(),
+        }
+    }
+
+    /// Writes the CA certificate as PEM to `dir/ca.pem`, for `--http-ca-file`.
+    pub fn write_ca(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, &self.ca_pem).expect("write the CA certificate");
+        path
+    }
+
+    /// The server side: the certificate and its key, HTTP/1.1, the ring provider (the one
+    /// reqwest already uses, so no second crypto backend is built).
+    fn acceptor(&self) -> TlsAcceptor {
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(self.server_key.clone().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![self.server_cert.clone()], key)
+        .expect("the generated key matches its certificate");
+        TlsAcceptor::from(Arc::new(config))
+    }
+}
+
 struct State {
     flavor: Flavor,
     script: Mutex<VecDeque<Step>>,
     taken: Mutex<Vec<Delivery>>,
     seen: watch::Sender<usize>,
+    /// TLS handshakes that failed (the client refused the certificate, or spoke plain HTTP).
+    handshake_failures: watch::Sender<usize>,
 }
 
 /// A running receiver; stops when dropped.
 pub struct Receiver {
     addr: SocketAddr,
+    scheme: &'static str,
     state: Arc<State>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -97,8 +173,17 @@ impl Drop for Receiver {
 }
 
 impl Receiver {
-    /// Starts a receiver following `script`.
+    /// Starts a plain-HTTP receiver following `script`.
     pub async fn start(flavor: Flavor, script: Vec<Step>) -> Receiver {
+        Self::listen(flavor, script, None).await
+    }
+
+    /// Starts an HTTPS receiver following `script`, presenting `pki`'s server certificate.
+    pub async fn start_tls(flavor: Flavor, script: Vec<Step>, pki: &TestPki) -> Receiver {
+        Self::listen(flavor, script, Some(pki.acceptor())).await
+    }
+
+    async fn listen(flavor: Flavor, script: Vec<Step>, tls: Option<TlsAcceptor>) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
@@ -110,29 +195,36 @@ impl Receiver {
             script: Mutex::new(script.into()),
             taken: Mutex::new(Vec::new()),
             seen: watch::channel(0).0,
+            handshake_failures: watch::channel(0).0,
         });
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let shared = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let st = shared.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let st = st.clone();
-                        async move { st.handle(req).await }
-                    });
-                    // A connection ending in an error is the point of HangUp; nothing to report.
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
+                    match tls {
+                        None => serve(stream, st).await,
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(stream) => serve(stream, st).await,
+                            Err(_) => st.handshake_failures.send_modify(|c| *c += 1),
+                        },
+                    }
                 });
             }
         });
-        Receiver { addr, state, task }
+        Receiver {
+            addr,
+            scheme,
+            state,
+            task,
+        }
     }
 
-    /// `http://127.0.0.1:PORT{path}`.
+    /// `http://127.0.0.1:PORT{path}`, or `https://` for a TLS receiver.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     /// Every request taken so far.
@@ -165,6 +257,23 @@ impl Receiver {
         );
     }
 
+    /// TLS handshakes that failed so far.
+    pub fn handshake_failures(&self) -> usize {
+        *self.state.handshake_failures.borrow()
+    }
+
+    /// Waits until `n` TLS handshakes have failed; fails the test after 10 s. (The server
+    /// learns of a refused certificate from the client's alert, a moment after the client.)
+    pub async fn wait_for_handshake_failures(&self, n: usize) {
+        let mut rx = self.state.handshake_failures.subscribe();
+        let waited = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|c| *c >= n)).await;
+        assert!(
+            matches!(waited, Ok(Ok(_))),
+            "{} TLS handshakes failed, expected {n} within 10 s",
+            self.handshake_failures()
+        );
+    }
+
     /// Ends a [`Step::Hold`]: requests are taken again.
     pub fn release(&self) {
         let mut script = self.state.script.lock().unwrap_or_else(|p| p.into_inner());
@@ -172,6 +281,21 @@ impl Receiver {
             script.pop_front();
         }
     }
+}
+
+/// Serves HTTP/1.1 on one connection, plain or TLS.
+async fn serve<S>(stream: S, st: Arc<State>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let st = st.clone();
+        async move { st.handle(req).await }
+    });
+    // A connection ending in an error is the point of HangUp; nothing to report.
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .await;
 }
 
 type Answer = Response<Full<Bytes>>;

@@ -192,20 +192,44 @@ fn conflicting_or_incomplete_credentials_are_refused() {
 #[test]
 fn ca_file_must_hold_a_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("ca.pem");
-    std::fs::write(&p, "not a pem").unwrap();
-    let err = config(&[
-        "--http-url",
-        "https://vector.internal/",
-        "--http-ca-file",
-        p.to_str().unwrap(),
-    ])
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("--http-ca-file") && err.contains("ca.pem"),
-        "{err}"
-    );
+    let with_ca = |p: &Path| {
+        config(&[
+            "--http-url",
+            "https://vector.internal/",
+            "--http-ca-file",
+            p.to_str().unwrap(),
+        ])
+    };
+    let not_pem = dir.path().join("ca.pem");
+    std::fs::write(&not_pem, "not a pem").unwrap();
+    // A key is PEM, but not a certificate: the usual mix-up of tls.key and ca.crt.
+    let key_only = dir.path().join("tls.key");
+    std::fs::write(
+        &key_only,
+        rcgen::KeyPair::generate().unwrap().serialize_pem(),
+    )
+    .unwrap();
+    let missing = dir.path().join("absent.pem");
+    for (path, why) in [
+        (&not_pem, "no certificate found"),
+        (&key_only, "no certificate found"),
+        (&missing, "No such file"),
+    ] {
+        let err = with_ca(path).unwrap_err().to_string();
+        assert!(
+            err.contains("--http-ca-file")
+                && err.contains(&path.display().to_string())
+                && err.contains(why),
+            "{err}"
+        );
+    }
+
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = dir.path().join("ca-good.pem");
+    std::fs::write(&ca, params.self_signed(&key).unwrap().pem()).unwrap();
+    assert_eq!(with_ca(&ca).unwrap().ca_certs.len(), 1);
 }
 
 #[test]
