@@ -28,9 +28,10 @@ pub struct Checkpoint {
     /// Ids delivered recently, by second, kept for `--overlap` (bounded by the overlap span).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub recent: BTreeMap<i64, Vec<String>>,
-    /// The analysis state, opaque here: kept as JSON text so that saving it each page costs
-    /// one copy, not a walk through a tree of values.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The analysis state as read at start, opaque here (JSON text). Not written from here:
+    /// [`CheckpointStore::save_with`] serialises the live state straight into the file, and
+    /// [`CheckpointStore::save`] writes this one.
+    #[serde(default, skip_serializing)]
     pub analysis: Option<AnalysisState>,
     /// When this was saved (for people reading the file).
     pub updated_at: DateTime<Utc>,
@@ -182,13 +183,29 @@ impl CheckpointStore {
     ///
     /// [`Error::Io`].
     pub fn prepare(&self, cp: &Checkpoint) -> Result<Prepared, Error> {
+        self.prepare_with(cp, cp.analysis.as_ref())
+    }
+
+    /// [`CheckpointStore::prepare`] with `analysis` as the analysis state, serialised straight
+    /// into the file: the state can be megabytes, and it is saved every page.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`].
+    pub fn prepare_with<A: Serialize>(
+        &self,
+        cp: &Checkpoint,
+        analysis: Option<&A>,
+    ) -> Result<Prepared, Error> {
         let io = |source| Error::Io {
             op: "write",
             path: self.tmp.clone(),
             source,
         };
-        let mut f = std::fs::File::create(&self.tmp).map_err(io)?;
-        f.write_all(&encode(cp)).map_err(io)?;
+        let f = std::fs::File::create(&self.tmp).map_err(io)?;
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, f);
+        encode_into(&mut w, cp, analysis).map_err(io)?;
+        let f = w.into_inner().map_err(|e| io(e.into_error()))?;
         // Without this fsync, a power loss after the rename could leave an empty file in place.
         f.sync_all().map_err(io)?;
         Ok(Prepared(()))
@@ -222,23 +239,53 @@ impl CheckpointStore {
         let p = self.prepare(cp)?;
         self.commit(p)
     }
+
+    /// [`prepare_with`](Self::prepare_with) then [`commit`](Self::commit).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`].
+    pub fn save_with<A: Serialize>(
+        &self,
+        cp: &Checkpoint,
+        analysis: Option<&A>,
+    ) -> Result<(), Error> {
+        let p = self.prepare_with(cp, analysis)?;
+        self.commit(p)
+    }
 }
 
-/// The bytes written for `cp`: its fields with `version` first.
+/// The bytes written for `cp` (with its own analysis state): its fields with `version` first.
 pub fn encode(cp: &Checkpoint) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    // Writing to a Vec fails only if serialising does, and a Checkpoint is plain data.
+    let _ = encode_into(&mut bytes, cp, cp.analysis.as_ref());
+    bytes
+}
+
+/// Writes `cp` with `analysis` as its analysis state: `version` first, the analysis last.
+fn encode_into<W: Write, A: Serialize>(
+    w: &mut W,
+    cp: &Checkpoint,
+    analysis: Option<&A>,
+) -> std::io::Result<()> {
     #[derive(Serialize)]
-    struct Versioned<'a> {
+    struct Versioned<'a, A> {
         version: u64,
         #[serde(flatten)]
         cp: &'a Checkpoint,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        analysis: Option<&'a A>,
     }
-    let mut bytes = serde_json::to_vec_pretty(&Versioned {
-        version: VERSION,
-        cp,
-    })
-    .expect("a Checkpoint is plain data and always serialises");
-    bytes.push(b'\n');
-    bytes
+    serde_json::to_writer_pretty(
+        &mut *w,
+        &Versioned {
+            version: VERSION,
+            cp,
+            analysis,
+        },
+    )?;
+    w.write_all(b"\n")
 }
 
 enum DecodeError {
@@ -247,14 +294,25 @@ enum DecodeError {
 }
 
 fn decode(bytes: &[u8]) -> Result<Checkpoint, DecodeError> {
-    let v: Value = serde_json::from_slice(bytes)
+    // The version alone first (the rest skipped, not built), then the checkpoint straight from
+    // the bytes: a tree of values would cost several times a large analysis state.
+    #[derive(Deserialize)]
+    struct Head {
+        #[serde(default)]
+        version: Option<Value>,
+    }
+    let head: Head = serde_json::from_slice(bytes)
         .map_err(|e| DecodeError::Corrupt(format!("not JSON ({e})")))?;
-    match v.get("version") {
+    // serde would read a struct from an array too, by position.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(DecodeError::Corrupt("not a JSON object".into()));
+    }
+    match head.version {
         Some(Value::Number(n)) if n.as_u64() == Some(VERSION) => {}
         Some(other) => return Err(DecodeError::Version(other.to_string())),
         None => return Err(DecodeError::Corrupt("no \"version\" field".into())),
     }
-    serde_json::from_value(v).map_err(|e| DecodeError::Corrupt(e.to_string()))
+    serde_json::from_slice(bytes).map_err(|e| DecodeError::Corrupt(e.to_string()))
 }
 
 #[cfg(test)]
@@ -342,6 +400,11 @@ mod tests {
             ("{}", "corrupt"),
             (r#"{"version":1,"next_oldest":"x"}"#, "corrupt"),
             (r#"{"version":7}"#, "version 7"),
+            // serde reads structs from arrays by position; a checkpoint is an object.
+            (
+                r#"[1, 1700000000, null, {}, null, "2026-11-21T08:00:00Z"]"#,
+                "corrupt",
+            ),
         ] {
             std::fs::write(store.path(), body).unwrap();
             let err = store.load().unwrap_err();
@@ -352,5 +415,42 @@ mod tests {
                 "{body}: {msg}"
             );
         }
+    }
+
+    #[test]
+    fn the_analysis_state_is_written_from_the_live_value_and_read_back_as_text() {
+        #[derive(Serialize)]
+        struct Live {
+            version: u32,
+            windows: BTreeMap<String, u32>,
+        }
+        let live = Live {
+            version: 1,
+            windows: [("U1".to_string(), 3)].into(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::new(dir.path());
+        store.save_with(&sample(), Some(&live)).unwrap();
+        let text = std::fs::read_to_string(store.path()).unwrap();
+        // Still `version` first, with the state after everything else.
+        assert!(text.starts_with("{\n  \"version\": 1,"), "{text}");
+        assert!(
+            text.find("\"analysis\"") > text.find("\"updated_at\""),
+            "{text}"
+        );
+        let loaded = store.load().unwrap().unwrap();
+        let state: Value = serde_json::from_str(loaded.analysis.as_ref().unwrap().0.get()).unwrap();
+        assert_eq!(
+            state,
+            serde_json::json!({"version": 1, "windows": {"U1": 3}})
+        );
+        // What was loaded saves back unchanged, state included.
+        store.save(&loaded).unwrap();
+        assert_eq!(store.load().unwrap().unwrap(), loaded);
+        // Without a state, no key at all.
+        store.save_with::<Live>(&sample(), None).unwrap();
+        assert!(!std::fs::read_to_string(store.path())
+            .unwrap()
+            .contains("analysis"));
     }
 }

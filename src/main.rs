@@ -8,6 +8,7 @@ use slack_audit_source::{shutdown, Error};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    slack_audit_source::memory::configure();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // Before any thread exists: the config file is applied by setting environment variables.
     if let Err(e) = config::apply_config_file(&argv) {

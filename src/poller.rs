@@ -13,7 +13,7 @@
 //! delivered before (late-indexed events); those ids are remembered for that span only.
 
 use crate::analysis::Analyzer;
-use crate::checkpoint::{AnalysisState, Checkpoint, CheckpointStore, Window};
+use crate::checkpoint::{Checkpoint, CheckpointStore, Window};
 use crate::config::{Filters, RunConfig, SinkConfig};
 use crate::mapping::DocKind;
 use crate::mapping::Mapper;
@@ -141,19 +141,9 @@ impl Poller {
         {
             tracing::warn!(max_rpm = config.max_rpm, "--max-requests-per-minute is above Slack's ~50/min, which every app in the org shares; expect 429s");
         }
-        let saved_analysis = match &state.analysis {
-            // Read back into a value once, at start; the analyzer restores from it.
-            Some(AnalysisState(raw)) => Some(
-                serde_json::from_str::<serde_json::Value>(raw.get()).map_err(|e| {
-                    crate::checkpoint::Error::Corrupt {
-                        path: store.path().to_path_buf(),
-                        reason: format!("analysis state: {e}"),
-                    }
-                })?,
-            ),
-            None => None,
-        };
-        let analyzer = Analyzer::new(&config.analysis, saved_analysis.as_ref())?;
+        // Handed to the analyzer and not kept here: each save writes the live state.
+        let mut state = state;
+        let analyzer = Analyzer::from_saved(&config.analysis, state.analysis.take().map(|a| a.0))?;
         let mapper = Mapper::new(&config.mapping)?;
         let tracer = crate::trace::Tracer::from_config(&config.observability)?;
         let client = SlackClient::new(ClientConfig {
@@ -242,8 +232,11 @@ impl Poller {
             secs = self.settings.interval.as_secs(),
             "caught up; waiting for the next poll"
         );
-        // Caught up: the pages of a catch-up are freed, give their memory back while we wait.
-        crate::memory::return_free_memory();
+        // Caught up: drop the user-agent rules and give the catch-up's freed pages back to
+        // the system while we wait (release trims too; this covers the rules being gone).
+        if !self.mapper.release() {
+            crate::memory::return_free_memory();
+        }
         self.shutdown.sleep(self.settings.interval).await
     }
 
@@ -405,12 +398,11 @@ impl Poller {
             }
             crate::metrics::sink_batch(batch.len(), sending.elapsed());
         }
-        // Built field by field: cloning the old checkpoint would copy its analysis state too.
         let mut cp = Checkpoint {
             next_oldest: self.state.next_oldest,
             window: Some(next.clone()),
             recent: self.state.recent.clone(),
-            analysis: self.analyzer.state_json().map(AnalysisState),
+            analysis: None,
             updated_at: fetched_at,
         };
         self.remember(&mut cp, &delivered_keys, &w);
@@ -418,7 +410,8 @@ impl Poller {
             cp.window = None;
             cp.next_oldest = w.latest + 1;
         }
-        self.store.save(&cp)?;
+        self.store
+            .save_with(&cp, self.analyzer.saved_state().as_ref())?;
         // A page of known user agents only: the rules are not needed until a new one comes.
         self.mapper.release_if_unused();
         crate::metrics::page_delivered_tally(&tally);

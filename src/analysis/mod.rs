@@ -31,6 +31,7 @@ pub use fields::Glob;
 use crate::config::ConfigError;
 use allowlist::Allowlist;
 use rules::RuleSet;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use state::{State, STATE_VERSION};
 use std::collections::BTreeSet;
@@ -202,7 +203,26 @@ pub struct Analyzer {
     state: State,
     /// With `--no-analysis`, the saved state is handed back untouched, so turning analysis off
     /// for a while does not erase its history.
-    kept: Option<Value>,
+    kept: Option<Box<RawValue>>,
+}
+
+/// The analysis state as saved in the checkpoint: serialised straight from where it lives, so
+/// saving it every page builds no copy (the state can be megabytes).
+#[derive(Debug, Clone, Copy)]
+pub enum SavedState<'a> {
+    /// The live state.
+    Live(&'a State),
+    /// A state kept untouched while the analysis is off.
+    Kept(&'a RawValue),
+}
+
+impl serde::Serialize for SavedState<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SavedState::Live(state) => state.serialize(s),
+            SavedState::Kept(raw) => raw.serialize(s),
+        }
+    }
 }
 
 impl Analyzer {
@@ -212,20 +232,41 @@ impl Analyzer {
     ///
     /// [`ConfigError`] for a state it cannot read (another format version, a corrupt value).
     pub fn new(config: &AnalysisConfig, state: Option<&Value>) -> Result<Analyzer, ConfigError> {
+        let text = match state {
+            None | Some(Value::Null) => None,
+            // Cannot fail: a value always serialises.
+            Some(v) => serde_json::value::to_raw_value(v).ok(),
+        };
+        Analyzer::from_saved(config, text)
+    }
+
+    /// An analyzer resuming from the state saved in a checkpoint, as JSON text. Read straight
+    /// into the state, never through a tree of values: a large state would cost several times
+    /// its size that way.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for a state it cannot read (another format version, a corrupt value).
+    pub fn from_saved(
+        config: &AnalysisConfig,
+        state: Option<Box<RawValue>>,
+    ) -> Result<Analyzer, ConfigError> {
+        let state = state.filter(|raw| raw.get().trim() != "null");
         if !config.enabled {
             return Ok(Analyzer {
                 settings: None,
                 state: State::new(),
-                kept: state.cloned(),
+                kept: state,
             });
         }
         let window_secs = i64::try_from(config.window.as_secs())
             .unwrap_or(3600)
             .max(1);
-        let mut restored = match state {
-            None | Some(Value::Null) => State::new(),
-            Some(v) => restore(v)?,
+        let mut restored = match &state {
+            None => State::new(),
+            Some(raw) => restore(raw)?,
         };
+        drop(state);
         if restored.window_secs != window_secs {
             // Windows cut with another length cannot be compared; findings already emitted
             // and baselines stay.
@@ -275,40 +316,43 @@ impl Analyzer {
         }
     }
 
-    /// [`Analyzer::state`] as JSON text, written straight from the state (the checkpoint
-    /// saves it every page, so no tree of values is built).
-    pub fn state_json(&self) -> Option<Box<serde_json::value::RawValue>> {
-        let text = match &self.settings {
-            None => serde_json::to_string(self.kept.as_ref()?).ok()?,
-            Some(_) => serde_json::to_string(&self.state).ok()?,
-        };
-        serde_json::value::RawValue::from_string(text).ok()
+    /// The state to save with the checkpoint, ready to be serialised where it is written.
+    pub fn saved_state(&self) -> Option<SavedState<'_>> {
+        match &self.settings {
+            None => self.kept.as_deref().map(SavedState::Kept),
+            Some(_) => Some(SavedState::Live(&self.state)),
+        }
     }
 
-    /// The state to save with the checkpoint.
+    /// The state to save with the checkpoint, as a value (the `analyze` command and tests).
     pub fn state(&self) -> Option<Value> {
-        match &self.settings {
-            None => self.kept.clone(),
-            // Cannot fail: every map key is a string or an integer.
-            Some(_) => serde_json::to_value(&self.state).ok(),
-        }
+        // Cannot fail: every map key is a string or an integer.
+        serde_json::to_value(self.saved_state()?).ok()
     }
 }
 
-fn restore(v: &Value) -> Result<State, ConfigError> {
+fn restore(raw: &RawValue) -> Result<State, ConfigError> {
     let problem = |m: String| {
         ConfigError::Invalid {
         flag: "state-dir",
         message: format!("cannot read the analysis state saved in the checkpoint: {m}; remove its \"analysis\" key to start the analysis afresh"),
     }
     };
-    let version = v.get("version").and_then(Value::as_u64);
+    // The version first, alone, so that another format is named as such rather than reported
+    // as whatever field it happens to break.
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(default)]
+        version: Option<Value>,
+    }
+    let head: Head = serde_json::from_str(raw.get()).map_err(|e| problem(e.to_string()))?;
+    let version = head.version.as_ref().and_then(Value::as_u64);
     if version != Some(u64::from(STATE_VERSION)) {
         return Err(problem(format!(
             "format version {version:?}, this binary reads {STATE_VERSION}"
         )));
     }
-    serde_json::from_value(v.clone()).map_err(|e| problem(e.to_string()))
+    serde_json::from_str(raw.get()).map_err(|e| problem(e.to_string()))
 }
 
 #[cfg(test)]

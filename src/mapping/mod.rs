@@ -295,6 +295,11 @@ impl Mapper {
         self.user_agents.release_if_unused()
     }
 
+    /// Frees what only new input needs, now (the poller is caught up and waiting).
+    pub fn release(&mut self) -> bool {
+        self.user_agents.release()
+    }
+
     /// Parses a written document. The writer only emits valid JSON; should that ever fail,
     /// the caller still gets one document (a `pipeline_error` naming the defect), not a panic.
     fn parse_written(&mut self, written: &[u8], raw: &str, fetched_at: DateTime<Utc>) -> Value {

@@ -26,81 +26,9 @@ const CACHE_CAPACITY: usize = 4096;
 ///
 /// The rules do not compile; a build defect, reported as text so callers can wrap it.
 pub fn compile() -> Result<ua_parser::Extractor<'static>, String> {
-    let mut regexes: ua_parser::Regexes<'static> =
+    let regexes: ua_parser::Regexes<'static> =
         serde_yaml::from_str(REGEXES_YAML).map_err(|e| format!("cannot read regexes.yaml: {e}"))?;
-    for p in &mut regexes.user_agent_parsers {
-        ascii_classes(&mut p.regex);
-    }
-    for p in &mut regexes.os_parsers {
-        ascii_classes(&mut p.regex);
-    }
-    for p in &mut regexes.device_parsers {
-        ascii_classes(&mut p.regex);
-    }
     ua_parser::Extractor::try_from(regexes).map_err(|e| format!("cannot compile regexes.yaml: {e}"))
-}
-
-/// Rewrites `\d`, `\w`, `\s` (and their negations) as ASCII classes, in place.
-///
-/// Two reasons. Elasticsearch's `user_agent` processor, which we match, runs these rules with
-/// `java.util.regex`, where the classes are ASCII; the `regex` crate makes them Unicode. And the
-/// Unicode classes are large: compiled, the rules took about 27 MB of heap, most of the idle
-/// footprint (see BENCHMARKS.md). Inside a bracket the class becomes a POSIX class
-/// (`[:digit:]`), outside it a bracket of one (`[[:digit:]]`); both are ASCII in the `regex`
-/// crate. `\b` is left alone: it costs little.
-fn ascii_classes(re: &mut std::borrow::Cow<'_, str>) {
-    if !re.contains('\\') {
-        return;
-    }
-    let mut out = String::with_capacity(re.len() + 32);
-    let mut chars = re.chars();
-    // Depth of `[...]` nesting; `\` escapes are copied verbatim except the three classes.
-    let mut in_class = 0usize;
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                let Some(next) = chars.next() else {
-                    out.push(c);
-                    break;
-                };
-                let posix = match next {
-                    'd' => Some("digit"),
-                    'D' => Some("^digit"),
-                    'w' => Some("word"),
-                    'W' => Some("^word"),
-                    's' => Some("space"),
-                    'S' => Some("^space"),
-                    _ => None,
-                };
-                match posix {
-                    Some(name) if in_class > 0 => {
-                        out.push_str("[:");
-                        out.push_str(name);
-                        out.push_str(":]");
-                    }
-                    Some(name) => {
-                        out.push_str("[[:");
-                        out.push_str(name);
-                        out.push_str(":]]");
-                    }
-                    None => {
-                        out.push(c);
-                        out.push(next);
-                    }
-                }
-            }
-            '[' => {
-                in_class += 1;
-                out.push(c);
-            }
-            ']' if in_class > 0 => {
-                in_class -= 1;
-                out.push(c);
-            }
-            _ => out.push(c),
-        }
-    }
-    *re = out.into();
 }
 
 /// Parses user agents into `user_agent` objects, remembering each distinct string.
@@ -172,13 +100,23 @@ impl UserAgents {
     /// be most of the process's resident memory. A new agent later compiles them again, which
     /// costs about 0.15 s of CPU.
     pub fn release_if_unused(&mut self) -> bool {
-        let release = !std::mem::take(&mut self.missed) && self.extractor.is_some();
-        if release {
-            self.extractor = None;
-            crate::memory::return_free_memory();
-            tracing::debug!("no new user agents: released the compiled user-agent rules");
+        if std::mem::take(&mut self.missed) {
+            return false;
         }
-        release
+        self.release()
+    }
+
+    /// Frees the compiled rules now; true if they were held. The poller calls this when it is
+    /// caught up and waits for the next poll: idle memory matters more to a sidecar than the
+    /// 0.15 s a new agent then costs, at most once per poll.
+    pub fn release(&mut self) -> bool {
+        self.missed = false;
+        if self.extractor.take().is_none() {
+            return false;
+        }
+        crate::memory::return_free_memory();
+        tracing::debug!("released the compiled user-agent rules until a new agent comes");
+        true
     }
 
     /// True while the rules are compiled (tests and diagnostics).
@@ -324,26 +262,11 @@ mod tests {
         assert!(p.cache.len() <= CACHE_CAPACITY);
     }
 
-    fn rewritten(re: &str) -> String {
-        let mut cow = std::borrow::Cow::Borrowed(re);
-        ascii_classes(&mut cow);
-        cow.into_owned()
-    }
-
-    #[test]
-    fn classes_become_ascii_inside_and_outside_brackets() {
-        assert_eq!(rewritten(r"Foo/(\d+)"), r"Foo/([[:digit:]]+)");
-        assert_eq!(rewritten(r"[\w\-]+\S"), r"[[:word:]\-]+[[:^space:]]");
-        // Escapes that are not classes, and escaped brackets, are kept as they are.
-        assert_eq!(rewritten(r"\[\d\]\b\."), r"\[[[:digit:]]\]\b\.");
-        assert_eq!(rewritten("no escapes"), "no escapes");
-        assert_eq!(rewritten("trailing\\"), "trailing\\");
-    }
-
     #[test]
     fn digits_are_ascii_as_in_elasticsearch() {
         // Java's `\d` does not match Arabic-Indic digits, so Elasticsearch reads no version here;
-        // a Unicode `\d` would report "٦٤".
+        // a Unicode `\d` would report "٦٤". (The ua-parser crate rewrites `\d` and `\w` as
+        // ASCII classes, which also keeps the compiled rules at a quarter of the size.)
         let v = parse("Mozilla/5.0 (X11; Linux x86_64) Chrome/\u{666}\u{664}.0.1 Safari/537.36");
         assert_ne!(v["version"], "\u{666}\u{664}.0.1");
         assert!(
@@ -354,7 +277,8 @@ mod tests {
 
     #[test]
     fn every_rule_still_compiles() {
-        // A rewrite that broke a pattern would fail the whole extractor here.
+        // Compiling again after a release must work every time, from the same text.
+        compile().unwrap();
         compile().unwrap();
     }
 
@@ -380,5 +304,9 @@ mod tests {
         p.cache.clear();
         p.rendered.clear();
         assert_eq!(p.parse(chrome), first);
+        // Released on demand whatever came, and only once.
+        assert!(p.release());
+        assert!(!p.release());
+        assert!(!p.is_compiled());
     }
 }
