@@ -15,11 +15,9 @@
 use crate::analysis::Analyzer;
 use crate::checkpoint::{Checkpoint, CheckpointStore, Window};
 use crate::config::{Filters, RunConfig, SinkConfig};
-use crate::mapping::DocKind;
-use crate::mapping::Mapper;
+use crate::mapping::{DocKind, Facts, Mapper};
 use crate::shutdown::Shutdown;
 use crate::sink::{Batch, Sink};
-use crate::slack::api::read_hints;
 use crate::slack::client::ClientConfig;
 use crate::slack::{EntryKey, Error as SlackError, Page, Query, SlackClient};
 use crate::statedir::StateDir;
@@ -62,9 +60,9 @@ struct Settings {
 }
 
 /// Where one delivered entry's document comes from, in page order.
-enum Slot<'a> {
-    /// Written straight to text from the raw entry; its action, for the metrics.
-    Plain(&'a str, String),
+enum Slot {
+    /// Written straight to text: its bytes in the chunk's text buffer.
+    Plain(std::ops::Range<usize>),
     /// The i-th JSON value handed to the analysis.
     Doc(usize),
 }
@@ -330,10 +328,11 @@ impl Poller {
     /// it now stands (closed windows are folded into `next_oldest`).
     ///
     /// The page goes out in chunks of [`CHUNK`] entries, so that memory stays bounded at
-    /// `--limit 9999`. Entries the analysis has no use for (most of them: not anomalies, not
-    /// downloads, an expected user agent) are written straight to NDJSON; the others become
-    /// JSON values for the analysis, which may annotate them and add findings. The page's
-    /// order is kept, findings last. The checkpoint moves once, after the last chunk is safe:
+    /// `--limit 9999`. Each entry is parsed once, by the mapper, which writes its document as
+    /// text and notes what the analysis needs ([`Facts`]). Most documents (not anomalies, an
+    /// expected user agent) stay text: the analysis only notes them (a download's file, the
+    /// time). The others are parsed back into JSON values for the analysis, which may
+    /// annotate them and add findings. The page's order is kept, findings last. The checkpoint moves once, after the last chunk is safe:
     /// a crash mid-page repeats that page only.
     async fn deliver(&mut self, w: Window, page: Page) -> Result<Window, crate::Error> {
         let fetched_at = Utc::now();
@@ -342,25 +341,47 @@ impl Poller {
         let mut delivered_keys = Vec::with_capacity(page.len());
         let mut slots = Vec::with_capacity(CHUNK.min(page.len()));
         let mut docs = Vec::new();
+        // The documents written straight to text, one after another; `Slot::Plain` ranges.
+        let mut texts = Vec::new();
+        let mut facts = Facts::default();
         let mut batch = Batch::new();
         let mut tally = crate::metrics::labels::Tally::new();
         let mut entries = page.entries().peekable();
         while entries.peek().is_some() {
+            texts.clear();
             for raw in entries.by_ref().take(CHUNK) {
                 let key = EntryKey::read(raw);
                 if !self.is_new(&w, &key) {
                     continue;
                 }
                 track_low(&mut next, &key, w.oldest);
-                match read_hints(raw) {
-                    Some((action, ua)) if !self.analyzer.wants(&action, ua.as_deref()) => {
-                        self.analyzer.note_plain(key.date_create);
-                        slots.push(Slot::Plain(raw, action));
-                    }
-                    _ => {
-                        slots.push(Slot::Doc(docs.len()));
-                        docs.push(self.mapper.map_entry(raw, fetched_at));
-                    }
+                let start = texts.len();
+                let kind = self
+                    .mapper
+                    .write_entry_noting(raw, fetched_at, &mut texts, &mut facts);
+                // Anomalies always: their reasons are counted in the metrics from the value,
+                // with the analysis off too.
+                if kind == DocKind::Event
+                    && (facts.action.as_deref() == Some("anomaly")
+                        || self
+                            .analyzer
+                            .wants(facts.action.as_deref(), facts.user_agent.as_deref()))
+                {
+                    // The analysis reads and annotates a value: parse what was just written.
+                    let doc = serde_json::from_slice(&texts[start..])
+                        .unwrap_or_else(|_| self.mapper.map_entry(raw, fetched_at));
+                    texts.truncate(start);
+                    slots.push(Slot::Doc(docs.len()));
+                    docs.push(doc);
+                } else {
+                    self.analyzer.note_plain(&facts);
+                    let kind = if kind == DocKind::PipelineError {
+                        "pipeline_error"
+                    } else {
+                        "event"
+                    };
+                    tally.add_plain(facts.action.as_deref(), kind);
+                    slots.push(Slot::Plain(start..texts.len()));
                 }
                 delivered_keys.push(key);
             }
@@ -369,15 +390,8 @@ impl Poller {
             batch.clear();
             for slot in slots.drain(..) {
                 match slot {
-                    Slot::Plain(raw, action) => {
-                        let kind =
-                            batch.push_with(|out| self.mapper.write_entry(raw, fetched_at, out));
-                        let kind = if kind == DocKind::PipelineError {
-                            "pipeline_error"
-                        } else {
-                            "event"
-                        };
-                        tally.add_plain(Some(&action), kind);
+                    Slot::Plain(range) => {
+                        batch.push_with(|out| out.extend_from_slice(&texts[range]));
                     }
                     Slot::Doc(i) => {
                         batch.push(&docs[i]);

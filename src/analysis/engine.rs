@@ -64,9 +64,18 @@ pub(crate) struct Touched {
     pub actors: BTreeMap<String, Actor>,
 }
 
-/// Processes one page against `state`.
-pub(crate) fn process(settings: &Settings, state: &mut State, docs: &mut Vec<Value>) {
+/// Processes one page against `state`: `downloads` (actor, file) noted without a document
+/// first, then `docs`.
+pub(crate) fn process(
+    settings: &Settings,
+    state: &mut State,
+    downloads: Vec<(String, FileRef)>,
+    docs: &mut Vec<Value>,
+) {
     state.pages = state.pages.saturating_add(1);
+    for (actor, file) in downloads {
+        record_download(settings, state, &actor, file);
+    }
     let mut touched = Touched::default();
     let mut ids: Vec<Option<String>> = Vec::with_capacity(docs.len());
     for doc in docs.iter_mut() {
@@ -124,15 +133,7 @@ fn observe(
                     id: fields::string(doc, &["slack", "audit", "entity", "id"]),
                     name: fields::string(doc, &["slack", "audit", "entity", "name"]),
                 };
-                let start = window_start(at_ms, s.window_secs);
-                let w = state
-                    .windows
-                    .entry(actor.clone())
-                    .or_default()
-                    .entry(start)
-                    .or_default();
-                w.downloads.add(file);
-                w.touched = state.pages;
+                record_download(s, state, actor, file);
             }
         }
         // A scraper's own events, flagged by our UA check, are a signal too (unless trusted),
@@ -149,6 +150,23 @@ fn observe(
         }
     }
     Some(event_id)
+}
+
+/// Adds a download to its actor's window (the context of download findings).
+fn record_download(s: &Settings, state: &mut State, actor: &str, file: FileRef) {
+    let start = window_start(file.at_ms, s.window_secs);
+    let pages = state.pages;
+    let w = match state.windows.get_mut(actor) {
+        Some(ws) => ws.entry(start).or_default(),
+        None => state
+            .windows
+            .entry(actor.to_string())
+            .or_default()
+            .entry(start)
+            .or_default(),
+    };
+    w.downloads.add(file);
+    w.touched = pages;
 }
 
 fn observe_anomaly(

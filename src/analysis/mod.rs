@@ -204,6 +204,9 @@ pub struct Analyzer {
     /// With `--no-analysis`, the saved state is handed back untouched, so turning analysis off
     /// for a while does not erase its history.
     kept: Option<Box<RawValue>>,
+    /// Downloads noted by [`Analyzer::note_plain`] since the last [`Analyzer::process`]:
+    /// (actor, file), recorded when that page is processed.
+    pending_downloads: Vec<(String, state::FileRef)>,
 }
 
 /// The analysis state as saved in the checkpoint: serialised straight from where it lives, so
@@ -257,6 +260,7 @@ impl Analyzer {
                 settings: None,
                 state: State::new(),
                 kept: state,
+                pending_downloads: Vec::new(),
             });
         }
         let window_secs = i64::try_from(config.window.as_secs())
@@ -283,36 +287,53 @@ impl Analyzer {
             settings: Some(settings),
             state: restored,
             kept: None,
+            pending_downloads: Vec::new(),
         })
     }
 
     /// Annotates `docs` in place (one page, in order) and appends findings after them.
     pub fn process(&mut self, docs: &mut Vec<Value>) {
         if let Some(settings) = &self.settings {
-            engine::process(settings, &mut self.state, docs);
+            let downloads = std::mem::take(&mut self.pending_downloads);
+            engine::process(settings, &mut self.state, downloads, docs);
         }
     }
 
-    /// Whether a document needs to go through [`Analyzer::process`]: anomalies, downloads
-    /// (the context of download findings) and events whose user agent is not an expected one.
-    /// Every other document only moves time forward ([`Analyzer::note_plain`]), so the poller
-    /// writes it straight to text without building a JSON value.
-    pub fn wants(&self, action: &str, user_agent: Option<&str>) -> bool {
+    /// Whether a document needs to go through [`Analyzer::process`] as a JSON value: anomalies
+    /// (annotated, and the signals of findings) and events whose user agent is not an expected
+    /// one (annotated, and maybe a signal). Every other document is only noted
+    /// ([`Analyzer::note_plain`]), so the poller writes it straight to text.
+    pub fn wants(&self, action: Option<&str>, user_agent: Option<&str>) -> bool {
         let Some(settings) = &self.settings else {
             return false;
         };
-        matches!(action, "anomaly" | "file_downloaded")
+        action == Some("anomaly")
             || user_agent.is_some_and(|ua| !engine::expected_user_agent(settings, ua))
     }
 
-    /// Records a document that [`Analyzer::wants`] passed over: only its time counts (it
-    /// moves the high-water mark that decides which windows are old enough to prune).
-    pub fn note_plain(&mut self, date_create: Option<i64>) {
+    /// Records a document that [`Analyzer::wants`] passed over, from what mapping read of it:
+    /// its time moves the high-water mark (which decides which windows are old enough to
+    /// prune), and a download goes into its actor's window for the context of download
+    /// findings, as [`Analyzer::process`] would have put it there. Takes effect with the next
+    /// [`Analyzer::process`], which the poller calls for every chunk.
+    pub fn note_plain(&mut self, facts: &crate::mapping::Facts) {
         if self.settings.is_none() {
             return;
         }
-        if let Some(ms) = date_create.map(|s| s.saturating_mul(1000)) {
-            self.state.high_water_ms = Some(self.state.high_water_ms.map_or(ms, |h| h.max(ms)));
+        let ms = facts.timestamp_ms;
+        self.state.high_water_ms = Some(self.state.high_water_ms.map_or(ms, |h| h.max(ms)));
+        if facts.action.as_deref() == Some("file_downloaded") {
+            if let Some(actor) = &facts.user_id {
+                self.pending_downloads.push((
+                    actor.clone(),
+                    state::FileRef {
+                        at_ms: ms,
+                        event_id: facts.event_id.clone().unwrap_or_default(),
+                        id: facts.entity_id.clone(),
+                        name: facts.entity_name.clone(),
+                    },
+                ));
+            }
         }
     }
 

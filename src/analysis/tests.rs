@@ -899,3 +899,67 @@ fn state_format_is_pinned() {
     });
     similar_asserts::assert_eq!(a.state().unwrap(), expected);
 }
+
+/// A download written straight to text and only noted must leave the state exactly as the
+/// same document read as a value would; the facts come from the mapper, the value from the
+/// mapper's own output, so the two can only agree if mapping and analysis read alike.
+#[test]
+fn noted_downloads_leave_the_same_state_as_processed_ones() {
+    let fetched = chrono::DateTime::from_timestamp(T0 + 999, 0).unwrap();
+    let entries = [
+        // Plain, as Slack sends it.
+        format!(
+            r#"{{"id":"d1","date_create":{T0},"action":"file_downloaded","actor":{{"type":"user","user":{{"id":"U1","name":"A","email":"a@example.com"}}}},"entity":{{"type":"file","file":{{"id":"F1","name":"plan.pdf","filetype":"pdf"}}}},"context":{{"ua":"{DESKTOP}","ip_address":"192.0.2.1"}}}}"#
+        ),
+        // Whitespace, escapes and a numeric file id.
+        format!(
+            r#"{{"id":" d2 ","date_create":"{}","action":"file_downloaded","actor":{{"type":"user","user":{{"id":"U1 "}}}},"entity":{{"type":"file","file":{{"id":42,"name":"caf\u00e9 \"q\".txt"}}}}}}"#,
+            T0 + 5
+        ),
+        // The type names no object: the entity's own keys are used.
+        format!(
+            r#"{{"id":"d3","date_create":{},"action":"file_downloaded","actor":{{"user":{{"id":"U2"}}}},"entity":{{"type":"file","id":"F3","name":"top.txt"}}}}"#,
+            T0 + 7
+        ),
+        // No date: the fetch time, as in `@timestamp`; no entity at all.
+        r#"{"id":"d4","action":"file_downloaded","actor":{"user":{"id":"U2"}}}"#.to_string(),
+        // Not a download, and an entry without an actor.
+        format!(
+            r#"{{"id":"x1","date_create":{T0},"action":"user_login","actor":{{"user":{{"id":"U1"}}}}}}"#
+        ),
+        format!(r#"{{"id":"d5","date_create":{T0},"action":"file_downloaded"}}"#),
+    ];
+    let mut mapper =
+        crate::mapping::Mapper::new(&crate::mapping::MappingConfig::default()).unwrap();
+    let mut processed = analyzer();
+    let mut noted = analyzer();
+    let mut docs = Vec::new();
+    let mut facts = crate::mapping::Facts::default();
+    for raw in &entries {
+        let mut text = Vec::new();
+        mapper.write_entry_noting(raw, fetched, &mut text, &mut facts);
+        assert!(
+            !noted.wants(facts.action.as_deref(), facts.user_agent.as_deref()),
+            "{raw}"
+        );
+        noted.note_plain(&facts);
+        docs.push(serde_json::from_slice::<Value>(&text).unwrap());
+    }
+    processed.process(&mut docs);
+    noted.process(&mut Vec::new());
+    let (p, n) = (processed.state().unwrap(), noted.state().unwrap());
+    assert_eq!(p["windows"], n["windows"]);
+    assert_eq!(p["high_water_ms"], n["high_water_ms"]);
+    // And the downloads are really there: three for U1's and U2's windows.
+    let files: Vec<&str> = ["U1", "U2"]
+        .iter()
+        .flat_map(|u| n["windows"][u].as_object().unwrap().values())
+        .flat_map(|w| w["downloads"]["files"].as_array().unwrap())
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert_eq!(files.len(), 3, "{n}");
+    assert!(
+        files.contains(&"café \"q\".txt") && files.contains(&"top.txt"),
+        "{files:?}"
+    );
+}

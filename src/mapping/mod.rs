@@ -152,6 +152,73 @@ pub enum DocKind {
     PipelineError,
 }
 
+/// What the poller and the analysis need to know about an entry, read while it is mapped so
+/// that the entry is parsed once. Each value is what the document's field reads back as
+/// (`fields::string` in the analysis: trimmed, non-empty, numbers as their text), so a
+/// document routed past the analysis is recorded exactly as one read from its JSON would be.
+/// Reused from entry to entry; [`Mapper::write_entry_noting`] resets it.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Facts {
+    /// `event.action`.
+    pub action: Option<String>,
+    /// `user_agent.original`.
+    pub user_agent: Option<String>,
+    /// `user.id`.
+    pub user_id: Option<String>,
+    /// `event.id`.
+    pub event_id: Option<String>,
+    /// `@timestamp`, in Unix milliseconds.
+    pub timestamp_ms: i64,
+    /// `slack.audit.entity.id`.
+    pub entity_id: Option<String>,
+    /// `slack.audit.entity.name`.
+    pub entity_name: Option<String>,
+}
+
+impl Facts {
+    fn read(&mut self, plan: &entry::Plan<'_>, fetched_at: DateTime<Utc>) {
+        fn text(slot: &mut Option<String>, value: Option<&str>) {
+            match value.map(str::trim).filter(|v| !v.is_empty()) {
+                Some(v) => {
+                    let s = slot.get_or_insert_with(String::new);
+                    s.clear();
+                    s.push_str(v);
+                }
+                None => *slot = None,
+            }
+        }
+        fn node(slot: &mut Option<String>, value: Option<&tree::Node<'_>>) {
+            match value {
+                Some(tree::Node::Str(v)) => text(slot, Some(v)),
+                Some(tree::Node::Number(n)) => *slot = Some(n.to_string()),
+                _ => *slot = None,
+            }
+        }
+        text(&mut self.action, plan.action.as_deref());
+        text(
+            &mut self.user_agent,
+            plan.context.as_ref().and_then(|c| c.ua.as_deref()),
+        );
+        text(&mut self.user_id, plan.user[0].as_deref());
+        text(&mut self.event_id, plan.id.as_deref());
+        self.timestamp_ms = plan
+            .timestamp
+            .map_or(fetched_at.timestamp_millis(), |t| t.micros.div_euclid(1000));
+        // As `render::write_entity` lays the entity out: the typed object's keys win, then
+        // the entity's own, minus the one naming the type.
+        let entity = plan.entity.as_ref();
+        let field = |key: &str| {
+            entity.and_then(|e| match e.typed.filter(|t| t.contains_key(key)) {
+                Some(t) => t.get(key),
+                None if e.kind != Some(key) && key != "type" => e.all.get(key),
+                None => None,
+            })
+        };
+        node(&mut self.entity_id, field("id"));
+        node(&mut self.entity_name, field("name"));
+    }
+}
+
 /// Maps entries; holds what is loaded once (databases, user-agent rules) and the caches.
 #[derive(Debug)]
 pub struct Mapper {
@@ -254,6 +321,32 @@ impl Mapper {
         }
     }
 
+    /// [`Mapper::write_entry`], also filling `facts` from the entry (all `None` for input that
+    /// is not an entry).
+    pub fn write_entry_noting(
+        &mut self,
+        raw: &str,
+        fetched_at: DateTime<Utc>,
+        out: &mut Vec<u8>,
+        facts: &mut Facts,
+    ) -> DocKind {
+        match serde_json::from_str::<tree::Node>(raw) {
+            Ok(tree::Node::Object(entry)) => {
+                self.set_created(fetched_at);
+                let plan = entry::Plan::read(&entry);
+                facts.read(&plan, fetched_at);
+                self.render(&plan, raw, out)
+            }
+            _ => {
+                *facts = Facts {
+                    timestamp_ms: fetched_at.timestamp_millis(),
+                    ..Facts::default()
+                };
+                self.write_entry(raw, fetched_at, out)
+            }
+        }
+    }
+
     /// Appends the document for an entry that is already parsed; `raw` is its text.
     pub fn write_object(
         &mut self,
@@ -264,6 +357,11 @@ impl Mapper {
     ) -> DocKind {
         self.set_created(fetched_at);
         let plan = entry::Plan::read(entry);
+        self.render(&plan, raw, out)
+    }
+
+    /// Writes the document `plan` decided; `set_created` has run for this entry.
+    fn render(&mut self, plan: &entry::Plan<'_>, raw: &str, out: &mut Vec<u8>) -> DocKind {
         let inputs = render::Inputs {
             raw,
             created: self.created.as_ref().map_or("", |(_, text)| text),
@@ -271,7 +369,7 @@ impl Mapper {
             user_agents: &mut self.user_agents,
             geoip: &mut self.geoip,
         };
-        render::document(&plan, inputs, out);
+        render::document(plan, inputs, out);
         DocKind::Event
     }
 

@@ -140,7 +140,7 @@ impl Tally {
     }
 
     /// Counts a document known only by its action and kind (written straight to text by the
-    /// fast path, which never carries anomaly events).
+    /// poller, which never does so for anomaly events: their reasons are counted too).
     pub fn add_plain(&mut self, action: Option<&str>, kind: &str) {
         self.add_kind(action, Some(kind));
     }

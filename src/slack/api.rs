@@ -160,24 +160,6 @@ impl EntryKey {
     }
 }
 
-/// What the poller needs to route an entry past the analysis: its `action` and `context.ua`.
-/// `None` when they cannot be read cheaply (the entry then takes the full path).
-pub fn read_hints(raw: &str) -> Option<(String, Option<String>)> {
-    #[derive(Deserialize)]
-    struct Ctx {
-        #[serde(default)]
-        ua: Option<String>,
-    }
-    #[derive(Deserialize)]
-    struct Hints {
-        action: String,
-        #[serde(default)]
-        context: Option<Ctx>,
-    }
-    let h: Hints = serde_json::from_str(raw).ok()?;
-    Some((h.action, h.context.and_then(|c| c.ua)))
-}
-
 /// FNV-1a: stable across Rust versions and runs, unlike `DefaultHasher`, so an id derived from
 /// it survives a restart in the checkpoint.
 fn fnv1a(bytes: &[u8]) -> u64 {
