@@ -41,7 +41,8 @@ pub struct Poller {
     client: Arc<tokio::sync::Mutex<SlackClient>>,
     mapper: Mapper,
     analyzer: Analyzer,
-    sink: Sink,
+    /// `None` only while a chunk is being sent (see [`Sending`]).
+    sink: Option<Sink>,
     store: CheckpointStore,
     state: Checkpoint,
     shutdown: Shutdown,
@@ -66,6 +67,18 @@ enum Slot {
     /// The i-th JSON value handed to the analysis.
     Doc(usize),
 }
+
+/// A chunk being sent in its own task while the next one is mapped: the sink and the batch
+/// travel with it and come back with the answer. Dropping it lets the send finish (aborting
+/// could cut a line in half on stdout); it is only dropped on the way out after an error.
+struct Sending(
+    tokio::task::JoinHandle<(
+        Sink,
+        Batch,
+        Result<(), crate::sink::Error>,
+        std::time::Duration,
+    )>,
+);
 
 /// A page being fetched in its own task; dropping it aborts the fetch.
 struct Fetch(tokio::task::JoinHandle<Result<Option<Page>, SlackError>>);
@@ -169,7 +182,7 @@ impl Poller {
             client,
             mapper,
             analyzer,
-            sink,
+            sink: Some(sink),
             store,
             state,
             shutdown,
@@ -345,6 +358,9 @@ impl Poller {
         let mut texts = Vec::new();
         let mut facts = Facts::default();
         let mut batch = Batch::new();
+        // The chunk being sent while the next is mapped, and a batch to reuse.
+        let mut in_flight: Option<Sending> = None;
+        let mut spare: Option<Batch> = None;
         let mut tally = crate::metrics::labels::Tally::new();
         let mut entries = page.entries().peekable();
         while entries.peek().is_some() {
@@ -404,13 +420,18 @@ impl Poller {
                 tally.add(finding);
             }
             docs.clear();
-            // Not raced with shutdown: a page in hand is finished, then checkpointed.
-            let sending = std::time::Instant::now();
-            if let Err(e) = self.sink.send(&batch, &mut self.shutdown).await {
-                crate::metrics::error("sink", e.kind());
-                return Err(e.into());
+            // One chunk in flight, in order: the previous one must be acknowledged before
+            // this one goes; it was sent while this one was mapped.
+            if let Some(sending) = in_flight.take() {
+                spare = Some(self.finish_send(sending).await?);
             }
-            crate::metrics::sink_batch(batch.len(), sending.elapsed());
+            in_flight = Some(self.start_send(std::mem::replace(
+                &mut batch,
+                spare.take().unwrap_or_default(),
+            ))?);
+        }
+        if let Some(sending) = in_flight.take() {
+            self.finish_send(sending).await?;
         }
         let mut cp = Checkpoint {
             next_oldest: self.state.next_oldest,
@@ -432,6 +453,39 @@ impl Poller {
         crate::metrics::checkpoint_saved(cp.window.as_ref().map_or(cp.next_oldest, |w| w.oldest));
         self.state = cp;
         Ok(next)
+    }
+
+    /// Sends `batch` in its own task, the sink going with it. Not raced with shutdown here: a
+    /// page in hand is finished (the HTTP sink gives up after its grace period), then
+    /// checkpointed.
+    fn start_send(&mut self, batch: Batch) -> Result<Sending, crate::Error> {
+        let mut sink = self
+            .sink
+            .take()
+            .ok_or(crate::Error::Sink(crate::sink::Error::Lost))?;
+        let mut shutdown = self.shutdown.clone();
+        Ok(Sending(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let result = sink.send(&batch, &mut shutdown).await;
+            (sink, batch, result, started.elapsed())
+        })))
+    }
+
+    /// Waits for a chunk's acknowledgement and takes the sink back; returns the emptied batch
+    /// for reuse.
+    async fn finish_send(&mut self, sending: Sending) -> Result<Batch, crate::Error> {
+        let (sink, mut batch, result, took) = sending
+            .0
+            .await
+            .map_err(|_| crate::Error::Sink(crate::sink::Error::Lost))?;
+        self.sink = Some(sink);
+        if let Err(e) = result {
+            crate::metrics::error("sink", e.kind());
+            return Err(e.into());
+        }
+        crate::metrics::sink_batch(batch.len(), took);
+        batch.clear();
+        Ok(batch)
     }
 
     /// False for entries already delivered: above `low` in this window, at `low` with a known

@@ -106,6 +106,10 @@ pub enum Error {
     /// The HTTP client could not be built.
     #[error("cannot set up the HTTP sink: {0}")]
     Setup(String),
+    /// The task sending a batch stopped without an answer (a defect); the batch may or may
+    /// not have been delivered, so the checkpoint does not move.
+    #[error("the task sending a batch stopped without an answer; the checkpoint did not move")]
+    Lost,
 }
 
 impl Error {
@@ -117,6 +121,7 @@ impl Error {
             Error::Certificate { .. } => "certificate",
             Error::Interrupted => "interrupted",
             Error::Setup(_) => "setup",
+            Error::Lost => "lost",
         }
     }
 }
