@@ -8,7 +8,7 @@
 //! not a JSON object becomes a `pipeline_error` document carrying `event.original`.
 //!
 //! - [`entry`]: the field table: reads an entry once into a [`entry::Plan`].
-//! - [`render`]: writes the plan as the document's JSON text; [`json`] leaves empties out.
+//! - [`render`]: writes the plan as the document's JSON text; [`json`](mod@json) leaves empties out.
 //! - [`categorize`]: `event.action` → `event.category/type/outcome`.
 //! - [`timestamp`], [`url`], [`user_agent`], [`geoip`]: one field family each.
 //! - [`command`]: the `map` command (NDJSON or API responses on stdin, documents on stdout).

@@ -161,7 +161,7 @@ pub fn describe() {
     );
     describe_counter!(
         "slack_source_sink_requests_total",
-        "HTTP requests to the shipper, by outcome (delivered, retry, rejected, interrupted)."
+        "HTTP requests to the shipper, by outcome: delivered; retried (http_429, http_408, http_5xx, connect, timeout, transport); or given up (rejected, certificate, interrupted)."
     );
     describe_histogram!(
         "slack_source_sink_request_duration_seconds",
@@ -308,7 +308,7 @@ pub fn error(stage: &'static str, kind: &'static str) {
     }
 }
 
-/// One HTTP request to the shipper ended with `outcome` (`delivered`, `retry`, `rejected`...).
+/// One HTTP request to the shipper ended with `outcome` (`delivered`, a retried failure such as `http_5xx`, or `rejected`...).
 pub fn sink_request(outcome: &'static str, events: usize, bytes: usize, elapsed: Duration) {
     metrics::counter!("slack_source_sink_requests_total", "outcome" => outcome).increment(1);
     metrics::histogram!("slack_source_sink_request_duration_seconds").record(elapsed.as_secs_f64());

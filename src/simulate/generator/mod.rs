@@ -7,7 +7,7 @@
 //! `context.app` only when an app acts; an entity type no mapping has heard of (`canvas_v9`);
 //! `succeeded_users` as a JSON string; `details` with a duplicated key; `ip_address: ""`.
 //!
-//! The departing-salesperson story is [`Generator::story_entry`], timed by [`STORY_OFFSETS`].
+//! The departing-salesperson story is `Generator::story_entry`, timed by [`STORY_OFFSETS`].
 
 mod cast;
 mod draft;
