@@ -491,6 +491,16 @@ fn read_checkpoint(state: &tempfile::TempDir) -> Value {
     serde_json::from_slice(&bytes).expect("the checkpoint is JSON")
 }
 
+/// The checkpoint moved past every event: it closed the window the run read (which began
+/// 510 s before `now`).
+fn assert_caught_up(state: &tempfile::TempDir, now: i64) {
+    let after = read_checkpoint(state);
+    assert!(
+        after["window"].is_null() && after["next_oldest"].as_i64() > Some(now - 510),
+        "{after}"
+    );
+}
+
 /// The receiver goes down at the second request of page 2: the checkpoint read during the
 /// outage records page 1 only and does not move; after recovery every event has arrived
 /// exactly once, in Slack's order.
@@ -545,11 +555,7 @@ async fn run_delivers_each_event_once_through_an_outage_and_checkpoints_only_ack
         newest_first(),
         "every event exactly once, newest first"
     );
-    let after = read_checkpoint(&state);
-    assert!(
-        after["window"].is_null() && after["next_oldest"].as_i64() > Some(now - 510),
-        "{after}"
-    );
+    assert_caught_up(&state, now);
 }
 
 /// Shutdown while the receiver is down (and the next retry an hour away): `run` returns at
@@ -619,11 +625,7 @@ async fn run_delivers_over_https_to_a_receiver_trusted_with_its_ca_file() {
     .unwrap();
     assert_eq!(ids(&rx.docs()), newest_first(), "every event exactly once");
     assert_eq!(rx.handshake_failures(), 0);
-    let after = read_checkpoint(&state);
-    assert!(
-        after["window"].is_null() && after["next_oldest"].as_i64() > Some(now - 510),
-        "the checkpoint moved past every event: {after}"
-    );
+    assert_caught_up(&state, now);
 }
 
 /// `run --once --sink http` of the built binary to `rx` (a Slack with [`ten_events`] is
@@ -710,11 +712,7 @@ async fn skip_verify_delivers_without_the_ca_and_warns_at_start() {
     );
     assert_eq!(ids(&rx.docs()), newest_first(), "every event exactly once");
     assert_eq!(rx.handshake_failures(), 0);
-    let after = read_checkpoint(&state);
-    assert!(
-        after["window"].is_null() && after["next_oldest"].as_i64() > Some(now - 510),
-        "{after}"
-    );
+    assert_caught_up(&state, now);
 }
 
 /// A `--http-ca-file` that is missing, or holds no certificate (here a private key), is a
