@@ -71,12 +71,17 @@ fn page_body(now: i64) -> String {
     .to_string()
 }
 
-fn run_config(api: SocketAddr, state: &std::path::Path) -> slack_audit_source::RunConfig {
-    let argv = [
+fn run_config(
+    api: SocketAddr,
+    state: &std::path::Path,
+    extra: &[&str],
+) -> slack_audit_source::RunConfig {
+    let api = format!("http://{api}");
+    let mut argv = vec![
         "slack-audit-source",
         "run",
         "--api-url",
-        &format!("http://{api}"),
+        &api,
         "--state-dir",
         state.to_str().unwrap(),
         "--once",
@@ -87,6 +92,7 @@ fn run_config(api: SocketAddr, state: &std::path::Path) -> slack_audit_source::R
         "--max-requests-per-minute",
         "1000",
     ];
+    argv.extend_from_slice(extra);
     let Command::Run(args) = <Cli as clap::Parser>::try_parse_from(argv).unwrap().command else {
         unreachable!("asked for run")
     };
@@ -97,10 +103,9 @@ fn run_config(api: SocketAddr, state: &std::path::Path) -> slack_audit_source::R
     config
 }
 
-/// Proves the helpers the pipeline calls record every metric named in the docs, with the
-/// bounded labels, after a real `run --once` against a mock Slack.
-#[test]
-fn a_pipeline_run_records_the_described_metrics() {
+/// The metrics text after a `run --once` with `extra` flags against a mock Slack serving
+/// [`page_body`].
+fn scrape_after_run(extra: &[&str]) -> String {
     let recorder = slack_audit_source::metrics::recorder_builder().build_recorder();
     let handle = recorder.handle();
     let state = tempfile::tempdir().unwrap();
@@ -113,15 +118,24 @@ fn a_pipeline_run_records_the_described_metrics() {
         slack_audit_source::metrics::describe();
         rt.block_on(async {
             let api = mock_slack(page_body(chrono::Utc::now().timestamp())).await;
-            let run =
-                slack_audit_source::run(run_config(api, state.path()), std::future::pending());
+            let run = slack_audit_source::run(
+                run_config(api, state.path(), extra),
+                std::future::pending(),
+            );
             tokio::time::timeout(Duration::from_secs(10), run)
                 .await
                 .expect("run --once finishes")
                 .expect("run succeeds");
         });
     });
-    let text = handle.render();
+    handle.render()
+}
+
+/// Proves the helpers the pipeline calls record every metric named in the docs, with the
+/// bounded labels, after a real `run --once` against a mock Slack.
+#[test]
+fn a_pipeline_run_records_the_described_metrics() {
+    let text = scrape_after_run(&[]);
     for expected in [
         r#"slack_source_requests_total{status="200"} 1"#,
         "slack_source_request_duration_seconds_bucket",
@@ -140,6 +154,20 @@ fn a_pipeline_run_records_the_described_metrics() {
         "slack_source_last_successful_poll_timestamp_seconds",
         "# HELP slack_source_events_emitted_total",
         "# HELP slack_source_anomalies_total",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from\n{text}");
+    }
+}
+
+/// Anomaly reasons are counted with the analysis off too (anomalies then skip the analysis
+/// but still go through the path that reads their reasons).
+#[test]
+fn anomaly_reasons_are_counted_without_the_analysis() {
+    let text = scrape_after_run(&["--no-analysis"]);
+    for expected in [
+        r#"slack_source_anomalies_total{reason="tor"} 1"#,
+        r#"slack_source_anomalies_total{reason="other"} 1"#,
+        r#"slack_source_events_emitted_total{action="anomaly",kind="event"} 1"#,
     ] {
         assert!(text.contains(expected), "{expected} missing from\n{text}");
     }
