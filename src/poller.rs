@@ -244,7 +244,8 @@ impl Poller {
             "caught up; waiting for the next poll"
         );
         // Caught up: drop the user-agent rules and give the catch-up's freed pages back to
-        // the system while we wait (release trims too; this covers the rules being gone).
+        // the system while we wait. Releasing the rules trims already; trim here when they
+        // were gone before.
         if !self.mapper.release() {
             crate::memory::return_free_memory();
         }
@@ -345,8 +346,9 @@ impl Poller {
     /// text and notes what the analysis needs ([`Facts`]). Most documents (not anomalies, an
     /// expected user agent) stay text: the analysis only notes them (a download's file, the
     /// time). The others are parsed back into JSON values for the analysis, which may
-    /// annotate them and add findings. The page's order is kept, findings last. The checkpoint moves once, after the last chunk is safe:
-    /// a crash mid-page repeats that page only.
+    /// annotate them and add findings. The page's order is kept, findings last. Chunk j is
+    /// sent while chunk j+1 is mapped. The checkpoint moves once, after the last chunk is
+    /// acknowledged: a crash mid-page repeats that page only.
     async fn deliver(&mut self, w: Window, page: Page) -> Result<Window, crate::Error> {
         let fetched_at = Utc::now();
         let mut next = w.clone();

@@ -116,11 +116,6 @@ impl Page {
     pub fn entries(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
         (0..self.len()).map(|i| self.entry(i).unwrap_or_default())
     }
-
-    /// Bytes of response body held.
-    pub fn body_len(&self) -> usize {
-        self.body.len()
-    }
 }
 
 /// The two fields of an entry the poller needs: a stable identity and its second.
