@@ -26,6 +26,13 @@ fn entry(id: &str, date: i64, action: &str, actor: &str, file: &str) -> Value {
     })
 }
 
+/// `user_login` entries `e{t}` at each second `t` of `seconds`, all by W1/F1.
+fn logins(seconds: std::ops::RangeInclusive<i64>) -> Vec<Value> {
+    seconds
+        .map(|t| entry(&format!("e{t}"), t, "user_login", "W1", "F1"))
+        .collect()
+}
+
 async fn get_raw(
     sim: &SimHandle,
     path: &str,
@@ -72,11 +79,7 @@ fn next_cursor(page: &Value) -> Option<String> {
 #[tokio::test]
 async fn newest_first_with_inclusive_bounds() {
     let s = sim(SimOptions::default()).await;
-    s.insert(
-        (100..=110)
-            .map(|t| entry(&format!("e{t}"), t, "user_login", "W1", "F1"))
-            .collect(),
-    );
+    s.insert(logins(100..=110));
     let page = logs(&s, &[("oldest", "102"), ("latest", "105")]).await;
     assert_eq!(ids(&page), ["e105", "e104", "e103", "e102"]);
     assert_eq!(page["ok"], true);
@@ -114,11 +117,7 @@ async fn a_same_second_burst_exceeds_limit_but_a_second_is_never_split() {
 #[tokio::test]
 async fn cursors_are_padded_and_survive_url_encoding() {
     let s = sim(SimOptions::default()).await;
-    s.insert(
-        (1..=3)
-            .map(|t| entry(&format!("e{t}"), t, "user_login", "W1", "F1"))
-            .collect(),
-    );
+    s.insert(logins(1..=3));
     let q = [("oldest", "1"), ("latest", "3"), ("limit", "1")];
     let first = logs(&s, &q).await;
     let cursor = next_cursor(&first).unwrap();
@@ -148,11 +147,7 @@ async fn cursors_are_padded_and_survive_url_encoding() {
 #[tokio::test]
 async fn a_cursor_is_bound_to_its_window_and_filters() {
     let s = sim(SimOptions::default()).await;
-    s.insert(
-        (1..=5)
-            .map(|t| entry(&format!("e{t}"), t, "user_login", "W1", "F1"))
-            .collect(),
-    );
+    s.insert(logins(1..=5));
     let first = logs(&s, &[("oldest", "1"), ("latest", "5"), ("limit", "1")]).await;
     let c = next_cursor(&first).unwrap();
     for q in [
@@ -195,11 +190,7 @@ async fn a_cursor_is_bound_to_its_window_and_filters() {
 #[tokio::test]
 async fn invalidate_cursors_refuses_every_earlier_cursor() {
     let s = sim(SimOptions::default()).await;
-    s.insert(
-        (1..=5)
-            .map(|t| entry(&format!("e{t}"), t, "user_login", "W1", "F1"))
-            .collect(),
-    );
+    s.insert(logins(1..=5));
     let q = [("oldest", "1"), ("latest", "5"), ("limit", "1")];
     let c = next_cursor(&logs(&s, &q).await).unwrap();
     s.invalidate_cursors();
@@ -295,11 +286,7 @@ async fn auth_errors_and_the_unauthenticated_endpoints() {
 #[tokio::test]
 async fn each_fault_kind_appears_with_probability_one() {
     let s = sim(SimOptions::default()).await;
-    s.insert(
-        (1..=3)
-            .map(|t| entry(&format!("e{t}"), t, "user_login", "W1", "F1"))
-            .collect(),
-    );
+    s.insert(logins(1..=3));
     let q = [("oldest", "1"), ("latest", "3"), ("limit", "1")];
     for kind in FaultKind::ALL {
         s.set_faults(Faults {
@@ -709,11 +696,7 @@ async fn the_slack_client_classifies_every_fault() {
         ..SimOptions::default()
     })
     .await;
-    s.insert(
-        (1..=3)
-            .map(|t| entry(&format!("e{t}"), t, "user_login", "W1", "F1"))
-            .collect(),
-    );
+    s.insert(logins(1..=3));
     let mut client = SlackClient::new(ClientConfig {
         api_url: url::Url::parse(&s.url()).unwrap(),
         token: TokenSource::fixed(secrecy::SecretString::from(TOKEN)).unwrap(),
