@@ -27,6 +27,9 @@ pub const DEFAULT_SETTLE_LAG: &str = "60s";
 pub const DEFAULT_MAX_RPM: u32 = 20;
 /// Default for `--request-timeout`: long enough for a 9,999-entry page on a slow link.
 pub const DEFAULT_REQUEST_TIMEOUT: &str = "60s";
+/// Default for `--max-response-bytes`: a full 9,999-entry page is about 15 MB, so this leaves
+/// room for large entries while a gzip bomb costs at most this.
+pub const DEFAULT_MAX_RESPONSE_BYTES: &str = "64MiB";
 
 /// The top-level command line.
 #[derive(Debug, clap::Parser)]
@@ -127,6 +130,9 @@ pub struct RunArgs {
     /// Give up on one Slack request after this long (then retry with backoff).
     #[arg(long, env = "SLACK_AUDIT_REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT)]
     pub request_timeout: String,
+    /// The most a Slack answer may decode to; a larger one is abandoned and retried.
+    #[arg(long, env = "SLACK_AUDIT_MAX_RESPONSE_BYTES", default_value = DEFAULT_MAX_RESPONSE_BYTES)]
+    pub max_response_bytes: String,
     /// Where NDJSON goes.
     #[arg(long, env = "SLACK_AUDIT_SINK", value_enum, default_value_t = SinkKindArg::Stdout)]
     pub sink: SinkKindArg,
@@ -312,6 +318,8 @@ pub struct RunConfig {
     pub max_rpm: u32,
     /// Per-request timeout.
     pub request_timeout: Duration,
+    /// The most decoded bytes of one Slack answer.
+    pub max_response_bytes: u64,
     /// The sink.
     pub sink: SinkConfig,
     /// Exit after catching up.
@@ -385,6 +393,8 @@ impl RunConfig {
                 message: "must be more than 0s".into(),
             });
         }
+        let max_response_bytes =
+            crate::trace::parse_size("max-response-bytes", &args.max_response_bytes)?;
         let sink = match args.sink {
             SinkKindArg::Stdout => SinkConfig::Stdout,
             SinkKindArg::Http => SinkConfig::Http(Box::new(
@@ -403,6 +413,7 @@ impl RunConfig {
             filters,
             max_rpm: args.max_rpm,
             request_timeout,
+            max_response_bytes,
             sink,
             once: args.once,
             mapping: crate::mapping::MappingConfig::from_args(&args.mapping)?,

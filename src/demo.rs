@@ -62,6 +62,7 @@ pub async fn run_demo(
         filters: Filters::default(),
         max_rpm: 600,
         request_timeout: Duration::from_secs(10),
+        max_response_bytes: 64 << 20,
         sink: SinkConfig::Stdout,
         once: false,
         mapping: crate::mapping::MappingConfig::default_for_demo(),

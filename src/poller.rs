@@ -163,6 +163,10 @@ impl Poller {
             max_rpm: config.max_rpm,
             request_timeout: config.request_timeout,
             tracer,
+            max_response_bytes: config.max_response_bytes,
+            give_up_after: config
+                .once
+                .then_some(crate::slack::client::ONCE_MAX_ATTEMPTS),
         })?;
         let sink = match (&config.sink, config.stdout) {
             (SinkConfig::Stdout, Some(w)) => Sink::Stdout(crate::sink::stdout::StdoutSink::new(w)),

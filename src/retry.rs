@@ -7,6 +7,9 @@
 //! from ever becoming a tight loop. [`Backoff::reset`] starts the schedule again after a success.
 //!
 //! [`Budget`] spaces requests evenly so that at most N go out in any minute.
+//!
+//! [`parse_retry_after`] reads a `Retry-After` header for both: it is peer input, so any
+//! value parses without panic and the wait is capped by the caller's limit.
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use rand::Rng;
@@ -84,6 +87,32 @@ impl Iterator for Backoff {
     }
 }
 
+/// Reads a `Retry-After` value (RFC 9110 §10.2.3): delay-seconds, leniently with a fraction
+/// or an exponent, or an HTTP date. The wait is at most `cap`.
+///
+/// - garbage, a negative number or NaN: `None` (the caller uses its default wait);
+/// - a number too large for a [`Duration`] (`1e20`, `18446744073709551616`) or `inf`: `cap`;
+/// - a date in the past: zero; in the future: the time until it, at most `cap`.
+pub fn parse_retry_after(
+    value: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    cap: Duration,
+) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        if secs.is_nan() || secs < 0.0 {
+            return None;
+        }
+        // `Duration::from_secs_f64` panics past u64::MAX seconds; the fallible form does not.
+        return Some(Duration::try_from_secs_f64(secs).map_or(cap, |d| d.min(cap)));
+    }
+    // IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") is RFC 2822 with the obsolete "GMT" zone.
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let wait = at.with_timezone(&chrono::Utc).signed_duration_since(now);
+    // A negative difference does not convert: the date is past, so wait nothing.
+    Some(wait.to_std().map_or(Duration::ZERO, |d| d.min(cap)))
+}
+
 /// At most `per_minute` requests in any minute, evenly spaced (no bursts: Slack's budget is
 /// shared by every app in the org, so we keep to our share smoothly).
 #[derive(Debug)]
@@ -120,6 +149,7 @@ impl Budget {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn ms(v: u64) -> Duration {
         Duration::from_millis(v)
@@ -171,6 +201,50 @@ mod tests {
         let draws: std::collections::HashSet<Duration> =
             (0..200).filter_map(|_| b.next()).collect();
         assert!(draws.len() > 10);
+    }
+
+    #[test]
+    fn retry_after_of_any_size_is_capped_never_a_panic() {
+        let now = chrono::Utc::now();
+        let cap = Duration::from_secs(300);
+        for huge in ["1e20", "18446744073709551616", "inf", "+Infinity", "1e308"] {
+            assert_eq!(parse_retry_after(huge, now, cap), Some(cap), "{huge}");
+        }
+        assert_eq!(parse_retry_after(" 7 ", now, cap), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("1.5", now, cap), Some(ms(1500)));
+        for bad in ["", "soon", "-3", "-inf", "NaN", "1,5", "0x10"] {
+            assert_eq!(parse_retry_after(bad, now, cap), None, "{bad:?}");
+        }
+        let past = "Sun, 06 Nov 1994 08:49:37 GMT";
+        assert_eq!(parse_retry_after(past, now, cap), Some(Duration::ZERO));
+        let soon = (now + chrono::Duration::seconds(120)).to_rfc2822();
+        assert_eq!(parse_retry_after(&soon, now, cap), Some(Duration::from_secs(120)));
+        let far = "Fri, 31 Dec 9999 23:59:59 GMT";
+        assert_eq!(parse_retry_after(far, now, cap), Some(cap));
+        assert_eq!(
+            parse_retry_after("1e20", now, Duration::MAX),
+            Some(Duration::MAX)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_retry_after_parses_within_the_cap(
+            v in prop_oneof![
+                ".{0,40}",
+                "[+-]?[0-9]{1,40}(\\.[0-9]{0,10})?([eE][+-]?[0-9]{1,4})?",
+                proptest::num::f64::ANY.prop_map(|f| f.to_string()),
+                proptest::num::u64::ANY.prop_map(|n| format!("{n}000000")),
+            ],
+            cap_secs in 0u64..100_000,
+        ) {
+            let cap = Duration::from_secs(cap_secs);
+            if let Some(d) = parse_retry_after(&v, chrono::Utc::now(), cap) {
+                prop_assert!(d <= cap, "{v:?} gave {d:?} over {cap:?}");
+            }
+            // Without a cap the sink's own clamp applies; the parse must still not panic.
+            let _ = parse_retry_after(&v, chrono::Utc::now(), Duration::MAX);
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -196,6 +196,14 @@ pub fn describe() {
         "Unix time at which the last poll caught up with Slack."
     );
     describe_counter!(
+        "slack_source_protocol_violations_total",
+        "Slack answers that broke the Audit Logs protocol, by kind: cursor_not_a_string, cursor_repeated, no_progress, cursor_back_in_time, entry_outside_window."
+    );
+    describe_gauge!(
+        "slack_source_slack_consecutive_failures",
+        "Failed Slack requests in a row (0 after a success); --once gives up at 8, the daemon keeps retrying."
+    );
+    describe_counter!(
         "slack_source_errors_total",
         "Errors that stopped or redirected the pipeline, by stage and kind."
     );
@@ -297,6 +305,16 @@ pub fn poll_succeeded() {
     let now = unix_now();
     metrics::gauge!("slack_source_last_successful_poll_timestamp_seconds").set(now as f64);
     health::HEALTH.poll_succeeded(now);
+}
+
+/// Slack broke the protocol in a way labelled `kind` (a bounded set, see `describe`).
+pub fn protocol_violation(kind: &'static str) {
+    metrics::counter!("slack_source_protocol_violations_total", "kind" => kind).increment(1);
+}
+
+/// `n` Slack requests in a row have failed (0: the last one succeeded).
+pub fn slack_failing(n: u32) {
+    metrics::gauge!("slack_source_slack_consecutive_failures").set(f64::from(n));
 }
 
 /// Something went wrong in `stage`.

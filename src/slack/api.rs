@@ -42,15 +42,45 @@ impl LogsResponse<'_> {
         }
     }
 
-    /// The cursor for the next page; `None` for all three ways Slack says "done".
-    pub fn next_cursor(&self) -> Option<String> {
-        self.response_metadata
-            .as_ref()
-            .and_then(|m| m.get("next_cursor"))
-            .and_then(Value::as_str)
-            .filter(|c| !c.is_empty())
-            .map(str::to_string)
+    /// The cursor for the next page; `None` for all three ways Slack says "done" (an empty
+    /// `next_cursor`, `response_metadata: {}`, no `response_metadata`), and for `null`.
+    ///
+    /// # Errors
+    ///
+    /// A description of the value when `next_cursor` (or `response_metadata`) has another
+    /// type: a number is not "done", so it must not end the chain silently.
+    pub fn next_cursor(&self) -> Result<Option<String>, String> {
+        let cursor = match &self.response_metadata {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Object(m)) => m.get("next_cursor"),
+            Some(other) => {
+                return Err(format!(
+                    "response_metadata is {}, not an object",
+                    describe(other)
+                ))
+            }
+        };
+        match cursor {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(c)) if c.is_empty() => Ok(None),
+            Some(Value::String(c)) => Ok(Some(c.clone())),
+            Some(other) => Err(format!("next_cursor is {}, not a string", describe(other))),
+        }
     }
+}
+
+/// A JSON value's type and its start, for a message (bounded: a hostile value may be long).
+fn describe(v: &Value) -> String {
+    let kind = match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    let text: String = v.to_string().chars().take(40).collect();
+    format!("{kind} ({text})")
 }
 
 /// One page of raw entries, newest first, and where to go next.
@@ -173,21 +203,31 @@ mod tests {
 
     #[test]
     fn every_end_of_chain_spelling_is_done() {
+        for body in [
+            r#"{"entries":[],"response_metadata":{"next_cursor":""}}"#,
+            r#"{"entries":[],"response_metadata":{}}"#,
+            r#"{"entries":[]}"#,
+            r#"{"entries":[],"response_metadata":null}"#,
+            r#"{"entries":[],"response_metadata":{"next_cursor":null}}"#,
+        ] {
+            assert_eq!(parse(body).next_cursor(), Ok(None), "{body}");
+        }
         assert_eq!(
-            parse(r#"{"entries":[],"response_metadata":{"next_cursor":""}}"#).next_cursor(),
-            None
+            parse(r#"{"entries":[],"response_metadata":{"next_cursor":"ab=="}}"#).next_cursor(),
+            Ok(Some("ab==".to_string()))
         );
-        assert_eq!(
-            parse(r#"{"entries":[],"response_metadata":{}}"#).next_cursor(),
-            None
-        );
-        assert_eq!(parse(r#"{"entries":[]}"#).next_cursor(), None);
-        assert_eq!(
-            parse(r#"{"entries":[],"response_metadata":{"next_cursor":"ab=="}}"#)
-                .next_cursor()
-                .as_deref(),
-            Some("ab==")
-        );
+    }
+
+    #[test]
+    fn a_cursor_that_is_not_a_string_is_an_error_not_the_end() {
+        for (body, says) in [
+            (r#"{"entries":[],"response_metadata":{"next_cursor":12345}}"#, "a number (12345)"),
+            (r#"{"entries":[],"response_metadata":{"next_cursor":["a"]}}"#, "an array"),
+            (r#"{"entries":[],"response_metadata":"abc"}"#, "response_metadata is a string"),
+        ] {
+            let err = parse(body).next_cursor().unwrap_err();
+            assert!(err.contains(says), "{body}: {err}");
+        }
     }
 
     #[test]

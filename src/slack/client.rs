@@ -4,6 +4,11 @@
 //! It owns the token (a [`SecretString`], exposed only where the `Authorization` header is
 //! built, and that header is marked sensitive), the request budget and retries. Entries stay
 //! raw JSON. It does not decide what to fetch: the poller hands it a [`Query`].
+//!
+//! Slack is peer input: redirects are not followed (a 3xx is a configuration error), a 2xx
+//! body is read chunk by chunk as it is decoded and abandoned past `--max-response-bytes`
+//! (a gzip bomb costs at most the cap), an error body is read to [`ERROR_BODY_MAX`] only,
+//! and `Retry-After` is parsed by [`crate::retry::parse_retry_after`] and capped.
 
 use super::api::{LogsResponse, Page};
 use super::error::{snippet, Action, Error};
@@ -144,6 +149,11 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Where to trace requests, if anywhere.
     pub tracer: Option<crate::trace::Tracer>,
+    /// The most decoded bytes a 2xx body may have (`--max-response-bytes`).
+    pub max_response_bytes: u64,
+    /// Failed attempts in a row after which a fetch gives up (`--once`); `None` retries
+    /// until shutdown (the daemon).
+    pub give_up_after: Option<u32>,
 }
 
 /// The Audit Logs API client.
@@ -158,10 +168,20 @@ pub struct SlackClient {
     tracer: Option<crate::trace::Tracer>,
     /// The size of the last body read: the guess for the next one without a length.
     last_body_len: std::sync::atomic::AtomicUsize,
+    max_body: u64,
+    give_up_after: Option<u32>,
 }
 
 /// The most a `Content-Length` (or the last body) makes us reserve before reading a body.
 const MAX_RESERVE: u64 = 64 << 20;
+
+/// How much of a non-2xx body is read: enough for Slack's JSON error or an HTML page's start.
+pub const ERROR_BODY_MAX: usize = 4 << 10;
+
+/// Failed attempts in a row after which `run --once` gives up on a page (exit 1). With the
+/// default backoff (0.5 s doubling to 60 s, full jitter) that is under two minutes of
+/// retrying; a 429's `Retry-After` wait counts as one attempt too.
+pub const ONCE_MAX_ATTEMPTS: u32 = 8;
 
 impl SlackClient {
     /// Builds a client.
@@ -173,6 +193,9 @@ impl SlackClient {
         let http = reqwest::Client::builder()
             .user_agent(concat!("slack-audit-source/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(config.request_timeout.min(Duration::from_secs(30)))
+            // A 3xx is answered as a configuration error (see `classify`), never followed:
+            // the token would go along, and the target's answer could pass for Slack's.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::Transport(e.to_string()))?;
         let mut logs_url = config.api_url.clone();
@@ -187,6 +210,8 @@ impl SlackClient {
             backoff: Backoff::default(),
             tracer: config.tracer,
             last_body_len: Default::default(),
+            max_body: config.max_response_bytes.max(1),
+            give_up_after: config.give_up_after,
         })
     }
 
@@ -281,43 +306,68 @@ impl SlackClient {
         let mut response = self.http.execute(request).await.map_err(transport)?;
         let status = response.status();
         let headers = response.headers().clone();
+        if !status.is_success() {
+            // An error answer needs its first bytes only (a JSON error, an HTML title).
+            let mut body = Vec::with_capacity(ERROR_BODY_MAX);
+            while body.len() < ERROR_BODY_MAX {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        let room = ERROR_BODY_MAX - body.len();
+                        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    }
+                    // The status says enough: a body cut short is still the answer.
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            return Ok((status, headers, body.into()));
+        }
+        let too_large = || Error::TooLarge {
+            limit: self.max_body,
+        };
+        // A length over the cap is refused before reading (the length of an encoded body is
+        // not known here: reqwest removes it when it decodes, so that is counted below).
+        if response.content_length().is_some_and(|n| n > self.max_body) {
+            return Err(too_large());
+        }
         // Read into one buffer sized up front rather than with `bytes()`, which gathers the
         // chunks and then copies them into a second buffer: at `--limit 9999` that is 15 MB
         // held twice. The length is the header's when the body is not compressed, else the
         // last body's size (pages of one chain are alike), grown as needed. Capped, so a
         // lying header cannot make us reserve gigabytes.
-        let guess = if status.is_success() {
-            self.last_body_len
-                .load(std::sync::atomic::Ordering::Relaxed) as u64
-        } else {
-            0
-        };
+        let guess = self
+            .last_body_len
+            .load(std::sync::atomic::Ordering::Relaxed) as u64;
         let expected = response.content_length().unwrap_or(guess);
-        let mut body = Vec::with_capacity(expected.min(MAX_RESERVE) as usize);
-        // A body cut short mid-stream is a transport error here, retried like one.
+        let mut body = Vec::with_capacity(expected.min(MAX_RESERVE).min(self.max_body) as usize);
+        // A body cut short mid-stream is a transport error here, retried like one. Chunks
+        // come decoded, so the count is of decoded bytes: a bomb stops at the cap.
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if (body.len() + chunk.len()) as u64 > self.max_body {
+                return Err(too_large());
+            }
             body.extend_from_slice(&chunk);
         }
-        if status.is_success() {
-            self.last_body_len
-                .store(body.len(), std::sync::atomic::Ordering::Relaxed);
-        }
+        self.last_body_len
+            .store(body.len(), std::sync::atomic::Ordering::Relaxed);
         Ok((status, headers, body.into()))
     }
 
     /// Fetches a page, retrying what is worth retrying: waits out `Retry-After`, backs off on
-    /// 5xx, transport errors, timeouts, bad bodies and `{}` glitches, forever, until shutdown.
-    /// Returns `Ok(None)` when shutdown came first.
+    /// 5xx, transport errors, timeouts, bad or oversized bodies, unknown error codes and `{}`
+    /// glitches, until shutdown, or (with `give_up_after`, under `--once`) until that many
+    /// attempts in a row have failed. Returns `Ok(None)` when shutdown came first.
     ///
     /// # Errors
     ///
-    /// Only errors whose [`Error::action`] is [`Action::GiveUp`]: fatal answers,
-    /// `invalid_cursor` and `invalid_range`, which the poller handles.
+    /// Errors whose [`Error::action`] is [`Action::GiveUp`]: fatal answers, redirects,
+    /// `invalid_cursor` and `invalid_range` (which the poller handles), and
+    /// [`Error::GaveUp`] naming the last error.
     pub async fn fetch_page_with_retry(
         &mut self,
         q: &Query<'_>,
         shutdown: &mut Shutdown,
     ) -> Result<Option<Page>, Error> {
+        let mut failures: u32 = 0;
         loop {
             let result = tokio::select! {
                 r = self.fetch_page(q) => r,
@@ -326,10 +376,26 @@ impl SlackClient {
             let err = match result {
                 Ok(page) => {
                     self.backoff.reset();
+                    crate::metrics::slack_failing(0);
                     return Ok(Some(page));
                 }
                 Err(e) => e,
             };
+            if let Error::Protocol { kind, .. } = &err {
+                // Logged with its specifics below, with the retry.
+                crate::metrics::protocol_violation(kind);
+            }
+            if err.action() != Action::GiveUp {
+                failures += 1;
+                crate::metrics::slack_failing(failures);
+                if self.give_up_after.is_some_and(|max| failures >= max) {
+                    self.backoff.reset();
+                    return Err(Error::GaveUp {
+                        attempts: failures,
+                        last: Box::new(err),
+                    });
+                }
+            }
             let delay = match err.action() {
                 Action::GiveUp => return Err(err),
                 Action::Wait(d) => {
@@ -366,9 +432,19 @@ fn classify(
     let retry_after = headers
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64);
+        .and_then(|v| {
+            crate::retry::parse_retry_after(v, chrono::Utc::now(), super::error::MAX_RETRY_AFTER)
+        });
+    if status.is_redirection() {
+        let location = headers
+            .get(reqwest::header::LOCATION)
+            .map(|v| snippet(v.as_bytes()))
+            .unwrap_or_else(|| "(no Location header)".into());
+        return Err(Error::Redirect {
+            status: status.as_u16(),
+            location,
+        });
+    }
     // serde reads a struct from a JSON array too (fields by position); a body that is not an
     // object is never a Slack answer, so refuse it before it could pass for a page.
     let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
@@ -395,7 +471,10 @@ fn classify(
         if let Some(code) = r.error_code() {
             return Err(Error::from_code(&code, retry_after));
         }
-        let next_cursor = r.next_cursor();
+        let next_cursor = r.next_cursor().map_err(|detail| Error::Protocol {
+            kind: "cursor_not_a_string",
+            detail,
+        })?;
         return match &r.entries {
             Some(entries) => Ok(Page::from_body(body.clone(), entries, next_cursor)),
             None => Err(Error::NoEntries {

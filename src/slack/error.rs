@@ -77,6 +77,38 @@ pub enum Error {
     /// The token file could not be read or holds no usable token.
     #[error("{0}")]
     Token(String),
+    /// A 2xx body decoded to more than `--max-response-bytes`; read no further, retried.
+    #[error("Slack sent a response larger than {limit} bytes (--max-response-bytes); retrying")]
+    TooLarge {
+        /// The cap, in decoded bytes.
+        limit: u64,
+    },
+    /// A 3xx: redirects are not followed (the token would go with them, and an answer from
+    /// elsewhere could pass for Slack's). The API URL is wrong.
+    #[error("Slack's Audit Logs API answered HTTP {status}, a redirect to {location}; redirects are not followed: set --api-url to the API itself (https://api.slack.com)")]
+    Redirect {
+        /// The status code.
+        status: u16,
+        /// The `Location` header, on one short line.
+        location: String,
+    },
+    /// A body or a chain that breaks the protocol (a cursor that is not a string, a cursor
+    /// that does not advance, a page that goes back in time); `kind` labels the metric.
+    #[error("Slack broke the Audit Logs protocol ({kind}): {detail}")]
+    Protocol {
+        /// A bounded label.
+        kind: &'static str,
+        /// The specifics.
+        detail: String,
+    },
+    /// `--once` gave up after this many failed attempts in a row.
+    #[error("gave up after {attempts} failed attempts in a row under --once; the last error: {last}")]
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        last: Box<Error>,
+    },
 }
 
 /// Longest `Retry-After` we honour: a bigger value is more likely a bug than a plan.
@@ -95,12 +127,18 @@ impl Error {
             "rate_limited" | "ratelimited" => Error::RateLimited { retry_after: retry_after.unwrap_or(DEFAULT_RETRY_AFTER).min(MAX_RETRY_AFTER) },
             "invalid_cursor" => Error::InvalidCursor,
             "invalid_range" => Error::InvalidRange,
-            "invalid_authentication" | "invalid_auth" | "not_authed" | "missing_authentication" =>
+            "invalid_authentication" | "invalid_auth" | "not_authed" | "missing_authentication" | "invalid_token" =>
                 fatal("the token is missing or invalid; use a user token (xoxp-) of an Enterprise org Owner with the auditlogs:read scope"),
             "token_revoked" | "token_expired" =>
                 fatal("the token was revoked or expired; reinstall the app on the org and update the token (file or SLACK_AUDIT_TOKEN)"),
             "not_allowed_token_type" =>
                 fatal("this kind of token cannot read audit logs; use the user token (xoxp-) of the org Owner who installed the app, not a bot or admin token"),
+            "account_inactive" =>
+                fatal("the token's user is deactivated; install the app again as an active Enterprise org Owner and use the new token"),
+            "no_permission" | "access_denied" =>
+                fatal("the token's user may not read audit logs; use the token of an Enterprise org Owner who installed the app with auditlogs:read"),
+            "ekm_access_denied" =>
+                fatal("Enterprise Key Management refused access to the logs; an org admin must allow it in the EKM settings"),
             "missing_scope" => fatal("the token lacks the auditlogs:read user scope; add it to the app and reinstall it on the org"),
             "user_not_authorized" => fatal("the app must be installed on the org by an Enterprise org Owner (admins' tokens are not supported)"),
             "team_not_authorized" => fatal("the app is installed on a workspace; an Owner must install it on the Enterprise organization itself"),
@@ -123,14 +161,21 @@ impl Error {
             | Error::Decode { .. }
             | Error::NoEntries { .. }
             | Error::Unknown { .. }
-            | Error::Token(_) => Action::Backoff,
-            Error::InvalidCursor | Error::InvalidRange | Error::Fatal { .. } => Action::GiveUp,
+            | Error::Token(_)
+            | Error::TooLarge { .. } => Action::Backoff,
+            // A malformed body is retried; a broken chain is the poller's to judge.
+            Error::Protocol { .. } => Action::Backoff,
+            Error::InvalidCursor
+            | Error::InvalidRange
+            | Error::Fatal { .. }
+            | Error::Redirect { .. }
+            | Error::GaveUp { .. } => Action::GiveUp,
         }
     }
 
     /// True for errors that end the process with exit code 3.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, Error::Fatal { .. })
+        matches!(self, Error::Fatal { .. } | Error::Redirect { .. })
     }
 
     /// A bounded label for metrics.
@@ -147,6 +192,10 @@ impl Error {
             Error::Fatal { .. } => "fatal",
             Error::Unknown { .. } => "unknown",
             Error::Token(_) => "token",
+            Error::TooLarge { .. } => "too_large",
+            Error::Redirect { .. } => "redirect",
+            Error::Protocol { .. } => "protocol",
+            Error::GaveUp { .. } => "gave_up",
         }
     }
 }
@@ -187,6 +236,11 @@ mod tests {
             "method_not_allowed",
             "bad_endpoint",
             "invalid_action",
+            "account_inactive",
+            "no_permission",
+            "ekm_access_denied",
+            "invalid_token",
+            "access_denied",
         ] {
             let e = Error::from_code(code, None);
             assert!(e.is_fatal(), "{code}");

@@ -46,18 +46,12 @@ pub fn classify(status: u16, headers: &HeaderMap) -> Verdict {
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date (RFC 9110 §10.2.3); `None` when absent or unreadable.
+/// `Retry-After` as seconds or an HTTP date; `None` when absent or unreadable. Parsed by the
+/// parser the Slack client uses too ([`crate::retry::parse_retry_after`]); not capped here:
+/// the sink clamps every wait to its own backoff bounds when it uses it.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
-    }
-    // IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") is RFC 2822 with the obsolete "GMT" zone.
-    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let secs = (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
-        .num_milliseconds()
-        .max(0);
-    Some(Duration::from_millis(secs as u64))
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    crate::retry::parse_retry_after(v, chrono::Utc::now(), Duration::MAX)
 }
 
 /// The start of a receiver's answer, on one line, for an error message.
@@ -148,6 +142,14 @@ mod tests {
         );
         assert_eq!(retry_after(&with_retry_after("soon")), None);
         assert_eq!(retry_after(&with_retry_after("-3")), None);
+        // Larger than a Duration can hold: no panic, the longest wait (clamped when used).
+        for huge in ["1e20", "18446744073709551616"] {
+            assert_eq!(retry_after(&with_retry_after(huge)), Some(Duration::MAX));
+            assert!(matches!(
+                classify(429, &with_retry_after(huge)),
+                Verdict::Retry { wait: Some(_), .. }
+            ));
+        }
         // A date in the past means "now".
         assert_eq!(
             retry_after(&with_retry_after("Sun, 06 Nov 1994 08:49:37 GMT")),
