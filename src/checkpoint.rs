@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -26,8 +26,9 @@ pub struct Checkpoint {
     #[serde(default)]
     pub window: Option<Window>,
     /// Ids delivered recently, by second, kept for `--overlap` (bounded by the overlap span).
+    /// Sets, probed once per entry; written as JSON arrays, sorted.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub recent: BTreeMap<i64, Vec<String>>,
+    pub recent: BTreeMap<i64, BTreeSet<String>>,
     /// The analysis state as read at start, opaque here (JSON text). Not written from here:
     /// [`CheckpointStore::save_with`] serialises the live state straight into the file, and
     /// [`CheckpointStore::save`] writes this one.
@@ -62,8 +63,9 @@ pub struct Window {
     pub cursor: Option<String>,
     /// The oldest `date_create` delivered so far in the window.
     pub low: Option<i64>,
-    /// The ids delivered at second `low`.
-    pub ids_at_low: Vec<String>,
+    /// The ids delivered at second `low`: a set (a burst second can hold tens of thousands),
+    /// written as a sorted JSON array as it always was.
+    pub ids_at_low: BTreeSet<String>,
 }
 
 impl Window {
@@ -75,7 +77,7 @@ impl Window {
             chain_latest: latest,
             cursor: None,
             low: None,
-            ids_at_low: Vec::new(),
+            ids_at_low: BTreeSet::new(),
         }
     }
 }
@@ -337,7 +339,7 @@ mod tests {
                 chain_latest: 1_700_003_600,
                 cursor: Some("dXNlcjpVMEc5V0ZYTlo=".into()),
                 low: Some(1_700_002_000),
-                ids_at_low: vec!["0123a45b-6c7d-8900-e12f-3456789gh0i1".into()],
+                ids_at_low: ["0123a45b-6c7d-8900-e12f-3456789gh0i1".to_string()].into(),
             }),
             recent: BTreeMap::new(),
             analysis: None,

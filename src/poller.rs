@@ -11,6 +11,14 @@
 //!
 //! With `--overlap`, each chain also reads a span behind the window and delivers only ids not
 //! delivered before (late-indexed events); those ids are remembered for that span only.
+//!
+//! Slack's answers are checked before a page is delivered ([`ChainGuard`]). A page dated
+//! after the chain's `low` (the cursor went back in time) stops the run without delivering
+//! it: we cannot tell its entries from ones already delivered, so guessing would lose or
+//! repeat them. Entries outside the asked range are delivered with a warning (nothing is
+//! lost; a repeat is harmless downstream, `event.id` is the document id). A cursor that does
+//! not advance is fetched again a few times, then the chain is restarted once, then the run
+//! stops. Each of these is counted in `slack_source_protocol_violations_total`.
 
 use crate::analysis::Analyzer;
 use crate::checkpoint::{Checkpoint, CheckpointStore, Window};
@@ -22,6 +30,7 @@ use crate::slack::client::ClientConfig;
 use crate::slack::{EntryKey, Error as SlackError, Page, Query, SlackClient};
 use crate::statedir::StateDir;
 use chrono::Utc;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +42,18 @@ const CHUNK: usize = 1000;
 
 /// How many `invalid_range` answers in a row, after clamping, before giving up.
 const MAX_RANGE_RETRIES: u32 = 3;
+
+/// How many times a cursor that Slack returned before is fetched again before the chain is
+/// restarted (once), and then the run stops.
+const MAX_CURSOR_REPEATS: u32 = 3;
+
+/// Pages in a row that lower nothing (no entry below the chain's `low`) before the chain
+/// counts as stalled. Slack may send an empty page with a cursor now and then; ten in a row
+/// is a cursor that leads nowhere.
+const MAX_IDLE_PAGES: u32 = 10;
+
+/// `invalid_cursor` restarts without progress in between before the run stops.
+const MAX_CURSOR_RESTARTS: u32 = 3;
 
 /// The reading loop and what it drives.
 #[derive(Debug)]
@@ -259,6 +280,7 @@ impl Poller {
     async fn read_window(&mut self, mut w: Window) -> Result<WindowEnd, crate::Error> {
         let mut range_retries = 0;
         let mut ahead: Option<Fetch> = None;
+        let mut guard = ChainGuard::new(&w);
         loop {
             let fetch = match ahead.take() {
                 Some(f) => f,
@@ -268,7 +290,15 @@ impl Poller {
                 Ok(Some(page)) => page,
                 Ok(None) => return Ok(WindowEnd::Shutdown),
                 Err(SlackError::InvalidCursor) if w.cursor.is_some() => {
+                    guard.cursor_restarts += 1;
+                    if guard.cursor_restarts > MAX_CURSOR_RESTARTS {
+                        return Err(violation("invalid_cursor_loop", format!(
+                            "Slack refused its own cursor {} times in a row with no page of progress in between (window {}..={}); stopping, the checkpoint stays at the last page delivered",
+                            guard.cursor_restarts, w.oldest, w.latest
+                        )));
+                    }
                     w = restart_chain(w);
+                    guard.restart(&w);
                     tracing::warn!(oldest = w.oldest, latest = w.chain_latest, "Slack refused the saved cursor; re-reading the window below what was delivered");
                     crate::metrics::error("slack", "invalid_cursor");
                     continue;
@@ -276,6 +306,7 @@ impl Poller {
                 Err(SlackError::InvalidRange) if range_retries < MAX_RANGE_RETRIES => {
                     range_retries += 1;
                     w = clamp_window(w, now());
+                    guard.restart(&w);
                     tracing::warn!(oldest = w.oldest, latest = w.chain_latest, "Slack refused the range (invalid_range); clamped and retrying");
                     if self.shutdown.sleep(Duration::from_secs(1 << range_retries)).await {
                         return Ok(WindowEnd::Shutdown);
@@ -291,16 +322,33 @@ impl Poller {
                 Err(e) => return Err(e.into()),
             };
             crate::metrics::page_fetched(page.len());
+            // Judged before anything of the page goes out: a page refused here is not delivered
+            // and the checkpoint stays at the last page that was.
+            let query_oldest = (w.oldest - self.settings.overlap).max(AUDIT_LOGS_EPOCH);
+            // Each entry's id and date, read once for the checks and the delivery.
+            let keys: Vec<EntryKey> = page.entries().map(EntryKey::read).collect();
+            judge_dates(&w, &keys, query_oldest)?;
+            if let Some(c) = page.next_cursor.as_deref().filter(|c| guard.seen(c)) {
+                guard.repeats += 1;
+                crate::metrics::protocol_violation("cursor_repeated");
+                tracing::warn!(cursor = %snippet(c), repeats = guard.repeats, "Slack answered with a cursor it returned before in this chain: the chain does not advance; the page is not delivered");
+                match self.stalled(&mut w, &mut guard, "cursor_repeated").await? {
+                    Some(end) => return Ok(end),
+                    None => continue,
+                }
+            }
             let last = page.next_cursor.is_none();
-            if !last {
+            if let Some(c) = &page.next_cursor {
+                guard.insert(c);
                 // Fetch page k+1 while page k is mapped and delivered. Its result is used
                 // only after page k is checkpointed, so the checkpoint still moves in order.
                 let mut next = w.clone();
-                next.cursor = page.next_cursor.clone();
+                next.cursor = Some(c.clone());
                 ahead = Some(self.spawn_fetch(&next));
             }
+            let low_before = w.low;
             // On an error here `ahead` is dropped, which aborts the prefetch.
-            w = match self.deliver(w, page).await {
+            w = match self.deliver(w, page, keys, query_oldest).await {
                 Ok(w) => w,
                 // SIGTERM while the receiver was down: the page was not acknowledged and the
                 // checkpoint did not move; stopping here is a clean shutdown, not a failure.
@@ -312,7 +360,57 @@ impl Poller {
             if last {
                 return Ok(WindowEnd::Done);
             }
+            let lowered = match (low_before, w.low) {
+                (None, Some(_)) => true,
+                (Some(a), Some(b)) => b < a,
+                _ => false,
+            };
+            if lowered {
+                guard.progress();
+            } else {
+                guard.idle_pages += 1;
+                if guard.idle_pages >= MAX_IDLE_PAGES {
+                    crate::metrics::protocol_violation("no_progress");
+                    tracing::warn!(pages = guard.idle_pages, low = ?w.low, "Slack sent page after page that reads nothing older: the chain does not advance");
+                    // The prefetched page belongs to the stalled chain.
+                    ahead = None;
+                    if let Some(end) = self.stalled(&mut w, &mut guard, "no_progress").await? {
+                        return Ok(end);
+                    }
+                }
+            }
         }
+    }
+
+    /// A chain that does not advance: fetch the same cursor again (a few times, `cursor_repeated`
+    /// only), then restart the chain once, then stop. `Some` ends the window (shutdown).
+    async fn stalled(
+        &mut self,
+        w: &mut Window,
+        guard: &mut ChainGuard,
+        kind: &'static str,
+    ) -> Result<Option<WindowEnd>, crate::Error> {
+        if kind == "cursor_repeated" && guard.repeats <= MAX_CURSOR_REPEATS {
+            if self.shutdown.sleep(Duration::from_secs(1 << guard.repeats)).await {
+                return Ok(Some(WindowEnd::Shutdown));
+            }
+            return Ok(None);
+        }
+        if guard.restarted {
+            return Err(violation(kind, format!(
+                "the cursor chain of window {}..={} still does not advance after {} retries and a restart of the chain; stopping, the checkpoint stays at the last page delivered (low {:?})",
+                w.oldest, w.latest, MAX_CURSOR_REPEATS, w.low
+            )));
+        }
+        *w = restart_chain(w.clone());
+        guard.restart(w);
+        guard.restarted = true;
+        tracing::warn!(
+            oldest = w.oldest,
+            latest = w.chain_latest,
+            "restarting the chain below what was delivered"
+        );
+        Ok(None)
     }
 
     /// Starts fetching the page of `w`'s chain at its cursor, in its own task.
@@ -353,7 +451,13 @@ impl Poller {
     /// annotate them and add findings. The page's order is kept, findings last. Chunk j is
     /// sent while chunk j+1 is mapped. The checkpoint moves once, after the last chunk is
     /// acknowledged: a crash mid-page repeats that page only.
-    async fn deliver(&mut self, w: Window, page: Page) -> Result<Window, crate::Error> {
+    async fn deliver(
+        &mut self,
+        w: Window,
+        page: Page,
+        keys: Vec<EntryKey>,
+        query_oldest: i64,
+    ) -> Result<Window, crate::Error> {
         let fetched_at = Utc::now();
         let mut next = w.clone();
         next.cursor = page.next_cursor.clone();
@@ -368,12 +472,17 @@ impl Poller {
         let mut in_flight: Option<Sending> = None;
         let mut spare: Option<Batch> = None;
         let mut tally = crate::metrics::labels::Tally::new();
-        let mut entries = page.entries().peekable();
+        let mut entries = page.entries().zip(keys).peekable();
         while entries.peek().is_some() {
             texts.clear();
-            for raw in entries.by_ref().take(CHUNK) {
-                let key = EntryKey::read(raw);
-                if !self.is_new(&w, &key) {
+            for (raw, key) in entries.by_ref().take(CHUNK) {
+                if !is_new(
+                    &w,
+                    &self.state.recent,
+                    self.settings.overlap,
+                    query_oldest,
+                    &key,
+                ) {
                     continue;
                 }
                 track_low(&mut next, &key, w.oldest);
@@ -494,43 +603,16 @@ impl Poller {
         Ok(batch)
     }
 
-    /// False for entries already delivered: above `low` in this window, at `low` with a known
-    /// id, after the window (the next one reads them), or behind it and already seen.
-    fn is_new(&self, w: &Window, key: &EntryKey) -> bool {
-        let Some(ts) = key.date_create else {
-            // Undated entries cannot be placed; deliver them (mapping reports the problem).
-            return true;
-        };
-        if ts > w.latest {
-            return false;
-        }
-        if ts < w.oldest {
-            return self.settings.overlap > 0
-                && ts >= w.oldest - self.settings.overlap
-                && !self
-                    .state
-                    .recent
-                    .get(&ts)
-                    .is_some_and(|ids| ids.contains(&key.id));
-        }
-        match w.low {
-            Some(low) if ts > low => false,
-            Some(low) if ts == low => !w.ids_at_low.contains(&key.id),
-            _ => true,
-        }
-    }
-
     /// Adds delivered ids to the overlap memory and forgets those older than the span.
     fn remember(&self, cp: &mut Checkpoint, keys: &[EntryKey], w: &Window) {
         if self.settings.overlap == 0 {
             return;
         }
+        // Entries after the window (Slack ignoring `latest`) are not remembered: the horizon
+        // below would never drop them.
         for k in keys {
-            if let Some(ts) = k.date_create {
-                let ids = cp.recent.entry(ts).or_default();
-                if !ids.contains(&k.id) {
-                    ids.push(k.id.clone());
-                }
+            if let Some(ts) = k.date_create.filter(|ts| *ts <= w.latest) {
+                cp.recent.entry(ts).or_default().insert(k.id.clone());
             }
         }
         // The next window reads back to (its oldest − overlap) = (w.latest + 1 − overlap);
@@ -540,20 +622,160 @@ impl Poller {
     }
 }
 
+/// False for entries already delivered: at `low` with a known id, or behind the window
+/// (overlap) and already seen. Entries outside the asked range are delivered (the page was
+/// warned about, see [`warn_outside`]); entries above `low` never get here
+/// ([`back_in_time`] refuses their page).
+fn is_new(
+    w: &Window,
+    recent: &BTreeMap<i64, BTreeSet<String>>,
+    overlap: i64,
+    query_oldest: i64,
+    key: &EntryKey,
+) -> bool {
+    let Some(ts) = key.date_create else {
+        // Undated entries cannot be placed; deliver them (mapping reports the problem).
+        return true;
+    };
+    if ts > w.latest || ts < query_oldest {
+        return true;
+    }
+    if ts < w.oldest {
+        return overlap > 0 && !recent.get(&ts).is_some_and(|ids| ids.contains(&key.id));
+    }
+    match w.low {
+        Some(low) if ts > low => false,
+        Some(low) if ts == low => !w.ids_at_low.contains(&key.id),
+        _ => true,
+    }
+}
+
 /// Moves the window's low-water mark for a delivered entry: the oldest second delivered in
-/// the window, and the ids delivered at it. Entries behind the window (overlap) do not count.
+/// the window, and the ids delivered at it. Entries behind or after the window do not count.
 fn track_low(w: &mut Window, key: &EntryKey, window_oldest: i64) {
-    let Some(ts) = key.date_create.filter(|ts| *ts >= window_oldest) else {
+    let Some(ts) = key
+        .date_create
+        .filter(|ts| *ts >= window_oldest && *ts <= w.latest)
+    else {
         return;
     };
     match w.low {
         Some(low) if ts > low => {}
-        Some(low) if ts == low => w.ids_at_low.push(key.id.clone()),
+        Some(low) if ts == low => {
+            w.ids_at_low.insert(key.id.clone());
+        }
         _ => {
             w.low = Some(ts);
-            w.ids_at_low = vec![key.id.clone()];
+            w.ids_at_low = BTreeSet::from([key.id.clone()]);
         }
     }
+}
+
+/// What the poller remembers of a chain to judge whether it advances: the cursors it has
+/// returned (as hashes: a cursor's size is Slack's choice), and counts of what went wrong.
+#[derive(Debug, Default)]
+struct ChainGuard {
+    cursors: HashSet<u64>,
+    repeats: u32,
+    idle_pages: u32,
+    restarted: bool,
+    cursor_restarts: u32,
+}
+
+impl ChainGuard {
+    fn new(w: &Window) -> ChainGuard {
+        let mut g = ChainGuard::default();
+        g.restart(w);
+        g
+    }
+
+    fn hash(c: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        c.hash(&mut h);
+        h.finish()
+    }
+
+    fn seen(&self, c: &str) -> bool {
+        self.cursors.contains(&Self::hash(c))
+    }
+
+    fn insert(&mut self, c: &str) {
+        self.cursors.insert(Self::hash(c));
+    }
+
+    /// A new chain in `w` (its saved cursor, if any, counts as returned).
+    fn restart(&mut self, w: &Window) {
+        self.cursors.clear();
+        if let Some(c) = &w.cursor {
+            self.insert(c);
+        }
+        self.repeats = 0;
+        self.idle_pages = 0;
+    }
+
+    /// A page read something older than before.
+    fn progress(&mut self) {
+        self.repeats = 0;
+        self.idle_pages = 0;
+        self.cursor_restarts = 0;
+    }
+}
+
+/// A protocol violation that stops the run (exit 1), counted and with its specifics.
+fn violation(kind: &'static str, detail: String) -> crate::Error {
+    crate::metrics::protocol_violation(kind);
+    tracing::warn!(kind, %detail, "Slack broke the Audit Logs protocol");
+    crate::Error::Slack(SlackError::Protocol { kind, detail })
+}
+
+/// Checks a page's dates against the chain before any of it is delivered.
+///
+/// Entries of the window dated after the chain's `low` mean Slack's cursor went back in
+/// time. They may be ones already delivered or ones never delivered; no ids are kept above
+/// `low`, so the page is refused (the run stops, exit 1) rather than guessed at. Entries
+/// dated outside the range asked for are only warned about and counted: they are delivered.
+fn judge_dates(w: &Window, keys: &[EntryKey], query_oldest: i64) -> Result<(), crate::Error> {
+    let (mut above, mut newest) = (0usize, i64::MIN);
+    let (mut outside, mut out_min, mut out_max) = (0usize, i64::MAX, i64::MIN);
+    for ts in keys.iter().filter_map(|k| k.date_create) {
+        if ts < query_oldest || ts > w.latest {
+            outside += 1;
+            out_min = out_min.min(ts);
+            out_max = out_max.max(ts);
+        } else if w.low.is_some_and(|low| ts > low) {
+            above += 1;
+            newest = newest.max(ts);
+        }
+    }
+    if outside > 0 {
+        crate::metrics::protocol_violation("entry_outside_window");
+        tracing::warn!(
+            count = outside,
+            oldest_date = out_min,
+            newest_date = out_max,
+            asked_oldest = query_oldest,
+            asked_latest = w.latest,
+            "Slack sent entries dated outside the range asked for; delivering them (a later window may deliver them again)"
+        );
+    }
+    match w.low {
+        Some(low) if above > 0 => Err(violation(
+            "cursor_back_in_time",
+            format!(
+                "a page of {} entries holds {above} dated after second {low}, the oldest already delivered in this chain (newest {newest}, window {}..={}): the cursor went back in time. The page is not delivered and the checkpoint stays at the last page delivered; a restart meets the same page",
+                keys.len(),
+                w.oldest,
+                w.latest
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A cursor for a log line: its start only.
+fn snippet(c: &str) -> String {
+    c.chars().take(40).collect()
 }
 
 /// After `invalid_cursor`: a fresh chain over `[oldest, low]` (the whole window when nothing
@@ -586,13 +808,13 @@ mod tests {
         w.cursor = Some("c".into());
         assert_eq!(restart_chain(w.clone()).chain_latest, 200);
         w.low = Some(150);
-        w.ids_at_low = vec!["a".into()];
+        w.ids_at_low = BTreeSet::from(["a".to_string()]);
         let r = restart_chain(w);
         assert_eq!(
             (r.oldest, r.chain_latest, r.latest, r.cursor),
             (100, 150, 200, None)
         );
-        assert_eq!(r.ids_at_low, vec!["a".to_string()]);
+        assert_eq!(r.ids_at_low, BTreeSet::from(["a".to_string()]));
     }
 
     #[test]
@@ -602,6 +824,76 @@ mod tests {
         assert_eq!(
             (c.oldest, c.latest, c.chain_latest),
             (AUDIT_LOGS_EPOCH, 1_799_999_999, 1_799_999_999)
+        );
+    }
+}
+
+#[cfg(test)]
+mod set_tests {
+    use super::*;
+
+    fn key(id: &str, ts: i64) -> EntryKey {
+        EntryKey {
+            id: id.to_string(),
+            date_create: Some(ts),
+        }
+    }
+
+    /// A burst second of 50,000 ids, each delivered twice: the set holds each once and every
+    /// one of them is known; a new id at that second is still new.
+    #[test]
+    fn a_burst_second_of_50000_ids_dedups() {
+        let mut w = Window::open(100, 200);
+        let keys: Vec<EntryKey> = (0..50_000).map(|i| key(&format!("id-{i}"), 150)).collect();
+        for k in keys.iter().chain(keys.iter()) {
+            track_low(&mut w, k, 100);
+        }
+        assert_eq!(w.low, Some(150));
+        assert_eq!(w.ids_at_low.len(), 50_000);
+        let recent = BTreeMap::new();
+        assert!(keys.iter().all(|k| !is_new(&w, &recent, 0, 100, k)));
+        assert!(is_new(&w, &recent, 0, 100, &key("id-50000", 150)));
+        assert!(is_new(&w, &recent, 0, 100, &key("older", 149)));
+        // The overlap memory behind the window is a set too.
+        let mut recent: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+        recent
+            .entry(90)
+            .or_default()
+            .extend(keys.iter().map(|k| k.id.clone()));
+        assert!(keys
+            .iter()
+            .all(|k| !is_new(&w, &recent, 20, 80, &key(&k.id, 90))));
+        assert!(is_new(&w, &recent, 20, 80, &key("late", 90)));
+    }
+
+    /// The checkpoint's JSON is unchanged: arrays, and an old file with a repeated id loads.
+    #[test]
+    fn id_sets_are_written_and_read_as_arrays() {
+        let old = r#"{"oldest":1,"latest":9,"chain_latest":9,"cursor":null,"low":5,"ids_at_low":["b","a","b"]}"#;
+        let w: Window = serde_json::from_str(old).unwrap();
+        assert_eq!(w.ids_at_low.len(), 2);
+        let json = serde_json::to_value(&w).unwrap();
+        assert_eq!(json["ids_at_low"], serde_json::json!(["a", "b"]));
+    }
+
+    /// Entries outside the asked range are delivered (and warned about); entries of the
+    /// window above `low` stop the page.
+    #[test]
+    fn dates_outside_the_range_are_delivered_and_above_low_refused() {
+        let mut w = Window::open(100, 200);
+        let recent = BTreeMap::new();
+        assert!(is_new(&w, &recent, 0, 100, &key("future", 500)));
+        assert!(is_new(&w, &recent, 0, 100, &key("past", 50)));
+        assert!(judge_dates(&w, &[key("future", 500), key("past", 50)], 100).is_ok());
+        track_low(&mut w, &key("future", 500), 100);
+        assert_eq!(w.low, None, "an entry after the window does not move low");
+        track_low(&mut w, &key("a", 150), 100);
+        let err = judge_dates(&w, &[key("b", 150), key("c", 160), key("d", 140)], 100)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cursor_back_in_time") && err.contains("holds 1 dated after second 150"),
+            "{err}"
         );
     }
 }
