@@ -47,7 +47,7 @@ const MAX_RANGE_RETRIES: u32 = 3;
 /// restarted (once), and then the run stops.
 const MAX_CURSOR_REPEATS: u32 = 3;
 
-/// Pages in a row that lower nothing (no entry below the chain's `low`) before the chain
+/// Pages in a row that read nothing older than the chain had before the chain
 /// counts as stalled. Slack may send an empty page with a cursor now and then; ten in a row
 /// is a cursor that leads nowhere.
 const MAX_IDLE_PAGES: u32 = 10;
@@ -328,6 +328,12 @@ impl Poller {
             // Each entry's id and date, read once for the checks and the delivery.
             let keys: Vec<EntryKey> = page.entries().map(EntryKey::read).collect();
             judge_dates(&w, &keys, query_oldest)?;
+            // The page's oldest date in the asked range: a chain advances when it goes down.
+            let page_oldest = keys
+                .iter()
+                .filter_map(|k| k.date_create)
+                .filter(|ts| (query_oldest..=w.latest).contains(ts))
+                .min();
             if let Some(c) = page.next_cursor.as_deref().filter(|c| guard.seen(c)) {
                 guard.repeats += 1;
                 crate::metrics::protocol_violation("cursor_repeated");
@@ -338,7 +344,15 @@ impl Poller {
                 }
             }
             let last = page.next_cursor.is_none();
-            if let Some(c) = &page.next_cursor {
+            // Decided before the prefetch: a stalled chain fetches nothing more at its cursor.
+            let stalls = if guard.advanced(page_oldest) {
+                guard.progress();
+                false
+            } else {
+                guard.idle_pages += 1;
+                !last && guard.idle_pages >= MAX_IDLE_PAGES
+            };
+            if let Some(c) = page.next_cursor.as_ref().filter(|_| !stalls) {
                 guard.insert(c);
                 // Fetch page k+1 while page k is mapped and delivered. Its result is used
                 // only after page k is checkpointed, so the checkpoint still moves in order.
@@ -346,7 +360,6 @@ impl Poller {
                 next.cursor = Some(c.clone());
                 ahead = Some(self.spawn_fetch(&next));
             }
-            let low_before = w.low;
             // On an error here `ahead` is dropped, which aborts the prefetch.
             w = match self.deliver(w, page, keys, query_oldest).await {
                 Ok(w) => w,
@@ -360,23 +373,11 @@ impl Poller {
             if last {
                 return Ok(WindowEnd::Done);
             }
-            let lowered = match (low_before, w.low) {
-                (None, Some(_)) => true,
-                (Some(a), Some(b)) => b < a,
-                _ => false,
-            };
-            if lowered {
-                guard.progress();
-            } else {
-                guard.idle_pages += 1;
-                if guard.idle_pages >= MAX_IDLE_PAGES {
-                    crate::metrics::protocol_violation("no_progress");
-                    tracing::warn!(pages = guard.idle_pages, low = ?w.low, "Slack sent page after page that reads nothing older: the chain does not advance");
-                    // The prefetched page belongs to the stalled chain.
-                    ahead = None;
-                    if let Some(end) = self.stalled(&mut w, &mut guard, "no_progress").await? {
-                        return Ok(end);
-                    }
+            if stalls {
+                crate::metrics::protocol_violation("no_progress");
+                tracing::warn!(pages = guard.idle_pages, low = ?w.low, "Slack sent page after page that reads nothing older: the chain does not advance");
+                if let Some(end) = self.stalled(&mut w, &mut guard, "no_progress").await? {
+                    return Ok(end);
                 }
             }
         }
@@ -676,6 +677,8 @@ fn track_low(w: &mut Window, key: &EntryKey, window_oldest: i64) {
 #[derive(Debug, Default)]
 struct ChainGuard {
     cursors: HashSet<u64>,
+    /// The oldest date read in the chain so far.
+    oldest: Option<i64>,
     repeats: u32,
     idle_pages: u32,
     restarted: bool,
@@ -710,8 +713,22 @@ impl ChainGuard {
         if let Some(c) = &w.cursor {
             self.insert(c);
         }
+        self.oldest = None;
         self.repeats = 0;
         self.idle_pages = 0;
+    }
+
+    /// True when a page whose oldest date is `page_oldest` read something older than the
+    /// chain had (overlap entries count: a long overlap span takes pages too).
+    fn advanced(&mut self, page_oldest: Option<i64>) -> bool {
+        match (page_oldest, self.oldest) {
+            (Some(p), Some(o)) if p >= o => false,
+            (Some(p), _) => {
+                self.oldest = Some(p);
+                true
+            }
+            (None, _) => false,
+        }
     }
 
     /// A page read something older than before.

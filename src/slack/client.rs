@@ -585,6 +585,52 @@ mod tests {
         );
     }
 
+    /// A `Retry-After` too large for a `Duration` is capped, on a 429 and on a 200 alike.
+    #[test]
+    fn retry_after_of_any_size_never_panics() {
+        for huge in ["1e20", "18446744073709551616", "inf"] {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_static(huge));
+            let e = classify(StatusCode::TOO_MANY_REQUESTS, &h, bytes::Bytes::new()).unwrap_err();
+            assert_eq!(
+                e.action(),
+                Action::Wait(crate::slack::error::MAX_RETRY_AFTER),
+                "{huge}"
+            );
+            let p = classify(
+                StatusCode::OK,
+                &h,
+                bytes::Bytes::from_static(br#"{"entries":[]}"#),
+            )
+            .unwrap();
+            assert!(p.is_empty(), "{huge}");
+        }
+    }
+
+    /// A 3xx is a configuration error naming where it pointed; a number as the cursor is a
+    /// protocol error that is retried, never the end of the chain.
+    #[test]
+    fn redirects_are_fatal_and_a_numeric_cursor_is_not_the_end() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            reqwest::header::LOCATION,
+            HeaderValue::from_static("https://elsewhere.example/login"),
+        );
+        let e = classify(StatusCode::FOUND, &h, bytes::Bytes::new()).unwrap_err();
+        assert!(e.is_fatal());
+        assert!(
+            e.to_string().contains("https://elsewhere.example/login"),
+            "{e}"
+        );
+        let e = page(
+            200,
+            r#"{"entries":[],"response_metadata":{"next_cursor":7}}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::Protocol { kind: "cursor_not_a_string", .. }), "{e}");
+        assert_eq!(e.action(), Action::Backoff);
+    }
+
     #[test]
     fn ok_false_codes_are_classified_whatever_the_status() {
         assert!(

@@ -267,6 +267,8 @@ async fn tracer_redacts_the_token_in_headers_url_and_body() {
         max_rpm: 1000,
         request_timeout: Duration::from_secs(5),
         tracer: Some(tracer),
+        max_response_bytes: 64 << 20,
+        give_up_after: None,
     })
     .unwrap();
     let filters = Filters::default();

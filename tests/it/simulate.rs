@@ -704,6 +704,8 @@ async fn the_slack_client_classifies_every_fault() {
         // Long enough for a loaded machine, short enough for the stall fault to be quick.
         request_timeout: Duration::from_secs(1),
         tracer: None,
+        max_response_bytes: 64 << 20,
+        give_up_after: None,
     })
     .unwrap();
     let filters = Filters::default();

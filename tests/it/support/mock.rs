@@ -2,8 +2,9 @@
 //!
 //! It pages like Slack: newest first, inclusive `oldest`/`latest`, `limit` exceeded rather
 //! than splitting a second, cursors that end in `=` padding and are bound to their window.
-//! A script of canned replies, consumed one per request, injects errors and glitches; every
-//! request is recorded with its raw query string.
+//! A script of canned replies, consumed one per request, injects errors and glitches (a
+//! sticky reply answers every request, for a peer that never gets better); every request is
+//! recorded with its raw query string. Replies are bytes: gzip bombs and invalid UTF-8 too.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -22,7 +23,7 @@ pub struct Reply {
     /// Extra headers.
     pub headers: Vec<(String, String)>,
     /// Body.
-    pub body: String,
+    pub body: Vec<u8>,
 }
 
 impl Reply {
@@ -31,15 +32,39 @@ impl Reply {
         Reply {
             status: 200,
             headers: vec![],
-            body: body.into(),
+            body: body.as_bytes().to_vec(),
         }
+    }
+    /// A 200 with these bytes as the body, as they are.
+    pub fn bytes(body: Vec<u8>) -> Reply {
+        Reply {
+            status: 200,
+            headers: vec![],
+            body,
+        }
+    }
+    /// A 200 whose body is `decoded` gzipped, with `Content-Encoding: gzip`.
+    pub fn gzip(decoded: &[u8]) -> Reply {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(decoded).expect("gzip into memory");
+        Reply {
+            status: 200,
+            headers: vec![("content-encoding".into(), "gzip".into())],
+            body: enc.finish().expect("gzip into memory"),
+        }
+    }
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.into(), value.into()));
+        self
     }
     /// Any status and body.
     pub fn status(status: u16, body: &str) -> Reply {
         Reply {
             status,
             headers: vec![],
-            body: body.into(),
+            body: body.as_bytes().to_vec(),
         }
     }
     /// A Slack error code in a 200 `ok:false` body.
@@ -51,7 +76,7 @@ impl Reply {
         Reply {
             status: 429,
             headers: vec![("retry-after".into(), secs.to_string())],
-            body: r#"{"ok":false,"error":"ratelimited"}"#.into(),
+            body: br#"{"ok":false,"error":"ratelimited"}"#.to_vec(),
         }
     }
 }
@@ -73,6 +98,7 @@ struct State {
     entries: Vec<(i64, String, String)>,
     script: VecDeque<Reply>,
     at: HashMap<usize, Reply>,
+    always: Option<Reply>,
     requests: Vec<Recorded>,
     epoch: u64,
 }
@@ -161,6 +187,11 @@ impl MockSlack {
         self.state.lock().unwrap().at.insert(index, reply);
     }
 
+    /// Answers every request from now on with `reply` (after `script_at` and `script`).
+    pub fn always(&self, reply: Reply) {
+        self.state.lock().unwrap().always = Some(reply);
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.lock().unwrap().requests.clone()
@@ -183,14 +214,18 @@ impl MockSlack {
     }
 }
 
-fn respond(status: u16, headers: &[(String, String)], body: String) -> Response<Full<Bytes>> {
+fn respond(
+    status: u16,
+    headers: &[(String, String)],
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
     let mut b = Response::builder()
         .status(status)
         .header("content-type", "application/json");
     for (k, v) in headers {
         b = b.header(k.as_str(), v.as_str());
     }
-    b.body(Full::new(Bytes::from(body)))
+    b.body(Full::new(body.into()))
         .expect("a valid response")
 }
 
@@ -212,13 +247,16 @@ fn handle(state: &Mutex<State>, req: Request<hyper::body::Incoming>) -> Response
         authorization,
     });
     if req.uri().path() != "/audit/v1/logs" {
-        return respond(404, &[], "<html>You've found a glitch</html>".into());
+        return respond(404, &[], "<html>You've found a glitch</html>");
     }
     if let Some(r) = s.at.remove(&index) {
         return respond(r.status, &r.headers, r.body);
     }
     if let Some(r) = s.script.pop_front() {
         return respond(r.status, &r.headers, r.body);
+    }
+    if let Some(r) = &s.always {
+        return respond(r.status, &r.headers, r.body.clone());
     }
     page(&s, &params)
 }
