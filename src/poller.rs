@@ -392,7 +392,9 @@ impl Poller {
         kind: &'static str,
     ) -> Result<Option<WindowEnd>, crate::Error> {
         if kind == "cursor_repeated" && guard.repeats <= MAX_CURSOR_REPEATS {
-            if self.shutdown.sleep(Duration::from_secs(1 << guard.repeats)).await {
+            // 0.5 s, 1 s, 2 s: an empty page may carry its own cursor once in a while.
+            let delay = Duration::from_millis(250 << guard.repeats);
+            if self.shutdown.sleep(delay).await {
                 return Ok(Some(WindowEnd::Shutdown));
             }
             return Ok(None);
