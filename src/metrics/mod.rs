@@ -197,7 +197,7 @@ pub fn describe() {
     );
     describe_counter!(
         "slack_source_protocol_violations_total",
-        "Slack answers that broke the Audit Logs protocol, by kind: cursor_not_a_string, cursor_repeated, no_progress, cursor_back_in_time, entry_outside_window."
+        "Slack answers that broke the Audit Logs protocol, by kind: cursor_not_a_string, cursor_repeated, no_progress, invalid_cursor_loop, cursor_back_in_time, entry_outside_window."
     );
     describe_gauge!(
         "slack_source_slack_consecutive_failures",
