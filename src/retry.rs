@@ -211,7 +211,10 @@ mod tests {
         for huge in ["1e20", "18446744073709551616", "inf", "+Infinity", "1e308"] {
             assert_eq!(parse_retry_after(huge, now, cap), Some(cap), "{huge}");
         }
-        assert_eq!(parse_retry_after(" 7 ", now, cap), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after(" 7 ", now, cap),
+            Some(Duration::from_secs(7))
+        );
         assert_eq!(parse_retry_after("1.5", now, cap), Some(ms(1500)));
         for bad in ["", "soon", "-3", "-inf", "NaN", "1,5", "0x10"] {
             assert_eq!(parse_retry_after(bad, now, cap), None, "{bad:?}");
@@ -219,7 +222,10 @@ mod tests {
         let past = "Sun, 06 Nov 1994 08:49:37 GMT";
         assert_eq!(parse_retry_after(past, now, cap), Some(Duration::ZERO));
         let soon = (now + chrono::Duration::seconds(120)).to_rfc2822();
-        assert_eq!(parse_retry_after(&soon, now, cap), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after(&soon, now, cap),
+            Some(Duration::from_secs(120))
+        );
         let far = "Fri, 31 Dec 9999 23:59:59 GMT";
         assert_eq!(parse_retry_after(far, now, cap), Some(cap));
         assert_eq!(

@@ -221,9 +221,18 @@ mod tests {
     #[test]
     fn a_cursor_that_is_not_a_string_is_an_error_not_the_end() {
         for (body, says) in [
-            (r#"{"entries":[],"response_metadata":{"next_cursor":12345}}"#, "a number (12345)"),
-            (r#"{"entries":[],"response_metadata":{"next_cursor":["a"]}}"#, "an array"),
-            (r#"{"entries":[],"response_metadata":"abc"}"#, "response_metadata is a string"),
+            (
+                r#"{"entries":[],"response_metadata":{"next_cursor":12345}}"#,
+                "a number (12345)",
+            ),
+            (
+                r#"{"entries":[],"response_metadata":{"next_cursor":["a"]}}"#,
+                "an array",
+            ),
+            (
+                r#"{"entries":[],"response_metadata":"abc"}"#,
+                "response_metadata is a string",
+            ),
         ] {
             let err = parse(body).next_cursor().unwrap_err();
             assert!(err.contains(says), "{body}: {err}");

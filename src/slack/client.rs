@@ -627,7 +627,16 @@ mod tests {
             r#"{"entries":[],"response_metadata":{"next_cursor":7}}"#,
         )
         .unwrap_err();
-        assert!(matches!(e, Error::Protocol { kind: "cursor_not_a_string", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::Protocol {
+                    kind: "cursor_not_a_string",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert_eq!(e.action(), Action::Backoff);
     }
 

@@ -102,7 +102,9 @@ pub enum Error {
         detail: String,
     },
     /// `--once` gave up after this many failed attempts in a row.
-    #[error("gave up after {attempts} failed attempts in a row under --once; the last error: {last}")]
+    #[error(
+        "gave up after {attempts} failed attempts in a row under --once; the last error: {last}"
+    )]
     GaveUp {
         /// Attempts made.
         attempts: u32,

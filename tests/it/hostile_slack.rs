@@ -37,10 +37,8 @@ async fn retry_after_of_any_size_is_capped_not_a_panic() {
     );
     mock.script_at(
         1,
-        Reply::ok(&page(&[entry("h", now() - 100, "user_login")], json!(""))).with_header(
-            "retry-after",
-            "18446744073709551616",
-        ),
+        Reply::ok(&page(&[entry("h", now() - 100, "user_login")], json!("")))
+            .with_header("retry-after", "18446744073709551616"),
     );
     let dir = tempfile::tempdir().unwrap();
     let out = SharedWriter::default();
@@ -58,8 +56,11 @@ async fn retry_after_of_any_size_is_capped_not_a_panic() {
 
 /// A body padded to 8 MiB of whitespace: valid JSON holding an entry that must not pass.
 fn padded_page(id: &str, pad: usize) -> Vec<u8> {
-    let mut body = format!(r#"{{"ok":true,"entries":[{}]"#, entry(id, now() - 100, "user_login"))
-        .into_bytes();
+    let mut body = format!(
+        r#"{{"ok":true,"entries":[{}]"#,
+        entry(id, now() - 100, "user_login")
+    )
+    .into_bytes();
     body.resize(body.len() + pad, b' ');
     body.extend_from_slice(br#","response_metadata":{"next_cursor":""}}"#);
     body
@@ -155,7 +156,10 @@ async fn once_gives_up_on_endless_bad_answers_with_exit_1() {
         .unwrap_err();
         let msg = err.to_string();
         assert_eq!(err.exit_code(), 1, "{msg}");
-        assert!(msg.contains(says) && msg.contains("--once"), "{says}: {msg}");
+        assert!(
+            msg.contains(says) && msg.contains("--once"),
+            "{says}: {msg}"
+        );
         assert_eq!(mock.requests().len(), 8, "{says}: bounded attempts");
     }
 }
@@ -191,7 +195,9 @@ async fn a_cursor_that_is_not_a_string_is_retried_not_taken_as_the_end() {
 async fn a_cursor_back_in_time_stops_without_moving_the_checkpoint() {
     let mock = MockSlack::start().await;
     let t = now() - 3000;
-    let first: Vec<Value> = (0..3).map(|i| entry(&format!("old-{i}"), t - i, "user_login")).collect();
+    let first: Vec<Value> = (0..3)
+        .map(|i| entry(&format!("old-{i}"), t - i, "user_login"))
+        .collect();
     let newer: Vec<Value> = (0..120)
         .map(|i| entry(&format!("new-{i}"), t + 100 + i, "user_login"))
         .collect();

@@ -225,8 +225,7 @@ fn respond(
     for (k, v) in headers {
         b = b.header(k.as_str(), v.as_str());
     }
-    b.body(Full::new(body.into()))
-        .expect("a valid response")
+    b.body(Full::new(body.into())).expect("a valid response")
 }
 
 fn handle(state: &Mutex<State>, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
