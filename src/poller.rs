@@ -47,10 +47,10 @@ const MAX_RANGE_RETRIES: u32 = 3;
 /// restarted (once), and then the run stops.
 const MAX_CURSOR_REPEATS: u32 = 3;
 
-/// Pages in a row that read nothing older than the chain had before the chain
-/// counts as stalled. Slack may send an empty page with a cursor now and then; ten in a row
-/// is a cursor that leads nowhere.
-const MAX_IDLE_PAGES: u32 = 10;
+/// Pages in a row that read nothing older than the chain had before the chain counts as
+/// stalled. Slack may send empty pages with a cursor (with filters, perhaps many while it
+/// scans), so the bound is generous; it only has to make an endless chain end.
+const MAX_IDLE_PAGES: u32 = 100;
 
 /// `invalid_cursor` restarts without progress in between before the run stops.
 const MAX_CURSOR_RESTARTS: u32 = 3;

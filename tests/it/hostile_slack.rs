@@ -275,10 +275,10 @@ async fn the_same_cursor_forever_ends_with_an_error() {
 
 /// Endless distinct cursors that read nothing: the chain is restarted once, then the run
 /// stops (exit 1).
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn endless_empty_pages_end_with_an_error() {
     let mock = MockSlack::start().await;
-    mock.script((0..100).map(|i| Reply::ok(&page(&[], json!(format!("c{i}="))))));
+    mock.script((0..300).map(|i| Reply::ok(&page(&[], json!(format!("c{i}="))))));
     let dir = tempfile::tempdir().unwrap();
     let err = bounded(run_once(config(
         &mock,
@@ -291,5 +291,37 @@ async fn endless_empty_pages_end_with_an_error() {
     let msg = err.to_string();
     assert_eq!(err.exit_code(), 1, "{msg}");
     assert!(msg.contains("no_progress"), "{msg}");
-    assert_eq!(mock.requests().len(), 20, "ten pages, a restart, ten pages");
+    assert_eq!(
+        mock.requests().len(),
+        200,
+        "a hundred pages, a restart, a hundred pages"
+    );
+}
+
+/// An error answer is read to a few KiB only: the 1 MiB body of a 503 does not reach the
+/// request trace, which records the body as it was read.
+#[tokio::test]
+async fn error_bodies_are_read_to_a_few_kib() {
+    let mock = MockSlack::start().await;
+    mock.add(entries("e", 3, now() - 1800, 1700));
+    let mut big = b"<html>".to_vec();
+    big.resize(1 << 20, b'x');
+    mock.script_at(0, Reply::bytes(big).with_status(503));
+    let dir = tempfile::tempdir().unwrap();
+    let traces = dir.path().join("traces");
+    let out = SharedWriter::default();
+    bounded(run_once(config(
+        &mock,
+        &dir.path().join("state"),
+        &out,
+        &["--trace-requests", traces.to_str().unwrap()],
+    )))
+    .await
+    .unwrap();
+    assert_eq!(delivered_ids(&out.contents()).len(), 3);
+    let traced: u64 = std::fs::read_dir(&traces)
+        .unwrap()
+        .map(|f| f.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(traced > 0 && traced < 64 << 10, "traced {traced} bytes");
 }

@@ -54,6 +54,11 @@ impl Reply {
             body: enc.finish().expect("gzip into memory"),
         }
     }
+    /// Replaces the status.
+    pub fn with_status(mut self, status: u16) -> Reply {
+        self.status = status;
+        self
+    }
     /// Adds a header.
     pub fn with_header(mut self, name: &str, value: &str) -> Reply {
         self.headers.push((name.into(), value.into()));
