@@ -1,6 +1,7 @@
 //! Shared test support: a scripted mock of the Slack Audit Logs API, entry builders, and
 //! helpers to run the built binary.
 
+pub mod bulk;
 pub mod mock;
 pub mod receiver;
 
