@@ -281,7 +281,7 @@ impl Store {
             return failed(
                 400,
                 "illegal_argument_exception",
-                format!("only write ops with an op_type of create are allowed in data streams"),
+                "only write ops with an op_type of create are allowed in data streams".to_string(),
             );
         }
         if self.reject.remove(&id) {
