@@ -250,9 +250,14 @@ impl Vector {
     }
 }
 
+/// The refusal a user sees: exit 1 with this message, the checkpoint in place.
 fn assert_rejected_400(result: Result<(), Error>) {
     match result {
-        Err(Error::Rejected { status: 400, .. }) => {}
+        Err(e @ Error::Rejected { status: 400, .. }) => assert!(
+            e.to_string()
+                .contains("refused a batch with HTTP 400: {\"code\":400,\"message\":\"Contents failed to deliver to sink\"}"),
+            "{e}"
+        ),
         other => panic!("expected the receiver's 400, got {other:?}"),
     }
 }
