@@ -8,6 +8,7 @@ mod mapping;
 mod observability;
 mod poll;
 mod restart;
+mod shippers;
 mod simulate;
 mod soak;
 mod support;
