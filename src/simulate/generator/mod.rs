@@ -143,7 +143,7 @@ impl Generator {
     fn ctx_of<'a>(&mut self, u: &'a User) -> Ctx<'a> {
         let mobile = self.rng.random_bool(0.2);
         // Elastic saw `ip_address: ""` in real traffic.
-        let ip = if self.rng.gen_ratio(1, 200) {
+        let ip = if self.rng.random_ratio(1, 200) {
             ""
         } else {
             u.ip.as_str()
