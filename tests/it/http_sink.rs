@@ -756,8 +756,8 @@ fn example(path: &str) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-fn yaml(path: &str) -> serde_yaml::Value {
-    serde_yaml::from_str(&example(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+fn yaml(path: &str) -> serde_norway::Value {
+    serde_norway::from_str(&example(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Fluent Bit's classic format: `[SECTION]` then `Key Value` lines; keys compared lower-case.
