@@ -585,7 +585,9 @@ pub fn apply_config_file(
             // A switch: `key = true` sets it, `false` leaves it off.
             extra.push(std::ffi::OsString::from(format!("--{long}")));
         } else if text != "false" {
-            return Err(file_error(format!("{key:?} is a switch; give true or false")));
+            return Err(file_error(format!(
+                "{key:?} is a switch; give true or false"
+            )));
         }
     }
     if extra.is_empty() {
@@ -667,13 +669,32 @@ mod tests {
         ] {
             assert_eq!(parse_size("x", text).unwrap(), bytes, "{text}");
         }
-        for bad in ["0", "0M", "", "M", "lots", "-1", "1.5M", "1T", "99999999999999999999G"] {
+        for bad in [
+            "0",
+            "0M",
+            "",
+            "M",
+            "lots",
+            "-1",
+            "1.5M",
+            "1T",
+            "99999999999999999999G",
+        ] {
             let err = parse_size("trace-max-bytes", bad).unwrap_err().to_string();
-            assert!(err.contains("--trace-max-bytes") && err.contains("512KiB"), "{bad}: {err}");
+            assert!(
+                err.contains("--trace-max-bytes") && err.contains("512KiB"),
+                "{bad}: {err}"
+            );
         }
         // The flags that take sizes agree on `10M`.
         let http = crate::sink::http::HttpConfig::from_args_with_env(
-            &args(&["--http-url", "http://127.0.0.1:1/", "--http-batch-bytes", "10M"]).http,
+            &args(&[
+                "--http-url",
+                "http://127.0.0.1:1/",
+                "--http-batch-bytes",
+                "10M",
+            ])
+            .http,
             Default::default(),
         )
         .unwrap();
@@ -819,11 +840,12 @@ mod tests {
             "interval = \"7s\"\nlimit = 5\nhttp_header = [\"X-Api-Key: file-secret-value\"]\nsettle_lag = \"9s\"\n",
         )
         .unwrap();
-        let argv: Vec<std::ffi::OsString> = ["slack-audit-source", "run", "--limit", "3", "--config"]
-            .iter()
-            .map(Into::into)
-            .chain([p.clone().into_os_string()])
-            .collect();
+        let argv: Vec<std::ffi::OsString> =
+            ["slack-audit-source", "run", "--limit", "3", "--config"]
+                .iter()
+                .map(Into::into)
+                .chain([p.clone().into_os_string()])
+                .collect();
         let merged = apply_config_file(argv).unwrap();
         let cli = Cli::try_parse_from(&merged).unwrap();
         let Command::Run(a) = cli.command else {
