@@ -212,7 +212,15 @@ fn save_state(path: &Path, state: &Value) -> Result<(), ConfigError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let text = serde_json::to_vec(state).map_err(|e| bad(e.to_string()))?;
-    std::fs::write(&tmp, text)
+    // The state holds names and emails: readable by its owner only, whatever the umask.
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let _ = std::fs::remove_file(&tmp);
+    options
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&text))
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| bad(e.to_string()))
 }
@@ -248,6 +256,17 @@ mod tests {
                 bytes: b"{\"x\": tru".to_vec()
             }]
         );
+    }
+
+    #[test]
+    fn the_state_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        save_state(&path, &json!({"version": 1})).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(load_state(&path).unwrap(), Some(json!({"version": 1})));
     }
 
     #[test]
