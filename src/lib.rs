@@ -30,6 +30,7 @@ pub mod memory;
 pub mod metrics;
 pub mod poller;
 pub mod retry;
+pub mod secret_file;
 pub mod shutdown;
 pub mod simulate;
 pub mod sink;

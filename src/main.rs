@@ -10,11 +10,14 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     slack_audit_source::memory::configure();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    // Before any thread exists: the config file is applied by setting environment variables.
-    if let Err(e) = config::apply_config_file(&argv) {
-        eprintln!("slack-audit-source: {e}");
-        return ExitCode::from(2);
-    }
+    // The config file's values join the command line in the process, never the environment.
+    let argv = match config::apply_config_file(argv) {
+        Ok(argv) => argv,
+        Err(e) => {
+            eprintln!("slack-audit-source: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
         Err(e) => {

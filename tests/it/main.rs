@@ -3,6 +3,7 @@
 
 mod analysis;
 mod faults;
+mod hostile_local;
 mod http_sink;
 mod mapping;
 mod observability;
