@@ -67,6 +67,15 @@ pub struct Window {
 }
 
 impl Window {
+    /// How far the reader has come down this window, newest first: 0 before its first page,
+    /// `(latest - low) / (latest - oldest)` after, 1 at `oldest`. Slack reads newest first, so
+    /// this is the share of the window's time span already delivered.
+    pub fn progress(&self) -> f64 {
+        let Some(low) = self.low else { return 0.0 };
+        let span = (self.latest - self.oldest).max(1) as f64;
+        ((self.latest - low) as f64 / span).clamp(0.0, 1.0)
+    }
+
     /// A fresh window `[oldest, latest]`, nothing read.
     pub fn open(oldest: i64, latest: i64) -> Window {
         Window {
@@ -154,6 +163,16 @@ impl CheckpointStore {
     pub fn load(&self) -> Result<Option<Checkpoint>, Error> {
         // See the module header: a leftover temp file is never trusted.
         let _ = std::fs::remove_file(&self.tmp);
+        self.read()
+    }
+
+    /// Reads the checkpoint as [`CheckpointStore::load`] does, but touches nothing: `status`
+    /// reads beside a running reader, whose temp file may be half written.
+    ///
+    /// # Errors
+    ///
+    /// As [`CheckpointStore::load`].
+    pub fn read(&self) -> Result<Option<Checkpoint>, Error> {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -327,6 +346,29 @@ fn decode(bytes: &[u8]) -> Result<Checkpoint, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_is_how_far_low_has_come_down_from_latest() {
+        let mut w = Window::open(1_000, 2_000);
+        assert_eq!(w.progress(), 0.0);
+        w.low = Some(2_000);
+        assert_eq!(w.progress(), 0.0);
+        w.low = Some(1_750);
+        assert_eq!(w.progress(), 0.25);
+        w.low = Some(1_000);
+        assert_eq!(w.progress(), 1.0);
+        // A one-second window, and a low Slack should never have sent: still within 0..=1.
+        assert_eq!(
+            Window {
+                low: Some(5),
+                ..Window::open(5, 5)
+            }
+            .progress(),
+            0.0
+        );
+        w.low = Some(0);
+        assert_eq!(w.progress(), 1.0);
+    }
 
     fn sample() -> Checkpoint {
         Checkpoint {

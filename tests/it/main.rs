@@ -6,6 +6,7 @@ mod faults;
 mod http_sink;
 mod mapping;
 mod observability;
+mod ops;
 mod poll;
 mod restart;
 mod simulate;
