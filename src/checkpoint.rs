@@ -72,6 +72,15 @@ pub struct Window {
 }
 
 impl Window {
+    /// How far the reader has come down this window, newest first: 0 before its first page,
+    /// `(latest - low) / (latest - oldest)` after, 1 at `oldest`. Slack reads newest first, so
+    /// this is the share of the window's time span already delivered.
+    pub fn progress(&self) -> f64 {
+        let Some(low) = self.low else { return 0.0 };
+        let span = (self.latest - self.oldest).max(1) as f64;
+        ((self.latest - low) as f64 / span).clamp(0.0, 1.0)
+    }
+
     /// A fresh window `[oldest, latest]`, nothing read.
     pub fn open(oldest: i64, latest: i64) -> Window {
         Window {
@@ -203,6 +212,20 @@ impl CheckpointStore {
             }
         }
         self.probe()?;
+        self.inspect_at(now)
+    }
+
+    /// Reads and checks the checkpoint as [`CheckpointStore::load`] does, but touches
+    /// nothing: `status` reads beside a running reader, whose temp file may be half written.
+    ///
+    /// # Errors
+    ///
+    /// As [`CheckpointStore::load`], but for the writability probe.
+    pub fn inspect(&self) -> Result<Option<Checkpoint>, Error> {
+        self.inspect_at(chrono::Utc::now().timestamp())
+    }
+
+    fn inspect_at(&self, now: i64) -> Result<Option<Checkpoint>, Error> {
         let bytes = match self.read() {
             Ok(Some(b)) => b,
             Ok(None) => return Ok(None),
@@ -507,6 +530,29 @@ fn decode(bytes: &[u8]) -> Result<Checkpoint, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_is_how_far_low_has_come_down_from_latest() {
+        let mut w = Window::open(1_000, 2_000);
+        assert_eq!(w.progress(), 0.0);
+        w.low = Some(2_000);
+        assert_eq!(w.progress(), 0.0);
+        w.low = Some(1_750);
+        assert_eq!(w.progress(), 0.25);
+        w.low = Some(1_000);
+        assert_eq!(w.progress(), 1.0);
+        // A one-second window, and a low Slack should never have sent: still within 0..=1.
+        assert_eq!(
+            Window {
+                low: Some(5),
+                ..Window::open(5, 5)
+            }
+            .progress(),
+            0.0
+        );
+        w.low = Some(0);
+        assert_eq!(w.progress(), 1.0);
+    }
 
     fn sample() -> Checkpoint {
         Checkpoint {

@@ -56,6 +56,8 @@ pub enum Command {
     Simulate(crate::simulate::SimulateArgs),
     /// Run the simulator and `run` in one process, printing NDJSON: try this first.
     Demo(DemoArgs),
+    /// Say where the reader of a state directory stands (works beside a running reader).
+    Status(crate::status::StatusArgs),
 }
 
 /// `--log-format`.

@@ -67,6 +67,7 @@ async fn dispatch(command: Command) -> Result<(), Error> {
             .await
         }
         Command::Demo(args) => slack_audit_source::demo::run_demo(args, shutdown::signals()).await,
+        Command::Status(args) => slack_audit_source::status::run_status(&args),
     }
 }
 
@@ -78,7 +79,7 @@ fn init_tracing(format: LogFormat) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(slack_audit_source::progress::LogWriter)
         .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),

@@ -7,6 +7,7 @@ mod hostile_local;
 mod http_sink;
 mod mapping;
 mod observability;
+mod ops;
 mod poll;
 mod restart;
 mod shippers;
