@@ -62,12 +62,12 @@ async fn send(url: &str, docs: &[Value]) -> Result<(), Error> {
     sink(url).send(&batch(docs), &mut Shutdown::never()).await
 }
 
-fn example(path: &str) -> serde_yaml::Value {
+fn example(path: &str) -> serde_norway::Value {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("examples")
         .join(path);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Removes a dotted path (`event.id`) from a JSON object, returning the value.
