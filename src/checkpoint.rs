@@ -6,6 +6,11 @@
 //! the old checkpoint or the new one, never a mix. The temp file is *not* read at start: the
 //! poller may write it before a page is delivered ([`CheckpointStore::prepare`]) and rename it
 //! only after, so a leftover temp file describes a page that may never have been delivered.
+//!
+//! The file holds names, emails, IPs and file names: it is created 0600 whatever the umask.
+//! [`CheckpointStore::load`] checks every value it reads against what a real run can write
+//! (an impossible window would otherwise skip history silently) and proves the directory
+//! writable, so that no page is delivered that could not be checkpointed.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -69,6 +74,15 @@ pub struct Window {
 }
 
 impl Window {
+    /// How far the reader has come down this window, newest first: 0 before its first page,
+    /// `(latest - low) / (latest - oldest)` after, 1 at `oldest`. Slack reads newest first, so
+    /// this is the share of the window's time span already delivered.
+    pub fn progress(&self) -> f64 {
+        let Some(low) = self.low else { return 0.0 };
+        let span = (self.latest - self.oldest).max(1) as f64;
+        ((self.latest - low) as f64 / span).clamp(0.0, 1.0)
+    }
+
     /// A fresh window `[oldest, latest]`, nothing read.
     pub fn open(oldest: i64, latest: i64) -> Window {
         Window {
@@ -111,14 +125,36 @@ pub enum Error {
         /// What it says.
         version: String,
     },
+    /// Something other than a regular file is where the checkpoint should be.
+    #[error("checkpoint {} is {what}, not a file; move it away or point --state-dir elsewhere", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What is there instead ("a directory", "a symlink to a missing file"...).
+        what: String,
+    },
 }
 
 impl Error {
     /// True when the user must act on the file (exit 2), rather than a passing I/O fault.
     pub fn is_config(&self) -> bool {
-        matches!(self, Error::Corrupt { .. } | Error::UnknownVersion { .. })
+        matches!(
+            self,
+            Error::Corrupt { .. } | Error::UnknownVersion { .. } | Error::NotAFile { .. }
+        )
     }
 }
+
+/// The first second of Slack's audit logs (2018-03-01T00:00:00Z): no checkpoint points before it.
+pub const AUDIT_LOGS_EPOCH: i64 = 1_519_862_400;
+/// How far past the local clock a checkpoint's seconds may be: another node's clock may run
+/// ahead of this one, but not by a day.
+pub const FUTURE_TOLERANCE: i64 = 86_400;
+/// Most ids one list of the checkpoint may hold (the ids at one second). A burst second of a
+/// real org holds thousands; a million is a file that was not written by us.
+pub const MAX_IDS: usize = 1_000_000;
+/// Longest id accepted (Slack's are 36-character UUIDs).
+pub const MAX_ID_LEN: usize = 256;
 
 /// The checkpoint file in a state directory.
 #[derive(Debug)]
@@ -154,20 +190,50 @@ impl CheckpointStore {
     ///
     /// [`Error::Corrupt`], [`Error::UnknownVersion`] or [`Error::Io`]; never a silent restart.
     pub fn load(&self) -> Result<Option<Checkpoint>, Error> {
+        self.load_at(chrono::Utc::now().timestamp())
+    }
+
+    /// [`CheckpointStore::load`] with the clock given (values are checked against `now`).
+    ///
+    /// # Errors
+    ///
+    /// As [`CheckpointStore::load`].
+    pub fn load_at(&self, now: i64) -> Result<Option<Checkpoint>, Error> {
         // See the module header: a leftover temp file is never trusted.
-        let _ = std::fs::remove_file(&self.tmp);
-        let bytes = match std::fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        match std::fs::remove_file(&self.tmp) {
+            Ok(()) => {
+                tracing::info!(path = %self.tmp.display(), "removed a checkpoint temp file left by an earlier run")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
                 return Err(Error::Io {
-                    op: "read",
-                    path: self.path.clone(),
+                    op: "write",
+                    path: self.tmp.clone(),
                     source,
                 })
             }
+        }
+        self.probe()?;
+        self.inspect_at(now)
+    }
+
+    /// Reads and checks the checkpoint as [`CheckpointStore::load`] does, but touches
+    /// nothing: `status` reads beside a running reader, whose temp file may be half written.
+    ///
+    /// # Errors
+    ///
+    /// As [`CheckpointStore::load`], but for the writability probe.
+    pub fn inspect(&self) -> Result<Option<Checkpoint>, Error> {
+        self.inspect_at(chrono::Utc::now().timestamp())
+    }
+
+    fn inspect_at(&self, now: i64) -> Result<Option<Checkpoint>, Error> {
+        let bytes = match self.read() {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(e),
         };
-        decode(&bytes).map(Some).map_err(|e| match e {
+        let cp = decode(&bytes).map_err(|e| match e {
             DecodeError::Version(version) => Error::UnknownVersion {
                 path: self.path.clone(),
                 version,
@@ -176,7 +242,66 @@ impl CheckpointStore {
                 path: self.path.clone(),
                 reason,
             },
-        })
+        })?;
+        validate(&cp, now).map_err(|reason| Error::Corrupt {
+            path: self.path.clone(),
+            reason,
+        })?;
+        Ok(Some(cp))
+    }
+
+    /// The file's bytes; `None` when nothing is there. A directory, a dangling symlink or a
+    /// device where the file should be is an error: taking it for "no checkpoint" would
+    /// restart from `--initial-lookback` and repeat (or skip) history.
+    fn read(&self) -> Result<Option<Vec<u8>>, Error> {
+        let not_a_file = |what: &str| Error::NotAFile {
+            path: self.path.clone(),
+            what: what.to_string(),
+        };
+        let io = |source| Error::Io {
+            op: "read",
+            path: self.path.clone(),
+            source,
+        };
+        let link = match std::fs::symlink_metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(io(source)),
+        };
+        let meta = if link.file_type().is_symlink() {
+            match std::fs::metadata(&self.path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(not_a_file("a symlink to a missing file"))
+                }
+                Err(source) => return Err(io(source)),
+            }
+        } else {
+            link
+        };
+        if meta.is_dir() {
+            return Err(not_a_file("a directory"));
+        }
+        if !meta.is_file() {
+            return Err(not_a_file("a special file (a device, FIFO or socket)"));
+        }
+        std::fs::read(&self.path).map(Some).map_err(io)
+    }
+
+    /// Writes, fsyncs and removes the temp file: the directory takes a checkpoint before any
+    /// page is delivered.
+    fn probe(&self) -> Result<(), Error> {
+        let io = |source| Error::Io {
+            op: "write",
+            path: self.tmp.clone(),
+            source,
+        };
+        let mut f = create_private(&self.tmp).map_err(io)?;
+        f.write_all(b"{}\n")
+            .and_then(|()| f.sync_all())
+            .map_err(io)?;
+        drop(f);
+        std::fs::remove_file(&self.tmp).map_err(io)
     }
 
     /// Writes `cp` to the temp file and fsyncs it; [`CheckpointStore::commit`] puts it in place.
@@ -204,7 +329,7 @@ impl CheckpointStore {
             path: self.tmp.clone(),
             source,
         };
-        let f = std::fs::File::create(&self.tmp).map_err(io)?;
+        let f = create_private(&self.tmp).map_err(io)?;
         let mut w = std::io::BufWriter::with_capacity(64 * 1024, f);
         encode_into(&mut w, cp, analysis).map_err(io)?;
         let f = w.into_inner().map_err(|e| io(e.into_error()))?;
@@ -299,6 +424,84 @@ fn encode_into<W: Write, A: Serialize>(
     w.write_all(b"\n")
 }
 
+/// Creates (or truncates) `path` readable by its owner only, whatever the umask.
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
+}
+
+/// Checks that `cp` could have been written by a run at or before `now`; the reason says which
+/// value is impossible and why.
+pub fn validate(cp: &Checkpoint, now: i64) -> Result<(), String> {
+    let newest = now.saturating_add(FUTURE_TOLERANCE);
+    let in_range = |name: &str, v: i64| {
+        if (AUDIT_LOGS_EPOCH..=newest).contains(&v) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{name} = {v} is outside [{AUDIT_LOGS_EPOCH} (2018-03-01, when audit logs begin), {newest} (now + 1 day)]"
+            ))
+        }
+    };
+    in_range("next_oldest", cp.next_oldest)?;
+    if let Some(w) = &cp.window {
+        in_range("window.oldest", w.oldest)?;
+        in_range("window.latest", w.latest)?;
+        if w.oldest > w.latest {
+            return Err(format!(
+                "window.oldest = {} is after window.latest = {}",
+                w.oldest, w.latest
+            ));
+        }
+        if !(w.oldest..=w.latest).contains(&w.chain_latest) {
+            return Err(format!(
+                "window.chain_latest = {} is outside the window [{}, {}]",
+                w.chain_latest, w.oldest, w.latest
+            ));
+        }
+        if let Some(low) = w.low {
+            if !(w.oldest..=w.latest).contains(&low) {
+                return Err(format!(
+                    "window.low = {low} is outside the window [{}, {}]",
+                    w.oldest, w.latest
+                ));
+            }
+        }
+        check_ids("window.ids_at_low", w.ids_at_low.len(), w.ids_at_low.iter())?;
+    }
+    if cp.recent.len() > MAX_IDS {
+        return Err(format!(
+            "recent holds {} seconds, more than {MAX_IDS}",
+            cp.recent.len()
+        ));
+    }
+    for (ts, ids) in &cp.recent {
+        in_range("a second in recent", *ts)?;
+        check_ids("recent", ids.len(), ids.iter())?;
+    }
+    Ok(())
+}
+
+fn check_ids<'a>(
+    name: &str,
+    len: usize,
+    mut ids: impl Iterator<Item = &'a String>,
+) -> Result<(), String> {
+    if len > MAX_IDS {
+        return Err(format!("{name} holds {len} ids, more than {MAX_IDS}"));
+    }
+    match ids.find(|id| id.is_empty() || id.len() > MAX_ID_LEN) {
+        Some(id) => Err(format!(
+            "{name} holds an id of {} bytes (ids are 1..={MAX_ID_LEN} bytes)",
+            id.len()
+        )),
+        None => Ok(()),
+    }
+}
+
 enum DecodeError {
     Version(String),
     Corrupt(String),
@@ -329,6 +532,29 @@ fn decode(bytes: &[u8]) -> Result<Checkpoint, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_is_how_far_low_has_come_down_from_latest() {
+        let mut w = Window::open(1_000, 2_000);
+        assert_eq!(w.progress(), 0.0);
+        w.low = Some(2_000);
+        assert_eq!(w.progress(), 0.0);
+        w.low = Some(1_750);
+        assert_eq!(w.progress(), 0.25);
+        w.low = Some(1_000);
+        assert_eq!(w.progress(), 1.0);
+        // A one-second window, and a low Slack should never have sent: still within 0..=1.
+        assert_eq!(
+            Window {
+                low: Some(5),
+                ..Window::open(5, 5)
+            }
+            .progress(),
+            0.0
+        );
+        w.low = Some(0);
+        assert_eq!(w.progress(), 1.0);
+    }
 
     fn sample() -> Checkpoint {
         Checkpoint {
@@ -426,6 +652,120 @@ mod tests {
                 "{body}: {msg}"
             );
         }
+    }
+
+    #[test]
+    fn impossible_values_are_refused_at_load_saying_which() {
+        let now = 1_800_000_000;
+        let with = |f: &dyn Fn(&mut Checkpoint)| {
+            let mut cp = sample();
+            f(&mut cp);
+            validate(&cp, now)
+        };
+        assert_eq!(with(&|_| {}), Ok(()));
+        fn w(cp: &mut Checkpoint) -> &mut Window {
+            cp.window.as_mut().unwrap()
+        }
+        for (case, want) in [
+            (
+                with(&|cp| {
+                    w(cp).oldest = i64::MIN;
+                    w(cp).latest = i64::MAX;
+                    w(cp).chain_latest = i64::MAX;
+                }),
+                "window.oldest",
+            ),
+            (with(&|cp| w(cp).latest = now + 2 * 86_400), "window.latest"),
+            (with(&|cp| w(cp).oldest = w(cp).latest + 1), "is after"),
+            (
+                with(&|cp| w(cp).chain_latest = w(cp).latest + 1),
+                "chain_latest",
+            ),
+            (with(&|cp| w(cp).low = Some(w(cp).oldest - 1)), "window.low"),
+            (with(&|cp| cp.next_oldest = now + 86_401), "next_oldest"),
+            (with(&|cp| cp.next_oldest = 0), "next_oldest"),
+            (
+                with(&|cp| w(cp).ids_at_low = vec!["x".repeat(300)].into_iter().collect()),
+                "300 bytes",
+            ),
+            (
+                with(&|cp| w(cp).ids_at_low = (0..=MAX_IDS).map(|i| i.to_string()).collect()),
+                "more than",
+            ),
+            (
+                with(&|cp| {
+                    cp.recent.insert(-5, Default::default());
+                }),
+                "recent",
+            ),
+        ] {
+            let reason = case.unwrap_err();
+            assert!(reason.contains(want), "{want}: {reason}");
+        }
+        // Through load: exit 2 (a config error) naming the file and the value.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("checkpoint.json"),
+            GOLDEN.replace("\"oldest\": 1700000000", "\"oldest\": -9223372036854775808"),
+        )
+        .unwrap();
+        let err = CheckpointStore::new(dir.path()).load().unwrap_err();
+        assert!(err.is_config());
+        let msg = err.to_string();
+        assert!(
+            msg.contains("checkpoint.json") && msg.contains("window.oldest = -9223372036854775808"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_directory_or_a_dangling_symlink_is_no_checkpoint_but_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::new(dir.path());
+        std::fs::create_dir(store.path()).unwrap();
+        let err = store.load().unwrap_err();
+        assert!(
+            err.is_config() && err.to_string().contains("a directory"),
+            "{err}"
+        );
+        std::fs::remove_dir(store.path()).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("gone"), store.path()).unwrap();
+        let err = store.load().unwrap_err();
+        assert!(
+            err.is_config() && err.to_string().contains("symlink to a missing file"),
+            "{err}"
+        );
+        // A symlink to a real checkpoint is read through.
+        std::fs::write(dir.path().join("gone"), GOLDEN).unwrap();
+        assert_eq!(store.load().unwrap(), Some(sample()));
+    }
+
+    #[test]
+    fn files_are_private_and_a_leftover_temp_file_is_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::new(dir.path());
+        let tmp = dir.path().join("checkpoint.json.tmp");
+        std::fs::write(&tmp, "half a page").unwrap();
+        assert_eq!(store.load().unwrap(), None);
+        assert!(!tmp.exists());
+        store.save(&sample()).unwrap();
+        let mode = std::fs::metadata(store.path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn an_unwritable_state_dir_fails_at_load_before_any_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::new(dir.path());
+        store.save(&sample()).unwrap();
+        // A temp path that cannot be written (works as root too, unlike permissions).
+        std::fs::create_dir(dir.path().join("checkpoint.json.tmp")).unwrap();
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains("checkpoint.json.tmp"), "{err}");
     }
 
     #[test]

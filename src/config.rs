@@ -59,6 +59,8 @@ pub enum Command {
     Simulate(crate::simulate::SimulateArgs),
     /// Run the simulator and `run` in one process, printing NDJSON: try this first.
     Demo(DemoArgs),
+    /// Say where the reader of a state directory stands (works beside a running reader).
+    Status(crate::status::StatusArgs),
 }
 
 /// `--log-format`.
@@ -237,6 +239,42 @@ pub fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, Confi
     })
 }
 
+/// Parses a byte size for the flag `flag`; every size flag uses this one parser, so one
+/// spelling means one size everywhere.
+///
+/// A bare number is bytes. `K`, `M`, `G` and `KiB`, `MiB`, `GiB` are powers of 1024 (as
+/// Fluent Bit reads `4M`); `KB`, `MB`, `GB` are powers of 1000. Units are case-insensitive,
+/// may follow a space, and `B` alone means bytes. Zero and overflowing values are refused.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] quoting the value and showing the accepted forms.
+pub fn parse_size(flag: &'static str, value: &str) -> Result<u64, ConfigError> {
+    let v = value.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    let factor: Option<u64> = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => Some(1),
+        "k" | "kib" => Some(1 << 10),
+        "m" | "mib" => Some(1 << 20),
+        "g" | "gib" => Some(1 << 30),
+        "kb" => Some(1_000),
+        "mb" => Some(1_000_000),
+        "gb" => Some(1_000_000_000),
+        _ => None,
+    };
+    match (digits.parse::<u64>().ok(), factor) {
+        (Some(n), Some(f)) if n > 0 => n.checked_mul(f),
+        _ => None,
+    }
+    .ok_or_else(|| ConfigError::Invalid {
+        flag,
+        message: format!(
+            "{value:?} is not a size like 1048576 (bytes), 512KiB, 4M (= 4MiB) or 10MB (= 10,000,000 bytes)"
+        ),
+    })
+}
+
 /// Checks a URL the binary will talk to: parseable, http(s), and plain http only to loopback
 /// (a token or audit data must never cross a network in clear).
 ///
@@ -394,7 +432,7 @@ impl RunConfig {
             });
         }
         let max_response_bytes =
-            crate::trace::parse_size("max-response-bytes", &args.max_response_bytes)?;
+            parse_size("max-response-bytes", &args.max_response_bytes)?;
         let sink = match args.sink {
             SinkKindArg::Stdout => SinkConfig::Stdout,
             SinkKindArg::Http => SinkConfig::Http(Box::new(
@@ -484,42 +522,63 @@ fn validate_filters(args: &RunArgs) -> Result<Filters, ConfigError> {
     })
 }
 
-/// Applies `--config FILE` (or `SLACK_AUDIT_CONFIG`) by setting the environment variable of
-/// every key the file names and the environment does not already set, so the precedence is
-/// flag > environment > file > default with one parser. Call before clap parses, while the
-/// process is still single-threaded (setting variables is not thread-safe).
+/// Applies `--config FILE` (or `SLACK_AUDIT_CONFIG`) to the `run` command line, in the
+/// process: returns `argv` with one `--key=value` appended for every key of the file that
+/// neither a flag nor the environment sets, so the precedence stays flag > environment >
+/// file > default with one parser. Nothing is written to the environment: values in the file
+/// (a header holding an API key) must not show in `/proc/PID/environ` or reach children.
+///
+/// A command line clap refuses is returned unchanged, for the caller's parse to report.
 ///
 /// # Errors
 ///
 /// [`ConfigError::File`] for an unreadable file, bad TOML, or a key that is no `run` option.
-pub fn apply_config_file(argv: &[std::ffi::OsString]) -> Result<(), ConfigError> {
-    let Some(path) = config_path(argv) else {
-        return Ok(());
+pub fn apply_config_file(
+    argv: Vec<std::ffi::OsString>,
+) -> Result<Vec<std::ffi::OsString>, ConfigError> {
+    use clap::parser::ValueSource;
+    use clap::CommandFactory;
+    let cli = Cli::command();
+    let Ok(matches) = cli.clone().try_get_matches_from(&argv) else {
+        return Ok(argv);
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
+    let Some(("run", run)) = matches.subcommand() else {
+        return Ok(argv);
+    };
+    let Some(path) = run.get_one::<PathBuf>("config").cloned() else {
+        return Ok(argv);
+    };
+    let file_error = |message: String| ConfigError::File {
         path: path.clone(),
-        message: e.to_string(),
-    })?;
+        message,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| file_error(e.to_string()))?;
     let table: toml::Table = text
         .parse()
-        .map_err(|e: toml::de::Error| ConfigError::File {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-    let cmd = <RunArgs as clap::Args>::augment_args(clap::Command::new("run"));
+        .map_err(|e: toml::de::Error| file_error(e.to_string()))?;
+    let run_cmd = cli
+        .find_subcommand("run")
+        .expect("the CLI defines `run`")
+        .clone();
+    let mut extra = Vec::new();
     for (key, value) in table {
         let long = key.replace('_', "-");
-        let arg = cmd
+        // Only options that also read the environment: the same set of keys as always.
+        let arg = run_cmd
             .get_arguments()
-            .find(|a| a.get_long() == Some(long.as_str()));
-        let Some(env) = arg.and_then(|a| a.get_env()) else {
-            return Err(ConfigError::File {
-                path,
-                message: format!(
-                    "unknown key {key:?}; keys are the long flag names of `run`, e.g. state_dir"
-                ),
-            });
+            .find(|a| a.get_long() == Some(long.as_str()) && a.get_env().is_some())
+            .filter(|a| a.get_id() != "config");
+        let Some(arg) = arg else {
+            return Err(file_error(format!(
+                "unknown key {key:?}; keys are the long flag names of `run`, e.g. state_dir"
+            )));
         };
+        if matches!(
+            run.value_source(arg.get_id().as_str()),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        ) {
+            continue;
+        }
         let text = match value {
             toml::Value::String(s) => s,
             toml::Value::Array(items) => items
@@ -533,26 +592,28 @@ pub fn apply_config_file(argv: &[std::ffi::OsString]) -> Result<(), ConfigError>
                 .join(","),
             other => other.to_string(),
         };
-        if std::env::var_os(env).is_none() {
-            // SAFETY-equivalent note: called before any thread is spawned (see the doc comment).
-            std::env::set_var(env, text);
+        if arg.get_action().takes_values() {
+            extra.push(std::ffi::OsString::from(format!("--{long}={text}")));
+        } else if text == "true" {
+            // A switch: `key = true` sets it, `false` leaves it off.
+            extra.push(std::ffi::OsString::from(format!("--{long}")));
+        } else if text != "false" {
+            return Err(file_error(format!(
+                "{key:?} is a switch; give true or false"
+            )));
         }
     }
-    Ok(())
-}
-
-fn config_path(argv: &[std::ffi::OsString]) -> Option<PathBuf> {
-    let mut it = argv.iter();
-    while let Some(a) = it.next() {
-        let s = a.to_string_lossy();
-        if s == "--config" {
-            return it.next().map(PathBuf::from);
-        }
-        if let Some(rest) = s.strip_prefix("--config=") {
-            return Some(PathBuf::from(rest));
-        }
+    if extra.is_empty() {
+        return Ok(argv);
     }
-    std::env::var_os("SLACK_AUDIT_CONFIG").map(PathBuf::from)
+    // After `--`, a flag would be read as a value: put the file's flags before it.
+    let mut merged = argv;
+    let at = merged
+        .iter()
+        .position(|a| a == "--")
+        .unwrap_or(merged.len());
+    merged.splice(at..at, extra);
+    Ok(merged)
 }
 
 /// The socket address given to a `--*-listen` flag.
@@ -600,6 +661,62 @@ mod tests {
             c.token.current().unwrap().expose_secret(),
             "xoxp-test-token"
         );
+    }
+
+    #[test]
+    fn one_size_means_the_same_bytes_for_every_flag() {
+        for (text, bytes) in [
+            ("4096", 4096),
+            ("4096b", 4096),
+            ("10M", 10 << 20),
+            ("10m", 10 << 20),
+            ("10MiB", 10 << 20),
+            ("10 MiB", 10 << 20),
+            ("512K", 512 << 10),
+            ("512KiB", 512 << 10),
+            ("2G", 2 << 30),
+            ("2GiB", 2 << 30),
+            ("2kb", 2_000),
+            ("10MB", 10_000_000),
+            ("1GB", 1_000_000_000),
+        ] {
+            assert_eq!(parse_size("x", text).unwrap(), bytes, "{text}");
+        }
+        for bad in [
+            "0",
+            "0M",
+            "",
+            "M",
+            "lots",
+            "-1",
+            "1.5M",
+            "1T",
+            "99999999999999999999G",
+        ] {
+            let err = parse_size("trace-max-bytes", bad).unwrap_err().to_string();
+            assert!(
+                err.contains("--trace-max-bytes") && err.contains("512KiB"),
+                "{bad}: {err}"
+            );
+        }
+        // The flags that take sizes agree on `10M`.
+        let http = crate::sink::http::HttpConfig::from_args_with_env(
+            &args(&[
+                "--http-url",
+                "http://127.0.0.1:1/",
+                "--http-batch-bytes",
+                "10M",
+            ])
+            .http,
+            Default::default(),
+        )
+        .unwrap();
+        assert_eq!(http.max_bytes as u64, 10 << 20);
+        let obs = crate::metrics::ObservabilityConfig::from_args(
+            &args(&["--trace-requests", "/tmp/t", "--trace-max-bytes", "10M"]).observability,
+        )
+        .unwrap();
+        assert_eq!(obs.trace_max_bytes, 10 << 20);
     }
 
     #[test]
@@ -717,8 +834,42 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
         std::fs::write(&p, "no_such_key = 1\n").unwrap();
-        let argv = vec!["x".into(), "--config".into(), p.clone().into_os_string()];
-        let err = apply_config_file(&argv).unwrap_err().to_string();
+        let argv = vec![
+            "x".into(),
+            "run".into(),
+            "--config".into(),
+            p.clone().into_os_string(),
+        ];
+        let err = apply_config_file(argv).unwrap_err().to_string();
         assert!(err.contains("no_such_key"), "{err}");
+    }
+
+    #[test]
+    fn config_file_values_come_after_flags_and_environment_and_stay_out_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "interval = \"7s\"\nlimit = 5\nhttp_header = [\"X-Api-Key: file-secret-value\"]\nsettle_lag = \"9s\"\n",
+        )
+        .unwrap();
+        let argv: Vec<std::ffi::OsString> =
+            ["slack-audit-source", "run", "--limit", "3", "--config"]
+                .iter()
+                .map(Into::into)
+                .chain([p.clone().into_os_string()])
+                .collect();
+        let merged = apply_config_file(argv).unwrap();
+        let cli = Cli::try_parse_from(&merged).unwrap();
+        let Command::Run(a) = cli.command else {
+            unreachable!()
+        };
+        assert_eq!(a.limit, 3, "the flag wins over the file");
+        assert_eq!(a.interval, "7s");
+        assert_eq!(a.settle_lag, "9s");
+        assert_eq!(a.http.http_headers, vec!["X-Api-Key: file-secret-value"]);
+        // Nothing was copied into the environment.
+        assert!(std::env::vars().all(|(_, v)| !v.contains("file-secret-value")));
+        assert!(std::env::var_os("SLACK_AUDIT_INTERVAL").is_none());
     }
 }

@@ -16,6 +16,8 @@
 //!   next and when progress is durable, which is only after the [`sink`] says a page is safe.
 //! - [`mapping`] is pure: raw entry + fetch time → ECS document.
 //! - [`analysis`] annotates anomaly events and emits findings; its state rides in the checkpoint.
+//! - [`progress`] shows a long backfill's progress on stderr.
+//! - [`status`] reads a state directory beside a running reader and says where it stands.
 //! - [`simulate`] is a stand-in for the Audit Logs API, used by `demo`, tests and benchmarks.
 //!
 //! [`run`] is the whole `run` command with an injectable shutdown, so tests drive it directly.
@@ -29,12 +31,15 @@ pub mod mapping;
 pub mod memory;
 pub mod metrics;
 pub mod poller;
+pub mod progress;
 pub mod retry;
+pub mod secret_file;
 pub mod shutdown;
 pub mod simulate;
 pub mod sink;
 pub mod slack;
 pub mod statedir;
+pub mod status;
 pub mod trace;
 
 pub use config::RunConfig;
@@ -64,8 +69,15 @@ pub async fn run(
     let _metrics =
         metrics::server::start_for_run(&config.observability, config.interval, shutdown.clone())
             .await?;
-    poller::Poller::start(config, shutdown.clone())
-        .await?
-        .run()
-        .await
+    let progress = tokio::spawn(progress::report(
+        config.observability.progress_interval,
+        shutdown.clone(),
+    ));
+    let result = match poller::Poller::start(config, shutdown.clone()).await {
+        Ok(poller) => poller.run().await,
+        Err(e) => Err(e),
+    };
+    progress.abort();
+    progress::clear_line();
+    result
 }

@@ -10,11 +10,14 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     slack_audit_source::memory::configure();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    // Before any thread exists: the config file is applied by setting environment variables.
-    if let Err(e) = config::apply_config_file(&argv) {
-        eprintln!("slack-audit-source: {e}");
-        return ExitCode::from(2);
-    }
+    // The config file's values join the command line in the process, never the environment.
+    let argv = match config::apply_config_file(argv) {
+        Ok(argv) => argv,
+        Err(e) => {
+            eprintln!("slack-audit-source: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
         Err(e) => {
@@ -64,6 +67,7 @@ async fn dispatch(command: Command) -> Result<(), Error> {
             .await
         }
         Command::Demo(args) => slack_audit_source::demo::run_demo(args, shutdown::signals()).await,
+        Command::Status(args) => slack_audit_source::status::run_status(&args),
     }
 }
 
@@ -75,7 +79,7 @@ fn init_tracing(format: LogFormat) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(slack_audit_source::progress::LogWriter)
         .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),

@@ -568,7 +568,15 @@ impl Poller {
         // A page of known user agents only: the rules are not needed until a new one comes.
         self.mapper.release_if_unused();
         crate::metrics::page_delivered_tally(&tally);
-        crate::metrics::checkpoint_saved(cp.window.as_ref().map_or(cp.next_oldest, |w| w.oldest));
+        match &cp.window {
+            Some(w) => crate::metrics::checkpoint_saved(w.oldest, w.progress()),
+            None => crate::metrics::checkpoint_saved(cp.next_oldest, 1.0),
+        }
+        crate::progress::PROGRESS.checkpointed(
+            cp.window.as_ref().map(|w| (w.oldest, w.latest, w.low)),
+            delivered_keys.len() as u64,
+            std::time::Instant::now(),
+        );
         self.state = cp;
         Ok(next)
     }

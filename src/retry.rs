@@ -82,7 +82,7 @@ impl Iterator for Backoff {
         if !self.jitter || d <= self.min {
             return Some(d);
         }
-        let ms = rand::thread_rng().gen_range(self.min.as_millis()..=d.as_millis());
+        let ms = rand::rng().random_range(self.min.as_millis()..=d.as_millis());
         Some(Duration::from_millis(ms as u64))
     }
 }

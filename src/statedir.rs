@@ -4,6 +4,10 @@
 //! twice; the second one exits with a clear message instead. The lock is an advisory
 //! `flock` on `state.lock`, released by the kernel when the process dies (SIGKILL included),
 //! so a crash never leaves a stale lock behind.
+//!
+//! The directory holds names, emails and IPs: it is created 0700 and the lock file 0600,
+//! whatever the umask (a directory that already exists keeps its mode: a mounted volume's
+//! owner decided it).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -48,15 +52,17 @@ impl StateDir {
             path: path.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(path).map_err(io)?;
+        let mut dirs = std::fs::DirBuilder::new();
+        dirs.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut dirs, 0o700);
+        dirs.create(path).map_err(io)?;
         let lock_path = path.join("state.lock");
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(io)?;
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&lock_path).map_err(io)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -115,5 +121,16 @@ mod tests {
         let nested = dir.path().join("a/b");
         StateDir::open(&nested).unwrap();
         assert!(nested.join("state.lock").exists());
+    }
+
+    #[test]
+    fn a_new_dir_and_its_lock_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("state");
+        StateDir::open(&nested).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&nested), 0o700);
+        assert_eq!(mode(&nested.join("state.lock")), 0o600);
     }
 }

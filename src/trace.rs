@@ -274,35 +274,8 @@ fn open_private(path: &Path) -> std::io::Result<File> {
     o.open(path)
 }
 
-/// Parses a size such as `10MiB`, `512KiB`, `1GB` or `4096` (bytes) for the flag `flag`.
-///
-/// # Errors
-///
-/// [`ConfigError::Invalid`] quoting the value.
-pub fn parse_size(flag: &'static str, value: &str) -> Result<u64, ConfigError> {
-    let v = value.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (digits, unit) = v.split_at(split);
-    let unit_mult: Option<u64> = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => Some(1),
-        "k" | "kb" => Some(1_000),
-        "kib" => Some(1 << 10),
-        "m" | "mb" => Some(1_000_000),
-        "mib" => Some(1 << 20),
-        "g" | "gb" => Some(1_000_000_000),
-        "gib" => Some(1 << 30),
-        _ => None,
-    };
-    let n = digits.parse::<u64>().ok();
-    match (n, unit_mult) {
-        (Some(n), Some(m)) if n > 0 => n.checked_mul(m).ok_or(()),
-        _ => Err(()),
-    }
-    .map_err(|()| ConfigError::Invalid {
-        flag,
-        message: format!("{value:?} is not a size like 10MiB, 512KiB or 1000000"),
-    })
-}
+/// The one size parser (see [`crate::config::parse_size`]), where `--trace-max-bytes` reads it.
+pub use crate::config::parse_size;
 
 #[cfg(test)]
 mod tests {

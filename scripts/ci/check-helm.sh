@@ -3,8 +3,9 @@
 # embeds Helm's Go SDK: no helm binary), for each shipper (vector, fluent-bit) with a PVC and
 # with an emptyDir, plus one "everything on" variant; then every rendered manifest through
 # kubernetes-validate --strict (the oldest supported Kubernetes and the newest known) and
-# yamllint. The ServiceMonitor is a CRD kubernetes-validate has no schema for: it is checked
-# against a small schema of its required fields here. Bad values must be refused too.
+# yamllint. The ServiceMonitor and the PrometheusRule are CRDs kubernetes-validate has no
+# schema for: they are checked against small schemas of their fields here, and the optional
+# PrometheusRule and dashboard ConfigMap must carry the files under examples/. Bad values must be refused too.
 # Also hadolint on the Dockerfile, the image the chart runs (no Docker engine here to build it).
 # Needs scripts/ci/install-ops.sh. Takes about 10 s.
 set -euo pipefail
@@ -35,7 +36,11 @@ variants = {
         "shipper": {"kind": "fluent-bit", "nativeSidecar": False},
         "slack": {"existingSecret": "slack-token", "existingSecretKey": "xoxp"},
         "elasticsearch": {"url": "https://es.example.internal:9243", "existingSecret": "es-creds"},
-        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+        "metrics": {
+            "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+            "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
+            "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Security"}},
+        },
         "traceRequests": {"enabled": True},
         "source": {"actions": ["user_login", "anomaly"], "extraArgs": ["--overlap=5m"]},
     },
@@ -84,6 +89,72 @@ servicemonitor_schema = {
     },
 }
 
+prometheusrule_schema = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["groups"],
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["name", "rules"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "interval": {"type": "string"},
+                            "rules": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["alert", "expr"],
+                                    "properties": {
+                                        "alert": {"type": "string"},
+                                        "expr": {"type": "string"},
+                                        "for": {"type": "string"},
+                                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                                        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+crd_schemas = {"ServiceMonitor": servicemonitor_schema, "PrometheusRule": prometheusrule_schema}
+
+# The optional monitoring objects: present only when enabled, and carrying the shipped files.
+def check_monitoring(name, values, docs):
+    global failed
+    want_rule = values.get("metrics", {}).get("prometheusRule", {}).get("enabled", False)
+    want_dash = values.get("metrics", {}).get("grafanaDashboard", {}).get("enabled", False)
+    rules = [d for d in docs if d["kind"] == "PrometheusRule"]
+    dashboards = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard")]
+    if len(rules) != int(want_rule) or len(dashboards) != int(want_dash):
+        print(f"check-helm: {name}: {len(rules)} PrometheusRule and {len(dashboards)} dashboard ConfigMap", file=sys.stderr)
+        failed = True
+    for r in rules:
+        shipped = yaml.safe_load(open("examples/prometheus/alerts.yaml"))
+        if r["spec"] != shipped:
+            print(f"check-helm: {name}: the PrometheusRule differs from examples/prometheus/alerts.yaml", file=sys.stderr)
+            failed = True
+    for d in dashboards:
+        shipped = json.load(open("examples/grafana/slack-audit-source.json"))
+        if json.loads(d["data"]["slack-audit-source.json"]) != shipped or d["metadata"]["labels"].get("grafana_dashboard") != "1":
+            print(f"check-helm: {name}: the dashboard ConfigMap differs from the example or lacks its label", file=sys.stderr)
+            failed = True
+
 with helm.Chart.load(chart) as c:
     for name, values in variants.items():
         rendered = c.render(merged(values), name="sas", namespace="audit", is_install=True)
@@ -94,9 +165,10 @@ with helm.Chart.load(chart) as c:
             for doc in yaml.safe_load_all(text):
                 if doc is None:
                     continue
-                (crds if doc.get("kind") == "ServiceMonitor" else core).append(doc)
+                (crds if doc.get("kind") in crd_schemas else core).append(doc)
         for doc in crds:
-            jsonschema.validate(doc, servicemonitor_schema)
+            jsonschema.validate(doc, crd_schemas[doc["kind"]])
+        check_monitoring(name, values, core + crds)
         kinds = sorted(d["kind"] for d in core + crds)
         print(f"  {name}: {' '.join(kinds)}")
         want = {"ConfigMap", "Deployment", "Service", "ServiceAccount"}

@@ -5,6 +5,10 @@
 //! NDJSON (`--all`: the annotated documents too). Each API response is one page, as `run` would
 //! see it; loose documents are grouped in pages of [`BATCH`]. Input is read whole into memory:
 //! this is a tool for exports, not a stream processor.
+//!
+//! Input is bytes, not text: a line that is not JSON (or not UTF-8) becomes one
+//! `pipeline_error` document (printed with `--all`) and a warning naming its line, and reading
+//! goes on after it, as in `map`.
 
 use super::{AnalysisConfig, AnalyzeArgs, Analyzer};
 use crate::config::ConfigError;
@@ -38,11 +42,14 @@ pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
         None => None,
     };
     let mut analyzer = Analyzer::new(&config, saved.as_ref())?;
-    let mut input = String::new();
+    let mut input = Vec::new();
     std::io::stdin()
         .lock()
-        .read_to_string(&mut input)
-        .map_err(io)?;
+        .read_to_end(&mut input)
+        .map_err(|source| crate::Error::ReadFile {
+            path: "stdin".into(),
+            source,
+        })?;
     let mut emit = |docs: &mut Vec<Value>| -> std::io::Result<()> {
         let before = docs.len();
         analyzer.process(docs);
@@ -66,7 +73,18 @@ pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
                 emit(&mut page).map_err(io)?;
             }
             Item::Doc(v) => loose.push(to_document(&mut mapper, v)),
-            Item::Garbage(text) => loose.push(mapper.map_entry(&text, Utc::now())),
+            Item::Garbage { line, bytes } => {
+                let what = if std::str::from_utf8(&bytes).is_ok() {
+                    "not JSON"
+                } else {
+                    "not UTF-8"
+                };
+                tracing::warn!(
+                    line,
+                    "stdin line {line} is {what}: it becomes a pipeline_error document (printed with --all)"
+                );
+                loose.push(mapper.map_entry_bytes(&bytes, Utc::now()));
+            }
         }
         if loose.len() >= BATCH {
             emit(&mut loose).map_err(io)?;
@@ -87,39 +105,60 @@ enum Item {
     Page(Vec<Value>),
     /// One entry or document.
     Doc(Value),
-    /// Text that is not JSON, up to the end of its line.
-    Garbage(String),
+    /// Bytes that are not JSON (or not UTF-8), up to the end of their line.
+    Garbage {
+        /// Its line number, from 1.
+        line: usize,
+        /// The bytes, without the newline.
+        bytes: Vec<u8>,
+    },
 }
 
 /// Splits the input into JSON values whatever the layout (one a line, pretty-printed or
-/// concatenated); text that is not JSON becomes [`Item::Garbage`] up to the end of its line,
-/// and reading goes on after it. Lazy, so only one value is held at a time.
-fn split_values(input: &str) -> Values<'_> {
-    Values { rest: input }
+/// concatenated); bytes that are not JSON become [`Item::Garbage`] up to the end of their
+/// line, and reading goes on after it. Lazy, so only one value is held at a time.
+fn split_values(input: &[u8]) -> Values<'_> {
+    Values {
+        rest: input,
+        line: 1,
+    }
 }
 
 /// The iterator behind [`split_values`].
 struct Values<'a> {
-    rest: &'a str,
+    rest: &'a [u8],
+    /// The line `rest` starts on.
+    line: usize,
+}
+
+impl Values<'_> {
+    fn advance(&mut self, by: usize) {
+        let (done, rest) = self.rest.split_at(by);
+        self.line += done.iter().filter(|b| **b == b'\n').count();
+        self.rest = rest;
+    }
 }
 
 impl Iterator for Values<'_> {
     type Item = Item;
 
     fn next(&mut self) -> Option<Item> {
+        let start = self.rest.iter().position(|b| !b.is_ascii_whitespace())?;
+        self.advance(start);
         let rest = self.rest;
-        if rest.trim_start().is_empty() {
-            return None;
-        }
-        let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+        let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<Value>();
         if let Some(Ok(v)) = stream.next() {
-            self.rest = &rest[stream.byte_offset()..];
+            self.advance(stream.byte_offset());
             return Some(classify(v));
         }
-        let start = rest.len() - rest.trim_start().len();
-        let end = rest[start..].find('\n').map_or(rest.len(), |i| start + i);
-        self.rest = &rest[end..];
-        Some(Item::Garbage(rest[start..end].to_string()))
+        let end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
+        let line = self.line;
+        let bytes = rest[..end]
+            .strip_suffix(b"\r")
+            .unwrap_or(&rest[..end])
+            .to_vec();
+        self.advance(end);
+        Some(Item::Garbage { line, bytes })
     }
 }
 
@@ -173,7 +212,15 @@ fn save_state(path: &Path, state: &Value) -> Result<(), ConfigError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let text = serde_json::to_vec(state).map_err(|e| bad(e.to_string()))?;
-    std::fs::write(&tmp, text)
+    // The state holds names and emails: readable by its owner only, whatever the umask.
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let _ = std::fs::remove_file(&tmp);
+    options
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&text))
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| bad(e.to_string()))
 }
@@ -187,21 +234,55 @@ mod tests {
     fn input_layouts_are_all_read() {
         let input =
             "{\"a\":1}\n{\n  \"entries\": [{\"b\":2}]\n}\nnot json at all\n[{\"c\":3}] {\"d\":4}\n";
-        let items: Vec<Item> = split_values(input).collect();
+        let items: Vec<Item> = split_values(input.as_bytes()).collect();
         assert_eq!(
             items,
             vec![
                 Item::Doc(json!({"a": 1})),
                 Item::Page(vec![json!({"b": 2})]),
-                Item::Garbage("not json at all".into()),
+                Item::Garbage {
+                    line: 5,
+                    bytes: b"not json at all".to_vec()
+                },
                 Item::Page(vec![json!({"c": 3})]),
                 Item::Doc(json!({"d": 4})),
             ]
         );
-        assert_eq!(split_values("  \n").count(), 0);
+        assert_eq!(split_values(b"  \n").count(), 0);
         assert_eq!(
-            split_values("{\"x\": tru").collect::<Vec<_>>(),
-            vec![Item::Garbage("{\"x\": tru".into())]
+            split_values(b"{\"x\": tru").collect::<Vec<_>>(),
+            vec![Item::Garbage {
+                line: 1,
+                bytes: b"{\"x\": tru".to_vec()
+            }]
+        );
+    }
+
+    #[test]
+    fn the_state_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        save_state(&path, &json!({"version": 1})).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(load_state(&path).unwrap(), Some(json!({"version": 1})));
+    }
+
+    #[test]
+    fn a_line_of_bad_bytes_is_one_item_and_reading_goes_on() {
+        let input = b"{\"a\":1}\n{\"id\":\"e2\",\"x\":\"\xff\xfe\"}\r\n\n{\"b\":2}\n";
+        let items: Vec<Item> = split_values(input).collect();
+        assert_eq!(
+            items,
+            vec![
+                Item::Doc(json!({"a": 1})),
+                Item::Garbage {
+                    line: 2,
+                    bytes: b"{\"id\":\"e2\",\"x\":\"\xff\xfe\"}".to_vec()
+                },
+                Item::Doc(json!({"b": 2})),
+            ]
         );
     }
 }

@@ -1,16 +1,19 @@
 //! `source.ip` → `source.geo.*` and `source.as.*`, from MaxMind-format databases.
 //!
 //! The databases are the user's (`--geoip-city`, `--geoip-asn`): GeoLite2/GeoIP2 or any
-//! MaxMind DB with the same record layout (DB-IP, IPinfo's compatible files). They are
-//! memory-mapped, so a 70 MB city database costs page cache, not heap. Without them the fields
-//! are simply absent, as in Elastic when its geoip processor has no database.
+//! MaxMind DB with the same record layout (DB-IP, IPinfo's compatible files). They are read
+//! into memory at start, not memory-mapped: a mapped file that is replaced or truncated under
+//! the reader is undefined behaviour (why `open_mmap` is unsound, RUSTSEC-2025-0132). The cost
+//! is the file's size in heap, once: about 70 MB for GeoLite2-City, a few MB for an ASN file.
+//! Without them the fields are simply absent, as in Elastic when its geoip processor has no
+//! database.
 //!
 //! The field set is what Elasticsearch's geoip processor emits by default (8.11): continent,
 //! country, most specific subdivision as the region, city and location; ASN number and
 //! organisation, renamed as Elastic's Slack pipeline does.
 
 use crate::config::ConfigError;
-use maxminddb::{geoip2, Mmap, Reader};
+use maxminddb::{geoip2, Reader};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -38,8 +41,8 @@ static NOWHERE: Location = Location {
 /// The open databases and a cache of answers.
 #[derive(Default)]
 pub struct GeoIp {
-    city: Option<Reader<Mmap>>,
-    asn: Option<Reader<Mmap>>,
+    city: Option<Reader<Vec<u8>>>,
+    asn: Option<Reader<Vec<u8>>>,
     cache: HashMap<IpAddr, Location>,
 }
 
@@ -48,9 +51,12 @@ impl std::fmt::Debug for GeoIp {
         f.debug_struct("GeoIp")
             .field(
                 "city",
-                &self.city.as_ref().map(|r| &r.metadata.database_type),
+                &self.city.as_ref().map(|r| &r.metadata().database_type),
             )
-            .field("asn", &self.asn.as_ref().map(|r| &r.metadata.database_type))
+            .field(
+                "asn",
+                &self.asn.as_ref().map(|r| &r.metadata().database_type),
+            )
             .finish()
     }
 }
@@ -87,22 +93,26 @@ impl GeoIp {
         self.cache.entry(ip).or_insert_with(|| Location {
             geo: city
                 .as_ref()
-                .and_then(|r| r.lookup::<geoip2::City>(ip).ok())
+                .and_then(|r| r.lookup(ip).ok()?.decode::<geoip2::City>().ok()?)
                 .and_then(|c| to_geo(&c)),
             asn: asn
                 .as_ref()
-                .and_then(|r| r.lookup::<geoip2::Asn>(ip).ok())
+                .and_then(|r| r.lookup(ip).ok()?.decode::<geoip2::Asn>().ok()?)
                 .and_then(|a| to_as(&a)),
         })
     }
 }
 
-fn open_db(flag: &'static str, path: &Path, wrong_kind: &str) -> Result<Reader<Mmap>, ConfigError> {
-    let reader = Reader::open_mmap(path).map_err(|e| ConfigError::Invalid {
+fn open_db(
+    flag: &'static str,
+    path: &Path,
+    wrong_kind: &str,
+) -> Result<Reader<Vec<u8>>, ConfigError> {
+    let reader = Reader::open_readfile(path).map_err(|e| ConfigError::Invalid {
         flag,
         message: format!("cannot open {} as a MaxMind DB: {e}", path.display()),
     })?;
-    let kind = &reader.metadata.database_type;
+    let kind = &reader.metadata().database_type;
     if kind.contains(wrong_kind) {
         return Err(ConfigError::Invalid {
             flag,
@@ -115,9 +125,9 @@ fn open_db(flag: &'static str, path: &Path, wrong_kind: &str) -> Result<Reader<M
     Ok(reader)
 }
 
-/// An English name from a MaxMind `names` map.
-fn english<'a>(names: &Option<std::collections::BTreeMap<&'a str, &'a str>>) -> Option<&'a str> {
-    names.as_ref().and_then(|n| n.get("en").copied())
+/// The English name of a MaxMind `names` map.
+fn english<'a>(names: &geoip2::Names<'a>) -> Option<&'a str> {
+    names.english
 }
 
 fn to_geo(c: &geoip2::City<'_>) -> Option<String> {
@@ -127,28 +137,18 @@ fn to_geo(c: &geoip2::City<'_>) -> Option<String> {
             geo.insert(k.into(), v.into());
         }
     };
-    put(
-        "continent_name",
-        c.continent.as_ref().and_then(|x| english(&x.names)),
-    );
-    let country_iso = c.country.as_ref().and_then(|x| x.iso_code);
+    put("continent_name", english(&c.continent.names));
+    let country_iso = c.country.iso_code;
     put("country_iso_code", country_iso);
-    put(
-        "country_name",
-        c.country.as_ref().and_then(|x| english(&x.names)),
-    );
+    put("country_name", english(&c.country.names));
     // Elasticsearch reports the most specific subdivision (the last one) as the region.
-    let region = c.subdivisions.as_ref().and_then(|s| s.last());
+    let region = c.subdivisions.last();
     if let (Some(country), Some(sub)) = (country_iso, region.and_then(|r| r.iso_code)) {
         put("region_iso_code", Some(&format!("{country}-{sub}")));
     }
     put("region_name", region.and_then(|r| english(&r.names)));
-    put("city_name", c.city.as_ref().and_then(|x| english(&x.names)));
-    if let Some((lat, lon)) = c
-        .location
-        .as_ref()
-        .and_then(|l| Some((l.latitude?, l.longitude?)))
-    {
+    put("city_name", english(&c.city.names));
+    if let (Some(lat), Some(lon)) = (c.location.latitude, c.location.longitude) {
         geo.insert("location".into(), json!({ "lat": lat, "lon": lon }));
     }
     (!geo.is_empty()).then(|| Value::Object(geo).to_string())

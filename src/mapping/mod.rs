@@ -46,11 +46,11 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct MappingArgs {
     /// MaxMind-format city database (GeoLite2-City, GeoIP2-City or compatible) for
-    /// source.geo.*; memory-mapped. Without it source.geo is left out.
+    /// source.geo.*; read into memory at start. Without it source.geo is left out.
     #[arg(long, env = "SLACK_AUDIT_GEOIP_CITY")]
     pub geoip_city: Option<PathBuf>,
-    /// MaxMind-format ASN database (GeoLite2-ASN or compatible) for source.as.*; memory-mapped.
-    /// Without it source.as is left out.
+    /// MaxMind-format ASN database (GeoLite2-ASN or compatible) for source.as.*; read into
+    /// memory at start. Without it source.as is left out.
     #[arg(long, env = "SLACK_AUDIT_GEOIP_ASN")]
     pub geoip_asn: Option<PathBuf>,
     /// Keep each raw entry in event.original and add the tag preserve_original_event.

@@ -110,6 +110,10 @@ pub fn pipeline_error(raw: &str, message: &str, created: &str, common: &Common, 
     });
     let mark = out.key(&doc, "event");
     let mut event = out.begin();
+    if let Some(id) = recover_id(raw) {
+        // Whoever investigates the error can find the entry in Slack's own export.
+        out.str_field(&mut event, "id", id);
+    }
     out.str_field(&mut event, "kind", "pipeline_error");
     out.str_field(&mut event, "original", raw);
     out.str_field(&mut event, "created", created);
@@ -125,6 +129,72 @@ pub fn pipeline_error(raw: &str, message: &str, created: &str, common: &Common, 
     out.raw_field(&mut doc, "tags", &common.error_tags);
     out.raw_field(&mut doc, "data_stream", &common.data_stream);
     out.end(doc);
+}
+
+/// The entry's `id` when the text of a broken entry still shows it: the top-level object's
+/// `"id": "…"` member (Slack writes it first, so a truncated or corrupted entry usually
+/// keeps it), a plain string of 1..=128 bytes without escapes. Ids of nested objects (the
+/// actor's, the entity's) are never taken.
+pub fn recover_id(raw: &str) -> Option<&str> {
+    let b = raw.as_bytes();
+    // One flag per open container: true for an object.
+    let mut stack: Vec<bool> = Vec::new();
+    let mut key_next = false;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            c @ (b'{' | b'[') => {
+                stack.push(c == b'{');
+                key_next = stack == [true];
+            }
+            b'}' | b']' => {
+                stack.pop();
+                key_next = false;
+            }
+            b',' => key_next = stack == [true],
+            b'"' => {
+                let end = string_end(b, i)?;
+                if key_next && &b[i + 1..end] == b"id" {
+                    let mut j = end + 1;
+                    while b.get(j).is_some_and(u8::is_ascii_whitespace) {
+                        j += 1;
+                    }
+                    if b.get(j) != Some(&b':') {
+                        return None;
+                    }
+                    j += 1;
+                    while b.get(j).is_some_and(u8::is_ascii_whitespace) {
+                        j += 1;
+                    }
+                    if b.get(j) != Some(&b'"') {
+                        return None;
+                    }
+                    let close = string_end(b, j)?;
+                    let id = raw.get(j + 1..close)?;
+                    let plain = (1..=128).contains(&id.len()) && !id.contains(['\\', '\u{fffd}']);
+                    return plain.then_some(id);
+                }
+                key_next = false;
+                i = end;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The index of the quote closing the string that opens at `open`.
+fn string_end(b: &[u8], open: usize) -> Option<usize> {
+    let mut i = open + 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// Writes `"key": { … }` with `fill` writing the members; left out when nothing is kept.

@@ -568,3 +568,28 @@ fn mapper_can_move_between_threads() {
     fn assert_send<T: Send>() {}
     assert_send::<Mapper>();
 }
+
+#[test]
+fn a_pipeline_error_keeps_the_entry_id_when_it_can_be_read() {
+    use super::render::recover_id;
+    assert_eq!(recover_id(r#"{"id":"e1","date_create":17"#), Some("e1"));
+    assert_eq!(
+        recover_id(r#"{ "date_create": 1, "id" : "e2", "x": tru }"#),
+        Some("e2")
+    );
+    // Only the entry's own id: not the actor's, not one inside a string or an array.
+    assert_eq!(recover_id(r#"{"actor":{"id":"W1"},"x":"#), None);
+    assert_eq!(recover_id(r#"{"note":"\"id\":\"no\"","#), None);
+    assert_eq!(recover_id(r#"[{"id":"e3"}"#), None);
+    assert_eq!(recover_id(r#"{"id":17}"#), None);
+    assert_eq!(recover_id(r#"{"id":"a\u0041"}"#), None);
+    assert_eq!(recover_id("not json"), None);
+    let mut mapper = mapper();
+    let doc = mapper.map_entry_bytes(b"{\"id\":\"e4\",\"x\":\"\xff\"}", Utc::now());
+    assert_eq!(doc["event"]["kind"], "pipeline_error");
+    assert_eq!(doc["event"]["id"], "e4");
+    let doc = mapper.map_entry(r#"{"id":"e5","date_create":"#, Utc::now());
+    assert_eq!(doc["event"]["id"], "e5");
+    let doc = mapper.map_entry("[1]", Utc::now());
+    assert!(doc["event"].get("id").is_none());
+}

@@ -3,7 +3,9 @@
 //! NOTICE: `uap-core/regexes.yaml` (beside this file) is from the ua-parser project
 //! (<https://github.com/ua-parser/uap-core>, v0.18.0 as shipped in the `ua-parser` 0.2.2 crate),
 //! Copyright 2009 Google Inc., licensed under the Apache License 2.0 (`uap-core/LICENSE`).
-//! It is embedded unchanged so the binary needs no data file at run time.
+//! `uap-core/regexes.json` is the same rules, unchanged, converted to JSON by
+//! `scripts/uap-regexes-to-json.py` (so no YAML crate is needed), and embedded so the binary
+//! needs no data file at run time.
 //!
 //! Output follows Elasticsearch's `user_agent` processor, which Elastic's Slack integration
 //! uses: `name` is the browser family ("Other" when nothing matches), `version` joins the
@@ -14,8 +16,8 @@
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
-/// The uap-core rules, compiled into the binary.
-const REGEXES_YAML: &str = include_str!("uap-core/regexes.yaml");
+/// The uap-core rules (as JSON), compiled into the binary.
+const REGEXES_JSON: &str = include_str!("uap-core/regexes.json");
 
 /// Distinct agents kept before the cache is emptied and refilled; bounds memory on hostile input.
 const CACHE_CAPACITY: usize = 4096;
@@ -27,8 +29,8 @@ const CACHE_CAPACITY: usize = 4096;
 /// The rules do not compile; a build defect, reported as text so callers can wrap it.
 pub fn compile() -> Result<ua_parser::Extractor<'static>, String> {
     let regexes: ua_parser::Regexes<'static> =
-        serde_yaml::from_str(REGEXES_YAML).map_err(|e| format!("cannot read regexes.yaml: {e}"))?;
-    ua_parser::Extractor::try_from(regexes).map_err(|e| format!("cannot compile regexes.yaml: {e}"))
+        serde_json::from_str(REGEXES_JSON).map_err(|e| format!("cannot read regexes.json: {e}"))?;
+    ua_parser::Extractor::try_from(regexes).map_err(|e| format!("cannot compile regexes.json: {e}"))
 }
 
 /// Parses user agents into `user_agent` objects, remembering each distinct string.

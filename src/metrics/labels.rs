@@ -100,6 +100,9 @@ pub struct Tally {
     reasons: Vec<u64>,
     /// Documents with `event.kind: pipeline_error`.
     pub pipeline_errors: u64,
+    /// Findings by `(rule.id, severity)`. Rule ids come from the loaded rules file (and the
+    /// analysis's own baseline rules), so the label set stays as small as that file.
+    findings: Vec<(String, &'static str, u64)>,
 }
 
 impl Default for Tally {
@@ -115,6 +118,7 @@ impl Tally {
             emitted: vec![[0; 4]; KNOWN_ACTIONS.len() + 1],
             reasons: vec![0; KNOWN_REASONS.len() + 1],
             pipeline_errors: 0,
+            findings: Vec::new(),
         }
     }
 
@@ -136,6 +140,34 @@ impl Tally {
         // Only Slack's own anomaly events: an analysis alert may quote the reasons again.
         if kind == Some("event") && name_at(KNOWN_ACTIONS, a) == "anomaly" {
             self.count_reasons(doc);
+        }
+        if kind == Some("alert") {
+            self.count_finding(doc);
+        }
+    }
+
+    fn count_finding(&mut self, doc: &Value) {
+        let rule = doc
+            .pointer("/rule/id")
+            .and_then(Value::as_str)
+            .unwrap_or(OTHER);
+        let severity = match doc
+            .pointer("/slack/audit/analysis/severity")
+            .and_then(Value::as_str)
+        {
+            Some("low") => "low",
+            Some("medium") => "medium",
+            Some("high") => "high",
+            Some("critical") => "critical",
+            _ => OTHER,
+        };
+        match self
+            .findings
+            .iter_mut()
+            .find(|(r, s, _)| r == rule && *s == severity)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => self.findings.push((rule.to_string(), severity, 1)),
         }
     }
 
@@ -179,6 +211,11 @@ impl Tally {
         })
     }
 
+    /// `(rule id, severity, count)` of the findings counted.
+    pub fn findings(&self) -> impl Iterator<Item = (&str, &'static str, u64)> + '_ {
+        self.findings.iter().map(|(r, s, n)| (r.as_str(), *s, *n))
+    }
+
     /// Non-zero `(reason, count)` pairs.
     pub fn reasons(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         self.reasons
@@ -219,6 +256,27 @@ mod tests {
         assert_eq!(status("429"), "429");
         assert_eq!(status("timeout"), "timeout");
         assert_eq!(status("<html>oops</html>"), OTHER);
+    }
+
+    #[test]
+    fn findings_are_counted_by_rule_and_severity() {
+        let finding = |rule: &str, severity: &str| serde_json::json!({"event": {"action": "anomaly_correlation", "kind": "alert"}, "rule": {"id": rule}, "slack": {"audit": {"analysis": {"severity": severity}}}});
+        let event = serde_json::json!({"event": {"action": "user_login", "kind": "event"}, "rule": {"id": "not-a-finding"}});
+        let t = Tally::of(&[
+            finding("stolen-session", "high"),
+            event,
+            finding("stolen-session", "high"),
+            finding("tor", "medium"),
+            finding("tor", "unheard-of"),
+        ]);
+        assert_eq!(
+            t.findings().collect::<Vec<_>>(),
+            vec![
+                ("stolen-session", "high", 2),
+                ("tor", "medium", 1),
+                ("tor", OTHER, 1)
+            ]
+        );
     }
 
     #[test]

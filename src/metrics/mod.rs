@@ -37,6 +37,10 @@ pub struct ObservabilityArgs {
     /// Rotate a request-trace file at this size (e.g. 10MiB, 512KiB); at most five files are kept.
     #[arg(long, env = "SLACK_AUDIT_TRACE_MAX_BYTES")]
     pub trace_max_bytes: Option<String>,
+    /// While a backfill is behind and stderr is not a terminal, log its progress this often
+    /// (on a terminal a progress line is redrawn every second instead).
+    #[arg(long, env = "SLACK_AUDIT_PROGRESS_INTERVAL")]
+    pub progress_interval: Option<String>,
 }
 
 /// Validated observability options.
@@ -48,6 +52,8 @@ pub struct ObservabilityConfig {
     pub trace_requests: Option<std::path::PathBuf>,
     /// Size at which the tracer rotates its file.
     pub trace_max_bytes: u64,
+    /// Period of the progress log line when stderr is not a terminal.
+    pub progress_interval: Duration,
 }
 
 impl Default for ObservabilityConfig {
@@ -56,6 +62,7 @@ impl Default for ObservabilityConfig {
             metrics_listen: None,
             trace_requests: None,
             trace_max_bytes: DEFAULT_TRACE_MAX_BYTES,
+            progress_interval: crate::progress::DEFAULT_LOG_EVERY,
         }
     }
 }
@@ -79,6 +86,19 @@ impl ObservabilityConfig {
                 .transpose()?,
             trace_requests: args.trace_requests.clone(),
             trace_max_bytes,
+            progress_interval: match args.progress_interval.as_deref() {
+                None => crate::progress::DEFAULT_LOG_EVERY,
+                Some(v) => {
+                    let d = crate::config::parse_duration("progress-interval", v)?;
+                    if d < Duration::from_secs(1) {
+                        return Err(ConfigError::Invalid {
+                            flag: "progress-interval",
+                            message: format!("{v} is below 1s"),
+                        });
+                    }
+                    d
+                }
+            },
         })
     }
 }
@@ -192,6 +212,14 @@ pub fn describe() {
         "Seconds between the last checkpoint and the start of the window being read."
     );
     describe_gauge!(
+        "slack_source_backfill_progress_ratio",
+        "How far the reader has come down the window being read, newest first: 0 at its start, 1 once it is done."
+    );
+    describe_counter!(
+        "slack_source_findings_total",
+        "Findings delivered, by rule id and severity."
+    );
+    describe_gauge!(
         "slack_source_last_successful_poll_timestamp_seconds",
         "Unix time at which the last poll caught up with Slack."
     );
@@ -279,6 +307,10 @@ pub fn page_delivered_tally(tally: &labels::Tally) {
     for (reason, n) in tally.reasons() {
         metrics::counter!("slack_source_anomalies_total", "reason" => reason).increment(n);
     }
+    for (rule, severity, n) in tally.findings() {
+        metrics::counter!("slack_source_findings_total", "rule" => rule.to_string(), "severity" => severity)
+            .increment(n);
+    }
     // Slack answered and the sink took the page: that is progress, even mid-backfill.
     health::HEALTH.page_delivered(unix_now());
 }
@@ -294,10 +326,12 @@ pub fn sink_batch(events: usize, elapsed: Duration) {
     health::HEALTH.sink_accepted();
 }
 
-/// The checkpoint was saved; `window_oldest` is the start of the window being read.
-pub fn checkpoint_saved(window_oldest: i64) {
+/// The checkpoint was saved; `window_oldest` is the start of the window being read and
+/// `progress` how far the reader has come down it (0 to 1, 1 once the window is done).
+pub fn checkpoint_saved(window_oldest: i64, progress: f64) {
     let lag = unix_now() - window_oldest;
     metrics::gauge!("slack_source_checkpoint_lag_seconds").set(lag.max(0) as f64);
+    metrics::gauge!("slack_source_backfill_progress_ratio").set(progress);
 }
 
 /// A poll (a chain, or the catch-up) completed.
@@ -372,8 +406,13 @@ mod tests {
             json!({"event": {"action": "some_brand_new_action", "kind": "event"}}),
             json!({"event": {"kind": "pipeline_error"}}),
             json!({"event": {"action": "anomaly", "kind": "event"}, "slack": {"audit": {"details": {"reason": ["asn", "ip_address", "made_up"]}}}}),
+            json!({"event": {"action": "anomaly_correlation", "kind": "alert"}, "rule": {"id": "scraping"}, "slack": {"audit": {"analysis": {"severity": "high"}}}}),
         ];
         let text = render(|| page_delivered(&docs));
+        assert!(
+            text.contains(r#"slack_source_findings_total{rule="scraping",severity="high"} 1"#),
+            "{text}"
+        );
         assert!(
             text.contains(
                 r#"slack_source_events_emitted_total{action="user_login",kind="event"} 2"#
@@ -412,7 +451,7 @@ mod tests {
             retried("slack", "server_error");
             page_fetched(3);
             sink_batch(3, Duration::from_millis(5));
-            checkpoint_saved(0);
+            checkpoint_saved(0, 0.25);
             poll_succeeded();
             error("slack", "invalid_cursor");
         });
@@ -425,9 +464,11 @@ mod tests {
             "slack_source_events_received_total 3",
             "slack_source_sink_batches_total 1",
             "slack_source_checkpoint_lag_seconds",
+            "slack_source_backfill_progress_ratio 0.25",
             "slack_source_last_successful_poll_timestamp_seconds",
             "slack_source_errors_total",
             "# HELP slack_source_requests_total",
+            "# HELP slack_source_backfill_progress_ratio",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

@@ -151,7 +151,7 @@ fn draw_fault(shared: &Shared) -> Option<(FaultKind, Faults)> {
     if faults.is_none() {
         return None;
     }
-    let u: f64 = lock(&shared.fault_rng).gen();
+    let u: f64 = lock(&shared.fault_rng).random();
     faults.pick(u).map(|k| (k, faults))
 }
 

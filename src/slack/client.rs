@@ -18,7 +18,6 @@ use crate::shutdown::Shutdown;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 use url::Url;
 
@@ -27,15 +26,10 @@ use url::Url;
 pub enum TokenSource {
     /// `SLACK_AUDIT_TOKEN`, read once at start.
     Fixed(SecretString),
-    /// A file (a mounted Kubernetes Secret), re-read before each request so that a rotated
-    /// Secret takes effect without a restart; the last good token is kept if a read fails
-    /// mid-rotation.
-    File {
-        /// The file.
-        path: PathBuf,
-        /// The last token read successfully.
-        last: Mutex<Option<SecretString>>,
-    },
+    /// A file (a mounted Kubernetes Secret), re-read when it changes so that a rotated Secret
+    /// takes effect without a restart; the last good token is kept if a read fails
+    /// mid-rotation. See [`crate::secret_file`] for what a usable file is.
+    File(crate::secret_file::SecretFile),
 }
 
 impl TokenSource {
@@ -53,60 +47,30 @@ impl TokenSource {
         Ok(TokenSource::Fixed(t))
     }
 
-    /// A token file, read once now so that a missing file fails at start.
+    /// A token file, read once now so that a missing, oversized or special file (a device, a
+    /// FIFO) fails at start.
     ///
     /// # Errors
     ///
-    /// [`ConfigError::TokenFile`] naming the file (never its content).
+    /// [`ConfigError::TokenFile`] naming the file and what is wrong (never its content).
     pub fn file(path: PathBuf) -> Result<TokenSource, ConfigError> {
-        let t = read_token_file(&path).map_err(|reason| ConfigError::TokenFile {
-            path: path.clone(),
-            reason,
-        })?;
-        Ok(TokenSource::File {
-            path,
-            last: Mutex::new(Some(t)),
-        })
+        crate::secret_file::SecretFile::open(&path, check_token)
+            .map(TokenSource::File)
+            .map_err(|reason| ConfigError::TokenFile { path, reason })
     }
 
     /// The token to use now.
     ///
     /// # Errors
     ///
-    /// [`Error::Token`] when the file cannot be read and no earlier token is known.
+    /// None today: a file was read successfully at start and its last good value is kept.
+    /// The `Result` leaves room for a source that can fail.
     pub fn current(&self) -> Result<SecretString, Error> {
         match self {
             TokenSource::Fixed(t) => Ok(t.clone()),
-            TokenSource::File { path, last } => {
-                // A poisoned lock only means another thread panicked mid-assignment of an
-                // Option; the value is still a valid token or None.
-                let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
-                match read_token_file(path) {
-                    Ok(t) => {
-                        *last = Some(t.clone());
-                        Ok(t)
-                    }
-                    Err(reason) => match last.as_ref() {
-                        Some(t) => {
-                            tracing::warn!(path = %path.display(), %reason, "cannot re-read the token file; using the last token read");
-                            Ok(t.clone())
-                        }
-                        None => Err(Error::Token(format!(
-                            "token file {}: {reason}",
-                            path.display()
-                        ))),
-                    },
-                }
-            }
+            TokenSource::File(f) => Ok(f.current()),
         }
     }
-}
-
-fn read_token_file(path: &std::path::Path) -> Result<SecretString, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let t = SecretString::from(text.trim().to_string());
-    check_token(&t)?;
-    Ok(t)
 }
 
 /// The reason is phrased so that it never quotes the token.

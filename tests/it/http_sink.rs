@@ -756,8 +756,8 @@ fn example(path: &str) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-fn yaml(path: &str) -> serde_yaml::Value {
-    serde_yaml::from_str(&example(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+fn yaml(path: &str) -> serde_norway::Value {
+    serde_norway::from_str(&example(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Fluent Bit's classic format: `[SECTION]` then `Key Value` lines; keys compared lower-case.
@@ -826,13 +826,53 @@ fn vector_examples_keep_their_key_settings() {
     assert_eq!(src["decoding"]["codec"], "json");
     assert_eq!(src["method"], "POST");
 
-    for (name, doc) in [("exec.yaml", &exec), ("http_server.yaml", &http)] {
+    assert!(
+        exec["data_dir"].as_str().is_some_and(|d| !d.is_empty()),
+        "exec.yaml: a disk buffer needs data_dir"
+    );
+    assert_eq!(exec["sinks"]["elasticsearch"]["buffer"]["type"], "disk");
+    for (name, doc, added) in [
+        (
+            "exec.yaml",
+            &exec,
+            &["command", "pid", "stream", "source_type", "timestamp"][..],
+        ),
+        (
+            "http_server.yaml",
+            &http,
+            &["path", "source_type", "timestamp"][..],
+        ),
+    ] {
         let es = &doc["sinks"]["elasticsearch"];
         assert_eq!(es["type"], "elasticsearch", "{name}");
-        assert_eq!(es["id_key"], "event.id", "{name}");
+        // The sink deletes its id_key field from the document: it must be a scratch copy
+        // of event.id made by the remap, never event.id itself.
+        let id_key = es["id_key"].as_str().expect("an id_key");
+        assert_ne!(id_key, "event.id", "{name}: the sink would delete event.id");
+        let remap = doc["transforms"][es["inputs"][0].as_str().unwrap()]["source"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: the sink's input is not a remap"));
+        assert!(
+            remap.contains(&format!(".{id_key} = .event.id")),
+            "{name}: the remap does not copy event.id to {id_key}"
+        );
+        for field in added {
+            assert!(
+                remap.contains(&format!("del(.{field})")),
+                "{name}: the remap keeps {field}"
+            );
+        }
         assert_eq!(
             es["bulk"]["action"], "index",
             "{name}: a resent document must overwrite itself, not fail"
+        );
+        assert_eq!(
+            es["request_retry_partial"], true,
+            "{name}: items failed with 429 or 5xx inside a 200 must be retried"
+        );
+        assert_eq!(
+            es["api_version"], "v8",
+            "{name}: auto needs the monitor privilege"
         );
         // Every input of the sink exists.
         for input in es["inputs"].as_sequence().unwrap() {
@@ -858,6 +898,11 @@ fn fluent_bit_examples_keep_their_key_settings() {
     let output = &http["pipeline"]["outputs"][0];
     assert_eq!(output["name"], "es");
     assert_eq!(output["id_key"], FLUENT_BIT_ID_KEY);
+    assert_eq!(
+        output["write_operation"], "index",
+        "the default, create, retries a chunk of repeats forever"
+    );
+    assert_eq!(output["retry_limit"], "no_limits");
     assert_ne!(
         output["time_key"], "@timestamp",
         "es would add a second @timestamp"
@@ -885,6 +930,8 @@ fn fluent_bit_examples_keep_their_key_settings() {
     for (name, conf) in [("exec.conf", &exec), ("stdin.conf", &stdin)] {
         let es = section(conf, "OUTPUT", "es");
         assert_eq!(es["id_key"], FLUENT_BIT_ID_KEY, "{name}");
+        assert_eq!(es["write_operation"], "index", "{name}");
+        assert_eq!(es["retry_limit"], "no_limits", "{name}");
         assert!(
             es.get("time_key").is_some_and(|k| k != "@timestamp"),
             "{name}: es would add a second @timestamp"
@@ -908,6 +955,37 @@ fn the_shippers_guide_names_every_example() {
         assert!(
             guide.contains(f),
             "docs/shippers.md does not mention examples/{f}"
+        );
+    }
+    // The URLs the docs give must be the ones the examples listen on.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let http = yaml("vector/http_server.yaml");
+    let src = &http["sources"]["slack_audit"];
+    let vector_url = format!(
+        "http://{}{}",
+        src["address"].as_str().unwrap(),
+        src["path"].as_str().unwrap()
+    );
+    for (name, text) in [("README.md", &readme), ("docs/shippers.md", &guide)] {
+        assert!(
+            text.contains(&format!("--http-url {vector_url}")),
+            "{name} does not give {vector_url} for examples/vector/http_server.yaml"
+        );
+        assert!(
+            !text.contains("--http-url http://127.0.0.1:8080/ "),
+            "{name} gives a URL the http_server example answers 404 to"
+        );
+    }
+    for doc in [
+        "README.md",
+        "docs/kubernetes.md",
+        "helm/slack-audit-source/values.yaml",
+    ] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        assert!(
+            !text.contains("cli-contract.md"),
+            "{doc} cites a file the repository does not have"
         );
     }
 }

@@ -3,12 +3,15 @@
 
 mod analysis;
 mod faults;
+mod hostile_local;
 mod hostile_slack;
 mod http_sink;
 mod mapping;
 mod observability;
+mod ops;
 mod poll;
 mod restart;
+mod shippers;
 mod simulate;
 mod soak;
 mod support;

@@ -222,10 +222,10 @@ async fn sigkill_at_random_moments_loses_nothing() {
     let out_path = dir.path().join("out.ndjson");
     let state = dir.path().join("state");
     let kills = 20;
-    let mut rng = rand::thread_rng();
+    let mut rng = rand::rng();
     for _ in 0..kills {
         let child = spawn_appending(&mock, &state, &out_path, &["--limit", "25"]);
-        let delay = Duration::from_millis(rng.gen_range(5..120));
+        let delay = Duration::from_millis(rng.random_range(5..120));
         tokio::time::sleep(delay).await; // the randomness of the moment is the point of the test
         kill9(child).await;
     }

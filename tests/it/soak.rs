@@ -165,7 +165,7 @@ fn run_cmd(sim: &Simulator, state: &Path, limit: usize, extra: &[&str]) -> std::
 
 async fn kill_at_random(mut child: Child, max_ms: u64) {
     use rand::Rng;
-    let ms = rand::thread_rng().gen_range(20..max_ms);
+    let ms = rand::rng().random_range(20..max_ms);
     tokio::time::sleep(Duration::from_millis(ms)).await; // the random moment is the point
     tokio::task::spawn_blocking(move || {
         let _ = child.kill();
@@ -312,9 +312,9 @@ async fn flaky_receiver() -> (String, Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) 
     tokio::spawn(async move {
         use rand::Rng;
         loop {
-            let ms = rand::thread_rng().gen_range(100..600);
+            let ms = rand::rng().random_range(100..600);
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            d.store(rand::thread_rng().gen_bool(0.33), Ordering::SeqCst);
+            d.store(rand::rng().random_bool(0.33), Ordering::SeqCst);
         }
     });
     (format!("http://{addr}/"), got, down)

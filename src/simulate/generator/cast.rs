@@ -4,7 +4,7 @@
 //! Addresses come from the documentation ranges (RFC 5737, RFC 3849), so nothing real is named.
 
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
+use rand::seq::IndexedRandom;
 use rand::Rng;
 use std::sync::Arc;
 
@@ -213,20 +213,20 @@ pub(super) struct Channel {
 pub(super) fn slack_suffix(rng: &mut StdRng, n: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ0123456789";
     (0..n)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
 }
 
 /// An address from the documentation ranges (RFC 5737, RFC 3849), so nothing real is named.
 pub(super) fn random_ip(rng: &mut StdRng) -> String {
-    match rng.gen_range(0..4) {
-        0 => format!("192.0.2.{}", rng.gen_range(1..255)),
-        1 => format!("198.51.100.{}", rng.gen_range(1..255)),
-        2 => format!("203.0.113.{}", rng.gen_range(1..255)),
+    match rng.random_range(0..4) {
+        0 => format!("192.0.2.{}", rng.random_range(1..255)),
+        1 => format!("198.51.100.{}", rng.random_range(1..255)),
+        2 => format!("203.0.113.{}", rng.random_range(1..255)),
         _ => format!(
             "2001:db8:{:x}::{:x}",
-            rng.gen_range(1..0xffff),
-            rng.gen_range(1..0xffff)
+            rng.random_range(1..0xffff),
+            rng.random_range(1..0xffff)
         ),
     }
 }
@@ -250,7 +250,7 @@ impl Cast {
             ip: STORY_HOME_IP.into(),
             ua: STORY_BROWSER,
             mobile_ua: MOBILE_UAS[0],
-            session: 1_733_000_000_000 + rng.gen_range(0..1_000_000_000),
+            session: 1_733_000_000_000 + rng.random_range(0..1_000_000_000),
         });
         let mut users = vec![story_user.clone()];
         for i in 0..60 {
@@ -273,11 +273,11 @@ impl Cast {
                     last.to_lowercase(),
                     if i < 5 { String::new() } else { i.to_string() }
                 ),
-                team: WORKSPACES[rng.gen_range(0..WORKSPACES.len())].0,
+                team: WORKSPACES[rng.random_range(0..WORKSPACES.len())].0,
                 ip: random_ip(rng),
-                ua: DESKTOP_UAS[rng.gen_range(0..DESKTOP_UAS.len())],
-                mobile_ua: MOBILE_UAS[rng.gen_range(0..MOBILE_UAS.len())],
-                session: 1_733_000_000_000 + rng.gen_range(0..1_000_000_000),
+                ua: DESKTOP_UAS[rng.random_range(0..DESKTOP_UAS.len())],
+                mobile_ua: MOBILE_UAS[rng.random_range(0..MOBILE_UAS.len())],
+                session: 1_733_000_000_000 + rng.random_range(0..1_000_000_000),
             }));
         }
         let apps = APPS

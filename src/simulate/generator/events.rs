@@ -23,17 +23,17 @@ impl Generator {
 
     pub(super) fn file_event(&mut self, date: i64, action: &'static str) -> (i64, Stored) {
         let u = self.user();
-        let name = FILES[self.rng.gen_range(0..FILES.len())];
+        let name = FILES[self.rng.random_range(0..FILES.len())];
         let file_id = Arc::from(format!("F07{}", slack_suffix(&mut self.rng, 8)));
         // eDiscovery apps download as their installer, and only then is there a context.app.
-        let via_app = action == "file_downloaded" && self.rng.gen_bool(0.1);
+        let via_app = action == "file_downloaded" && self.rng.random_bool(0.1);
         let app = self.apps[0].clone();
         let mut ctx = self.ctx_of(&u);
         if via_app {
             ctx.app = Some(&app);
             ctx.ua = API_UAS[0];
         }
-        let channel = self.channels[self.rng.gen_range(0..self.channels.len())].clone();
+        let channel = self.channels[self.rng.random_range(0..self.channels.len())].clone();
         let mut d = self.begin(date, action);
         d.actor_user(&u);
         file_entity(&mut d, &file_id, name);
@@ -55,10 +55,10 @@ impl Generator {
             "public_channel_archive",
             "channel_renamed",
         ];
-        let action = actions[self.rng.gen_range(0..actions.len())];
+        let action = actions[self.rng.random_range(0..actions.len())];
         let u = self.user();
         let ctx = self.ctx_of(&u);
-        let channel = self.channels[self.rng.gen_range(0..self.channels.len())].clone();
+        let channel = self.channels[self.rng.random_range(0..self.channels.len())].clone();
         let private = match action {
             "private_channel_created" | "public_channel_converted_to_private" => true,
             "public_channel_created" | "private_channel_converted_to_public" => false,
@@ -81,13 +81,13 @@ impl Generator {
     pub(super) fn channel_join(&mut self, date: i64) -> (i64, Stored) {
         let u = self.user();
         let inviter = self.user();
-        let invited = self.rng.gen_bool(0.5);
+        let invited = self.rng.random_bool(0.5);
         let ctx = if invited {
             self.ctx_of(&inviter)
         } else {
             self.ctx_of(&u)
         };
-        let channel = self.channels[self.rng.gen_range(0..self.channels.len())].clone();
+        let channel = self.channels[self.rng.random_range(0..self.channels.len())].clone();
         let mut d = self.begin(date, "user_channel_join");
         d.actor_user(&u);
         channel_entity(&mut d, &channel, channel.private);
@@ -108,22 +108,22 @@ impl Generator {
     }
 
     pub(super) fn app_event(&mut self, date: i64) -> (i64, Stored) {
-        let app = self.apps[self.rng.gen_range(1..self.apps.len())].clone();
+        let app = self.apps[self.rng.random_range(1..self.apps.len())].clone();
         let action = [
             "app_installed",
             "app_scopes_expanded",
             "app_uninstalled",
             "app_approved",
-        ][self.rng.gen_range(0..4)];
+        ][self.rng.random_range(0..4)];
         let admin = self.users[4].clone();
         // Some app events are the app's bot acting: a bot user, an API client, context.app.
-        let by_bot = action == "app_scopes_expanded" && self.rng.gen_bool(0.5);
+        let by_bot = action == "app_scopes_expanded" && self.rng.random_bool(0.5);
         let mut ctx = self.ctx_of(&admin);
         if by_bot {
             ctx.app = Some(&app);
-            ctx.ua = API_UAS[self.rng.gen_range(0..API_UAS.len())];
+            ctx.ua = API_UAS[self.rng.random_range(0..API_UAS.len())];
         }
-        let duplicate_key = self.rng.gen_bool(0.2);
+        let duplicate_key = self.rng.random_bool(0.2);
         let mut d = self.begin(date, action);
         if by_bot {
             let bot_id = Arc::from(format!("U07BOT{}", &app.id[3..7]));
@@ -173,7 +173,7 @@ impl Generator {
             ("role_change_to_owner", "admin", "owner"),
             ("role_change_to_user", "admin", "user"),
             ("role_change_to_guest", "user", "guest"),
-        ][self.rng.gen_range(0..4)];
+        ][self.rng.random_range(0..4)];
         let admin = self.users[4].clone();
         let u = self.user();
         let ctx = self.ctx_of(&admin);
@@ -194,7 +194,7 @@ impl Generator {
             "user_deactivated",
             "user_reactivated",
             "guest_created",
-        ][self.rng.gen_range(0..4)];
+        ][self.rng.random_range(0..4)];
         let admin = self.users[4].clone();
         let u = self.user();
         let ctx = self.ctx_of(&admin);
@@ -208,10 +208,10 @@ impl Generator {
     pub(super) fn anomaly(&mut self, date: i64) -> (i64, Stored) {
         let u = self.user();
         let pick = |rng: &mut _| {
-            BACKGROUND_REASONS[rand::Rng::gen_range(rng, 0..BACKGROUND_REASONS.len())]
+            BACKGROUND_REASONS[rand::Rng::random_range(rng, 0..BACKGROUND_REASONS.len())]
         };
         let mut reasons: Vec<&'static str> = vec![pick(&mut self.rng)];
-        if self.rng.gen_bool(0.3) {
+        if self.rng.random_bool(0.3) {
             reasons.push(pick(&mut self.rng));
         }
         // Slack's documented pairs: asn ⇒ ip_address, spoofed_user_agent ⇒ unexpected_client,
@@ -234,7 +234,7 @@ impl Generator {
             u.ip.clone()
         };
         let ua = if reasons.contains(&"user_agent") || reasons.contains(&"unexpected_client") {
-            API_UAS[self.rng.gen_range(0..API_UAS.len())]
+            API_UAS[self.rng.random_range(0..API_UAS.len())]
         } else {
             u.ua
         };
@@ -245,10 +245,10 @@ impl Generator {
             session: self.session(u.session),
             app: None,
         };
-        let location = LOCATIONS[self.rng.gen_range(0..LOCATIONS.len())];
-        let micros = self.rng.gen_bool(0.5);
-        let lag = self.rng.gen_range(1..120);
-        let sub = self.rng.gen_range(0..1_000_000);
+        let location = LOCATIONS[self.rng.random_range(0..LOCATIONS.len())];
+        let micros = self.rng.random_bool(0.5);
+        let lag = self.rng.random_range(1..120);
+        let sub = self.rng.random_range(0..1_000_000);
         let mut d = self.begin(date, "anomaly");
         d.actor_user(&u);
         d.entity_user(&u);
@@ -285,7 +285,7 @@ impl Generator {
     pub(super) fn pref_change(&mut self, date: i64) -> (i64, Stored) {
         let admin = self.users[4].clone();
         let ctx = self.ctx_of(&admin);
-        let which = self.rng.gen_range(0..3);
+        let which = self.rng.random_range(0..3);
         let action = [
             "pref.session_duration_changed",
             "pref.anomaly_event_response_changed",
@@ -330,9 +330,9 @@ impl Generator {
         let u = self.user();
         let ctx = self.ctx_of(&u);
         let canvas_id: Arc<str> = Arc::from(format!("F07CNV{}", slack_suffix(&mut self.rng, 5)));
-        let by_slackbot = self.rng.gen_bool(0.3);
+        let by_slackbot = self.rng.random_bool(0.3);
         let channel = self.channels[0].clone();
-        let ts = format!("{date}.{:06}", self.rng.gen_range(0..1_000_000));
+        let ts = format!("{date}.{:06}", self.rng.random_range(0..1_000_000));
         let mut d = self.begin(date, "canvas_edited");
         d.actor_user(&u);
         d.entity("canvas_v9", &canvas_id);
@@ -356,8 +356,8 @@ impl Generator {
         let u = self.user();
         let ctx = self.ctx_of(&u);
         let huddle_id: Arc<str> = Arc::from(format!("R07{}", slack_suffix(&mut self.rng, 8)));
-        let channel = self.channels[self.rng.gen_range(0..self.channels.len())].clone();
-        let action = if self.rng.gen_bool(0.5) {
+        let channel = self.channels[self.rng.random_range(0..self.channels.len())].clone();
+        let action = if self.rng.random_bool(0.5) {
             "huddle_started"
         } else {
             "huddle_ended"
@@ -377,7 +377,7 @@ impl Generator {
     pub(super) fn session_reset(&mut self, date: i64) -> (i64, Stored) {
         let u = self.user();
         let other = self.user();
-        if self.rng.gen_bool(0.5) {
+        if self.rng.random_bool(0.5) {
             let ctx = Ctx {
                 workspace: None,
                 ua: "",

@@ -72,7 +72,7 @@ impl Generator {
     /// A UUID-like id (version-4 layout) from the seeded RNG.
     pub fn uuid(&mut self) -> String {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut b: [u8; 16] = self.rng.gen();
+        let mut b: [u8; 16] = self.rng.random();
         b[6] = (b[6] & 0x0f) | 0x40; // version 4
         b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
                                      // Hand-rolled hex: a million ids through `format!` cost more than the rest of an entry.
@@ -89,7 +89,7 @@ impl Generator {
 
     /// A uniform draw in `[0, 1)`.
     pub fn unit(&mut self) -> f64 {
-        self.rng.gen()
+        self.rng.random()
     }
 
     fn begin(&mut self, date: i64, action: &'static str) -> Draft {
@@ -127,11 +127,11 @@ impl Generator {
 
     fn user(&mut self) -> Arc<User> {
         // Index 0 is the story's user; random traffic leaves her alone so the story stands out.
-        self.users[self.rng.gen_range(1..self.users.len())].clone()
+        self.users[self.rng.random_range(1..self.users.len())].clone()
     }
 
     fn session(&mut self, base: i64) -> Session {
-        match self.rng.gen_range(0..10) {
+        match self.rng.random_range(0..10) {
             0..=5 => Session::Int(base),
             6 | 7 => Session::Str(base),
             8 => Session::Null,
@@ -141,14 +141,14 @@ impl Generator {
 
     /// The usual context of `u`: their browser (or phone), their address.
     fn ctx_of<'a>(&mut self, u: &'a User) -> Ctx<'a> {
-        let mobile = self.rng.gen_bool(0.2);
+        let mobile = self.rng.random_bool(0.2);
         // Elastic saw `ip_address: ""` in real traffic.
-        let ip = if self.rng.gen_ratio(1, 200) {
+        let ip = if self.rng.random_ratio(1, 200) {
             ""
         } else {
             u.ip.as_str()
         };
-        let workspace = if self.rng.gen_bool(0.7) {
+        let workspace = if self.rng.random_bool(0.7) {
             Some(WORKSPACES.iter().position(|w| w.0 == u.team).unwrap_or(0))
         } else {
             None
@@ -164,7 +164,7 @@ impl Generator {
 
     /// One random entry dated `date`.
     pub fn entry(&mut self, date: i64) -> (i64, Stored) {
-        match self.rng.gen_range(0..1000) {
+        match self.rng.random_range(0..1000) {
             0..=249 => self.user_event(date, "user_login"),
             250..=329 => self.user_event(date, "user_logout"),
             330..=379 => self.user_event(date, "user_login_failed"),

@@ -96,7 +96,7 @@ impl Generator {
     }
 
     fn story_anomaly(&mut self, u: &User, date: i64, reasons: &[&str], ctx: &Ctx<'_>) -> Draft {
-        let sub = self.rng.gen_range(0..1_000_000);
+        let sub = self.rng.random_range(0..1_000_000);
         let micros = reasons.len() > 1;
         let mut d = self.begin(date, "anomaly");
         d.actor_user(u);

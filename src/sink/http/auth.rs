@@ -1,12 +1,14 @@
-//! Credentials for the receiver: a bearer token or basic auth, each from a file (re-read
-//! before every request, so a rotated Kubernetes Secret takes effect without a restart) or
-//! from an environment variable. Values are [`SecretString`]s from the moment they are read;
+//! Credentials for the receiver: a bearer token or basic auth, each from a file (a small
+//! regular file, re-read when it changes, so a rotated Kubernetes Secret takes effect without
+//! a restart; see [`crate::secret_file`]) or from an environment variable. Values are [`SecretString`]s from the moment they are read;
 //! `Debug` redacts them and no message quotes them.
 
 use super::config::{invalid, HttpArgs};
 use crate::config::ConfigError;
+use crate::secret_file::SecretFile;
 use secrecy::{ExposeSecret, SecretString};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 /// Environment variable holding the receiver's bearer token (when no token file is given).
 pub const ENV_BEARER_TOKEN: &str = "SLACK_AUDIT_HTTP_BEARER_TOKEN";
@@ -18,7 +20,7 @@ pub const ENV_PASSWORD: &str = "SLACK_AUDIT_HTTP_PASSWORD";
 #[derive(Debug, Clone)]
 pub struct Secret {
     value: SecretString,
-    file: Option<PathBuf>,
+    file: Option<Arc<SecretFile>>,
 }
 
 impl Secret {
@@ -27,42 +29,30 @@ impl Secret {
         Secret { value, file: None }
     }
 
-    /// Reads `path` now, so that a missing file fails at start.
+    /// Reads `path` now, so that a missing, oversized or special file fails at start.
     ///
     /// # Errors
     ///
     /// [`ConfigError::Invalid`] naming the flag and the file, never the content.
     pub fn from_file(flag: &'static str, path: &Path) -> Result<Secret, ConfigError> {
-        let value = read_secret(path).map_err(|reason| ConfigError::Invalid {
+        let file = SecretFile::open(path, check_secret).map_err(|reason| ConfigError::Invalid {
             flag,
             message: format!("{}: {reason}", path.display()),
         })?;
         Ok(Secret {
-            value,
-            file: Some(path.to_path_buf()),
+            value: file.current(),
+            file: Some(Arc::new(file)),
         })
     }
 
-    /// The value to use now: re-read from the file when there is one, keeping the last good
-    /// value if the file is briefly unreadable mid-rotation.
+    /// The value to use now: re-read from the file when it changed, keeping the last good
+    /// value if the file is briefly unusable mid-rotation.
     pub fn current(&mut self) -> &SecretString {
-        if let Some(path) = &self.file {
-            match read_secret(path) {
-                Ok(v) => self.value = v,
-                Err(reason) => {
-                    tracing::warn!(path = %path.display(), %reason, "cannot re-read the HTTP sink credential file; using the last value read")
-                }
-            }
+        if let Some(file) = &self.file {
+            self.value = file.current();
         }
         &self.value
     }
-}
-
-fn read_secret(path: &Path) -> Result<SecretString, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let value = SecretString::from(text.trim().to_string());
-    check_secret(&value)?;
-    Ok(value)
 }
 
 /// The reason never quotes the secret.

@@ -340,27 +340,8 @@ fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
 ///
 /// [`ConfigError::Invalid`] quoting the value.
 pub fn parse_size(flag: &'static str, value: &str) -> Result<usize, ConfigError> {
-    let v = value.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (digits, unit) = v.split_at(split);
-    let bad = || {
-        invalid(
-            flag,
-            format!("cannot read size {value:?} (write it like 512KiB, 1MiB or 1048576)"),
-        )
-    };
-    let n: usize = digits.parse().map_err(|_| bad())?;
-    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(factor).ok_or_else(bad)
+    let bytes = crate::config::parse_size(flag, value)?;
+    usize::try_from(bytes).map_err(|_| invalid(flag, format!("{value:?} is too large")))
 }
 
 #[cfg(test)]

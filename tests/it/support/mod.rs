@@ -1,6 +1,8 @@
-//! Shared test support: a scripted mock of the Slack Audit Logs API, entry builders, and
+//! Shared test support: a scripted mock of the Slack Audit Logs API, stand-ins for the
+//! shippers' HTTP inputs and for Elasticsearch's `_bulk` API, entry builders, and
 //! helpers to run the built binary.
 
+pub mod bulk;
 pub mod mock;
 pub mod receiver;
 
