@@ -161,9 +161,12 @@ pub struct RunArgs {
 /// Arguments of `demo`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
-    /// Stop after this long (runs until Ctrl-C when absent).
+    /// Stop after this long.
     #[arg(long)]
     pub duration: Option<String>,
+    /// Keep streaming the simulated org's live traffic after the story, until Ctrl-C.
+    #[arg(long)]
+    pub follow: bool,
     /// Diagnostics format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -368,8 +371,9 @@ pub struct RunConfig {
     pub observability: crate::metrics::ObservabilityConfig,
     /// Analysis options.
     pub analysis: crate::analysis::AnalysisConfig,
-    /// Where stdout-sink output goes; `None` means the process's stdout (tests inject a buffer).
-    pub stdout: Option<crate::sink::stdout::SharedWriter>,
+    /// Where stdout-sink output goes; `None` means the process's stdout (tests inject a buffer,
+    /// `demo` a tee).
+    pub stdout: Option<crate::sink::stdout::Output>,
 }
 
 impl RunConfig {

@@ -1,19 +1,38 @@
-//! `demo`: the simulator and `run` in one process, NDJSON on stdout, a banner on stderr.
+//! `demo`: the simulator and `run` in one process, NDJSON on stdout, a banner and a summary on
+//! stderr.
 //!
-//! What a newcomer runs first (`cargo run --release -- demo`): no Slack org, no token, no
-//! files left behind except a state dir under the system temp dir.
+//! What a newcomer runs first (`cargo run --release -- demo`): no Slack org, no token. It
+//! streams the simulated org until the departing-salesperson story has played (about 45 s),
+//! catches up once more so the story's last event is in, and stops with a summary: events
+//! delivered, findings by rule, where the state is, and the `analyze` command that shows the
+//! findings again from the documents it kept. `--follow` keeps streaming until Ctrl-C, and
+//! `--duration` stops after a set time. The state dir (with a copy of the documents, both
+//! private) is left under the system temp dir for that `analyze` command.
 
 use crate::config::{DemoArgs, Filters, RunConfig, SinkConfig};
 use crate::shutdown::Shutdown;
+use crate::simulate::generator::STORY_OFFSETS;
 use secrecy::SecretString;
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::AsyncWrite;
 
-/// Runs the demo until `shutdown` (or `--duration`).
+/// The documents the demo delivered, kept beside its checkpoint.
+pub const DOCUMENTS_FILE: &str = "demo.ndjson";
+/// After the story's last step, how long before the final catch-up: the settle lag and a
+/// second for the simulator's clock.
+const STORY_SETTLE: Duration = Duration::from_secs(2);
+
+/// Runs the demo until the story has played (or `--duration`, `--follow`, `shutdown`).
 ///
 /// # Errors
 ///
-/// The simulator cannot listen, or the pipeline fails.
+/// The simulator cannot listen, the state dir cannot be made, or the pipeline fails.
 pub async fn run_demo(
     args: DemoArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -23,37 +42,78 @@ pub async fn run_demo(
         .as_deref()
         .map(|d| crate::config::parse_duration("duration", d))
         .transpose()?;
-    let shutdown = Shutdown::from_future(async move {
-        match duration {
-            Some(d) => {
-                tokio::select! {
-                    _ = shutdown => {},
-                    _ = tokio::time::sleep(d) => {},
-                }
-            }
-            None => shutdown.await,
-        }
-    });
+    let user = Shutdown::from_future(shutdown);
     let addr = "127.0.0.1:0".parse().expect("a literal socket address");
     let sim =
-        crate::simulate::start(addr, crate::simulate::SimOptions::demo(), shutdown.clone()).await?;
+        crate::simulate::start(addr, crate::simulate::SimOptions::demo(), user.clone()).await?;
+    let story_end = STORY_OFFSETS.last().copied().unwrap_or(0);
     let state_dir =
         std::env::temp_dir().join(format!("slack-audit-source-demo-{}", std::process::id()));
+    let documents = state_dir.join(DOCUMENTS_FILE);
+    let ending = match (duration, args.follow) {
+        (Some(d), _) => format!("It stops after {}.", humantime::format_duration(d)),
+        (None, true) => "It keeps streaming until Ctrl-C.".into(),
+        (None, false) => format!(
+            "It stops once the story has played (about {} s).",
+            story_end + 5
+        ),
+    };
     eprintln!(
         "slack-audit-source demo: a simulated Slack Audit Logs API is serving on http://{addr}\n\
          and `run` is polling it; ECS documents follow on stdout, one per line.\n\
          Watch for the departing salesperson: anomalies from \"Scrapers Inc\", then downloads of\n\
-         Glengarry-Leads.xlsx. State is kept in {state}. Press Ctrl-C to stop.",
+         Glengarry-Leads.xlsx. {ending} State is kept in {state}.",
         addr = sim.addr,
         state = state_dir.display()
     );
-    let config = RunConfig {
-        api_url: url::Url::parse(&format!("http://{}", sim.addr))
-            .expect("a loopback URL always parses"),
+    let config = |once| demo_config(sim.addr, &state_dir, &documents, once);
+    // Live: until the story has played, unless told otherwise.
+    let live = {
+        let mut user = user.clone();
+        let stop_after = match (duration, args.follow) {
+            (Some(d), _) => Some(d),
+            (None, true) => None,
+            (None, false) => Some(Duration::from_secs(story_end) + STORY_SETTLE),
+        };
+        Shutdown::from_future(async move {
+            match stop_after {
+                Some(d) => {
+                    tokio::select! {
+                        _ = user.wait() => {},
+                        _ = tokio::time::sleep(d) => {},
+                    }
+                }
+                None => user.wait().await,
+            }
+        })
+    };
+    crate::poller::Poller::start(config(false)?, live)
+        .await?
+        .run()
+        .await?;
+    // The story is over: one catch-up to now, which takes in its last step, then stop.
+    if duration.is_none() && !args.follow && !user.is_triggered() {
+        crate::poller::Poller::start(config(true)?, user.clone())
+            .await?
+            .run()
+            .await?;
+    }
+    eprintln!("{}", summary(&state_dir, &documents));
+    Ok(())
+}
+
+fn demo_config(
+    sim: std::net::SocketAddr,
+    state_dir: &Path,
+    documents: &Path,
+    once: bool,
+) -> Result<RunConfig, crate::Error> {
+    Ok(RunConfig {
+        api_url: url::Url::parse(&format!("http://{sim}")).expect("a loopback URL always parses"),
         token: crate::slack::TokenSource::fixed(SecretString::from(
             "xoxp-demo-token-not-a-real-one",
         ))?,
-        state_dir: state_dir.clone(),
+        state_dir: state_dir.to_path_buf(),
         initial_lookback: Duration::from_secs(3600),
         interval: Duration::from_secs(2),
         settle_lag: Duration::from_secs(1),
@@ -64,17 +124,115 @@ pub async fn run_demo(
         request_timeout: Duration::from_secs(10),
         max_response_bytes: 64 << 20,
         sink: SinkConfig::Stdout,
-        once: false,
+        once,
         mapping: crate::mapping::MappingConfig::default_for_demo(),
         observability: Default::default(),
         analysis: Default::default(),
-        stdout: None,
-    };
-    let result = crate::poller::Poller::start(config, shutdown)
-        .await?
-        .run()
-        .await;
-    // The demo's state is throwaway; a failure to remove it is harmless.
-    let _ = std::fs::remove_dir_all(&state_dir);
-    result
+        stdout: Some(crate::sink::stdout::Output(Box::new(Tee::open(documents)?))),
+    })
+}
+
+/// What the demo did, from the documents it kept.
+fn summary(state_dir: &Path, documents: &Path) -> String {
+    let text = std::fs::read_to_string(documents).unwrap_or_default();
+    let (mut events, mut findings) = (0usize, BTreeMap::<(String, String), usize>::new());
+    for doc in text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    {
+        if doc.pointer("/event/kind").and_then(Value::as_str) == Some("alert") {
+            let field = |p| {
+                doc.pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_string()
+            };
+            *findings
+                .entry((field("/rule/id"), field("/slack/audit/analysis/severity")))
+                .or_default() += 1;
+        } else {
+            events += 1;
+        }
+    }
+    let mut out = format!(
+        "\nslack-audit-source demo: done. {events} audit events delivered, {} finding(s):\n",
+        findings.values().sum::<usize>()
+    );
+    for ((rule, severity), n) in &findings {
+        out.push_str(&format!("  {rule} ({severity}): {n}\n"));
+    }
+    out.push_str(&format!(
+        "State (checkpoint and analysis) is in {}, the documents in {}.\n\
+         Show the findings again:  slack-audit-source analyze < {}\n\
+         Where the reader stood:   slack-audit-source status --state-dir {}",
+        state_dir.display(),
+        documents.display(),
+        documents.display(),
+        state_dir.display()
+    ));
+    out
+}
+
+/// Stdout, with every byte also appended to a private file: the documents `analyze` reads
+/// again after the demo.
+struct Tee {
+    out: tokio::io::Stdout,
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Tee {
+    fn open(path: &Path) -> Result<Tee, crate::Error> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let fail = |source| crate::Error::ReadFile {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(fail)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(fail)?;
+        Ok(Tee {
+            out: tokio::io::stdout(),
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl AsyncWrite for Tee {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.out).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                // A local file written in the demo only; a failure is reported, not hidden.
+                std::io::Write::write_all(&mut this.file, &buf[..n]).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("{}: {e}", this.path.display()))
+                })?;
+                Poll::Ready(Ok(n))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.out).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.out).poll_shutdown(cx)
+    }
 }

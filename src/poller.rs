@@ -190,7 +190,9 @@ impl Poller {
                 .then_some(crate::slack::client::ONCE_MAX_ATTEMPTS),
         })?;
         let sink = match (&config.sink, config.stdout) {
-            (SinkConfig::Stdout, Some(w)) => Sink::Stdout(crate::sink::stdout::StdoutSink::new(w)),
+            (SinkConfig::Stdout, Some(w)) => {
+                Sink::Stdout(crate::sink::stdout::StdoutSink::new(w.0))
+            }
             (SinkConfig::Stdout, None) => Sink::Stdout(crate::sink::stdout::StdoutSink::stdout()),
             (SinkConfig::Http(h), _) => Sink::Http(crate::sink::http::HttpSink::new(h.clone())?),
         };

@@ -1,4 +1,4 @@
-//! NDJSON on standard output, flushed per page.
+//! NDJSON on standard output, flushed per chunk.
 //!
 //! A failed write (the shipper closed the pipe) is irrecoverable: the error stops the process
 //! and the checkpoint stays where it was, so the page comes again on the next start.
@@ -38,6 +38,22 @@ impl StdoutSink {
             .await
             .map_err(Error::Stdout)?;
         self.out.flush().await.map_err(Error::Stdout)
+    }
+}
+
+/// A writer for the stdout sink other than the process's stdout: a buffer in tests, a tee in
+/// `demo`.
+pub struct Output(pub Box<dyn AsyncWrite + Send + Unpin>);
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Output(..)")
+    }
+}
+
+impl From<SharedWriter> for Output {
+    fn from(w: SharedWriter) -> Output {
+        Output(Box::new(w))
     }
 }
 

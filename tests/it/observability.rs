@@ -99,7 +99,7 @@ fn run_config(
     let mut config =
         slack_audit_source::RunConfig::from_args_with_token(*args, Some(SecretString::from(TOKEN)))
             .unwrap();
-    config.stdout = Some(Default::default());
+    config.stdout = Some(slack_audit_source::sink::stdout::SharedWriter::default().into());
     config
 }
 

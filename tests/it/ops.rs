@@ -250,3 +250,73 @@ async fn a_backfill_into_a_pipe_logs_its_progress_as_fields() {
     let percent: f64 = last["percent"].as_str().unwrap().parse().unwrap();
     assert!((0.0..=100.0).contains(&percent), "{last}");
 }
+
+/// `demo` with no flags: the story plays, the demo stops by itself with exit 0 and a summary
+/// on stderr, and the `analyze` command it gives shows the same findings again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_ends_by_itself_with_a_summary_and_a_way_to_see_the_findings_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut demo = bin();
+    demo.arg("demo")
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = demo.spawn().unwrap();
+    let pid = child.id();
+    // A watchdog instead of a hang if the demo never stops: the story plays in under a minute.
+    let watchdog = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(240)).await;
+        // SAFETY: kill(2) on the child's pid, which is ours until we reap it.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    });
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    watchdog.abort();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("demo: done."), "{stderr}");
+    let findings: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|d| d["event"]["kind"] == "alert")
+        .collect();
+    assert!(!findings.is_empty(), "the story's finding is delivered");
+    let rule = findings[0]["rule"]["id"].as_str().unwrap();
+    assert!(
+        stderr.contains(&format!("  {rule} (")),
+        "findings by rule: {stderr}"
+    );
+    let command = stderr
+        .lines()
+        .find_map(|l| l.split("Show the findings again:").nth(1))
+        .unwrap_or_else(|| panic!("no analyze command in {stderr}"))
+        .trim()
+        .to_string();
+    let documents = command.split(" < ").nth(1).unwrap();
+    assert!(Path::new(documents).starts_with(tmp.path()), "{command}");
+    let again = output({
+        let mut analyze = bin();
+        analyze
+            .arg("analyze")
+            .stdin(std::fs::File::open(documents).unwrap());
+        analyze
+    })
+    .await;
+    assert_eq!(again.status.code(), Some(0));
+    let again: Vec<Value> = String::from_utf8_lossy(&again.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids = |docs: &[Value]| {
+        docs.iter()
+            .map(|d| d["event"]["id"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(&again),
+        ids(&findings),
+        "the same findings, the same ids"
+    );
+}

@@ -41,7 +41,7 @@ pub fn config_for(url: &str, dir: &Path, out: &SharedWriter, extra: &[&str]) -> 
     };
     let mut c = RunConfig::from_args_with_token(args, Some(SecretString::from("xoxp-test-token")))
         .expect("valid test config");
-    c.stdout = Some(out.clone());
+    c.stdout = Some(out.clone().into());
     c
 }
 
