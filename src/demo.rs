@@ -122,7 +122,10 @@ fn demo_config(
         filters: Filters::default(),
         max_rpm: 600,
         request_timeout: Duration::from_secs(10),
-        max_response_bytes: 64 << 20,
+        max_response_bytes: crate::config::parse_size(
+            "max-response-bytes",
+            crate::config::DEFAULT_MAX_RESPONSE_BYTES,
+        )?,
         sink: SinkConfig::Stdout,
         once,
         mapping: crate::mapping::MappingConfig::default_for_demo(),
