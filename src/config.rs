@@ -435,8 +435,7 @@ impl RunConfig {
                 message: "must be more than 0s".into(),
             });
         }
-        let max_response_bytes =
-            parse_size("max-response-bytes", &args.max_response_bytes)?;
+        let max_response_bytes = parse_size("max-response-bytes", &args.max_response_bytes)?;
         let sink = match args.sink {
             SinkKindArg::Stdout => SinkConfig::Stdout,
             SinkKindArg::Http => SinkConfig::Http(Box::new(
