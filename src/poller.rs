@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Audit logs do not exist before March 2018; `oldest` is never sent earlier than this.
-pub const AUDIT_LOGS_EPOCH: i64 = 1_519_862_400; // 2018-03-01T00:00:00Z
+pub use crate::checkpoint::AUDIT_LOGS_EPOCH;
 
 /// Entries mapped, analysed and sent at a time within a page.
 const CHUNK: usize = 1000;

@@ -25,6 +25,16 @@ async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
         .expect("the run ends, whatever Slack answers")
 }
 
+/// Runs `--once` against `mock` until it fails, asserts exit code 1, and returns the message.
+async fn fails_with_exit_1(mock: &MockSlack, state: &std::path::Path) -> String {
+    let err = bounded(run_once(config(mock, state, &SharedWriter::default(), &[])))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert_eq!(err.exit_code(), 1, "{msg}");
+    msg
+}
+
 /// `Retry-After` beyond what a `Duration` holds is the 300 s cap, on a 429 and on a 200.
 #[tokio::test(start_paused = true)]
 async fn retry_after_of_any_size_is_capped_not_a_panic() {
@@ -146,16 +156,7 @@ async fn once_gives_up_on_endless_bad_answers_with_exit_1() {
         let mock = MockSlack::start().await;
         mock.always(reply);
         let dir = tempfile::tempdir().unwrap();
-        let err = bounded(run_once(config(
-            &mock,
-            dir.path(),
-            &SharedWriter::default(),
-            &[],
-        )))
-        .await
-        .unwrap_err();
-        let msg = err.to_string();
-        assert_eq!(err.exit_code(), 1, "{msg}");
+        let msg = fails_with_exit_1(&mock, dir.path()).await;
         assert!(
             msg.contains(says) && msg.contains("--once"),
             "{says}: {msg}"
@@ -254,16 +255,7 @@ async fn the_same_cursor_forever_ends_with_an_error() {
     let mock = MockSlack::start().await;
     mock.always(Reply::ok(&page(&[], json!("same="))));
     let dir = tempfile::tempdir().unwrap();
-    let err = bounded(run_once(config(
-        &mock,
-        dir.path(),
-        &SharedWriter::default(),
-        &[],
-    )))
-    .await
-    .unwrap_err();
-    let msg = err.to_string();
-    assert_eq!(err.exit_code(), 1, "{msg}");
+    let msg = fails_with_exit_1(&mock, dir.path()).await;
     assert!(msg.contains("cursor_repeated"), "{msg}");
     let firsts = mock
         .requests()
@@ -280,16 +272,7 @@ async fn endless_empty_pages_end_with_an_error() {
     let mock = MockSlack::start().await;
     mock.script((0..300).map(|i| Reply::ok(&page(&[], json!(format!("c{i}="))))));
     let dir = tempfile::tempdir().unwrap();
-    let err = bounded(run_once(config(
-        &mock,
-        dir.path(),
-        &SharedWriter::default(),
-        &[],
-    )))
-    .await
-    .unwrap_err();
-    let msg = err.to_string();
-    assert_eq!(err.exit_code(), 1, "{msg}");
+    let msg = fails_with_exit_1(&mock, dir.path()).await;
     assert!(msg.contains("no_progress"), "{msg}");
     assert_eq!(
         mock.requests().len(),
