@@ -73,10 +73,13 @@ pub async fn run(
         config.observability.progress_interval,
         shutdown.clone(),
     ));
-    let result = match poller::Poller::start(config, shutdown.clone()).await {
-        Ok(poller) => poller.run().await,
-        Err(e) => Err(e),
-    };
+    let result = async {
+        poller::Poller::start(config, shutdown.clone())
+            .await?
+            .run()
+            .await
+    }
+    .await;
     progress.abort();
     progress::clear_line();
     result

@@ -245,13 +245,14 @@ fn time(secs: i64) -> String {
     )
 }
 
-/// `3s`, `4m10s`, `2h05m`, as the ETA reads.
-fn human(d: Duration) -> String {
+/// A span of time the way the ETA and `status` say it: `3s`, `4m10s`, `2h05m`, `30d02h`.
+pub fn human(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0..=59 => format!("{s}s"),
         60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, s / 60 % 60),
+        3600..=86_399 => format!("{}h{:02}m", s / 3600, s / 60 % 60),
+        _ => format!("{}d{:02}h", s / 86_400, s / 3600 % 24),
     }
 }
 
@@ -336,5 +337,6 @@ mod tests {
         assert_eq!(human(Duration::from_secs(3)), "3s");
         assert_eq!(human(Duration::from_secs(250)), "4m10s");
         assert_eq!(human(Duration::from_secs(7500)), "2h05m");
+        assert_eq!(human(Duration::from_secs(30 * 86_400 + 7200)), "30d02h");
     }
 }

@@ -42,10 +42,7 @@ pub fn run_status(args: &StatusArgs) -> Result<(), crate::Error> {
     std::io::stdout()
         .lock()
         .write_all(text.as_bytes())
-        .map_err(|source| crate::Error::ReadFile {
-            path: PathBuf::from("<stdout>"),
-            source,
-        })
+        .map_err(|e| crate::sink::Error::Stdout(e).into())
 }
 
 /// What `status` found.
@@ -241,15 +238,9 @@ fn rfc3339(secs: i64) -> String {
     )
 }
 
-/// A span of seconds the way people say it: `3 s`, `4 min 10 s`, `2 h 5 min`, `30 d 2 h`.
+/// A span of seconds, as the progress line says it.
 fn span(secs: i64) -> String {
-    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s} s"),
-        (0, 0, _) => format!("{m} min {s} s"),
-        (0, _, _) => format!("{h} h {m} min"),
-        _ => format!("{d} d {h} h"),
-    }
+    crate::progress::human(std::time::Duration::from_secs(secs.max(0) as u64))
 }
 
 fn bytes(n: usize) -> String {
@@ -282,13 +273,5 @@ mod tests {
             r#"{"version":1,"windows":{"U1":{},"U2":{}},"baselines":{"U2":{"tor":{}},"U3":{}}}"#;
         assert_eq!(users_tracked(state), 3);
         assert_eq!(users_tracked("not json"), 0);
-    }
-
-    #[test]
-    fn spans_read_like_people_say_them() {
-        assert_eq!(span(3), "3 s");
-        assert_eq!(span(250), "4 min 10 s");
-        assert_eq!(span(7500), "2 h 5 min");
-        assert_eq!(span(30 * 86_400 + 7200), "30 d 2 h");
     }
 }
