@@ -205,7 +205,7 @@ fn main() {
     let bytes: usize = mix.iter().map(String::len).sum();
     let at: DateTime<Utc> = Utc::now();
     let mut mapper =
-        Mapper::new(&MappingConfig::default_for_demo()).expect("default mapping config");
+        Mapper::new(&MappingConfig::default()).expect("default mapping config");
     let mut out = Vec::with_capacity(bytes * 3);
 
     let baseline = best_rate(rounds, || {

@@ -9,7 +9,7 @@
 //! `--duration` stops after a set time. The state dir (with a copy of the documents, both
 //! private) is left under the system temp dir for that `analyze` command.
 
-use crate::config::{DemoArgs, Filters, RunConfig, SinkConfig};
+use crate::config::{DemoArgs, RunArgs, RunConfig};
 use crate::shutdown::Shutdown;
 use crate::simulate::generator::STORY_OFFSETS;
 use secrecy::SecretString;
@@ -40,7 +40,7 @@ pub async fn run_demo(
     let duration = args
         .duration
         .as_deref()
-        .map(|d| crate::config::parse_duration("duration", d))
+        .map(|d| crate::units::parse_duration("duration", d))
         .transpose()?;
     let user = Shutdown::from_future(shutdown);
     let addr = "127.0.0.1:0".parse().expect("a literal socket address");
@@ -51,7 +51,7 @@ pub async fn run_demo(
         std::env::temp_dir().join(format!("slack-audit-source-demo-{}", std::process::id()));
     let documents = state_dir.join(DOCUMENTS_FILE);
     let ending = match (duration, args.follow) {
-        (Some(d), _) => format!("It stops after {}.", humantime::format_duration(d)),
+        (Some(d), _) => format!("It stops after {}.", crate::units::format_duration(d)),
         (None, true) => "It keeps streaming until Ctrl-C.".into(),
         (None, false) => format!(
             "It stops once the story has played (about {} s).",
@@ -102,37 +102,35 @@ pub async fn run_demo(
     Ok(())
 }
 
+/// The flags `demo` gives `run`; every other option is at its default. A small window and
+/// short pauses, so the story shows within seconds; a generous request budget, since the
+/// simulator is local.
+fn demo_args(sim: std::net::SocketAddr, state_dir: &Path, once: bool) -> RunArgs {
+    RunArgs {
+        api_url: format!("http://{sim}"),
+        state_dir: state_dir.to_path_buf(),
+        initial_lookback: "1h".into(),
+        interval: "2s".into(),
+        settle_lag: "1s".into(),
+        limit: 200,
+        max_rpm: 600,
+        request_timeout: "10s".into(),
+        once,
+        ..RunArgs::defaults()
+    }
+}
+
 fn demo_config(
     sim: std::net::SocketAddr,
     state_dir: &Path,
     documents: &Path,
     once: bool,
 ) -> Result<RunConfig, crate::Error> {
-    Ok(RunConfig {
-        api_url: url::Url::parse(&format!("http://{sim}")).expect("a loopback URL always parses"),
-        token: crate::slack::TokenSource::fixed(SecretString::from(
-            "xoxp-demo-token-not-a-real-one",
-        ))?,
-        state_dir: state_dir.to_path_buf(),
-        initial_lookback: Duration::from_secs(3600),
-        interval: Duration::from_secs(2),
-        settle_lag: Duration::from_secs(1),
-        overlap: Duration::ZERO,
-        limit: 200,
-        filters: Filters::default(),
-        max_rpm: 600,
-        request_timeout: Duration::from_secs(10),
-        max_response_bytes: crate::config::parse_size(
-            "max-response-bytes",
-            crate::config::DEFAULT_MAX_RESPONSE_BYTES,
-        )?,
-        sink: SinkConfig::Stdout,
-        once,
-        mapping: crate::mapping::MappingConfig::default_for_demo(),
-        observability: Default::default(),
-        analysis: Default::default(),
-        stdout: Some(crate::sink::stdout::Output(Box::new(Tee::open(documents)?))),
-    })
+    let token = SecretString::from("xoxp-demo-token-not-a-real-one");
+    let mut config =
+        RunConfig::from_args_with_token(demo_args(sim, state_dir, once), Some(token))?;
+    config.stdout = Some(crate::sink::stdout::Output(Box::new(Tee::open(documents)?)));
+    Ok(config)
 }
 
 /// What the demo did, from the documents it kept.

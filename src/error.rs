@@ -10,7 +10,7 @@ use std::path::PathBuf;
 pub enum Error {
     /// The configuration or arguments cannot work; the message says what to change.
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] crate::units::ConfigError),
     /// Slack refused the credentials, the plan, the install or a filter.
     #[error(transparent)]
     Slack(#[from] crate::slack::Error),
@@ -24,13 +24,8 @@ pub enum Error {
     #[error(transparent)]
     Sink(#[from] crate::sink::Error),
     /// A listener (metrics, simulator) could not be started.
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        /// The address asked for.
-        addr: String,
-        /// Why binding failed.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] crate::units::ListenError),
     /// A file named in the configuration could not be read.
     #[error("cannot read {}: {source}", path.display())]
     ReadFile {
@@ -47,7 +42,7 @@ impl Error {
         match self {
             Error::Config(_)
             | Error::StateDir(_)
-            | Error::Listen { .. }
+            | Error::Listen(_)
             | Error::ReadFile { .. } => 2,
             Error::Checkpoint(e) if e.is_config() => 2,
             Error::Slack(e) if e.is_fatal() => 3,

@@ -27,6 +27,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod fnv;
 pub mod mapping;
 pub mod memory;
 pub mod metrics;
@@ -40,7 +41,9 @@ pub mod sink;
 pub mod slack;
 pub mod statedir;
 pub mod status;
+pub mod text;
 pub mod trace;
+pub mod units;
 
 pub use config::RunConfig;
 pub use error::Error;

@@ -339,7 +339,7 @@ impl Poller {
             if let Some(c) = page.next_cursor.as_deref().filter(|c| guard.seen(c)) {
                 guard.repeats += 1;
                 crate::metrics::protocol_violation("cursor_repeated");
-                tracing::warn!(cursor = %snippet(c), repeats = guard.repeats, "Slack answered with a cursor it returned before in this chain: the chain does not advance; the page is not delivered");
+                tracing::warn!(cursor = %crate::text::snippet(c.as_bytes(), crate::text::CURSOR_SNIPPET), repeats = guard.repeats, "Slack answered with a cursor it returned before in this chain: the chain does not advance; the page is not delivered");
                 match self.stalled(&mut w, &mut guard, "cursor_repeated").await? {
                     Some(end) => return Ok(end),
                     None => continue,
@@ -800,11 +800,6 @@ fn judge_dates(w: &Window, keys: &[EntryKey], query_oldest: i64) -> Result<(), c
         )),
         _ => Ok(()),
     }
-}
-
-/// A cursor for a log line: its start only.
-fn snippet(c: &str) -> String {
-    c.chars().take(40).collect()
 }
 
 /// After `invalid_cursor`: a fresh chain over `[oldest, low]` (the whole window when nothing

@@ -10,6 +10,7 @@
 //! [`BEHIND`] of Slack's time. The `slack_source_backfill_progress_ratio` gauge carries the same
 //! position.
 
+use crate::units::compact_duration;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -171,7 +172,7 @@ impl Figures {
             self.ratio * 100.0,
             self.events,
             self.rate,
-            self.eta.map_or_else(|| "unknown".into(), human)
+            self.eta.map_or_else(|| "unknown".into(), compact_duration)
         )
     }
 }
@@ -209,7 +210,7 @@ pub async fn report(log_every: Duration, mut shutdown: crate::shutdown::Shutdown
                 f.ratio * 100.0,
                 f.events,
                 f.rate,
-                f.eta.map_or_else(|| "unknown".into(), human)
+                f.eta.map_or_else(|| "unknown".into(), compact_duration)
             ),
             (None, false) => {}
         }
@@ -243,17 +244,6 @@ fn time(secs: i64) -> String {
         || secs.to_string(),
         |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
     )
-}
-
-/// A span of time the way the ETA and `status` say it: `3s`, `4m10s`, `2h05m`, `30d02h`.
-pub fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        3600..=86_399 => format!("{}h{:02}m", s / 3600, s / 60 % 60),
-        _ => format!("{}d{:02}h", s / 86_400, s / 3600 % 24),
-    }
 }
 
 #[cfg(test)]
@@ -330,13 +320,5 @@ mod tests {
         }
         let f = t.figures(start + Duration::from_secs(120)).unwrap();
         assert!(f.rate > 90.0, "{f:?}");
-    }
-
-    #[test]
-    fn durations_read_short() {
-        assert_eq!(human(Duration::from_secs(3)), "3s");
-        assert_eq!(human(Duration::from_secs(250)), "4m10s");
-        assert_eq!(human(Duration::from_secs(7500)), "2h05m");
-        assert_eq!(human(Duration::from_secs(30 * 86_400 + 7200)), "30d02h");
     }
 }

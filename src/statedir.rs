@@ -13,6 +13,9 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Default `--state-dir` of `run` and `status`: beside the working directory.
+pub const DEFAULT_STATE_DIR: &str = "./state";
+
 /// A locked state directory; the lock lives as long as this value.
 #[derive(Debug)]
 pub struct StateDir {

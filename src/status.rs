@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatusArgs {
     /// The state directory of the reader to describe (as given to `run`).
-    #[arg(long, env = "SLACK_AUDIT_STATE_DIR", default_value = "./state")]
+    #[arg(long, env = "SLACK_AUDIT_STATE_DIR", default_value = crate::statedir::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
     /// One JSON object on stdout instead of sentences.
     #[arg(long)]
@@ -240,7 +240,7 @@ fn rfc3339(secs: i64) -> String {
 
 /// A span of seconds, as the progress line says it.
 fn span(secs: i64) -> String {
-    crate::progress::human(std::time::Duration::from_secs(secs.max(0) as u64))
+    crate::units::compact_duration(std::time::Duration::from_secs(secs.max(0) as u64))
 }
 
 fn bytes(n: usize) -> String {

@@ -11,7 +11,7 @@
 //! most five files exist. A failure to write is logged once and never stops a poll: tracing is
 //! an aid, not part of delivery.
 
-use crate::config::ConfigError;
+use crate::units::ConfigError;
 use reqwest::header::HeaderMap;
 use serde_json::{Map, Value};
 use std::fs::{File, OpenOptions};
@@ -56,10 +56,10 @@ impl Tracer {
     ///
     /// # Errors
     ///
-    /// [`crate::config::ConfigError`] when the directory cannot be used.
+    /// [`crate::units::ConfigError`] when the directory cannot be used.
     pub fn from_config(
         config: &crate::metrics::ObservabilityConfig,
-    ) -> Result<Option<Tracer>, crate::config::ConfigError> {
+    ) -> Result<Option<Tracer>, crate::units::ConfigError> {
         let Some(dir) = &config.trace_requests else {
             return Ok(None);
         };
@@ -274,12 +274,10 @@ fn open_private(path: &Path) -> std::io::Result<File> {
     o.open(path)
 }
 
-/// The one size parser (see [`crate::config::parse_size`]), where `--trace-max-bytes` reads it.
-pub use crate::config::parse_size;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::parse_size;
 
     #[test]
     fn redacts_every_token_shape_keeping_the_prefix() {

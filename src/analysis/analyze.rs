@@ -11,7 +11,7 @@
 //! goes on after it, as in `map`.
 
 use super::{AnalysisConfig, AnalyzeArgs, Analyzer};
-use crate::config::ConfigError;
+use crate::units::ConfigError;
 use crate::mapping::{Mapper, MappingConfig};
 use chrono::Utc;
 use serde_json::Value;

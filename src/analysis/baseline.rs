@@ -5,10 +5,10 @@
 //! day fires once, when its count passes both the floor and the user's earlier maximum; above
 //! the org's earlier maximum too, it fires with the higher severity.
 
-use super::engine::{Settings, Touched, DAY_SECS};
 use super::finding::{Actor, BaselineFacts, Finding, Kind};
-use super::state::{Day, Downloads, Emitted, State, MAX_IDS_PER_DAY};
-use std::collections::BTreeSet;
+use super::rules::Baseline;
+use super::state::{Day, Downloads, Emitted, State, DAY_SECS, MAX_IDS_PER_DAY};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Counts an event in a day unless it was counted already.
 pub(crate) fn count_once(d: &mut Day, event_id: &str) -> bool {
@@ -22,11 +22,22 @@ pub(crate) fn count_once(d: &mut Day, event_id: &str) -> bool {
     true
 }
 
+/// What a page touched that baselines read: the (actor, reason, day) counts it added, and the
+/// actors it saw with their latest email and name; and the correlation window, whose windows
+/// inside a day give a baseline finding its context.
+pub(crate) struct Touched<'a> {
+    /// The correlation window, in seconds.
+    pub window_secs: i64,
+    /// (actor, reason, day) of baseline days that gained a count.
+    pub days: &'a BTreeSet<(String, String, i64)>,
+    /// The actors seen.
+    pub actors: &'a BTreeMap<String, Actor>,
+}
+
 /// Evaluates the days this page counted anomalies in; returns the baseline findings.
-pub(crate) fn evaluate(s: &Settings, state: &mut State, touched: &Touched) -> Vec<Finding> {
-    let b = &s.rules.baseline;
+pub(crate) fn evaluate(b: &Baseline, state: &mut State, touched: &Touched<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
-    for (actor, reason, day) in &touched.days {
+    for (actor, reason, day) in touched.days {
         let Some(days) = state.baselines.get(actor).and_then(|r| r.get(reason)) else {
             continue;
         };
@@ -54,7 +65,7 @@ pub(crate) fn evaluate(s: &Settings, state: &mut State, touched: &Touched) -> Ve
             history_days,
             floor: b.floor,
         };
-        let f = baseline_finding(s, state, touched, actor, *day, today.ids.clone(), facts);
+        let f = baseline_finding(b, state, touched, actor, *day, today.ids.clone(), facts);
         state.emitted.insert(
             f.dedupe_key(),
             Emitted {
@@ -76,15 +87,14 @@ pub(crate) fn evaluate(s: &Settings, state: &mut State, touched: &Touched) -> Ve
 }
 
 fn baseline_finding(
-    s: &Settings,
+    b: &Baseline,
     state: &State,
-    touched: &Touched,
+    touched: &Touched<'_>,
     actor: &str,
     day: i64,
     ids: BTreeSet<String>,
     facts: BaselineFacts,
 ) -> Finding {
-    let b = &s.rules.baseline;
     let (start, end) = (day * DAY_SECS, (day + 1) * DAY_SECS);
     // The actor's windows inside that day give the IPs, the newest event and the downloads.
     let mut downloads = Downloads::default();
@@ -92,7 +102,7 @@ fn baseline_finding(
     let mut last: Option<(i64, Option<String>)> = None;
     let mut reasons = BTreeSet::new();
     if let Some(ws) = state.windows.get(actor) {
-        for (_, w) in ws.range(start - s.window_secs + 1..end) {
+        for (_, w) in ws.range(start - touched.window_secs + 1..end) {
             w.downloads
                 .files
                 .iter()

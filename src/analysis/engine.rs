@@ -15,7 +15,7 @@ use super::fields::{self, stable_id};
 use super::finding::{Actor, Finding, Kind};
 use super::rules::{Rule, RuleSet};
 use super::state::{
-    Emitted, FileRef, State, Window, MAX_IDS_PER_REASON, MAX_IPS_PER_WINDOW, MAX_SEEN_PER_WINDOW,
+    Emitted, FileRef, State, Window, DAY_SECS, MAX_IDS_PER_REASON, MAX_IPS_PER_WINDOW, MAX_SEEN_PER_WINDOW,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,8 +23,6 @@ use std::sync::Arc;
 
 /// The reason an unexpected user agent contributes (see `user_agents.as_reason`).
 const UA_REASON: &str = "unexpected_user_agent";
-/// Seconds in a (UTC) day.
-pub(crate) const DAY_SECS: i64 = 86_400;
 /// Slack's stand-in actors (slack-audit-api.md §3): events without a person behind them, which
 /// must never be correlated with each other as if one user did them all.
 const PLACEHOLDER_ACTORS: &[&str] = &["USLACKUSER", "USLACKSECURITY"];
@@ -82,7 +80,12 @@ pub(crate) fn process(
         ids.push(observe(settings, state, &mut touched, doc));
     }
     let mut findings = evaluate_windows(settings, state, &touched);
-    findings.extend(baseline::evaluate(settings, state, &touched));
+    let days = baseline::Touched {
+        window_secs: settings.window_secs,
+        days: &touched.days,
+        actors: &touched.actors,
+    };
+    findings.extend(baseline::evaluate(&settings.rules.baseline, state, &days));
     link_findings(docs, &ids, &findings);
     docs.extend(findings.iter().map(Finding::to_document));
     state.prune(settings.window_secs, settings.rules.baseline.history_days);

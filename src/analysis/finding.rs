@@ -7,11 +7,10 @@
 use super::fields::{from_millis, rfc3339, stable_id};
 use super::rules::Severity;
 use super::state::Downloads;
+use crate::mapping::render::ECS_VERSION;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 
-/// `ecs.version` of the documents we write (ecs-mapping.md).
-pub const ECS_VERSION: &str = "8.11.0";
 /// `event.dataset` of findings: kept apart from `slack.audit` so that audit dashboards and
 /// retention are not mixed with alerts, as Elastic does for its own alerts datasets.
 pub const DATASET: &str = "slack.analysis";
@@ -157,12 +156,50 @@ impl Finding {
     /// The ECS document.
     pub fn to_document(&self) -> Value {
         let id = self.id();
-        let mut related_user = vec![Value::from(self.actor.id.clone())];
-        if let Some(e) = &self.actor.email {
-            if e != &self.actor.id {
-                related_user.push(e.clone().into());
+        let mut doc = json!({
+            "@timestamp": rfc3339(from_millis(self.at_ms)),
+            "ecs": {"version": ECS_VERSION},
+            "event": {
+                "kind": "alert",
+                "id": id,
+                "module": "slack",
+                "dataset": DATASET,
+                "action": format!("anomaly_{}", self.kind.as_str()),
+                "category": ["threat"],
+                "type": ["indicator"],
+                "severity": self.severity.number(),
+                "risk_score": self.risk_score,
+                "reason": self.reason_text(),
+                "start": rfc3339(from_millis(self.start * 1000)),
+                "end": rfc3339(from_millis(self.end * 1000)),
+            },
+            "rule": {
+                "id": self.rule_id,
+                "name": self.rule_name,
+                "description": self.rule_description,
+                "category": self.kind.as_str(),
+                "ruleset": "slack-audit-source",
+            },
+            "user": self.user_json(),
+            "related": {"user": self.related_users()},
+            "tags": ["slack-audit", "slack-analysis"],
+            "slack": {"audit": {"analysis": self.analysis_json()}},
+        });
+        if let Some(obj) = doc.as_object_mut() {
+            if let Some(ip) = &self.source_ip {
+                obj.insert("source".into(), json!({"ip": ip}));
+            }
+            if !self.ips.is_empty() {
+                if let Some(related) = obj.get_mut("related").and_then(Value::as_object_mut) {
+                    related.insert("ip".into(), json!(self.ips));
+                }
             }
         }
+        doc
+    }
+
+    /// `slack.audit.analysis`: what fired, on what, and its context.
+    fn analysis_json(&self) -> Value {
         let mut analysis = json!({
             "finding": {
                 "type": self.kind.as_str(),
@@ -198,6 +235,11 @@ impl Finding {
                     .filter_map(|(k, v)| Some((k.to_string(), v?))),
             );
         }
+        analysis
+    }
+
+    /// `user`: the actor, with what the state knows of them.
+    fn user_json(&self) -> Map<String, Value> {
         let mut user = Map::new();
         user.insert("id".into(), self.actor.id.clone().into());
         if let Some(e) = &self.actor.email {
@@ -206,46 +248,18 @@ impl Finding {
         if let Some(n) = &self.actor.full_name {
             user.insert("full_name".into(), n.clone().into());
         }
-        let mut doc = json!({
-            "@timestamp": rfc3339(from_millis(self.at_ms)),
-            "ecs": {"version": ECS_VERSION},
-            "event": {
-                "kind": "alert",
-                "id": id,
-                "module": "slack",
-                "dataset": DATASET,
-                "action": format!("anomaly_{}", self.kind.as_str()),
-                "category": ["threat"],
-                "type": ["indicator"],
-                "severity": self.severity.number(),
-                "risk_score": self.risk_score,
-                "reason": self.reason_text(),
-                "start": rfc3339(from_millis(self.start * 1000)),
-                "end": rfc3339(from_millis(self.end * 1000)),
-            },
-            "rule": {
-                "id": self.rule_id,
-                "name": self.rule_name,
-                "description": self.rule_description,
-                "category": self.kind.as_str(),
-                "ruleset": "slack-audit-source",
-            },
-            "user": user,
-            "related": {"user": related_user},
-            "tags": ["slack-audit", "slack-analysis"],
-            "slack": {"audit": {"analysis": analysis}},
-        });
-        if let Some(obj) = doc.as_object_mut() {
-            if let Some(ip) = &self.source_ip {
-                obj.insert("source".into(), json!({"ip": ip}));
-            }
-            if !self.ips.is_empty() {
-                if let Some(related) = obj.get_mut("related").and_then(Value::as_object_mut) {
-                    related.insert("ip".into(), json!(self.ips));
-                }
+        user
+    }
+
+    /// `related.user`: the actor's id, and their email when it differs.
+    fn related_users(&self) -> Vec<Value> {
+        let mut related_user = vec![Value::from(self.actor.id.clone())];
+        if let Some(e) = &self.actor.email {
+            if e != &self.actor.id {
+                related_user.push(e.clone().into());
             }
         }
-        doc
+        related_user
     }
 }
 

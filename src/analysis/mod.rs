@@ -28,7 +28,7 @@ pub mod state;
 pub use analyze::run_analyze;
 pub use fields::Glob;
 
-use crate::config::ConfigError;
+use crate::units::ConfigError;
 use allowlist::Allowlist;
 use rules::RuleSet;
 use serde_json::value::RawValue;
@@ -120,7 +120,7 @@ impl Default for AnalysisConfig {
         let rules = RuleSet::default_rules();
         AnalysisConfig {
             enabled: true,
-            window: Duration::from_secs(3600),
+            window: crate::units::default_duration(DEFAULT_WINDOW),
             baseline_reasons: rules.baseline.reasons.clone(),
             rules: Arc::new(rules),
             allowlist: Arc::new(Allowlist::default()),
@@ -135,7 +135,7 @@ impl AnalysisConfig {
     ///
     /// [`ConfigError::Invalid`] naming the flag, and the file and its problem for files.
     pub fn from_args(args: &AnalysisArgs) -> Result<AnalysisConfig, ConfigError> {
-        let window = crate::config::parse_duration("analysis-window", &args.analysis_window)?;
+        let window = crate::units::parse_duration("analysis-window", &args.analysis_window)?;
         if window < MIN_WINDOW || window > MAX_WINDOW || window.subsec_nanos() != 0 {
             return Err(ConfigError::Invalid {
                 flag: "analysis-window",

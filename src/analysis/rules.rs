@@ -14,28 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The default rules, as shipped (printed by `analyze --print-default-rules`).
 pub const DEFAULT_RULES: &str = include_str!("default_rules.toml");
 
-/// Every reason in Slack's anomalous-events reference (slack-audit-api.md §7), plus
-/// `unexpected_user_agent`, which our own UA check also emits.
-pub const KNOWN_REASONS: &[&str] = &[
-    "asn",
-    "excessive_downloads",
-    "excessive_file_shares",
-    "excessive_malware_uploads",
-    "ip_address",
-    "potential_spam",
-    "search_volume",
-    "session_fingerprint",
-    "spoofed_user_agent",
-    "tor",
-    "unexpected_admin_action",
-    "unexpected_api_call_volume",
-    "unexpected_client",
-    "unexpected_credential_testing",
-    "unexpected_message_deletion",
-    "unexpected_scraping",
-    "unexpected_user_agent",
-    "user_agent",
-];
+/// Slack's documented anomaly reasons, the list metric labels are bounded by too.
+pub use crate::metrics::labels::KNOWN_REASONS;
 
 /// What context a finding carries.
 pub const CONTEXTS: &[&str] = &["downloads"];

@@ -29,6 +29,8 @@ pub const MAX_EMITTED: usize = 20_000;
 pub const MAX_BASELINE_USERS: usize = 10_000;
 /// Event ids remembered per user per day for baselines.
 pub const MAX_IDS_PER_DAY: usize = 64;
+/// Seconds in a (UTC) day: baselines count anomalies per user per day.
+pub const DAY_SECS: i64 = 86_400;
 /// How long (in event time behind the newest event) a finding's key is kept, so that a
 /// late-indexed or re-read event cannot make the same finding twice.
 pub const EMITTED_RETENTION_SECS: i64 = 8 * 86_400;

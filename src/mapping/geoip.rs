@@ -12,7 +12,7 @@
 //! country, most specific subdivision as the region, city and location; ASN number and
 //! organisation, renamed as Elastic's Slack pipeline does.
 
-use crate::config::ConfigError;
+use crate::units::ConfigError;
 use maxminddb::{geoip2, Reader};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;

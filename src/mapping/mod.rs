@@ -32,18 +32,18 @@ pub mod user_agent;
 
 pub use command::run_map;
 
-use crate::config::ConfigError;
+use crate::units::ConfigError;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
-/// `--tags` when none are given.
-pub const DEFAULT_TAGS: [&str; 2] = ["forwarded", "slack-audit"];
+/// `--tags` when none are given, spelled as the flag takes it.
+pub const DEFAULT_TAGS: &str = "forwarded,slack-audit";
 /// `--namespace` when none is given: Fleet's and Elastic Agent's default.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
-/// Mapping flags shared by `map` and `run`.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// Mapping flags shared by `map` and `run`; `Default` is every flag at its default.
+#[derive(Debug, Clone, clap::Args)]
 pub struct MappingArgs {
     /// MaxMind-format city database (GeoLite2-City, GeoIP2-City or compatible) for
     /// source.geo.*; read into memory at start. Without it source.geo is left out.
@@ -61,12 +61,24 @@ pub struct MappingArgs {
         long,
         env = "SLACK_AUDIT_TAGS",
         value_delimiter = ',',
-        default_value = "forwarded,slack-audit"
+        default_value = DEFAULT_TAGS
     )]
     pub tags: Vec<String>,
     /// data_stream.namespace: lowercase, at most 100 bytes, none of \ / * ? " < > | , # : - or space.
     #[arg(long, env = "SLACK_AUDIT_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
     pub namespace: String,
+}
+
+impl Default for MappingArgs {
+    fn default() -> MappingArgs {
+        MappingArgs {
+            geoip_city: None,
+            geoip_asn: None,
+            preserve_original_event: false,
+            tags: DEFAULT_TAGS.split(',').map(String::from).collect(),
+            namespace: DEFAULT_NAMESPACE.into(),
+        }
+    }
 }
 
 /// Arguments of `map`.
@@ -77,8 +89,8 @@ pub struct MapArgs {
     pub mapping: MappingArgs,
 }
 
-/// Validated mapping options.
-#[derive(Debug, Clone, Default)]
+/// Validated mapping options; `Default` is what `run` and `map` do with no mapping flag.
+#[derive(Debug, Clone)]
 pub struct MappingConfig {
     /// City database, when given.
     pub geoip_city: Option<PathBuf>,
@@ -92,16 +104,14 @@ pub struct MappingConfig {
     pub namespace: String,
 }
 
-impl MappingConfig {
-    /// The defaults `run` uses, for the demo.
-    pub fn default_for_demo() -> MappingConfig {
-        MappingConfig {
-            tags: DEFAULT_TAGS.map(String::from).to_vec(),
-            namespace: DEFAULT_NAMESPACE.into(),
-            ..Default::default()
-        }
+impl Default for MappingConfig {
+    fn default() -> MappingConfig {
+        MappingConfig::from_args(&MappingArgs::default())
+            .expect("the default namespace is a valid one")
     }
+}
 
+impl MappingConfig {
     /// Validates mapping flags.
     ///
     /// # Errors

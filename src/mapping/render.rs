@@ -10,7 +10,7 @@ use super::timestamp;
 use super::tree::{Node, Obj};
 use super::user_agent::UserAgents;
 
-/// `ecs.version` of every document.
+/// `ecs.version` of every document: events, and the findings the analysis writes.
 pub const ECS_VERSION: &str = "8.11.0";
 /// `event.module`.
 pub const MODULE: &str = "slack";

@@ -10,7 +10,7 @@ fn fetched() -> DateTime<Utc> {
 }
 
 fn mapper() -> Mapper {
-    Mapper::new(&MappingConfig::default_for_demo()).unwrap()
+    Mapper::new(&MappingConfig::default()).unwrap()
 }
 
 fn map(entry: Value) -> Value {
@@ -389,7 +389,7 @@ fn invalid_utf8_is_a_pipeline_error() {
 fn preserve_original_event_keeps_the_raw_entry_and_tags_it() {
     let config = MappingConfig {
         preserve_original_event: true,
-        ..MappingConfig::default_for_demo()
+        ..MappingConfig::default()
     };
     let raw = login().to_string();
     let doc = Mapper::new(&config).unwrap().map_entry(&raw, fetched());
@@ -458,7 +458,7 @@ fn geo_and_asn_come_from_the_databases() {
     let config = MappingConfig {
         geoip_city: Some(city),
         geoip_asn: Some(asn),
-        ..MappingConfig::default_for_demo()
+        ..MappingConfig::default()
     };
     let mut m = Mapper::new(&config).unwrap();
     let mut e = login();
@@ -476,7 +476,7 @@ fn geo_and_asn_come_from_the_databases() {
 fn missing_database_is_a_config_error() {
     let config = MappingConfig {
         geoip_asn: Some("/nonexistent/asn.mmdb".into()),
-        ..MappingConfig::default_for_demo()
+        ..MappingConfig::default()
     };
     let e = Mapper::new(&config).unwrap_err();
     assert!(

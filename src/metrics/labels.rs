@@ -46,9 +46,29 @@ pub const KNOWN_ACTIONS: &[&str] = &[
     "user_sessions_reset_by_anomaly_event_response",
 ];
 
-/// The documented `details.reason` values of anomaly events; sorted. One list, kept with the
-/// analysis rules that validate reasons against it.
-pub use crate::analysis::rules::KNOWN_REASONS;
+/// The documented `details.reason` values of anomaly events, sorted: every reason in Slack's
+/// anomalous-events reference (slack-audit-api.md §7), plus `unexpected_user_agent`, which our
+/// own UA check also emits. One list: the analysis rules validate reasons against it too.
+pub const KNOWN_REASONS: &[&str] = &[
+    "asn",
+    "excessive_downloads",
+    "excessive_file_shares",
+    "excessive_malware_uploads",
+    "ip_address",
+    "potential_spam",
+    "search_volume",
+    "session_fingerprint",
+    "spoofed_user_agent",
+    "tor",
+    "unexpected_admin_action",
+    "unexpected_api_call_volume",
+    "unexpected_client",
+    "unexpected_credential_testing",
+    "unexpected_message_deletion",
+    "unexpected_scraping",
+    "unexpected_user_agent",
+    "user_agent",
+];
 
 /// `event.kind` values the pipeline produces.
 pub const KNOWN_KINDS: &[&str] = &["alert", "event", "pipeline_error"];

@@ -14,7 +14,7 @@ pub mod health;
 pub mod labels;
 pub mod server;
 
-use crate::config::ConfigError;
+use crate::units::ConfigError;
 use metrics::{describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use serde_json::Value;
@@ -76,20 +76,20 @@ impl ObservabilityConfig {
     pub fn from_args(args: &ObservabilityArgs) -> Result<ObservabilityConfig, ConfigError> {
         let trace_max_bytes = match args.trace_max_bytes.as_deref() {
             None => DEFAULT_TRACE_MAX_BYTES,
-            Some(v) => crate::trace::parse_size("trace-max-bytes", v)?,
+            Some(v) => crate::units::parse_size("trace-max-bytes", v)?,
         };
         Ok(ObservabilityConfig {
             metrics_listen: args
                 .metrics_listen
                 .as_deref()
-                .map(|v| crate::config::parse_listen("metrics-listen", v))
+                .map(|v| crate::units::parse_listen("metrics-listen", v))
                 .transpose()?,
             trace_requests: args.trace_requests.clone(),
             trace_max_bytes,
             progress_interval: match args.progress_interval.as_deref() {
                 None => crate::progress::DEFAULT_LOG_EVERY,
                 Some(v) => {
-                    let d = crate::config::parse_duration("progress-interval", v)?;
+                    let d = crate::units::parse_duration("progress-interval", v)?;
                     if d < Duration::from_secs(1) {
                         return Err(ConfigError::Invalid {
                             flag: "progress-interval",
@@ -128,128 +128,102 @@ pub fn recorder_builder() -> PrometheusBuilder {
     builder
 }
 
+/// The kind of a metric, for its `# TYPE` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// A distribution of durations.
+    Histogram,
+}
+
+use Kind::{Counter, Gauge, Histogram};
+
+/// Every metric the binary exports: name, kind and the help text `/metrics` shows. One table,
+/// so a new metric cannot be exported without a description.
+pub const METRICS: &[(&str, Kind, &str)] = &[
+    ("slack_source_requests_total", Counter,
+     "Requests sent to the Slack Audit Logs API, by HTTP status or error kind."),
+    ("slack_source_request_duration_seconds", Histogram,
+     "Time from sending a Slack request to reading the whole answer."),
+    ("slack_source_rate_limit_waits_total", Counter,
+     "Times Slack answered 429 and we waited for Retry-After."),
+    ("slack_source_rate_limit_wait_seconds_total", Counter,
+     "Seconds spent waiting for Slack's Retry-After, rounded up."),
+    ("slack_source_retries_total", Counter,
+     "Requests retried after a transient error, by stage (slack, sink) and error kind."),
+    ("slack_source_pages_total", Counter,
+     "Pages of audit entries received from Slack (empty pages included)."),
+    ("slack_source_events_received_total", Counter,
+     "Audit entries received from Slack, before duplicates are dropped."),
+    ("slack_source_events_emitted_total", Counter,
+     "Documents delivered to the sink, by event.action (known actions or other) and event.kind."),
+    ("slack_source_pipeline_errors_total", Counter,
+     "Delivered documents with event.kind pipeline_error: entries that could not be mapped."),
+    ("slack_source_anomalies_total", Counter,
+     "Slack anomaly events delivered, by details.reason (documented reasons or other); one event can count under several reasons."),
+    ("slack_source_sink_batches_total", Counter,
+     "Batches the sink accepted."),
+    ("slack_source_sink_errors_total", Counter,
+     "Failed sink delivery attempts, by error kind (retried ones included)."),
+    ("slack_source_sink_batch_duration_seconds", Histogram,
+     "Time to deliver one batch to the sink, retries included."),
+    ("slack_source_sink_requests_total", Counter,
+     "HTTP requests to the shipper, by outcome: delivered; retried (http_429, http_408, http_5xx, connect, timeout, transport); or given up (rejected, certificate, interrupted)."),
+    ("slack_source_sink_request_duration_seconds", Histogram,
+     "Time of one HTTP request to the shipper, until its answer."),
+    ("slack_source_sink_events_sent_total", Counter,
+     "Documents the HTTP receiver acknowledged with a 2xx."),
+    ("slack_source_sink_bytes_sent_total", Counter,
+     "Bytes (before compression) the HTTP receiver acknowledged."),
+    ("slack_source_sink_ambiguous_resends_total", Counter,
+     "HTTP requests sent again after a timeout or broken connection: the receiver may have them twice (harmless with event.id as document id)."),
+    ("slack_source_sink_ambiguous_resent_events_total", Counter,
+     "Documents in those ambiguous resends."),
+    ("slack_source_sink_receiver_up", Gauge,
+     "1 when the HTTP receiver acknowledged the last request, 0 while it is down (polling pauses)."),
+    ("slack_source_checkpoint_lag_seconds", Gauge,
+     "Seconds between the last checkpoint and the start of the window being read."),
+    ("slack_source_backfill_progress_ratio", Gauge,
+     "How far the reader has come down the window being read, newest first: 0 at its start, 1 once it is done."),
+    ("slack_source_findings_total", Counter,
+     "Findings delivered, by rule id and severity."),
+    ("slack_source_last_successful_poll_timestamp_seconds", Gauge,
+     "Unix time at which the last poll caught up with Slack."),
+    ("slack_source_protocol_violations_total", Counter,
+     "Slack answers that broke the Audit Logs protocol, by kind: cursor_not_a_string, cursor_repeated, no_progress, invalid_cursor_loop, cursor_back_in_time, entry_outside_window."),
+    ("slack_source_slack_consecutive_failures", Gauge,
+     "Failed Slack requests in a row (0 after a success); --once gives up at 8, the daemon keeps retrying."),
+    ("slack_source_errors_total", Counter,
+     "Errors that stopped or redirected the pipeline, by stage and kind."),
+    ("slack_source_build_info", Gauge,
+     "Always 1; the version label says which build runs."),
+];
+
+/// Unlabelled counters that start at 0 in the first scrape, so `increase()` and absence alerts
+/// work from the start instead of after the first event.
+const ZERO_AT_START: &[&str] = &[
+    "slack_source_rate_limit_waits_total",
+    "slack_source_rate_limit_wait_seconds_total",
+    "slack_source_pages_total",
+    "slack_source_events_received_total",
+    "slack_source_pipeline_errors_total",
+    "slack_source_sink_batches_total",
+];
+
 /// Describes every metric to the current recorder. Call once after installing it.
 pub fn describe() {
-    describe_counter!(
-        "slack_source_requests_total",
-        "Requests sent to the Slack Audit Logs API, by HTTP status or error kind."
-    );
-    describe_histogram!(
-        "slack_source_request_duration_seconds",
-        "Time from sending a Slack request to reading the whole answer."
-    );
-    describe_counter!(
-        "slack_source_rate_limit_waits_total",
-        "Times Slack answered 429 and we waited for Retry-After."
-    );
-    describe_counter!(
-        "slack_source_rate_limit_wait_seconds_total",
-        "Seconds spent waiting for Slack's Retry-After, rounded up."
-    );
-    describe_counter!(
-        "slack_source_retries_total",
-        "Requests retried after a transient error, by stage (slack, sink) and error kind."
-    );
-    describe_counter!(
-        "slack_source_pages_total",
-        "Pages of audit entries received from Slack (empty pages included)."
-    );
-    describe_counter!(
-        "slack_source_events_received_total",
-        "Audit entries received from Slack, before duplicates are dropped."
-    );
-    describe_counter!(
-        "slack_source_events_emitted_total",
-        "Documents delivered to the sink, by event.action (known actions or other) and event.kind."
-    );
-    describe_counter!(
-        "slack_source_pipeline_errors_total",
-        "Delivered documents with event.kind pipeline_error: entries that could not be mapped."
-    );
-    describe_counter!("slack_source_anomalies_total", "Slack anomaly events delivered, by details.reason (documented reasons or other); one event can count under several reasons.");
-    describe_counter!(
-        "slack_source_sink_batches_total",
-        "Batches the sink accepted."
-    );
-    describe_counter!(
-        "slack_source_sink_errors_total",
-        "Failed sink delivery attempts, by error kind (retried ones included)."
-    );
-    describe_histogram!(
-        "slack_source_sink_batch_duration_seconds",
-        "Time to deliver one batch to the sink, retries included."
-    );
-    describe_counter!(
-        "slack_source_sink_requests_total",
-        "HTTP requests to the shipper, by outcome: delivered; retried (http_429, http_408, http_5xx, connect, timeout, transport); or given up (rejected, certificate, interrupted)."
-    );
-    describe_histogram!(
-        "slack_source_sink_request_duration_seconds",
-        "Time of one HTTP request to the shipper, until its answer."
-    );
-    describe_counter!(
-        "slack_source_sink_events_sent_total",
-        "Documents the HTTP receiver acknowledged with a 2xx."
-    );
-    describe_counter!(
-        "slack_source_sink_bytes_sent_total",
-        "Bytes (before compression) the HTTP receiver acknowledged."
-    );
-    describe_counter!(
-        "slack_source_sink_ambiguous_resends_total",
-        "HTTP requests sent again after a timeout or broken connection: the receiver may have them twice (harmless with event.id as document id)."
-    );
-    describe_counter!(
-        "slack_source_sink_ambiguous_resent_events_total",
-        "Documents in those ambiguous resends."
-    );
-    describe_gauge!(
-        "slack_source_sink_receiver_up",
-        "1 when the HTTP receiver acknowledged the last request, 0 while it is down (polling pauses)."
-    );
-    describe_gauge!(
-        "slack_source_checkpoint_lag_seconds",
-        "Seconds between the last checkpoint and the start of the window being read."
-    );
-    describe_gauge!(
-        "slack_source_backfill_progress_ratio",
-        "How far the reader has come down the window being read, newest first: 0 at its start, 1 once it is done."
-    );
-    describe_counter!(
-        "slack_source_findings_total",
-        "Findings delivered, by rule id and severity."
-    );
-    describe_gauge!(
-        "slack_source_last_successful_poll_timestamp_seconds",
-        "Unix time at which the last poll caught up with Slack."
-    );
-    describe_counter!(
-        "slack_source_protocol_violations_total",
-        "Slack answers that broke the Audit Logs protocol, by kind: cursor_not_a_string, cursor_repeated, no_progress, invalid_cursor_loop, cursor_back_in_time, entry_outside_window."
-    );
-    describe_gauge!(
-        "slack_source_slack_consecutive_failures",
-        "Failed Slack requests in a row (0 after a success); --once gives up at 8, the daemon keeps retrying."
-    );
-    describe_counter!(
-        "slack_source_errors_total",
-        "Errors that stopped or redirected the pipeline, by stage and kind."
-    );
-    describe_gauge!(
-        "slack_source_build_info",
-        "Always 1; the version label says which build runs."
-    );
+    for &(name, kind, help) in METRICS {
+        match kind {
+            Counter => describe_counter!(name, help),
+            Gauge => describe_gauge!(name, help),
+            Histogram => describe_histogram!(name, help),
+        }
+    }
     metrics::gauge!("slack_source_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-    // Unlabelled counters start at 0 in the first scrape, so `increase()` and absence
-    // alerts work from the start instead of after the first event.
-    for name in [
-        "slack_source_rate_limit_waits_total",
-        "slack_source_rate_limit_wait_seconds_total",
-        "slack_source_pages_total",
-        "slack_source_events_received_total",
-        "slack_source_pipeline_errors_total",
-        "slack_source_sink_batches_total",
-    ] {
+    for &name in ZERO_AT_START {
         metrics::counter!(name).increment(0);
     }
 }

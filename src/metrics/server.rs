@@ -17,6 +17,7 @@
 
 use super::health::Health;
 use crate::shutdown::Shutdown;
+use crate::units::ListenError;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode};
@@ -156,16 +157,16 @@ pub fn install_recorder() -> Result<PrometheusHandle, String> {
 ///
 /// # Errors
 ///
-/// [`crate::Error::Listen`] when the address cannot be bound or a recorder already exists.
+/// [`ListenError`] when the address cannot be bound or a recorder already exists.
 pub async fn start_for_run(
     config: &super::ObservabilityConfig,
     interval: Duration,
     shutdown: Shutdown,
-) -> Result<Option<MetricsServer>, crate::Error> {
+) -> Result<Option<MetricsServer>, ListenError> {
     let Some(addr) = config.metrics_listen else {
         return Ok(None);
     };
-    let handle = install_recorder().map_err(|e| crate::Error::Listen {
+    let handle = install_recorder().map_err(|e| ListenError {
         addr: addr.to_string(),
         source: std::io::Error::other(e),
     })?;
@@ -184,12 +185,12 @@ pub async fn start_for_run(
 ///
 /// # Errors
 ///
-/// [`crate::Error::Listen`] when the address cannot be bound.
+/// [`ListenError`] when the address cannot be bound.
 pub async fn start(
     addr: SocketAddr,
     endpoints: Endpoints,
     shutdown: Shutdown,
-) -> Result<MetricsServer, crate::Error> {
+) -> Result<MetricsServer, ListenError> {
     start_with_limits(addr, endpoints, shutdown, Limits::default()).await
 }
 
@@ -197,22 +198,22 @@ pub async fn start(
 ///
 /// # Errors
 ///
-/// [`crate::Error::Listen`] when the address cannot be bound.
+/// [`ListenError`] when the address cannot be bound.
 pub async fn start_with_limits(
     addr: SocketAddr,
     endpoints: Endpoints,
     shutdown: Shutdown,
     limits: Limits,
-) -> Result<MetricsServer, crate::Error> {
+) -> Result<MetricsServer, ListenError> {
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| crate::Error::Listen {
+        .map_err(|source| ListenError {
             addr: addr.to_string(),
             source,
         })?;
     let bound = listener
         .local_addr()
-        .map_err(|source| crate::Error::Listen {
+        .map_err(|source| ListenError {
             addr: addr.to_string(),
             source,
         })?;

@@ -101,47 +101,9 @@ fn opt_i64(s: &str) -> Option<Option<i64>> {
     }
 }
 
-/// FNV-1a, 64 bits: stable across Rust versions and platforms (unlike `DefaultHasher`), so a
-/// given seed issues the same cursors and picks the same end-of-chain spelling everywhere.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Fnv(u64);
-
-impl Fnv {
-    /// The FNV offset basis.
-    pub fn new() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-
-    /// Mixes in bytes.
-    pub fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    /// Mixes in an integer (little-endian bytes).
-    pub fn write_u64(&mut self, v: u64) {
-        self.write(&v.to_le_bytes());
-    }
-
-    /// Mixes in an optional string, keeping `None` and `Some("")` apart.
-    pub fn write_opt(&mut self, v: Option<&str>) {
-        match v {
-            None => self.write(&[0]),
-            Some(s) => {
-                self.write(&[1]);
-                self.write(s.as_bytes());
-                self.write(&[0xff]);
-            }
-        }
-    }
-
-    /// The hash.
-    pub fn finish(self) -> u64 {
-        self.0
-    }
-}
+/// The one stable hash: a given seed issues the same cursors and picks the same end-of-chain
+/// spelling everywhere.
+pub(crate) use crate::fnv::Fnv;
 
 #[cfg(test)]
 mod tests {

@@ -26,7 +26,7 @@ mod traffic;
 
 pub use faults::{FaultKind, Faults};
 
-use crate::config::ConfigError;
+use crate::units::ConfigError;
 use crate::shutdown::Shutdown;
 use rand::SeedableRng;
 use serde_json::Value;
@@ -36,11 +36,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Default `--listen`: a fixed loopback port, so a `run` in another terminal finds it.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8686";
+/// Default `--burst-every`.
+pub const DEFAULT_BURST_EVERY: &str = "60s";
+/// Default `--late-delay`: how long a late entry stays invisible.
+pub const DEFAULT_LATE_DELAY: Duration = Duration::from_secs(120);
+
 /// Arguments of `simulate`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
     /// Address to serve on; port 0 picks a free port (the first stderr line says which).
-    #[arg(long, default_value = "127.0.0.1:8686")]
+    #[arg(long, default_value = DEFAULT_LISTEN)]
     pub listen: String,
     /// Seed of every random choice: the same seed gives the same entries, cursors and faults.
     #[arg(long, default_value_t = 1)]
@@ -65,22 +72,22 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "")]
     pub faults: String,
     /// `Retry-After` of injected 429s (`5` or `5s`).
-    #[arg(long, default_value = "1")]
+    #[arg(long, default_value_t = faults::DEFAULT_RETRY_AFTER.as_secs().to_string())]
     pub retry_after: String,
     /// How long an injected stall holds a request (`120` or `2m`).
-    #[arg(long, default_value = "120")]
+    #[arg(long, default_value_t = faults::DEFAULT_STALL.as_secs().to_string())]
     pub stall: String,
     /// Entries on one second, once in the backfill and then every `--burst-every`.
     #[arg(long, default_value_t = 0)]
     pub burst: usize,
     /// Period of live bursts.
-    #[arg(long, default_value = "60s")]
+    #[arg(long, default_value = DEFAULT_BURST_EVERY)]
     pub burst_every: String,
     /// Share of live entries indexed late (0..=1).
     #[arg(long, default_value_t = 0.0)]
     pub late_fraction: f64,
     /// How long a late entry stays invisible (`120` or `2m`).
-    #[arg(long, default_value = "120")]
+    #[arg(long, default_value_t = DEFAULT_LATE_DELAY.as_secs().to_string())]
     pub late_delay: String,
 }
 
@@ -125,9 +132,9 @@ impl Default for SimOptions {
             faults: Faults::default(),
             token: None,
             burst: 0,
-            burst_every: Duration::from_secs(60),
+            burst_every: crate::units::default_duration(DEFAULT_BURST_EVERY),
             late_fraction: 0.0,
-            late_delay: Duration::from_secs(120),
+            late_delay: DEFAULT_LATE_DELAY,
         }
     }
 }
@@ -175,14 +182,14 @@ impl SimOptions {
             seed: args.seed,
             rate_per_sec: args.rate,
             backfill_events: args.backfill,
-            backfill_secs: crate::config::parse_duration("backfill-span", &args.backfill_span)?
+            backfill_secs: crate::units::parse_duration("backfill-span", &args.backfill_span)?
                 .as_secs(),
             backfill_end: None,
             story: args.story,
             faults,
             token: args.token.clone().filter(|t| !t.is_empty()),
             burst: args.burst,
-            burst_every: crate::config::parse_duration("burst-every", &args.burst_every)?,
+            burst_every: crate::units::parse_duration("burst-every", &args.burst_every)?,
             late_fraction: args.late_fraction,
             late_delay: parse_secs("late-delay", &args.late_delay)?,
         })
@@ -194,7 +201,7 @@ impl SimOptions {
 fn parse_secs(flag: &'static str, value: &str) -> Result<Duration, ConfigError> {
     match value.trim().parse::<u64>() {
         Ok(secs) => Ok(Duration::from_secs(secs)),
-        Err(_) => crate::config::parse_duration(flag, value),
+        Err(_) => crate::units::parse_duration(flag, value),
     }
 }
 
@@ -301,9 +308,11 @@ pub async fn start(
     options: SimOptions,
     shutdown: Shutdown,
 ) -> Result<SimHandle, crate::Error> {
-    let listen_error = |source| crate::Error::Listen {
-        addr: addr.to_string(),
-        source,
+    let listen_error = |source| {
+        crate::Error::from(crate::units::ListenError {
+            addr: addr.to_string(),
+            source,
+        })
     };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -368,7 +377,7 @@ pub async fn start(
 ///
 /// A bad flag, a bad address, or a port in use.
 pub async fn run_simulate(args: SimulateArgs, shutdown: Shutdown) -> Result<(), crate::Error> {
-    let addr = crate::config::parse_listen("listen", &args.listen)?;
+    let addr = crate::units::parse_listen("listen", &args.listen)?;
     let options = SimOptions::from_args(&args)?;
     let handle = start(addr, options.clone(), shutdown.clone()).await?;
     eprintln!("listening on {}", handle.addr);

@@ -9,9 +9,21 @@
 //! `--limit 9999` a body is about 15 MB, and a second, per-entry copy would double the memory
 //! of every page held (see BENCHMARKS.md).
 
+use crate::fnv::Fnv;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
+
+/// Slack's own filters of `/logs` (`action`, `actor`, `entity`), as `run` validated them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    /// At most 30 action names.
+    pub actions: Vec<String>,
+    /// A user id.
+    pub actor: Option<String>,
+    /// An entity id.
+    pub entity: Option<String>,
+}
 
 /// A `/logs` response body as Slack sends it; entries borrow from the body.
 #[derive(Debug, Deserialize)]
@@ -174,7 +186,7 @@ impl EntryKey {
         let id = match id {
             Some(Value::String(s)) if !s.is_empty() => s,
             Some(Value::Number(n)) => n.to_string(),
-            _ => format!("sha:{:016x}", fnv1a(raw.as_bytes())),
+            _ => format!("sha:{:016x}", Fnv::hash(raw.as_bytes())),
         };
         let date_create = date.and_then(|d| match d {
             Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
@@ -183,14 +195,6 @@ impl EntryKey {
         });
         EntryKey { id, date_create }
     }
-}
-
-/// FNV-1a: stable across Rust versions and runs, unlike `DefaultHasher`, so an id derived from
-/// it survives a restart in the checkpoint.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

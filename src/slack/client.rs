@@ -12,7 +12,8 @@
 
 use super::api::{LogsResponse, Page};
 use super::error::{snippet, Action, Error};
-use crate::config::{ConfigError, Filters};
+use super::api::Filters;
+use crate::units::ConfigError;
 use crate::retry::{Backoff, Budget};
 use crate::shutdown::Shutdown;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};

@@ -204,16 +204,7 @@ impl Error {
 
 /// The first bytes of a body, on one line, for messages (an HTML error page can be long).
 pub fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(160)]);
-    let one_line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if body.len() > 160 {
-        format!("{one_line}…")
-    } else {
-        one_line
-    }
+    crate::text::snippet(body, crate::text::SLACK_SNIPPET)
 }
 
 #[cfg(test)]
@@ -280,12 +271,5 @@ mod tests {
             Error::from_code("internal_error", None).action(),
             Action::Backoff
         );
-    }
-
-    #[test]
-    fn snippets_are_one_short_line() {
-        let html = format!("<html>\n<body>{}</body></html>", "x".repeat(500));
-        let s = snippet(html.as_bytes());
-        assert!(!s.contains('\n') && s.ends_with('…') && s.chars().count() <= 161);
     }
 }

@@ -175,7 +175,7 @@ fn compare_documents(lines: &[&str], expected: &[Value], elastic_version: Option
     let (mut mapper, _dbs) = mapper_with_databases(MappingConfig {
         preserve_original_event: true,
         tags: vec![],
-        ..MappingConfig::default_for_demo()
+        ..MappingConfig::default()
     });
     for (i, (line, want)) in lines.iter().zip(expected).enumerate() {
         let entry: Value = serde_json::from_str(line).unwrap();
@@ -241,7 +241,7 @@ fn golden(case: &str, preserve_original_event: bool) {
     let input = std::fs::read(fixtures_dir().join(format!("{case}.input.ndjson"))).unwrap();
     let (mut mapper, _dbs) = mapper_with_databases(MappingConfig {
         preserve_original_event,
-        ..MappingConfig::default_for_demo()
+        ..MappingConfig::default()
     });
     let mut out = Vec::new();
     map_stream(&mut mapper, &input[..], &mut out, fetched).unwrap();
@@ -302,7 +302,7 @@ fn public_fixture_entries_map_without_errors() {
         return;
     };
     let root = shared.join("fixtures");
-    let (mut mapper, _dbs) = mapper_with_databases(MappingConfig::default_for_demo());
+    let (mut mapper, _dbs) = mapper_with_databases(MappingConfig::default());
     let mut mapped = 0;
     for folder in ["slack-sdk", "grove", "slack-go"] {
         let mut files: Vec<_> = std::fs::read_dir(root.join(folder))
@@ -445,7 +445,7 @@ proptest! {
     /// Any JSON value in → exactly one document out, never a panic.
     #[test]
     fn any_json_value_gives_one_document(v in any_json()) {
-        let mut mapper = Mapper::new(&MappingConfig::default_for_demo()).unwrap();
+        let mut mapper = Mapper::new(&MappingConfig::default()).unwrap();
         let doc = mapper.map_entry(&v.to_string(), fetched());
         prop_assert!(is_one_document(&doc), "{doc}");
         prop_assert_eq!(doc["event"]["kind"] == "pipeline_error", !v.is_object());
@@ -464,7 +464,7 @@ proptest! {
     /// Any bytes in → exactly one document out, never a panic.
     #[test]
     fn any_byte_line_gives_one_document(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
-        let mut mapper = Mapper::new(&MappingConfig::default_for_demo()).unwrap();
+        let mut mapper = Mapper::new(&MappingConfig::default()).unwrap();
         let doc = mapper.map_entry_bytes(&bytes, fetched());
         prop_assert!(is_one_document(&doc), "{doc}");
     }
@@ -476,7 +476,7 @@ proptest! {
         any_json().prop_map(|v| serde_json::to_string_pretty(&v).unwrap()),
         "[{}\\[\\]\" a-z:,\\\\]{0,30}",
     ], 0..6)) {
-        let mut mapper = Mapper::new(&MappingConfig::default_for_demo()).unwrap();
+        let mut mapper = Mapper::new(&MappingConfig::default()).unwrap();
         let input = lines.join("\n");
         let mut out = Vec::new();
         map_stream(&mut mapper, input.as_bytes(), &mut out, fetched).unwrap();

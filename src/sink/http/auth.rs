@@ -3,8 +3,7 @@
 //! a restart; see [`crate::secret_file`]) or from an environment variable. Values are [`SecretString`]s from the moment they are read;
 //! `Debug` redacts them and no message quotes them.
 
-use super::config::{invalid, HttpArgs};
-use crate::config::ConfigError;
+use crate::units::ConfigError;
 use crate::secret_file::SecretFile;
 use secrecy::{ExposeSecret, SecretString};
 use std::path::Path;
@@ -106,6 +105,17 @@ impl EnvSecrets {
     }
 }
 
+/// The credential flags of `--sink http`, as given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuthFlags<'a> {
+    /// `--http-bearer-token-file`.
+    pub bearer_token_file: Option<&'a Path>,
+    /// `--http-user`.
+    pub user: Option<&'a str>,
+    /// `--http-password-file`.
+    pub password_file: Option<&'a Path>,
+}
+
 impl Auth {
     /// Reads the credentials the flags and the environment name: a bearer token, or a user
     /// and password, never both.
@@ -113,8 +123,9 @@ impl Auth {
     /// # Errors
     ///
     /// [`ConfigError::Invalid`] naming the flag (and the file, never its content).
-    pub fn from_args(args: &HttpArgs, env: EnvSecrets) -> Result<Option<Auth>, ConfigError> {
-        let bearer = match (&args.http_bearer_token_file, env.bearer_token) {
+    pub fn from_args(flags: AuthFlags<'_>, env: EnvSecrets) -> Result<Option<Auth>, ConfigError> {
+        let invalid = ConfigError::invalid;
+        let bearer = match (flags.bearer_token_file, env.bearer_token) {
             (Some(path), _) => Some(Secret::from_file("http-bearer-token-file", path)?),
             (None, Some(t)) => {
                 check_secret(&t).map_err(|reason| {
@@ -127,7 +138,7 @@ impl Auth {
             }
             (None, None) => None,
         };
-        let password = match (&args.http_password_file, env.password) {
+        let password = match (flags.password_file, env.password) {
             (Some(path), _) => Some(Secret::from_file("http-password-file", path)?),
             (None, Some(p)) => {
                 check_secret(&p).map_err(|reason| {
@@ -137,9 +148,8 @@ impl Auth {
             }
             (None, None) => None,
         };
-        let user = args
-            .http_user
-            .as_deref()
+        let user = flags
+            .user
             .map(str::trim)
             .filter(|u| !u.is_empty());
         match (bearer, user, password) {

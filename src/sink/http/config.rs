@@ -6,8 +6,8 @@
 //! them (`Debug` of every type in this file redacts them, and error messages name files and
 //! variables, never values).
 
-pub use super::auth::{Auth, EnvSecrets, Secret, ENV_BEARER_TOKEN, ENV_PASSWORD};
-use crate::config::{parse_duration, parse_url, ConfigError};
+pub use super::auth::{Auth, AuthFlags, EnvSecrets, Secret, ENV_BEARER_TOKEN, ENV_PASSWORD};
+use crate::units::{parse_duration, parse_url, ConfigError};
 use reqwest::header::{HeaderName, HeaderValue};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,8 +41,8 @@ const RESERVED_HEADERS: [&str; 5] = [
     "transfer-encoding",
 ];
 
-/// HTTP sink flags, as given.
-#[derive(Clone, Default, clap::Args)]
+/// HTTP sink flags, as given; `Default` is every flag at its default.
+#[derive(Clone, clap::Args)]
 pub struct HttpArgs {
     /// The shipper's HTTP input (Vector http_server, Fluent Bit http); plain http:// only to loopback.
     #[arg(long, env = "SLACK_AUDIT_HTTP_URL")]
@@ -84,6 +84,25 @@ pub struct HttpArgs {
     /// Give up on one request after this long (then retry with backoff).
     #[arg(long, env = "SLACK_AUDIT_HTTP_TIMEOUT", default_value = DEFAULT_TIMEOUT)]
     pub http_timeout: String,
+}
+
+impl Default for HttpArgs {
+    fn default() -> HttpArgs {
+        HttpArgs {
+            http_url: None,
+            http_batch_events: DEFAULT_BATCH_EVENTS,
+            http_batch_bytes: DEFAULT_BATCH_BYTES.into(),
+            http_content_type: DEFAULT_CONTENT_TYPE.into(),
+            http_compression: Compression::None,
+            http_headers: Vec::new(),
+            http_bearer_token_file: None,
+            http_user: None,
+            http_password_file: None,
+            http_ca_file: None,
+            http_insecure_skip_verify: false,
+            http_timeout: DEFAULT_TIMEOUT.into(),
+        }
+    }
 }
 
 impl std::fmt::Debug for HttpArgs {
@@ -150,12 +169,6 @@ pub struct HttpConfig {
     pub backoff_max: Duration,
 }
 
-pub(super) fn invalid(flag: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        flag,
-        message: message.into(),
-    }
-}
 
 impl HttpConfig {
     /// Validates the flags, reading credentials from the environment where no file is given.
@@ -174,15 +187,15 @@ impl HttpConfig {
     /// The first [`ConfigError`] found, naming the flag.
     pub fn from_args_with_env(args: &HttpArgs, env: EnvSecrets) -> Result<HttpConfig, ConfigError> {
         let Some(raw_url) = &args.http_url else {
-            return Err(invalid("http-url", "--sink http needs --http-url (e.g. http://127.0.0.1:8080/ for a local Vector or Fluent Bit)"));
+            return Err(ConfigError::invalid("http-url", "--sink http needs --http-url (e.g. http://127.0.0.1:8080/ for a local Vector or Fluent Bit)"));
         };
         let url = parse_url("http-url", raw_url)?;
         if !url.username().is_empty() || url.password().is_some() {
             // Credentials in a URL end up in logs and error messages.
-            return Err(invalid("http-url", "holds credentials; use --http-user with --http-password-file, or --http-bearer-token-file"));
+            return Err(ConfigError::invalid("http-url", "holds credentials; use --http-user with --http-password-file, or --http-bearer-token-file"));
         }
         if args.http_batch_events == 0 || args.http_batch_events > MAX_BATCH_EVENTS {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "http-batch-events",
                 format!(
                     "{} is out of range; give 1..={MAX_BATCH_EVENTS}",
@@ -192,7 +205,7 @@ impl HttpConfig {
         }
         let max_bytes = parse_size("http-batch-bytes", &args.http_batch_bytes)?;
         if !(1024..=MAX_BATCH_BYTES).contains(&max_bytes) {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "http-batch-bytes",
                 format!(
                     "{:?} is out of range; give 1KiB..=64MiB",
@@ -201,7 +214,12 @@ impl HttpConfig {
             ));
         }
         let content_type = parse_content_type(&args.http_content_type)?;
-        let auth = Auth::from_args(args, env)?;
+        let flags = AuthFlags {
+            bearer_token_file: args.http_bearer_token_file.as_deref(),
+            user: args.http_user.as_deref(),
+            password_file: args.http_password_file.as_deref(),
+        };
+        let auth = Auth::from_args(flags, env)?;
         let headers = args
             .http_headers
             .iter()
@@ -209,7 +227,7 @@ impl HttpConfig {
             .collect::<Result<Vec<_>, _>>()?;
         let timeout = parse_duration("http-timeout", &args.http_timeout)?;
         if timeout.is_zero() {
-            return Err(invalid("http-timeout", "must be more than 0s"));
+            return Err(ConfigError::invalid("http-timeout", "must be more than 0s"));
         }
         let ca_certs = match &args.http_ca_file {
             Some(path) => read_ca_file(path)?,
@@ -239,10 +257,6 @@ impl HttpConfig {
     pub fn for_url(url: &str) -> Result<HttpConfig, ConfigError> {
         let args = HttpArgs {
             http_url: Some(url.to_string()),
-            http_batch_events: DEFAULT_BATCH_EVENTS,
-            http_batch_bytes: DEFAULT_BATCH_BYTES.into(),
-            http_content_type: DEFAULT_CONTENT_TYPE.into(),
-            http_timeout: DEFAULT_TIMEOUT.into(),
             ..HttpArgs::default()
         };
         Self::from_args_with_env(&args, EnvSecrets::default())
@@ -261,13 +275,13 @@ impl HttpConfig {
 fn parse_content_type(value: &str) -> Result<HeaderValue, ConfigError> {
     let v = value.trim();
     if !v.contains('/') {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             "http-content-type",
             format!("{value:?} is not a media type like application/json"),
         ));
     }
     HeaderValue::from_str(v).map_err(|_| {
-        invalid(
+        ConfigError::invalid(
             "http-content-type",
             format!("{value:?} cannot be sent in a header"),
         )
@@ -282,28 +296,28 @@ fn parse_header(raw: &str, has_auth: bool) -> Result<(HeaderName, HeaderValue), 
             .take_while(|c| !c.is_whitespace())
             .take(40)
             .collect();
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             "http-header",
             format!("{shown:?}... is not 'Name: value'"),
         ));
     };
     let name = name.trim();
     let header = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| invalid("http-header", format!("{name:?} is not a header name")))?;
+        .map_err(|_| ConfigError::invalid("http-header", format!("{name:?} is not a header name")))?;
     if RESERVED_HEADERS.contains(&header.as_str()) {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             "http-header",
             format!("{name:?} is set by the sink; use --http-content-type or --http-compression"),
         ));
     }
     if header == reqwest::header::AUTHORIZATION && has_auth {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             "http-header",
             "Authorization given twice: as a header and by --http-bearer-token-file/--http-user",
         ));
     }
     let mut value = HeaderValue::from_str(value.trim()).map_err(|_| {
-        invalid(
+        ConfigError::invalid(
             "http-header",
             format!("the value of {name:?} cannot be sent in a header"),
         )
@@ -314,15 +328,15 @@ fn parse_header(raw: &str, has_auth: bool) -> Result<(HeaderName, HeaderValue), 
 
 fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
     let pem = std::fs::read(path)
-        .map_err(|e| invalid("http-ca-file", format!("{}: {e}", path.display())))?;
+        .map_err(|e| ConfigError::invalid("http-ca-file", format!("{}: {e}", path.display())))?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-        invalid(
+        ConfigError::invalid(
             "http-ca-file",
             format!("{}: not a PEM certificate bundle: {e}", path.display()),
         )
     })?;
     if certs.is_empty() {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             "http-ca-file",
             format!(
                 "{}: no certificate found (expected PEM '-----BEGIN CERTIFICATE-----')",
@@ -340,8 +354,8 @@ fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
 ///
 /// [`ConfigError::Invalid`] quoting the value.
 pub fn parse_size(flag: &'static str, value: &str) -> Result<usize, ConfigError> {
-    let bytes = crate::config::parse_size(flag, value)?;
-    usize::try_from(bytes).map_err(|_| invalid(flag, format!("{value:?} is too large")))
+    let bytes = crate::units::parse_size(flag, value)?;
+    usize::try_from(bytes).map_err(|_| ConfigError::invalid(flag, format!("{value:?} is too large")))
 }
 
 #[cfg(test)]

@@ -56,20 +56,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// The start of a receiver's answer, on one line, for an error message.
 pub fn snippet(body: &[u8]) -> String {
-    const MAX: usize = 512;
-    let text = String::from_utf8_lossy(&body[..body.len().min(MAX)]);
-    let mut s: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    s = s.trim().to_string();
-    if body.len() > MAX {
-        s.push('…');
-    }
-    if s.is_empty() {
-        s = "(empty body)".into();
-    }
-    s
+    crate::text::snippet(body, crate::text::RECEIVER_SNIPPET)
 }
 
 #[cfg(test)]
@@ -166,13 +153,5 @@ mod tests {
             d > Duration::from_secs(100) && d <= Duration::from_secs(120),
             "{d:?}"
         );
-    }
-
-    #[test]
-    fn snippets_are_short_and_on_one_line() {
-        assert_eq!(snippet(b"bad\nrequest\r\n"), "bad request");
-        assert_eq!(snippet(b""), "(empty body)");
-        let long = vec![b'a'; 2000];
-        assert_eq!(snippet(&long).chars().count(), 513);
     }
 }
