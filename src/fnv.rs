@@ -1,4 +1,4 @@
-//! FNV-1a, 64 bits: the one stable hash. Stable across Rust versions, platforms and runs
+//! FNV-1a (64 bits, and 128 for document ids): the one stable hash. Stable across Rust versions, platforms and runs
 //! (unlike `DefaultHasher`), so what is derived from it can be stored and compared later: an
 //! event id made from an entry's bytes survives a restart in the checkpoint, and a simulator
 //! seed issues the same cursors everywhere.
@@ -63,6 +63,40 @@ impl Fnv {
     }
 }
 
+const OFFSET_BASIS_128: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+const PRIME_128: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+
+/// FNV-1a with 128 bits, for ids that name documents (finding ids), where 64 bits would make a
+/// collision across an org's history thinkable.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv128(u128);
+
+impl Default for Fnv128 {
+    fn default() -> Fnv128 {
+        Fnv128::new()
+    }
+}
+
+impl Fnv128 {
+    /// The FNV offset basis.
+    pub fn new() -> Fnv128 {
+        Fnv128(OFFSET_BASIS_128)
+    }
+
+    /// Mixes in bytes.
+    pub fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u128::from(*b);
+            self.0 = self.0.wrapping_mul(PRIME_128);
+        }
+    }
+
+    /// The hash so far.
+    pub fn finish(self) -> u128 {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +106,17 @@ mod tests {
         assert_eq!(Fnv::hash(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(Fnv::hash(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(Fnv::hash(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn the_128_bit_variant_matches_its_test_vectors() {
+        let h = |b: &[u8]| {
+            let mut f = Fnv128::new();
+            f.write(b);
+            f.finish()
+        };
+        assert_eq!(h(b""), 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d);
+        assert_eq!(h(b"a"), 0xd228_cb69_6f1a_8caf_7891_2b70_4e4a_8964);
     }
 
     #[test]

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 
 # Leaf modules: they import nothing of ours, so anything may use them without a circle.
-LEAVES = {"units", "config::values", "text", "hash", "ecs"}
+LEAVES = {"units", "fnv", "text"}
 
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 
@@ -359,14 +359,16 @@ def main():
             level[m] = 1 + max((depth(b, seen + (m,)) for b in tadj.get(m, ())), default=-1)
             return level[m]
 
-        for m in {top(x) for x in mods}:
+        # The crate root (lib.rs) declares every module: above them all by structure.
+        for m in {top(x) for x in mods} - {"lib"}:
             depth(m)
         print("layers, bottom first:")
         for lv in sorted(set(level.values())):
             print(f"  {lv}: {', '.join(sorted(m for m in level if level[m] == lv))}")
 
     if failed:
-        print("check-layers: FAILED: break each circle by moving what both sides need into a lower module")
+        print("check-layers: FAILED: break each circle by moving what both sides need into a lower"
+              " module (a leaf, if many need it); a leaf must not import anything of ours")
         return 1
     print("check-layers: ok")
     return 0

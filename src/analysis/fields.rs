@@ -4,6 +4,7 @@
 //! binary, so every accessor tolerates a missing field or a value of the wrong type: it
 //! answers `None` (or nothing) rather than failing. Nothing here panics.
 
+use crate::fnv::Fnv128;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
@@ -106,18 +107,15 @@ pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
 /// platforms (unlike `DefaultHasher`), which matters because finding ids are document ids that
 /// must come out the same after an upgrade and a replay.
 pub(crate) fn stable_id(parts: &[&str]) -> String {
-    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
-    const PRIME: u128 = 0x0000000001000000000000000000013B;
-    let mut h = OFFSET;
+    let mut h = Fnv128::new();
     for (i, part) in parts.iter().enumerate() {
         // A separator byte that cannot occur in UTF-8 keeps ("ab","c") and ("a","bc") apart.
-        let sep: &[u8] = if i == 0 { b"" } else { &[0xff] };
-        for b in sep.iter().chain(part.as_bytes()) {
-            h ^= u128::from(*b);
-            h = h.wrapping_mul(PRIME);
+        if i > 0 {
+            h.write(&[0xff]);
         }
+        h.write(part.as_bytes());
     }
-    format!("{h:032x}")
+    format!("{:032x}", h.finish())
 }
 
 /// A glob over user-agent strings: `*` is any run of characters, `?` one character; matching

@@ -449,6 +449,23 @@ mod tests {
     }
 
     #[test]
+    fn the_table_describes_each_metric_once() {
+        let mut names = std::collections::BTreeSet::new();
+        for &(name, _, help) in METRICS {
+            assert!(names.insert(name), "{name} described twice");
+            assert!(name.starts_with("slack_source_"), "{name}");
+            assert!(help.ends_with('.') && !help.contains('\n'), "{name}: {help:?}");
+        }
+        assert_eq!(METRICS.len(), 28);
+        for &name in ZERO_AT_START {
+            assert!(
+                METRICS.iter().any(|&(n, k, _)| n == name && k == Counter),
+                "{name} starts at 0, so it is a described counter"
+            );
+        }
+    }
+
+    #[test]
     fn trace_max_bytes_defaults_and_parses() {
         let c = ObservabilityConfig::from_args(&ObservabilityArgs::default()).unwrap();
         assert_eq!(c.trace_max_bytes, DEFAULT_TRACE_MAX_BYTES);

@@ -8,9 +8,7 @@
 use super::catalog;
 use super::cursor::{Cursor, Fnv};
 use super::faults::{FaultKind, Faults};
-use super::server::{
-    error_body, lock, respond, respond_bytes, Shared, ERROR_500_HTML, ERROR_502_HTML,
-};
+use super::shared::{lock, Shared};
 use super::store::Filter;
 use super::RecordedRequest;
 use bytes::Bytes;
@@ -371,6 +369,34 @@ fn end_of_chain(secret: u64, page: &PageRequest) -> String {
         1 => r#","response_metadata":{}"#.to_string(),
         _ => String::new(),
     }
+}
+
+pub(super) const ERROR_500_HTML: &str = "<!DOCTYPE html><html lang=\"en-US\"><head><meta charset=\"utf-8\"><title>Server Error | Slack</title></head>\
+<body><h1>Server Error</h1><p>It seems like there\u{2019}s a problem, and we\u{2019}re working on fixing it.</p></body></html>";
+pub(super) const ERROR_502_HTML: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n";
+
+pub(super) fn error_body(code: &str) -> String {
+    format!(r#"{{"ok":false,"error":"{code}"}}"#)
+}
+
+pub(super) fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> Response<Full<Bytes>> {
+    respond_bytes(status, content_type, body.into_bytes())
+}
+
+pub(super) fn respond_bytes(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
 }
 
 #[cfg(test)]

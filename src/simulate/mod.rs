@@ -21,6 +21,7 @@ pub mod generator;
 mod json;
 mod logs;
 mod server;
+mod shared;
 mod store;
 mod traffic;
 
@@ -30,7 +31,7 @@ use crate::units::ConfigError;
 use crate::shutdown::Shutdown;
 use rand::SeedableRng;
 use serde_json::Value;
-use server::{lock, Shared};
+use shared::{lock, Shared};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

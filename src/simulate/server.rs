@@ -7,7 +7,8 @@
 
 use super::catalog;
 use super::faults::Faults;
-use super::logs::answer_logs;
+use super::logs::{answer_logs, error_body, respond};
+use super::shared::{lock, Shared};
 use super::store::Store;
 use super::RecordedRequest;
 use crate::shutdown::Shutdown;
@@ -28,41 +29,6 @@ const MAX_RECORDED: usize = 100_000;
 
 const GLITCH_HTML: &str = "<!DOCTYPE html><html lang=\"en-US\"><head><meta charset=\"utf-8\"><title>Page not found | Slack</title></head>\
 <body><h1>You\u{2019}ve found a glitch</h1><p>This page doesn\u{2019}t exist. (This is a Slack Audit Logs API simulator.)</p></body></html>";
-pub(super) const ERROR_500_HTML: &str = "<!DOCTYPE html><html lang=\"en-US\"><head><meta charset=\"utf-8\"><title>Server Error | Slack</title></head>\
-<body><h1>Server Error</h1><p>It seems like there\u{2019}s a problem, and we\u{2019}re working on fixing it.</p></body></html>";
-pub(super) const ERROR_502_HTML: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n";
-
-/// Everything the server, the traffic task and the handle share.
-pub(crate) struct Shared {
-    /// The entries.
-    pub store: Store,
-    /// Signs cursors and picks end-of-chain spellings; derived from the seed.
-    pub secret: u64,
-    /// The bearer token required, if any.
-    pub token: Option<String>,
-    /// Current fault probabilities.
-    pub faults: Mutex<Faults>,
-    /// Draws faults; seeded so a fault sequence repeats for a seed and request sequence.
-    pub fault_rng: Mutex<StdRng>,
-    /// Cursors of older generations answer `invalid_cursor`.
-    pub generation: AtomicU64,
-    /// The newest [`MAX_RECORDED`] requests.
-    pub requests: Mutex<VecDeque<RecordedRequest>>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("store", &self.store)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Locks a mutex, carrying on after a poisoning panic: every value guarded here stays valid
-/// whatever line a panicking holder stopped at.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Serves until `shutdown`; dropping the connection set on the way out aborts the open
 /// connections (stalled ones included).
@@ -156,30 +122,6 @@ async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>> {
             GLITCH_HTML.to_string(),
         ),
     }
-}
-
-pub(super) fn error_body(code: &str) -> String {
-    format!(r#"{{"ok":false,"error":"{code}"}}"#)
-}
-
-pub(super) fn respond(
-    status: StatusCode,
-    content_type: &'static str,
-    body: String,
-) -> Response<Full<Bytes>> {
-    respond_bytes(status, content_type, body.into_bytes())
-}
-
-pub(super) fn respond_bytes(
-    status: StatusCode,
-    content_type: &'static str,
-    body: Vec<u8>,
-) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r
 }
 
 /// The wall clock in Unix seconds: entries are dated by it and `latest` is checked against it,

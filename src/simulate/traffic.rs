@@ -5,7 +5,8 @@
 //! clock, because that is what the client compares `date_create` and `latest` with.
 
 use super::generator::{Generator, STORY_OFFSETS};
-use super::server::{unix_now, Shared};
+use super::server::unix_now;
+use super::shared::Shared;
 use super::store::Stored;
 use crate::shutdown::Shutdown;
 use std::sync::Arc;
