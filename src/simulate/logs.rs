@@ -13,7 +13,7 @@ use super::store::Filter;
 use super::RecordedRequest;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, RETRY_AFTER};
+use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use rand::Rng;
 use std::sync::atomic::Ordering;

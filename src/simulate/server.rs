@@ -6,21 +6,15 @@
 //! loopback in every use of the simulator).
 
 use super::catalog;
-use super::faults::Faults;
 use super::logs::{answer_logs, error_body, respond};
 use super::shared::{lock, Shared};
-use super::store::Store;
-use super::RecordedRequest;
 use crate::shutdown::Shutdown;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{HeaderValue, AUTHORIZATION};
 use hyper::{Method, Request, Response, StatusCode};
-use rand::rngs::StdRng;
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 

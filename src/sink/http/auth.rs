@@ -124,12 +124,11 @@ impl Auth {
     ///
     /// [`ConfigError::Invalid`] naming the flag (and the file, never its content).
     pub fn from_args(flags: AuthFlags<'_>, env: EnvSecrets) -> Result<Option<Auth>, ConfigError> {
-        let invalid = ConfigError::invalid;
         let bearer = match (flags.bearer_token_file, env.bearer_token) {
             (Some(path), _) => Some(Secret::from_file("http-bearer-token-file", path)?),
             (None, Some(t)) => {
                 check_secret(&t).map_err(|reason| {
-                    invalid(
+                    ConfigError::invalid(
                         "http-bearer-token-file",
                         format!("{ENV_BEARER_TOKEN} {reason}"),
                     )
@@ -142,7 +141,7 @@ impl Auth {
             (Some(path), _) => Some(Secret::from_file("http-password-file", path)?),
             (None, Some(p)) => {
                 check_secret(&p).map_err(|reason| {
-                    invalid("http-password-file", format!("{ENV_PASSWORD} {reason}"))
+                    ConfigError::invalid("http-password-file", format!("{ENV_PASSWORD} {reason}"))
                 })?;
                 Some(Secret::fixed(p))
             }
@@ -153,16 +152,16 @@ impl Auth {
             .map(str::trim)
             .filter(|u| !u.is_empty());
         match (bearer, user, password) {
-            (Some(_), Some(_), _) => Err(invalid(
+            (Some(_), Some(_), _) => Err(ConfigError::invalid(
                 "http-user",
                 "give either a bearer token or basic auth (--http-user), not both",
             )),
-            (Some(_), None, Some(_)) => Err(invalid(
+            (Some(_), None, Some(_)) => Err(ConfigError::invalid(
                 "http-password-file",
                 "a password with a bearer token; basic auth also needs --http-user",
             )),
             (Some(t), None, None) => Ok(Some(Auth::Bearer(t))),
-            (None, Some(u), _) if u.contains(':') => Err(invalid(
+            (None, Some(u), _) if u.contains(':') => Err(ConfigError::invalid(
                 "http-user",
                 format!("{u:?} holds ':', which basic auth cannot carry in a user name"),
             )),
@@ -170,11 +169,11 @@ impl Auth {
                 user: u.to_string(),
                 password: p,
             })),
-            (None, Some(_), None) => Err(invalid(
+            (None, Some(_), None) => Err(ConfigError::invalid(
                 "http-user",
                 format!("basic auth needs a password: --http-password-file or {ENV_PASSWORD}"),
             )),
-            (None, None, Some(_)) => Err(invalid(
+            (None, None, Some(_)) => Err(ConfigError::invalid(
                 "http-password-file",
                 "a password without --http-user; give the user too",
             )),
