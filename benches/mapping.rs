@@ -204,8 +204,7 @@ fn main() {
     let mix = entries(size);
     let bytes: usize = mix.iter().map(String::len).sum();
     let at: DateTime<Utc> = Utc::now();
-    let mut mapper =
-        Mapper::new(&MappingConfig::default()).expect("default mapping config");
+    let mut mapper = Mapper::new(&MappingConfig::default()).expect("default mapping config");
     let mut out = Vec::with_capacity(bytes * 3);
 
     let baseline = best_rate(rounds, || {

@@ -127,8 +127,7 @@ fn demo_config(
     once: bool,
 ) -> Result<RunConfig, crate::Error> {
     let token = SecretString::from("xoxp-demo-token-not-a-real-one");
-    let mut config =
-        RunConfig::from_args_with_token(demo_args(sim, state_dir, once), Some(token))?;
+    let mut config = RunConfig::from_args_with_token(demo_args(sim, state_dir, once), Some(token))?;
     config.stdout = Some(crate::sink::stdout::Output(Box::new(Tee::open(documents)?)));
     Ok(config)
 }

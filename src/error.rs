@@ -40,10 +40,7 @@ impl Error {
     /// The process exit code for this error, as `cli-contract.md` defines them.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_)
-            | Error::StateDir(_)
-            | Error::Listen(_)
-            | Error::ReadFile { .. } => 2,
+            Error::Config(_) | Error::StateDir(_) | Error::Listen(_) | Error::ReadFile { .. } => 2,
             Error::Checkpoint(e) if e.is_config() => 2,
             Error::Slack(e) if e.is_fatal() => 3,
             _ => 1,

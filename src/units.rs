@@ -261,8 +261,13 @@ mod tests {
             parse_listen("metrics-listen", "[::]:9090").unwrap().port(),
             9090
         );
-        let err = parse_listen("metrics-listen", "9090").unwrap_err().to_string();
-        assert!(err.contains("--metrics-listen") && err.contains("127.0.0.1:9090"), "{err}");
+        let err = parse_listen("metrics-listen", "9090")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--metrics-listen") && err.contains("127.0.0.1:9090"),
+            "{err}"
+        );
     }
 
     #[test]

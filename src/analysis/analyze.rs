@@ -11,8 +11,8 @@
 //! goes on after it, as in `map`.
 
 use super::{AnalysisConfig, AnalyzeArgs, Analyzer};
-use crate::units::ConfigError;
 use crate::mapping::{Mapper, MappingConfig};
+use crate::units::ConfigError;
 use chrono::Utc;
 use serde_json::Value;
 use std::io::{Read, Write};

@@ -15,7 +15,8 @@ use super::fields::{self, stable_id};
 use super::finding::{Actor, Finding, Kind};
 use super::rules::{Rule, RuleSet};
 use super::state::{
-    Emitted, FileRef, State, Window, DAY_SECS, MAX_IDS_PER_REASON, MAX_IPS_PER_WINDOW, MAX_SEEN_PER_WINDOW,
+    Emitted, FileRef, State, Window, DAY_SECS, MAX_IDS_PER_REASON, MAX_IPS_PER_WINDOW,
+    MAX_SEEN_PER_WINDOW,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};

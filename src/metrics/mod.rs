@@ -454,7 +454,10 @@ mod tests {
         for &(name, _, help) in METRICS {
             assert!(names.insert(name), "{name} described twice");
             assert!(name.starts_with("slack_source_"), "{name}");
-            assert!(help.ends_with('.') && !help.contains('\n'), "{name}: {help:?}");
+            assert!(
+                help.ends_with('.') && !help.contains('\n'),
+                "{name}: {help:?}"
+            );
         }
         assert_eq!(METRICS.len(), 28);
         for &name in ZERO_AT_START {

@@ -211,12 +211,10 @@ pub async fn start_with_limits(
             addr: addr.to_string(),
             source,
         })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| ListenError {
-            addr: addr.to_string(),
-            source,
-        })?;
+    let bound = listener.local_addr().map_err(|source| ListenError {
+        addr: addr.to_string(),
+        source,
+    })?;
     let task = tokio::spawn(serve(listener, endpoints, shutdown, limits));
     Ok(MetricsServer { addr: bound, task })
 }

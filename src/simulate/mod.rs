@@ -27,8 +27,8 @@ mod traffic;
 
 pub use faults::{FaultKind, Faults};
 
-use crate::units::ConfigError;
 use crate::shutdown::Shutdown;
+use crate::units::ConfigError;
 use rand::SeedableRng;
 use serde_json::Value;
 use shared::{lock, Shared};

@@ -10,12 +10,12 @@
 //! (a gzip bomb costs at most the cap), an error body is read to [`ERROR_BODY_MAX`] only,
 //! and `Retry-After` is parsed by [`crate::retry::parse_retry_after`] and capped.
 
+use super::api::Filters;
 use super::api::{LogsResponse, Page};
 use super::error::{snippet, Action, Error};
-use super::api::Filters;
-use crate::units::ConfigError;
 use crate::retry::{Backoff, Budget};
 use crate::shutdown::Shutdown;
+use crate::units::ConfigError;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 use std::path::PathBuf;

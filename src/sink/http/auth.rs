@@ -3,8 +3,8 @@
 //! a restart; see [`crate::secret_file`]) or from an environment variable. Values are [`SecretString`]s from the moment they are read;
 //! `Debug` redacts them and no message quotes them.
 
-use crate::units::ConfigError;
 use crate::secret_file::SecretFile;
+use crate::units::ConfigError;
 use secrecy::{ExposeSecret, SecretString};
 use std::path::Path;
 use std::sync::Arc;
@@ -147,10 +147,7 @@ impl Auth {
             }
             (None, None) => None,
         };
-        let user = flags
-            .user
-            .map(str::trim)
-            .filter(|u| !u.is_empty());
+        let user = flags.user.map(str::trim).filter(|u| !u.is_empty());
         match (bearer, user, password) {
             (Some(_), Some(_), _) => Err(ConfigError::invalid(
                 "http-user",

@@ -169,7 +169,6 @@ pub struct HttpConfig {
     pub backoff_max: Duration,
 }
 
-
 impl HttpConfig {
     /// Validates the flags, reading credentials from the environment where no file is given.
     ///
@@ -302,8 +301,9 @@ fn parse_header(raw: &str, has_auth: bool) -> Result<(HeaderName, HeaderValue), 
         ));
     };
     let name = name.trim();
-    let header = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| ConfigError::invalid("http-header", format!("{name:?} is not a header name")))?;
+    let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+        ConfigError::invalid("http-header", format!("{name:?} is not a header name"))
+    })?;
     if RESERVED_HEADERS.contains(&header.as_str()) {
         return Err(ConfigError::invalid(
             "http-header",
@@ -355,7 +355,8 @@ fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
 /// [`ConfigError::Invalid`] quoting the value.
 pub fn parse_size(flag: &'static str, value: &str) -> Result<usize, ConfigError> {
     let bytes = crate::units::parse_size(flag, value)?;
-    usize::try_from(bytes).map_err(|_| ConfigError::invalid(flag, format!("{value:?} is too large")))
+    usize::try_from(bytes)
+        .map_err(|_| ConfigError::invalid(flag, format!("{value:?} is too large")))
 }
 
 #[cfg(test)]
