@@ -29,6 +29,7 @@ start_listener() {
 }
 
 rusage_runs() {
+  [ -x "$work/rusage" ] || rustc -O --edition 2021 -o "$work/rusage" scripts/rusage.rs
   python3 - "$work" "$@" <<'PY'
 import os, statistics, subprocess, sys, time
 work, runs, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
@@ -45,15 +46,22 @@ results = {label: [] for label, _ in cmds}
 for run in range(1, runs + 1):
     for label, argv in cmds:
         argv = [a.replace("{run}", str(run)) for a in argv]
-        with open(os.path.join(work, label.replace(" ", "_") + ".err"), "ab") as err:
-            started = time.monotonic()
-            p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
-            # wait4: this child's own usage, not the sum over every child so far.
-            _, status, ru = os.wait4(p.pid, 0)
-            wall = time.monotonic() - started
-        if os.waitstatus_to_exitcode(status) != 0:
-            sys.exit(f"{label}: exit {os.waitstatus_to_exitcode(status)} (see {err.name})")
-        results[label].append((ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, wall))
+        err = os.path.join(work, label.replace(" ", "_") + ".err")
+        usage = os.path.join(work, "usage")
+        started = time.monotonic()
+        # Through scripts/rusage.rs, which reports its child's own getrusage (wait4): a child
+        # forked from this Python would start with Python's memory, and the kernel keeps that
+        # peak RSS across exec. The launcher is small (about 2 MiB), so the peak is the
+        # command's own.
+        with open(err, "ab") as e:
+            r = subprocess.run([os.path.join(work, "rusage"), usage] + argv,
+                               stdout=subprocess.DEVNULL, stderr=e)
+        wall = time.monotonic() - started
+        if r.returncode != 0:
+            sys.exit(f"{label}: exit {r.returncode} (see {err})")
+        user, system, kib = open(usage).read().split()
+        ru_cpu, ru_rss = float(user) + float(system), int(kib) / 1024
+        results[label].append((ru_cpu, ru_rss, wall))
 events = int(os.environ.get("EVENTS", "0"))
 for label, rs in results.items():
     cpu = statistics.median(r[0] for r in rs)

@@ -20,7 +20,7 @@ if [ -z "${BIN:-}" ]; then
   cargo build --release --quiet --bin slack-audit-source
   BIN=target/release/slack-audit-source
 fi
-[ "${ONLY:-}" = small ] || cargo build --release --quiet --example bench_receiver
+[ -n "${ONLY:-}" ] || cargo build --release --quiet --example bench_receiver
 work=$(mktemp -d)
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT

@@ -214,9 +214,13 @@ impl Rules {
     /// Parses `ua` as the whole compiled rule set would ([`compile`]).
     fn parse(&mut self, ua: &str) -> Result<Value, String> {
         // A rule's own extractor answers exactly when its regex matches.
-        let b = self.browser.first_match(ua, |e, ua| e.extract(ua).is_some())?;
+        let b = self
+            .browser
+            .first_match(ua, |e, ua| e.extract(ua).is_some())?;
         let o = self.os.first_match(ua, |e, ua| e.extract(ua).is_some())?;
-        let d = self.device.first_match(ua, |e, ua| e.extract(ua).is_some())?;
+        let d = self
+            .device
+            .first_match(ua, |e, ua| e.extract(ua).is_some())?;
         Ok(render(
             ua,
             self.browser.get(b).and_then(|e| e.extract(ua)),
@@ -500,13 +504,15 @@ mod tests {
         // Each rule on its own, as the lazy rules compile them, and all at once.
         let mut rules = Rules::new().unwrap();
         for i in 0..rules.browser.parsers.len() {
-            rules.browser.compiled[i] = Some((rules.browser.build)(&rules.browser.parsers[i]).unwrap());
+            rules.browser.compiled[i] =
+                Some((rules.browser.build)(&rules.browser.parsers[i]).unwrap());
         }
         for i in 0..rules.os.parsers.len() {
             rules.os.compiled[i] = Some((rules.os.build)(&rules.os.parsers[i]).unwrap());
         }
         for i in 0..rules.device.parsers.len() {
-            rules.device.compiled[i] = Some((rules.device.build)(&rules.device.parsers[i]).unwrap());
+            rules.device.compiled[i] =
+                Some((rules.device.build)(&rules.device.parsers[i]).unwrap());
         }
         compile().unwrap();
     }
@@ -581,7 +587,10 @@ mod tests {
             r.browser.parsers.len() + r.os.parsers.len() + r.device.parsers.len()
         };
         let needed = p.compiled_rules();
-        assert!(needed > 0 && needed * 10 < total, "{needed} of {total} compiled");
+        assert!(
+            needed > 0 && needed * 10 < total,
+            "{needed} of {total} compiled"
+        );
         // A cached agent compiles nothing more.
         p.parse(AGENTS[12]);
         assert_eq!(p.compiled_rules(), needed);
