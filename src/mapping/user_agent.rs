@@ -135,10 +135,6 @@ fn compile_error(e: impl std::fmt::Display) -> String {
     format!("cannot compile regexes.json: {e}")
 }
 
-fn cow(c: &std::borrow::Cow<'static, str>) -> std::borrow::Cow<'static, str> {
-    c.clone()
-}
-
 /// The three lists of rules, each compiled rule by rule as agents need them.
 struct Rules {
     browser: Domain<browser::Parser<'static>, browser::Extractor<'static>>,
@@ -156,7 +152,7 @@ impl Rules {
                 |p| (&p.regex, false),
                 |p| {
                     let one = browser::Parser {
-                        regex: cow(&p.regex),
+                        regex: p.regex.clone(),
                         family_replacement: p.family_replacement.clone(),
                         v1_replacement: p.v1_replacement.clone(),
                         v2_replacement: p.v2_replacement.clone(),
@@ -175,7 +171,7 @@ impl Rules {
                 |p| (&p.regex, false),
                 |p| {
                     let one = os::Parser {
-                        regex: cow(&p.regex),
+                        regex: p.regex.clone(),
                         os_replacement: p.os_replacement.clone(),
                         os_v1_replacement: p.os_v1_replacement.clone(),
                         os_v2_replacement: p.os_v2_replacement.clone(),
@@ -194,7 +190,7 @@ impl Rules {
                 |p| (&p.regex, p.regex_flag == Some(device::Flag::IgnoreCase)),
                 |p| {
                     let one = device::Parser {
-                        regex: cow(&p.regex),
+                        regex: p.regex.clone(),
                         regex_flag: (p.regex_flag == Some(device::Flag::IgnoreCase))
                             .then_some(device::Flag::IgnoreCase),
                         device_replacement: p.device_replacement.clone(),
