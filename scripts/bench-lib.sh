@@ -1,7 +1,9 @@
 # Shared by scripts/bench.sh and scripts/bench-peer.sh (sourced, not run).
 #
 # start_listener LOG CMD...  starts CMD in the background, waits for its "listening on ADDR"
-#                            line in LOG, prints ADDR (host:port); the pid goes into `pids`.
+#                            line in LOG, prints ADDR (host:port). It runs in `$(...)`, a
+#                            subshell, so the pid goes to $work/pids for the caller's cleanup.
+# stop_listeners             kills what start_listener started (the scripts' EXIT trap).
 # rusage_runs RUNS LABEL CMD... [::: LABEL CMD...]...
 #                            runs each command RUNS times, the commands alternating (A B A B
 #                            …), and prints per label the median of the runs of the child's
@@ -18,6 +20,7 @@ start_listener() {
   local log=$1; shift
   "$@" 2>"$log" >/dev/null &
   pids+=($!)
+  echo $! >>"$work/pids"
   for _ in $(seq 1 600); do
     if grep -q "listening on" "$log"; then
       grep -o "listening on [^ ]*" "$log" | head -1 | awk '{print $3}' | sed 's#http://##'
@@ -26,6 +29,11 @@ start_listener() {
     sleep 0.1
   done
   echo "no listener in $log" >&2; exit 1
+}
+
+stop_listeners() {
+  local p
+  for p in "${pids[@]}" $(cat "$work/pids" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
 }
 
 rusage_runs() {

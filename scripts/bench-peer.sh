@@ -24,7 +24,7 @@ if [ -z "${BIN:-}" ]; then
   BIN=target/release/slack-audit-source
 fi
 work=$(mktemp -d)
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() { stop_listeners; rm -rf "$work"; }
 trap cleanup EXIT
 export SLACK_AUDIT_TOKEN=xoxp-bench
 
@@ -89,7 +89,7 @@ rusage_runs "$RUNS" \
 # What each delivered, from one more run of each, unmeasured.
 echo "lines written: ours $("$BIN" run --api-url "http://$sim" --state-dir "$work/ours30k-count" --initial-lookback 25h \
   --settle-lag 1s --limit 1000 --max-requests-per-minute 100000 --once 2>/dev/null | wc -l)" \
-  "(30,000 documents and the findings), helr $(helr_config "$work/helr30k-count.yaml" "$sim" "$work/helr30k-count.db"
+  "(documents and findings), helr $(helr_config "$work/helr30k-count.yaml" "$sim" "$work/helr30k-count.db"
   "$HELR" run --config "$work/helr30k-count.yaml" --once 2>/dev/null | wc -l)"
 
 sim=$(start_listener "$work/sim10.log" "$BIN" simulate --listen 127.0.0.1:0 --seed 1 --rate 0 --backfill 10)

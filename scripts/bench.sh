@@ -22,7 +22,7 @@ if [ -z "${BIN:-}" ]; then
 fi
 [ -n "${ONLY:-}" ] || cargo build --release --quiet --example bench_receiver
 work=$(mktemp -d)
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() { stop_listeners; rm -rf "$work"; }
 trap cleanup EXIT
 
 # measure LABEL CMD...: runs CMD, prints wall, CPU and peak RSS of the child.
