@@ -51,8 +51,9 @@ fn read_rules() -> Result<ua_parser::Regexes<'static>, String> {
 /// One list of rules (browsers, operating systems or devices), where the first rule that
 /// matches gives the answer. A rule's regex is compiled the first time an agent could match
 /// it; which agents could is told by a prefilter built from the literals each regex needs
-/// (the method, and the crate, `ua_parser` itself uses). Compiling all 1,196 regexes took
-/// 0.15 s; the few dozen an org's agents need take a few milliseconds.
+/// (the method, and the crate, `ua_parser` itself uses). Reading the rules and building the
+/// prefilter costs part of what compiling all 1,196 regexes did (see BENCHMARKS.md); an org's
+/// agents then compile a few dozen of them.
 struct Domain<P, E> {
     parsers: Vec<P>,
     /// Each rule, compiled into an extractor of its own once needed.
@@ -306,7 +307,7 @@ impl UserAgents {
     ///
     /// The poller calls this after each page. Once the agents of an org are cached (a few
     /// pages into a backfill, and at rest) the rules are not needed. A new agent later reads
-    /// them again and compiles what it needs, a few milliseconds.
+    /// them again, builds the prefilter and compiles what it needs.
     pub fn release_if_unused(&mut self) -> bool {
         if std::mem::take(&mut self.missed) {
             return false;
