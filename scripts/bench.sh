@@ -1,35 +1,29 @@
 #!/usr/bin/env bash
 # End-to-end benchmarks (release build), figures for BENCHMARKS.md:
-#  1. backfill of N events (default 1,000,000) from the simulator through stdout to /dev/null;
+#  1. backfill of N events (default 1,000,000) from the simulator through stdout to /dev/null
+#     (the median of RUNS runs);
 #  2. the same through the HTTP sink to a local receiver (examples/bench_receiver.rs);
-#  3. idle RSS and CPU over a minute of polling once caught up (IDLE_SECS, default 60).
+#  3. idle RSS and CPU over a minute of polling once caught up (IDLE_SECS, default 60);
+#  4. a run that finds nothing new, and a backlog of 30,000 events at --limit 1000 (small_runs,
+#     shared with scripts/bench-peer.sh): the median of RUNS (default 5) runs each.
 # Each reports events/s, CPU seconds and peak RSS (getrusage of the child).
+# COMPARE_BIN=path/to/other/slack-audit-source runs item 4 with that binary too, alternating.
+# ONLY=small runs item 4 alone, ONLY=stdout items 4 and 1. BIN=path measures that binary instead of building this tree's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 N=${N:-1000000}
+RUNS=${RUNS:-5}
 LIMIT=${LIMIT:-9999}
 IDLE_SECS=${IDLE_SECS:-60}
-cargo build --release --quiet --bin slack-audit-source --example bench_receiver
-BIN=target/release/slack-audit-source
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet --bin slack-audit-source
+  BIN=target/release/slack-audit-source
+fi
+[ -n "${ONLY:-}" ] || cargo build --release --quiet --example bench_receiver
 work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() { stop_listeners; rm -rf "$work"; }
 trap cleanup EXIT
-
-# Starts "$@" in the background, waits for its "listening on ADDR" line, prints ADDR.
-start_listener() {
-  local log=$1; shift
-  "$@" 2>"$log" >/dev/null &
-  pids+=($!)
-  for _ in $(seq 1 600); do
-    if grep -q "listening on" "$log"; then
-      grep -o "listening on [^ ]*" "$log" | head -1 | awk '{print $3}' | sed 's#http://##'
-      return
-    fi
-    sleep 0.1
-  done
-  echo "no listener in $log" >&2; exit 1
-}
 
 # measure LABEL CMD...: runs CMD, prints wall, CPU and peak RSS of the child.
 measure() {
@@ -48,9 +42,15 @@ PY
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
+small_runs "$BIN" ${COMPARE_BIN:+"$COMPARE_BIN"}
+[ "${ONLY:-}" = small ] && exit 0
 sim=$(start_listener "$work/sim.log" "$BIN" simulate --listen 127.0.0.1:0 --seed 1 --rate 0 --backfill "$N" --backfill-span 6h)
 common=(run --api-url "http://$sim" --initial-lookback 7h --settle-lag 1s --limit "$LIMIT" --max-requests-per-minute 100000 --once)
-SLACK_AUDIT_TOKEN=xoxp-bench measure "stdout backfill" "$BIN" "${common[@]}" --state-dir "$work/s1"
+# The stdout backfill as the median of RUNS runs, alternating with COMPARE_BIN if given.
+spec=(::: "stdout backfill" "$BIN" "${common[@]}" --state-dir "$work/s1-{run}")
+[ -n "${COMPARE_BIN:-}" ] && spec+=(::: "stdout backfill [COMPARE_BIN]" "$COMPARE_BIN" "${common[@]}" --state-dir "$work/s1c-{run}")
+SLACK_AUDIT_TOKEN=xoxp-bench EVENTS=$N rusage_runs "$RUNS" "${spec[@]:1}"
+[ "${ONLY:-}" = stdout ] && exit 0
 
 recv=$(start_listener "$work/recv.log" target/release/examples/bench_receiver 127.0.0.1:0)
 SLACK_AUDIT_TOKEN=xoxp-bench measure "http backfill" "$BIN" "${common[@]}" --state-dir "$work/s2" --sink http --http-url "http://$recv/"
