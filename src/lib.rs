@@ -175,9 +175,7 @@ pub(crate) fn assemble(
         request_timeout: config.request_timeout,
         tracer,
         max_response_bytes: config.max_response_bytes,
-        give_up_after: config
-            .once
-            .then_some(slack::client::ONCE_MAX_ATTEMPTS),
+        give_up_after: config.once.then_some(slack::client::ONCE_MAX_ATTEMPTS),
     })?;
     if let Some(backoff) = overrides.slack_backoff {
         client.set_backoff(backoff);
@@ -212,17 +210,15 @@ pub(crate) fn assemble(
 /// # Errors
 ///
 /// A checkpoint that cannot be read or holds impossible values.
-fn resume(
-    store: &CheckpointStore,
-    initial_lookback: Duration,
-) -> Result<Checkpoint, Error> {
+fn resume(store: &CheckpointStore, initial_lookback: Duration) -> Result<Checkpoint, Error> {
     Ok(match store.load()? {
         Some(cp) => {
             tracing::info!(path = %store.path().display(), next_oldest = cp.next_oldest, open_window = cp.window.is_some(), "resuming from checkpoint");
             cp
         }
         None => {
-            let start = (chrono::Utc::now().timestamp() - initial_lookback.as_secs() as i64).max(AUDIT_LOGS_EPOCH);
+            let start = (chrono::Utc::now().timestamp() - initial_lookback.as_secs() as i64)
+                .max(AUDIT_LOGS_EPOCH);
             tracing::info!(
                 oldest = start,
                 "no checkpoint yet: first run starts at now minus --initial-lookback"

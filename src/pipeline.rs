@@ -167,9 +167,9 @@ impl Chunks<'_> {
             }
             track_low(&mut self.delivered.window, &key, self.seen.window.oldest);
             let start = p.texts.len();
-            let kind = p
-                .mapper
-                .write_entry_noting(raw, self.fetched_at, &mut p.texts, &mut p.facts);
+            let kind =
+                p.mapper
+                    .write_entry_noting(raw, self.fetched_at, &mut p.texts, &mut p.facts);
             let action = p.facts.action.as_deref();
             // Anomalies always: their reasons are counted in the metrics from the value, with
             // the analysis off too.
@@ -401,13 +401,24 @@ mod tests {
             .map(|d| d.pointer("/event/id").and_then(Value::as_str).unwrap())
             .collect();
         assert_eq!(ids, ["a", "b"]);
-        assert!(docs[0].pointer("/slack/audit/analysis").is_some(), "{}", docs[0]);
+        assert!(
+            docs[0].pointer("/slack/audit/analysis").is_some(),
+            "{}",
+            docs[0]
+        );
         assert_eq!(
-            delivered.keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
+            delivered
+                .keys
+                .iter()
+                .map(|k| k.id.as_str())
+                .collect::<Vec<_>>(),
             ["a", "b"]
         );
         assert_eq!(delivered.window.low, Some(160));
-        assert_eq!(delivered.window.ids_at_low, BTreeSet::from(["b".to_string()]));
+        assert_eq!(
+            delivered.window.ids_at_low,
+            BTreeSet::from(["b".to_string()])
+        );
     }
 
     /// The checkpoint's JSON is unchanged: arrays, and an old file with a repeated id loads.

@@ -198,7 +198,15 @@ impl Poller {
             let page = match self.fetcher.page().await {
                 Ok(Some(page)) => page,
                 Ok(None) => return Ok(WindowEnd::Shutdown),
-                Err(e) => match chain::refused(e, &mut w, &mut guard, &mut range_retries, &mut self.shutdown).await? {
+                Err(e) => match chain::refused(
+                    e,
+                    &mut w,
+                    &mut guard,
+                    &mut range_retries,
+                    &mut self.shutdown,
+                )
+                .await?
+                {
                     Some(end) => return Ok(end),
                     None => continue,
                 },
@@ -214,7 +222,9 @@ impl Poller {
                 guard.repeats += 1;
                 crate::metrics::protocol_violation("cursor_repeated");
                 tracing::warn!(cursor = %chain::snippet(c), repeats = guard.repeats, "Slack answered with a cursor it returned before in this chain: the chain does not advance; the page is not delivered");
-                match chain::stalled(&mut w, &mut guard, "cursor_repeated", &mut self.shutdown).await? {
+                match chain::stalled(&mut w, &mut guard, "cursor_repeated", &mut self.shutdown)
+                    .await?
+                {
                     Some(end) => return Ok(end),
                     None => continue,
                 }
@@ -246,7 +256,9 @@ impl Poller {
             if stalls {
                 crate::metrics::protocol_violation("no_progress");
                 tracing::warn!(pages = guard.idle_pages, low = ?w.low, "Slack sent page after page that reads nothing older: the chain does not advance");
-                if let Some(end) = chain::stalled(&mut w, &mut guard, "no_progress", &mut self.shutdown).await? {
+                if let Some(end) =
+                    chain::stalled(&mut w, &mut guard, "no_progress", &mut self.shutdown).await?
+                {
                     return Ok(end);
                 }
             }
@@ -305,7 +317,10 @@ impl Poller {
             None => crate::metrics::checkpoint_saved(self.state.next_oldest, 1.0),
         }
         crate::progress::PROGRESS.checkpointed(
-            self.state.window.as_ref().map(|w| (w.oldest, w.latest, w.low)),
+            self.state
+                .window
+                .as_ref()
+                .map(|w| (w.oldest, w.latest, w.low)),
             delivered.keys.len() as u64,
             std::time::Instant::now(),
         );

@@ -1,12 +1,12 @@
 //! Whether Slack's answers make sense for the chain being read: the checks the poller runs
 //! on a page before any of it is delivered, and how a chain is restarted when they fail.
 
-use crate::checkpoint::{Window, AUDIT_LOGS_EPOCH};
 use super::WindowEnd;
+use crate::checkpoint::{Window, AUDIT_LOGS_EPOCH};
 use crate::shutdown::Shutdown;
 use crate::slack::{EntryKey, Error as SlackError};
-use std::time::Duration;
 use std::collections::HashSet;
+use std::time::Duration;
 
 /// How many times a cursor that Slack returned before is fetched again before the chain is
 /// restarted (once), and then the run stops.
@@ -200,7 +200,11 @@ pub(super) fn violation(kind: &'static str, detail: String) -> crate::Error {
 /// time. They may be ones already delivered or ones never delivered; no ids are kept above
 /// `low`, so the page is refused (the run stops, exit 1) rather than guessed at. Entries
 /// dated outside the range asked for are only warned about and counted: they are delivered.
-pub(super) fn judge_dates(w: &Window, keys: &[EntryKey], query_oldest: i64) -> Result<(), crate::Error> {
+pub(super) fn judge_dates(
+    w: &Window,
+    keys: &[EntryKey],
+    query_oldest: i64,
+) -> Result<(), crate::Error> {
     let (mut above, mut newest) = (0usize, i64::MIN);
     let (mut outside, mut out_min, mut out_max) = (0usize, i64::MAX, i64::MIN);
     for ts in keys.iter().filter_map(|k| k.date_create) {

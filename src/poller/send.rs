@@ -31,7 +31,11 @@ impl Sender {
             while let Some(batch) = queued.recv().await {
                 let started = Instant::now();
                 let result = sink.send(&batch, &mut shutdown).await;
-                if acked.send((batch, result, started.elapsed())).await.is_err() {
+                if acked
+                    .send((batch, result, started.elapsed()))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

@@ -88,8 +88,7 @@ fn scrape_after_run(extra: &[&str]) -> String {
             let api = mock_slack(page_body(chrono::Utc::now().timestamp())).await;
             let mut flags = vec!["--initial-lookback", "5m", "--limit", "9999"];
             flags.extend_from_slice(extra);
-            let config =
-                crate::support::run_config(&format!("http://{api}"), state.path(), &flags);
+            let config = crate::support::run_config(&format!("http://{api}"), state.path(), &flags);
             let out = slack_audit_source::sink::stdout::SharedWriter::default();
             let overrides = slack_audit_source::Overrides::new().stdout(out);
             let run = slack_audit_source::run_with(config, overrides, std::future::pending());

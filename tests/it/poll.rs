@@ -5,10 +5,10 @@ use crate::support::mock::{MockSlack, Reply};
 use crate::support::{counts, delivered_ids, entries, entry, now};
 use slack_audit_source::checkpoint::{Checkpoint, CheckpointStore};
 use slack_audit_source::config::RunConfig;
-use slack_audit_source::Overrides;
 use slack_audit_source::retry::Backoff;
 use slack_audit_source::shutdown::Shutdown;
 use slack_audit_source::sink::stdout::SharedWriter;
+use slack_audit_source::Overrides;
 use std::path::Path;
 use std::time::Duration;
 
