@@ -38,10 +38,8 @@ use crate::slack::{EntryKey, Page, SlackClient};
 use crate::statedir::StateDir;
 use chain::ChainGuard;
 use chrono::Utc;
+use fetch::{query_oldest, Request};
 use std::time::Duration;
-
-/// Audit logs do not exist before March 2018; `oldest` is never sent earlier than this.
-pub use crate::checkpoint::AUDIT_LOGS_EPOCH;
 
 /// What the poller is built from; [`crate::run`] assembles it.
 #[derive(Debug)]
@@ -193,7 +191,7 @@ impl Poller {
         let mut guard = ChainGuard::new(&w);
         loop {
             if !std::mem::take(&mut ahead) {
-                self.fetcher.ask(self.request(&w));
+                self.fetcher.ask(Request::at(&w, self.settings.overlap));
             }
             let page = match self.fetcher.page().await {
                 Ok(Some(page)) => page,
@@ -214,7 +212,7 @@ impl Poller {
             crate::metrics::page_fetched(page.len());
             // Judged before anything of the page goes out: a page refused here is not delivered
             // and the checkpoint stays at the last page that was.
-            let query_oldest = self.query_oldest(&w);
+            let query_oldest = query_oldest(&w, self.settings.overlap);
             // Each entry's id and date, read once for the checks and the delivery.
             let keys = Pipeline::keys(&page);
             chain::judge_dates(&w, &keys, query_oldest)?;
@@ -238,7 +236,7 @@ impl Poller {
                 // only after page k is checkpointed, so the checkpoint still moves in order.
                 let mut next = w.clone();
                 next.cursor = Some(c.clone());
-                self.fetcher.ask(self.request(&next));
+                self.fetcher.ask(Request::at(&next, self.settings.overlap));
                 ahead = true;
             }
             w = match self.deliver(w, page, keys, query_oldest).await {
@@ -262,20 +260,6 @@ impl Poller {
                     return Ok(end);
                 }
             }
-        }
-    }
-
-    /// `oldest` as asked of Slack for `w`: the window's, minus the overlap.
-    fn query_oldest(&self, w: &Window) -> i64 {
-        (w.oldest - self.settings.overlap).max(AUDIT_LOGS_EPOCH)
-    }
-
-    /// The request for the page at `w`'s cursor.
-    fn request(&self, w: &Window) -> fetch::Request {
-        fetch::Request {
-            oldest: self.query_oldest(w),
-            latest: w.chain_latest,
-            cursor: w.cursor.clone(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The fetch task: owns the Slack client and fetches the page the poller asks for, one at a
 //! time, so that page k+1 can be fetched while page k is delivered.
 
+use crate::checkpoint::{Window, AUDIT_LOGS_EPOCH};
 use crate::config::Filters;
 use crate::shutdown::Shutdown;
 use crate::slack::{Error as SlackError, Page, Query, SlackClient};
@@ -12,6 +13,23 @@ pub(super) struct Request {
     pub(super) oldest: i64,
     pub(super) latest: i64,
     pub(super) cursor: Option<String>,
+}
+
+impl Request {
+    /// The request for the page at `w`'s cursor, reading `overlap` seconds behind it.
+    pub(super) fn at(w: &Window, overlap: i64) -> Request {
+        Request {
+            oldest: query_oldest(w, overlap),
+            latest: w.chain_latest,
+            cursor: w.cursor.clone(),
+        }
+    }
+}
+
+/// `oldest` as asked of Slack for `w`: the window's, minus the overlap, never before audit
+/// logs existed.
+pub(super) fn query_oldest(w: &Window, overlap: i64) -> i64 {
+    (w.oldest - overlap).max(AUDIT_LOGS_EPOCH)
 }
 
 /// What a fetch gives: a page, `None` when shutdown came first, or Slack's error.
