@@ -243,9 +243,6 @@ pub struct RunConfig {
     pub observability: crate::metrics::ObservabilityConfig,
     /// Analysis options.
     pub analysis: crate::analysis::AnalysisConfig,
-    /// Where stdout-sink output goes; `None` means the process's stdout (tests inject a buffer,
-    /// `demo` a tee).
-    pub stdout: Option<crate::sink::stdout::Output>,
 }
 
 impl RunConfig {
@@ -332,7 +329,6 @@ impl RunConfig {
             mapping: crate::mapping::MappingConfig::from_args(&args.mapping)?,
             observability: crate::metrics::ObservabilityConfig::from_args(&args.observability)?,
             analysis: crate::analysis::AnalysisConfig::from_args(&args.analysis)?,
-            stdout: None,
         })
     }
 

@@ -66,7 +66,11 @@ pub async fn run_demo(
         addr = sim.addr,
         state = state_dir.display()
     );
-    let config = |once| demo_config(sim.addr, &state_dir, &documents, once);
+    let config = |once| demo_config(sim.addr, &state_dir, once);
+    // The documents go to stdout and to a file beside the state, for `analyze` afterwards.
+    let parts = || -> Result<crate::Overrides, crate::Error> {
+        Ok(crate::Overrides::new().stdout(Tee::open(&documents)?))
+    };
     // Live: until the story has played, unless told otherwise.
     let live = {
         let mut user = user.clone();
@@ -87,14 +91,12 @@ pub async fn run_demo(
             }
         })
     };
-    crate::poller::Poller::start(config(false)?, live)
-        .await?
+    crate::assemble(config(false)?, parts()?, live)?
         .run()
         .await?;
     // The story is over: one catch-up to now, which takes in its last step, then stop.
     if duration.is_none() && !args.follow && !user.is_triggered() {
-        crate::poller::Poller::start(config(true)?, user.clone())
-            .await?
+        crate::assemble(config(true)?, parts()?, user.clone())?
             .run()
             .await?;
     }
@@ -123,13 +125,10 @@ fn demo_args(sim: std::net::SocketAddr, state_dir: &Path, once: bool) -> RunArgs
 fn demo_config(
     sim: std::net::SocketAddr,
     state_dir: &Path,
-    documents: &Path,
     once: bool,
 ) -> Result<RunConfig, crate::Error> {
     let token = SecretString::from("xoxp-demo-token-not-a-real-one");
-    let mut config = RunConfig::from_args_with_token(demo_args(sim, state_dir, once), Some(token))?;
-    config.stdout = Some(crate::sink::stdout::Output(Box::new(Tee::open(documents)?)));
-    Ok(config)
+    Ok(RunConfig::from_args_with_token(demo_args(sim, state_dir, once), Some(token))?)
 }
 
 /// What the demo did, from the documents it kept.

@@ -5,22 +5,28 @@
 //! Data walks one way; each stage knows only its neighbours' types:
 //!
 //! ```text
-//! Slack API ─► slack::client ─► poller ─► mapping ─► analysis ─► sink ─► Vector / Fluent Bit
-//!  (or simulate)   (a page)    (window,   (ECS doc)  (findings)   (stdout NDJSON, HTTP)
+//! Slack API ─► slack::client ─► poller ─► pipeline ─────────────────────► sink ─► Vector / Fluent Bit
+//!  (or simulate)   (a page)    (window,   (mapping → analysis → batch)   (stdout NDJSON, HTTP)
 //!                               cursor)
 //! ```
 //!
 //! - [`slack`] turns a query into a page of raw entries, or a typed error; it owns the token,
 //!   the request budget and the retries ([`retry`]).
-//! - [`poller`] owns the reading order and the [`checkpoint`]: it alone decides what to fetch
+//! - `poller` owns the reading order and the [`checkpoint`]: it alone decides what to fetch
 //!   next and when progress is durable, which is only after the [`sink`] says a page is safe.
+//!   A fetch task owns the Slack client (one page fetched ahead), a send task owns the sink
+//!   (one chunk in flight), and the poller checks each page against its chain.
+//! - `pipeline` turns a page and the window state into chunks ready to send: it decides which
+//!   entries are new, and runs [`mapping`] and [`analysis`] on them.
 //! - [`mapping`] is pure: raw entry + fetch time → ECS document.
 //! - [`analysis`] annotates anomaly events and emits findings; its state rides in the checkpoint.
 //! - [`progress`] shows a long backfill's progress on stderr.
 //! - [`status`] reads a state directory beside a running reader and says where it stands.
 //! - [`simulate`] is a stand-in for the Audit Logs API, used by `demo`, tests and benchmarks.
 //!
-//! [`run`] is the whole `run` command with an injectable shutdown, so tests drive it directly.
+//! [`run`] is the whole `run` command with an injectable shutdown, and the one place where
+//! the parts are built (the composition root); [`run_with`] lets tests and `demo` replace
+//! some of them ([`Overrides`]).
 
 pub mod analysis;
 pub mod checkpoint;
@@ -31,7 +37,8 @@ pub mod fnv;
 pub mod mapping;
 pub mod memory;
 pub mod metrics;
-pub mod poller;
+pub(crate) mod pipeline;
+pub(crate) mod poller;
 pub mod progress;
 pub mod retry;
 pub mod secret_file;
@@ -48,7 +55,48 @@ pub mod units;
 pub use config::RunConfig;
 pub use error::Error;
 
+use checkpoint::{Checkpoint, CheckpointStore, AUDIT_LOGS_EPOCH};
+use config::SinkConfig;
+use shutdown::Shutdown;
 use std::future::Future;
+use std::time::Duration;
+use tokio::io::AsyncWrite;
+
+/// The parts of a run that tests and `demo` replace; the configuration builds the rest.
+#[derive(Default)]
+pub struct Overrides {
+    stdout: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    slack_backoff: Option<retry::Backoff>,
+}
+
+impl std::fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overrides")
+            .field("stdout", &self.stdout.as_ref().map(|_| ".."))
+            .field("slack_backoff", &self.slack_backoff)
+            .finish()
+    }
+}
+
+impl Overrides {
+    /// Nothing replaced: what `run` uses.
+    pub fn new() -> Overrides {
+        Overrides::default()
+    }
+
+    /// The stdout sink writes to `out` instead of the process's stdout (a buffer in tests, a
+    /// tee in `demo`).
+    pub fn stdout(mut self, out: impl AsyncWrite + Send + Unpin + 'static) -> Overrides {
+        self.stdout = Some(Box::new(out));
+        self
+    }
+
+    /// The Slack client retries on `backoff` (tests use short schedules).
+    pub fn slack_backoff(mut self, backoff: retry::Backoff) -> Overrides {
+        self.slack_backoff = Some(backoff);
+        self
+    }
+}
 
 /// Runs the `run` command until it has caught up (`--once`) or `shutdown` resolves.
 ///
@@ -63,12 +111,25 @@ pub async fn run(
     config: RunConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let shutdown = shutdown::Shutdown::from_future(shutdown);
+    run_with(config, Overrides::new(), shutdown).await
+}
+
+/// [`run`] with some of its parts replaced.
+///
+/// # Errors
+///
+/// As [`run`].
+pub async fn run_with(
+    config: RunConfig,
+    overrides: Overrides,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let shutdown = Shutdown::from_future(shutdown);
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    // ops (issue 5): /metrics, /healthz and /readyz with --metrics-listen; the listener stops
-    // on shutdown, and at the latest when this handle drops as `run` returns.
+    // /metrics, /healthz and /readyz with --metrics-listen; the listener stops on shutdown,
+    // and at the latest when this handle drops as `run` returns.
     let _metrics =
         metrics::server::start_for_run(&config.observability, config.interval, shutdown.clone())
             .await?;
@@ -76,14 +137,102 @@ pub async fn run(
         config.observability.progress_interval,
         shutdown.clone(),
     ));
-    let result = async {
-        poller::Poller::start(config, shutdown.clone())
-            .await?
-            .run()
-            .await
-    }
-    .await;
+    let result = async { assemble(config, overrides, shutdown.clone())?.run().await }.await;
     progress.abort();
     progress::clear_line();
     result
+}
+
+/// The composition root: locks the state dir, loads the checkpoint and builds every part
+/// (pipeline, client, sink), then hands them to the poller.
+///
+/// # Errors
+///
+/// A locked or unusable state dir, a corrupt checkpoint, unreadable mapping or analysis files,
+/// a client or sink that cannot be set up.
+pub(crate) fn assemble(
+    config: RunConfig,
+    overrides: Overrides,
+    shutdown: Shutdown,
+) -> Result<poller::Poller, Error> {
+    let lock = statedir::StateDir::open(&config.state_dir)?;
+    let store = CheckpointStore::new(lock.path());
+    let mut state = resume(&store, config.initial_lookback)?;
+    if config.max_rpm > 50
+        && config
+            .api_url
+            .host_str()
+            .is_some_and(|h| h.ends_with("slack.com"))
+    {
+        tracing::warn!(max_rpm = config.max_rpm, "--max-requests-per-minute is above Slack's ~50/min, which every app in the org shares; expect 429s");
+    }
+    // Handed to the analyzer and not kept with the checkpoint: each save writes the live state.
+    let saved = state.analysis.take().map(|a| a.0);
+    let analyzer = analysis::Analyzer::from_saved(&config.analysis, saved)?;
+    let pipeline = pipeline::Pipeline::new(mapping::Mapper::new(&config.mapping)?, analyzer);
+    let tracer = trace::Tracer::from_config(&config.observability)?;
+    let mut client = slack::SlackClient::new(slack::client::ClientConfig {
+        api_url: config.api_url,
+        token: config.token,
+        max_rpm: config.max_rpm,
+        request_timeout: config.request_timeout,
+        tracer,
+        max_response_bytes: config.max_response_bytes,
+        give_up_after: config.once.then_some(slack::client::ONCE_MAX_ATTEMPTS),
+    })?;
+    if let Some(backoff) = overrides.slack_backoff {
+        client.set_backoff(backoff);
+    }
+    let sink = match (config.sink, overrides.stdout) {
+        (SinkConfig::Stdout, Some(out)) => sink::Sink::Stdout(sink::stdout::StdoutSink::new(out)),
+        (SinkConfig::Stdout, None) => sink::Sink::Stdout(sink::stdout::StdoutSink::stdout()),
+        (SinkConfig::Http(h), _) => sink::Sink::Http(sink::http::HttpSink::new(h)?),
+    };
+    let settings = poller::Settings {
+        interval: config.interval,
+        settle_lag: config.settle_lag.as_secs().max(1) as i64,
+        overlap: config.overlap.as_secs() as i64,
+        limit: config.limit,
+        filters: config.filters,
+        once: config.once,
+    };
+    let parts = poller::Parts {
+        client,
+        pipeline,
+        sink,
+        store,
+        state,
+        lock,
+        settings,
+    };
+    Ok(poller::Poller::new(parts, shutdown))
+}
+
+/// The checkpoint to start from: the saved one, or a first window `initial_lookback` back.
+///
+/// # Errors
+///
+/// A checkpoint that cannot be read or holds impossible values.
+fn resume(store: &CheckpointStore, initial_lookback: Duration) -> Result<Checkpoint, Error> {
+    Ok(match store.load()? {
+        Some(cp) => {
+            tracing::info!(path = %store.path().display(), next_oldest = cp.next_oldest, open_window = cp.window.is_some(), "resuming from checkpoint");
+            cp
+        }
+        None => {
+            let start = (chrono::Utc::now().timestamp() - initial_lookback.as_secs() as i64)
+                .max(AUDIT_LOGS_EPOCH);
+            tracing::info!(
+                oldest = start,
+                "no checkpoint yet: first run starts at now minus --initial-lookback"
+            );
+            Checkpoint {
+                next_oldest: start,
+                window: None,
+                recent: Default::default(),
+                analysis: None,
+                updated_at: chrono::Utc::now(),
+            }
+        }
+    })
 }

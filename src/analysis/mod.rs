@@ -302,8 +302,8 @@ impl Analyzer {
     /// Whether a document needs to go through [`Analyzer::process`] as a JSON value: anomalies
     /// (annotated, and the signals of findings) and events whose user agent is not an expected
     /// one (annotated, and maybe a signal). Every other document is only noted
-    /// ([`Analyzer::note_plain`]), so the poller writes it straight to text.
-    pub fn wants(&self, action: Option<&str>, user_agent: Option<&str>) -> bool {
+    /// ([`Analyzer::note_plain`]), so the pipeline writes it straight to text.
+    pub(crate) fn wants(&self, action: Option<&str>, user_agent: Option<&str>) -> bool {
         let Some(settings) = &self.settings else {
             return false;
         };
@@ -315,8 +315,8 @@ impl Analyzer {
     /// its time moves the high-water mark (which decides which windows are old enough to
     /// prune), and a download goes into its actor's window for the context of download
     /// findings, as [`Analyzer::process`] would have put it there. Takes effect with the next
-    /// [`Analyzer::process`], which the poller calls for every chunk.
-    pub fn note_plain(&mut self, facts: &crate::mapping::Facts) {
+    /// [`Analyzer::process`], which the pipeline calls for every chunk.
+    pub(crate) fn note_plain(&mut self, facts: &crate::mapping::Facts) {
         if self.settings.is_none() {
             return;
         }

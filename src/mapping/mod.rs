@@ -162,27 +162,27 @@ pub enum DocKind {
     PipelineError,
 }
 
-/// What the poller and the analysis need to know about an entry, read while it is mapped so
+/// What the pipeline's routing and the analysis need to know about an entry, read while it is mapped so
 /// that the entry is parsed once. Each value is what the document's field reads back as
 /// (`fields::string` in the analysis: trimmed, non-empty, numbers as their text), so a
 /// document routed past the analysis is recorded exactly as one read from its JSON would be.
 /// Reused from entry to entry; [`Mapper::write_entry_noting`] resets it.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Facts {
+pub(crate) struct Facts {
     /// `event.action`.
-    pub action: Option<String>,
+    pub(crate) action: Option<String>,
     /// `user_agent.original`.
-    pub user_agent: Option<String>,
+    pub(crate) user_agent: Option<String>,
     /// `user.id`.
-    pub user_id: Option<String>,
+    pub(crate) user_id: Option<String>,
     /// `event.id`.
-    pub event_id: Option<String>,
+    pub(crate) event_id: Option<String>,
     /// `@timestamp`, in Unix milliseconds.
-    pub timestamp_ms: i64,
+    pub(crate) timestamp_ms: i64,
     /// `slack.audit.entity.id`.
-    pub entity_id: Option<String>,
+    pub(crate) entity_id: Option<String>,
     /// `slack.audit.entity.name`.
-    pub entity_name: Option<String>,
+    pub(crate) entity_name: Option<String>,
 }
 
 impl Facts {
@@ -333,7 +333,7 @@ impl Mapper {
 
     /// [`Mapper::write_entry`], also filling `facts` from the entry (all `None` for input that
     /// is not an entry).
-    pub fn write_entry_noting(
+    pub(crate) fn write_entry_noting(
         &mut self,
         raw: &str,
         fetched_at: DateTime<Utc>,

@@ -1,4 +1,4 @@
-//! Delivery: a page's documents as NDJSON, to stdout or a shipper's HTTP input.
+//! Delivery: a chunk of a page's documents as NDJSON, to stdout or a shipper's HTTP input.
 //!
 //! [`Sink::send`] returns only when the whole batch is safe (flushed to stdout, or every HTTP
 //! request acknowledged with a 2xx); the poller moves the checkpoint after that and only then.
@@ -9,7 +9,7 @@ pub mod stdout;
 use crate::shutdown::Shutdown;
 use serde_json::Value;
 
-/// A page's documents, serialised once as NDJSON lines.
+/// A chunk of a page's documents, serialised once as NDJSON lines.
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
     buf: Vec<u8>,
@@ -106,10 +106,6 @@ pub enum Error {
     /// The HTTP client could not be built.
     #[error("cannot set up the HTTP sink: {0}")]
     Setup(String),
-    /// The task sending a batch stopped without an answer (a defect); the batch may or may
-    /// not have been delivered, so the checkpoint does not move.
-    #[error("the task sending a batch stopped without an answer; the checkpoint did not move")]
-    Lost,
 }
 
 impl Error {
@@ -121,7 +117,6 @@ impl Error {
             Error::Certificate { .. } => "certificate",
             Error::Interrupted => "interrupted",
             Error::Setup(_) => "setup",
-            Error::Lost => "lost",
         }
     }
 }

@@ -41,22 +41,6 @@ impl StdoutSink {
     }
 }
 
-/// A writer for the stdout sink other than the process's stdout: a buffer in tests, a tee in
-/// `demo`.
-pub struct Output(pub Box<dyn AsyncWrite + Send + Unpin>);
-
-impl std::fmt::Debug for Output {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Output(..)")
-    }
-}
-
-impl From<SharedWriter> for Output {
-    fn from(w: SharedWriter) -> Output {
-        Output(Box::new(w))
-    }
-}
-
 /// A writer whose bytes tests can read while the pipeline runs.
 #[derive(Debug, Clone, Default)]
 pub struct SharedWriter(pub Arc<Mutex<Vec<u8>>>);

@@ -3,7 +3,8 @@
 //! Slack's bodies vary (see `slack-audit-api.md` §3): `ok` may be absent or false on a 200,
 //! `response_metadata` may be absent, `{}`, or carry `next_cursor: ""`, entries carry duplicate
 //! keys and new attributes. So entries are kept as raw text (mapping reads them later) and
-//! only the two fields the poller needs, `id` and `date_create`, are read here, leniently.
+//! only the two fields the poller's checks and the pipeline's dedup need, `id` and
+//! `date_create`, are read here ([`EntryKey`]), leniently.
 //!
 //! A [`Page`] keeps the response body as it came and the byte span of each entry in it: at
 //! `--limit 9999` a body is about 15 MB, and a second, per-entry copy would double the memory
@@ -160,7 +161,8 @@ impl Page {
     }
 }
 
-/// The two fields of an entry the poller needs: a stable identity and its second.
+/// The two fields of an entry the poller and the pipeline need: a stable identity and its
+/// second.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryKey {
     /// `id`, or a hash of the raw bytes when Slack sent none (so dedup still works).

@@ -181,19 +181,8 @@ impl SlackClient {
     }
 
     /// Replaces the backoff schedule (tests use short ones).
-    pub fn with_backoff(mut self, backoff: Backoff) -> SlackClient {
-        self.backoff = backoff;
-        self
-    }
-
-    /// Replaces the backoff schedule in place.
     pub fn set_backoff(&mut self, backoff: Backoff) {
         self.backoff = backoff;
-    }
-
-    /// The URL polled.
-    pub fn logs_url(&self) -> &Url {
-        &self.logs_url
     }
 
     /// Sends one request (after waiting for the budget) and classifies the answer.

@@ -406,8 +406,9 @@ async fn simulator_background_traffic_gives_no_finding() {
             "--limit",
             "500",
         ];
-        let config = crate::poll::config_for(&url, dir.path(), &out, &extra);
-        slack_audit_source::run(config, std::future::pending())
+        let config = crate::support::run_config(&url, dir.path(), &extra);
+        let overrides = slack_audit_source::Overrides::new().stdout(out.clone());
+        slack_audit_source::run_with(config, overrides, std::future::pending())
             .await
             .unwrap();
         let docs: Vec<Value> = String::from_utf8(out.contents())

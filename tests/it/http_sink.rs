@@ -442,22 +442,11 @@ async fn run_setup_with(rx: Receiver, extra: &[&str], backoff: Duration) -> RunS
     let state = tempfile::tempdir().unwrap();
     let api_url = format!("http://{}", slack.addr);
     let http_url = rx.url("/slack.audit");
-    let mut argv = vec![
-        "slack-audit-source",
-        "run",
-        "--once",
-        "--api-url",
-        &api_url,
-        "--state-dir",
-        state.path().to_str().unwrap(),
+    let mut flags = vec![
         "--initial-lookback",
         "1h",
-        "--settle-lag",
-        "1s",
         "--limit",
         "4",
-        "--max-requests-per-minute",
-        "1000",
         "--sink",
         "http",
         "--http-url",
@@ -465,12 +454,8 @@ async fn run_setup_with(rx: Receiver, extra: &[&str], backoff: Duration) -> RunS
         "--http-batch-events",
         "3",
     ];
-    argv.extend_from_slice(extra);
-    let Command::Run(args) = <Cli as clap::Parser>::try_parse_from(argv).unwrap().command else {
-        unreachable!("asked for run")
-    };
-    let mut config =
-        RunConfig::from_args_with_token(*args, Some(SecretString::from("xoxp-test"))).unwrap();
+    flags.extend_from_slice(extra);
+    let mut config = crate::support::run_config(&api_url, state.path(), &flags);
     let SinkConfig::Http(http) = &mut config.sink else {
         unreachable!("asked for --sink http")
     };

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};
 use secrecy::SecretString;
-use slack_audit_source::config::{Cli, Command, Filters};
+use slack_audit_source::config::Filters;
 use slack_audit_source::metrics::health::Health;
 use slack_audit_source::metrics::server::{self, Endpoints};
 use slack_audit_source::shutdown::Shutdown;
@@ -71,38 +71,6 @@ fn page_body(now: i64) -> String {
     .to_string()
 }
 
-fn run_config(
-    api: SocketAddr,
-    state: &std::path::Path,
-    extra: &[&str],
-) -> slack_audit_source::RunConfig {
-    let api = format!("http://{api}");
-    let mut argv = vec![
-        "slack-audit-source",
-        "run",
-        "--api-url",
-        &api,
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--once",
-        "--initial-lookback",
-        "5m",
-        "--settle-lag",
-        "1s",
-        "--max-requests-per-minute",
-        "1000",
-    ];
-    argv.extend_from_slice(extra);
-    let Command::Run(args) = <Cli as clap::Parser>::try_parse_from(argv).unwrap().command else {
-        unreachable!("asked for run")
-    };
-    let mut config =
-        slack_audit_source::RunConfig::from_args_with_token(*args, Some(SecretString::from(TOKEN)))
-            .unwrap();
-    config.stdout = Some(slack_audit_source::sink::stdout::SharedWriter::default().into());
-    config
-}
-
 /// The metrics text after a `run --once` with `extra` flags against a mock Slack serving
 /// [`page_body`].
 fn scrape_after_run(extra: &[&str]) -> String {
@@ -118,10 +86,12 @@ fn scrape_after_run(extra: &[&str]) -> String {
         slack_audit_source::metrics::describe();
         rt.block_on(async {
             let api = mock_slack(page_body(chrono::Utc::now().timestamp())).await;
-            let run = slack_audit_source::run(
-                run_config(api, state.path(), extra),
-                std::future::pending(),
-            );
+            let mut flags = vec!["--initial-lookback", "5m", "--limit", "9999"];
+            flags.extend_from_slice(extra);
+            let config = crate::support::run_config(&format!("http://{api}"), state.path(), &flags);
+            let out = slack_audit_source::sink::stdout::SharedWriter::default();
+            let overrides = slack_audit_source::Overrides::new().stdout(out);
+            let run = slack_audit_source::run_with(config, overrides, std::future::pending());
             tokio::time::timeout(Duration::from_secs(10), run)
                 .await
                 .expect("run --once finishes")

@@ -3,55 +3,39 @@
 
 use crate::support::mock::{MockSlack, Reply};
 use crate::support::{counts, delivered_ids, entries, entry, now};
-use secrecy::SecretString;
 use slack_audit_source::checkpoint::{Checkpoint, CheckpointStore};
-use slack_audit_source::config::{Cli, Command, RunConfig};
-use slack_audit_source::poller::Poller;
+use slack_audit_source::config::RunConfig;
 use slack_audit_source::retry::Backoff;
 use slack_audit_source::shutdown::Shutdown;
 use slack_audit_source::sink::stdout::SharedWriter;
+use slack_audit_source::Overrides;
 use std::path::Path;
 use std::time::Duration;
 
-/// A `run --once` config against `mock`, writing into `out`.
-pub fn config(mock: &MockSlack, dir: &Path, out: &SharedWriter, extra: &[&str]) -> RunConfig {
-    config_for(&mock.url(), dir, out, extra)
+/// A `run --once` in process: its config and where its stdout goes.
+pub struct TestRun {
+    /// The configuration.
+    pub config: RunConfig,
+    /// Its stdout.
+    pub out: SharedWriter,
 }
 
-/// A `run --once` config against the API at `url`, writing into `out`; `extra` flags override.
-pub fn config_for(url: &str, dir: &Path, out: &SharedWriter, extra: &[&str]) -> RunConfig {
-    let state = dir.to_string_lossy().to_string();
-    let mut argv = vec![
-        "slack-audit-source",
-        "run",
-        "--api-url",
-        url,
-        "--state-dir",
-        &state,
-        "--once",
-    ];
-    argv.extend_from_slice(&crate::support::TEST_RUN_FLAGS);
-    argv.extend_from_slice(extra);
-    let args = match <Cli as clap::Parser>::try_parse_from(argv)
-        .expect("test args parse")
-        .command
-    {
-        Command::Run(a) => *a,
-        _ => unreachable!("asked for run"),
-    };
-    let mut c = RunConfig::from_args_with_token(args, Some(SecretString::from("xoxp-test-token")))
-        .expect("valid test config");
-    c.stdout = Some(out.clone().into());
-    c
+/// A `run --once` against `mock`, writing into `out`; `extra` flags override.
+pub fn config(mock: &MockSlack, dir: &Path, out: &SharedWriter, extra: &[&str]) -> TestRun {
+    TestRun {
+        config: crate::support::run_config(&mock.url(), dir, extra),
+        out: out.clone(),
+    }
+}
+
+/// What tests replace in a run: the stdout writer and a fast Slack backoff.
+pub fn overrides(out: &SharedWriter) -> Overrides {
+    Overrides::new().stdout(out.clone()).slack_backoff(fast())
 }
 
 /// Runs to completion with a fast backoff, as `--once` does.
-pub async fn run_once(config: RunConfig) -> Result<(), slack_audit_source::Error> {
-    Poller::start(config, Shutdown::never())
-        .await?
-        .with_backoff(fast())
-        .run()
-        .await
+pub async fn run_once(run: TestRun) -> Result<(), slack_audit_source::Error> {
+    slack_audit_source::run_with(run.config, overrides(&run.out), std::future::pending()).await
 }
 
 fn fast() -> Backoff {
@@ -341,15 +325,15 @@ async fn a_same_second_burst_larger_than_limit_at_a_window_boundary() {
     assert_exactly_once(&out, 7 * 25);
 }
 
-/// Runs `config` until the mock has served `n` requests, then shuts down (finishing the page
+/// Runs `run` until the mock has served `n` requests, then shuts down (finishing the page
 /// in hand, as SIGTERM does).
-pub async fn stop_after_requests(mock: &MockSlack, config: RunConfig, n: usize) {
-    let (trigger, shutdown) = Shutdown::new();
-    let poller = Poller::start(config, shutdown)
-        .await
-        .unwrap()
-        .with_backoff(fast());
-    let task = tokio::spawn(poller.run());
+pub async fn stop_after_requests(mock: &MockSlack, run: TestRun, n: usize) {
+    let (trigger, mut shutdown) = Shutdown::new();
+    let task = tokio::spawn(slack_audit_source::run_with(
+        run.config,
+        overrides(&run.out),
+        async move { shutdown.wait().await },
+    ));
     mock.wait_requests(n).await;
     trigger.trigger();
     tokio::time::timeout(Duration::from_secs(10), task)

@@ -42,7 +42,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// At most this much of an error answer is read (it is quoted in the error, not parsed).
 const MAX_ERROR_BODY: usize = 4096;
 
-/// Counts kept by the sink itself, so tests and `demo` can read them without a metrics recorder.
+/// Counts kept by the sink itself, so tests can read them without a metrics recorder.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SinkStats {
     /// Requests sent, retries included.

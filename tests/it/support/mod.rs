@@ -98,6 +98,43 @@ pub const TEST_RUN_FLAGS: [&str; 8] = [
     "10",
 ];
 
+/// The token of in-process test runs.
+pub const TEST_TOKEN: &str = "xoxp-test-token";
+
+/// A `run --once` config, in process, against the API at `url` with its state in `state`:
+/// [`TEST_RUN_FLAGS`], then `extra` (later flags override), and [`TEST_TOKEN`]. Where its
+/// stdout goes is for the caller to say (`slack_audit_source::Overrides::stdout`).
+pub fn run_config(
+    url: &str,
+    state: &std::path::Path,
+    extra: &[&str],
+) -> slack_audit_source::RunConfig {
+    use slack_audit_source::config::{Cli, Command};
+    let state = state.to_string_lossy().to_string();
+    let mut argv = vec![
+        "slack-audit-source",
+        "run",
+        "--api-url",
+        url,
+        "--state-dir",
+        &state,
+        "--once",
+    ];
+    argv.extend_from_slice(&TEST_RUN_FLAGS);
+    argv.extend_from_slice(extra);
+    let Command::Run(args) = <Cli as clap::Parser>::try_parse_from(argv)
+        .expect("test args parse")
+        .command
+    else {
+        unreachable!("asked for run")
+    };
+    slack_audit_source::RunConfig::from_args_with_token(
+        *args,
+        Some(secrecy::SecretString::from(TEST_TOKEN)),
+    )
+    .expect("valid test config")
+}
+
 /// `slack-audit-source run` against `api_url` with `state` and [`TEST_RUN_FLAGS`], stdin closed.
 pub fn run_command(api_url: &str, state: &std::path::Path) -> std::process::Command {
     let mut cmd = bin();
