@@ -25,7 +25,7 @@ use std::sync::Arc;
 const UA_REASON: &str = "unexpected_user_agent";
 /// Seconds in a (UTC) day.
 pub(crate) const DAY_SECS: i64 = 86_400;
-/// Slack's stand-in actors (slack-audit-api.md §3): events without a person behind them, which
+/// Slack's stand-in actors (docs/slack-api.md §3): events without a person behind them, which
 /// must never be correlated with each other as if one user did them all.
 const PLACEHOLDER_ACTORS: &[&str] = &["USLACKUSER", "USLACKSECURITY"];
 

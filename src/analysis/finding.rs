@@ -10,7 +10,7 @@ use super::state::Downloads;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 
-/// `ecs.version` of the documents we write (ecs-mapping.md).
+/// `ecs.version` of the documents we write (docs/mapping.md).
 pub const ECS_VERSION: &str = "8.11.0";
 /// `event.dataset` of findings: kept apart from `slack.audit` so that audit dashboards and
 /// retention are not mixed with alerts, as Elastic does for its own alerts datasets.

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The default rules, as shipped (printed by `analyze --print-default-rules`).
 pub const DEFAULT_RULES: &str = include_str!("default_rules.toml");
 
-/// Every reason in Slack's anomalous-events reference (slack-audit-api.md §7), plus
+/// Every reason in Slack's anomalous-events reference (docs/slack-api.md §7), plus
 /// `unexpected_user_agent`, which our own UA check also emits.
 pub const KNOWN_REASONS: &[&str] = &[
     "asn",

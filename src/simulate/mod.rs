@@ -1,7 +1,7 @@
 //! A stand-in for the Slack Audit Logs API, with generated events: `simulate --listen ADDR`,
 //! the server behind `demo`, and the API the integration tests and soak tests poll.
 //!
-//! It is faithful to `slack-audit-api.md` where clients can tell: bearer auth with Slack's error
+//! It is faithful to docs/slack-api.md where clients can tell: bearer auth with Slack's error
 //! codes on HTTP 200, newest first, inclusive whole-second bounds, pages that never split a
 //! second (and so may exceed `limit`), padded base64 cursors, the three spellings of "no more
 //! pages", `/schemas` and `/actions` without auth, and an HTML glitch page off the API. On top
@@ -9,8 +9,8 @@
 //! every request ([`SimHandle::requests`]). It is stricter than Slack on cursors on purpose
 //! (see the `cursor` module). It does not rate-limit by itself: 429s come only from [`Faults`].
 //!
-//! Layout: [`generator`] makes entries, `store` indexes them by second, `server` accepts
-//! connections and routes them, `logs` answers `/audit/v1/logs`, `cursor` signs cursors,
+//! Layout: [`generator`] makes entries, `store` indexes them by second, `server` routes the
+//! connections [`crate::serve`] accepts, `logs` answers `/audit/v1/logs`, `cursor` signs cursors,
 //! `traffic` adds entries over time, [`faults`] decides what goes wrong, `catalog` serves
 //! `/actions` and `/schemas`.
 
@@ -305,9 +305,7 @@ pub async fn start(
         addr: addr.to_string(),
         source,
     };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(listen_error)?;
+    let listener = crate::serve::bind(addr).await?;
     let local = listener.local_addr().map_err(listen_error)?;
     let (n, span, burst, seed) = (
         options.backfill_events,

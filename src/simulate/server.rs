@@ -1,4 +1,4 @@
-//! The simulator's HTTP side: the accept loop, routes, and the record of every `/logs`
+//! The simulator's HTTP side: routes (served by [`crate::serve`]'s accept loop), and the record of every `/logs`
 //! request. What `/logs` answers is decided in `logs`.
 //!
 //! Only a stall waits, and it waits after the answer is fixed, so a stalled request sees the
@@ -10,6 +10,7 @@ use super::faults::Faults;
 use super::logs::answer_logs;
 use super::store::Store;
 use super::RecordedRequest;
+use crate::serve::{accept_loop, http1, Limits};
 use crate::shutdown::Shutdown;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -17,10 +18,8 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use rand::rngs::StdRng;
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// How many requests [`super::SimHandle::requests`] keeps (the newest); a soak test's worth.
@@ -64,34 +63,18 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Serves until `shutdown`; dropping the connection set on the way out aborts the open
-/// connections (stalled ones included).
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: Shutdown) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let shared = shared.clone();
-                    connections.spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            let shared = shared.clone();
-                            async move { Ok::<_, Infallible>(handle(&shared, req).await) }
-                        });
-                        // A client that hangs up mid-answer is its own business.
-                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: pause rather than spin.
-                    tracing::warn!(error = %e, "simulator cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
+/// Serves until `shutdown` through the crate's accept loop, with no limits (a stall holds its
+/// connection on purpose); the open connections, stalled ones included, end with the loop.
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Shutdown) {
+    let limits = Limits::none();
+    accept_loop(listener, shutdown, limits.max_connections, "simulator", move |stream| {
+        let shared = shared.clone();
+        http1(stream, limits, move |req| {
+            let shared = shared.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
+        })
+    })
+    .await;
 }
 
 async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>> {

@@ -17,6 +17,8 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use slack_audit_source::serve::Server;
+use slack_audit_source::shutdown::Shutdown;
 use std::time::Duration;
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -261,53 +263,43 @@ async fn soak_stdout_with_faults_and_sigkills() {
 }
 
 /// A receiver like Vector's `http_server` that is down (503 or a dropped connection) a third
-/// of the time.
-async fn flaky_receiver() -> (String, Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+/// of the time. It stops when the returned server is dropped.
+async fn flaky_receiver() -> (Server, Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) {
+    let listener = slack_audit_source::serve::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let got = Arc::new(Mutex::new(Vec::new()));
     let down = Arc::new(AtomicBool::new(false));
     let (g, d) = (got.clone(), down.clone());
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
+    let server = slack_audit_source::serve::spawn(
+        listener,
+        Shutdown::never(),
+        slack_audit_source::serve::Limits::none(),
+        "flaky receiver",
+        move |req: hyper::Request<hyper::body::Incoming>| {
             let (g, d) = (g.clone(), d.clone());
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (g, d) = (g.clone(), d.clone());
-                        async move {
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            if d.load(Ordering::SeqCst) {
-                                return Ok::<_, std::convert::Infallible>(
-                                    hyper::Response::builder()
-                                        .status(503)
-                                        .body(Full::new(Bytes::from("down")))
-                                        .unwrap(),
-                                );
-                            }
-                            let (ids, _) = delivered_ids_lenient(&body);
-                            g.lock().unwrap().extend(ids);
-                            Ok(hyper::Response::builder()
-                                .status(200)
-                                .body(Full::new(Bytes::new()))
-                                .unwrap())
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+            async move {
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                if d.load(Ordering::SeqCst) {
+                    return hyper::Response::builder()
+                        .status(503)
+                        .body(Full::new(Bytes::from("down")))
+                        .unwrap();
+                }
+                let (ids, _) = delivered_ids_lenient(&body);
+                g.lock().unwrap().extend(ids);
+                hyper::Response::builder()
+                    .status(200)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap()
+            }
+        },
+    );
     let d = down.clone();
     tokio::spawn(async move {
         use rand::Rng;
@@ -317,7 +309,7 @@ async fn flaky_receiver() -> (String, Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) 
             d.store(rand::rng().random_bool(0.33), Ordering::SeqCst);
         }
     });
-    (format!("http://{addr}/"), got, down)
+    (server, got, down)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,7 +317,8 @@ async fn flaky_receiver() -> (String, Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) 
 async fn soak_http_sink_with_receiver_outages_and_sigkills() {
     let s = sizes();
     let sim = start_simulator(s.events);
-    let (url, got, down) = flaky_receiver().await;
+    let (receiver, got, down) = flaky_receiver().await;
+    let url = receiver.url("/");
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let http = ["--sink", "http", "--http-url", url.as_str()];

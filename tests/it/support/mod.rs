@@ -108,6 +108,20 @@ pub fn run_command(api_url: &str, state: &std::path::Path) -> std::process::Comm
     cmd
 }
 
+/// The simulator on 127.0.0.1:0 serving exactly `entries` (no backfill, no live traffic, no
+/// faults) until the test's runtime ends: the Slack stand-in of every test.
+pub async fn simulator_with(entries: Vec<Value>) -> slack_audit_source::simulate::SimHandle {
+    let sim = slack_audit_source::simulate::start(
+        "127.0.0.1:0".parse().expect("an address"),
+        slack_audit_source::simulate::SimOptions::default(),
+        slack_audit_source::shutdown::Shutdown::never(),
+    )
+    .await
+    .expect("the simulator starts on 127.0.0.1:0");
+    sim.insert(entries);
+    sim
+}
+
 /// The built binary.
 pub fn bin() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_slack-audit-source"))
