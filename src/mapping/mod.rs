@@ -21,6 +21,7 @@ pub mod categorize;
 pub mod command;
 pub mod entry;
 pub mod geoip;
+pub mod input;
 pub mod json;
 pub mod render;
 #[cfg(test)]

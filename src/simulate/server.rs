@@ -7,8 +7,9 @@
 
 use super::catalog;
 use super::faults::Faults;
-use super::logs::answer_logs;
+use super::logs::{answer_logs, scripted_record};
 use super::store::Store;
+use super::script::Script;
 use super::RecordedRequest;
 use crate::serve::{accept_loop, http1, Limits};
 use crate::shutdown::Shutdown;
@@ -18,7 +19,7 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use rand::rngs::StdRng;
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 
@@ -47,6 +48,12 @@ pub(crate) struct Shared {
     pub generation: AtomicU64,
     /// The newest [`MAX_RECORDED`] requests.
     pub requests: Mutex<VecDeque<RecordedRequest>>,
+    /// Replies a test scripted, and the count of `/logs` requests.
+    pub script: Mutex<Script>,
+    /// `/logs` requests recorded since start.
+    pub recorded: AtomicUsize,
+    /// Woken after each `/logs` request is recorded.
+    pub served: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Shared {
@@ -94,16 +101,15 @@ async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>> {
                 .get(AUTHORIZATION)
                 .map(HeaderValue::as_bytes)
                 .map(<[u8]>::to_vec);
-            shared.store.release_due(tokio::time::Instant::now());
-            let (answer, record) = answer_logs(shared, auth.as_deref(), &query, unix_now());
-            let stall = answer.stall;
-            {
-                let mut requests = lock(&shared.requests);
-                if requests.len() >= MAX_RECORDED {
-                    requests.pop_front();
-                }
-                requests.push_back(record);
+            let scripted = lock(&shared.script).next();
+            if let Some(reply) = scripted {
+                record(shared, scripted_record(&query, auth.as_deref(), reply.status));
+                return reply.to_response();
             }
+            shared.store.release_due(tokio::time::Instant::now());
+            let (answer, rec) = answer_logs(shared, auth.as_deref(), &query, unix_now());
+            let stall = answer.stall;
+            record(shared, rec);
             if let Some(d) = stall {
                 tokio::time::sleep(d).await;
             }
@@ -139,6 +145,19 @@ async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>> {
             GLITCH_HTML.to_string(),
         ),
     }
+}
+
+/// Keeps `rec` among the newest [`MAX_RECORDED`] and wakes whoever waits for requests.
+fn record(shared: &Shared, rec: RecordedRequest) {
+    {
+        let mut requests = lock(&shared.requests);
+        if requests.len() >= MAX_RECORDED {
+            requests.pop_front();
+        }
+        requests.push_back(rec);
+    }
+    shared.recorded.fetch_add(1, Ordering::SeqCst);
+    shared.served.notify_waiters();
 }
 
 pub(super) fn error_body(code: &str) -> String {

@@ -41,7 +41,7 @@ impl Drop for Tmpfs {
 }
 
 async fn run_once(mock: &MockSlack, state: &Path, settle_lag: &str) -> Output {
-    let mut cmd = run_command(&mock.url(), state);
+    let mut cmd = run_command(&mock.url(), state, &[]);
     cmd.args(["--once", "--settle-lag", settle_lag])
         .env("SLACK_AUDIT_TOKEN", "xoxp-test");
     tokio::task::spawn_blocking(move || cmd.output().unwrap())

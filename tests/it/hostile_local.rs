@@ -13,16 +13,7 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
-const TOKEN: &str = "xoxp-1234567890-HOSTILE-abcdef0123456789";
-
-fn run_cmd(mock: &MockSlack, state: &Path, extra: &[&str]) -> std::process::Command {
-    let mut cmd = run_command(&mock.url(), state);
-    cmd.args(extra)
-        .env("SLACK_AUDIT_TOKEN", TOKEN)
-        .env_remove("SLACK_AUDIT_TOKEN_FILE")
-        .env_remove("SLACK_AUDIT_CONFIG");
-    cmd
-}
+use crate::support::TEST_TOKEN as TOKEN;
 
 /// Runs the binary to completion; a run that hangs fails the test instead of hanging it.
 async fn output(cmd: std::process::Command) -> Output {
@@ -54,8 +45,7 @@ async fn a_metrics_flood_under_a_low_descriptor_limit_takes_nothing_down() {
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let mut cmd = run_cmd(
-        &mock,
+    let mut cmd = run_command(&mock.url(),
         dir.path(),
         &["--interval", "1s", "--metrics-listen", &listen],
     );
@@ -143,7 +133,7 @@ async fn state_files_are_private_whatever_the_umask() {
     mock.add(entries("e", 5, now() - 1800, 1700));
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let mut cmd = run_cmd(&mock, &state, &["--once"]);
+    let mut cmd = run_command(&mock.url(), &state, &["--once"]);
     // SAFETY: umask is async-signal-safe and touches only the child being started.
     unsafe {
         cmd.pre_exec(|| {
@@ -177,7 +167,7 @@ async fn an_impossible_checkpoint_exits_2_before_any_request() {
         now() - 3600
     );
     std::fs::write(dir.path().join("checkpoint.json"), &body).unwrap();
-    let out = output(run_cmd(&mock, dir.path(), &["--once"])).await;
+    let out = output(run_command(&mock.url(), dir.path(), &["--once"])).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -208,7 +198,7 @@ async fn a_directory_or_a_dangling_symlink_as_checkpoint_exits_2() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         make(&dir.path().join("checkpoint.json"));
-        let out = output(run_cmd(&mock, dir.path(), &["--once"])).await;
+        let out = output(run_command(&mock.url(), dir.path(), &["--once"])).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{want}: {stderr}");
         assert!(stderr.contains(want), "{stderr}");
@@ -225,7 +215,7 @@ async fn an_unwritable_state_dir_delivers_nothing() {
     let dir = tempfile::tempdir().unwrap();
     // The temp file's path taken by a directory: writes fail even as root.
     std::fs::create_dir(dir.path().join("checkpoint.json.tmp")).unwrap();
-    let out = output(run_cmd(&mock, dir.path(), &["--once"])).await;
+    let out = output(run_command(&mock.url(), dir.path(), &["--once"])).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("checkpoint.json.tmp"), "{stderr}");
@@ -249,7 +239,7 @@ async fn token_files_that_are_not_small_regular_files_exit_2() {
         (fifo.as_path(), "FIFO"),
         (large.as_path(), "at most 65536 bytes"),
     ] {
-        let mut cmd = run_cmd(&mock, &dir.path().join("state"), &["--once"]);
+        let mut cmd = run_command(&mock.url(), &dir.path().join("state"), &["--once"]);
         cmd.arg("--token-file").arg(file);
         let out = output(cmd).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -260,7 +250,7 @@ async fn token_files_that_are_not_small_regular_files_exit_2() {
         );
     }
     // The sink's credentials go through the same checks.
-    let mut cmd = run_cmd(&mock, &dir.path().join("state"), &["--once"]);
+    let mut cmd = run_command(&mock.url(), &dir.path().join("state"), &["--once"]);
     cmd.args(["--sink", "http", "--http-url", "http://127.0.0.1:9/"])
         .arg("--http-bearer-token-file")
         .arg(&fifo);
@@ -294,7 +284,7 @@ async fn a_config_file_secret_takes_effect_and_stays_out_of_the_environment() {
         ),
     )
     .unwrap();
-    let mut cmd = run_cmd(&mock, &dir.path().join("state"), &["--once"]);
+    let mut cmd = run_command(&mock.url(), &dir.path().join("state"), &["--once"]);
     cmd.arg("--config").arg(&config);
     let mut cmd = tokio::process::Command::from(cmd);
     cmd.stdout(Stdio::null())

@@ -117,7 +117,7 @@ async fn a_redirect_exits_3_with_its_location_and_is_not_followed() {
         Reply::status(302, "").with_header("location", "/audit/v1/logs?redirected=1"),
     );
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = run_command(&mock.url(), dir.path());
+    let mut cmd = run_command(&mock.url(), dir.path(), &[]);
     cmd.arg("--once")
         .env("SLACK_AUDIT_TOKEN", "xoxp-test-token")
         .env_remove("SLACK_AUDIT_TOKEN_FILE");

@@ -559,7 +559,7 @@ async fn run_binary(
     let now = chrono::Utc::now().timestamp();
     let slack = crate::support::simulator_with(ten_events(now)).await;
     let state = tempfile::tempdir().unwrap();
-    let mut cmd = crate::support::run_command(&slack.url(), state.path());
+    let mut cmd = crate::support::run_command(&slack.url(), state.path(), &[]);
     cmd.args(["--once", "--sink", "http", "--http-url"])
         .arg(rx.url("/slack.audit"))
         .args(extra)

@@ -42,7 +42,7 @@ async fn status_describes_a_caught_up_reader_in_words_and_json() {
     let mock = MockSlack::start().await;
     mock.add(entries("e", 25, now() - 3000, 2900));
     let dir = tempfile::tempdir().unwrap();
-    let mut run = run_command(&mock.url(), dir.path());
+    let mut run = run_command(&mock.url(), dir.path(), &[]);
     run.arg("--once").env("SLACK_AUDIT_TOKEN", TOKEN);
     let out = output(run).await;
     assert_eq!(
@@ -83,7 +83,7 @@ async fn status_names_the_running_reader_and_leaves_it_alone() {
     let mock = MockSlack::start().await;
     mock.add(entries("e", 40, now() - 3000, 2900));
     let dir = tempfile::tempdir().unwrap();
-    let mut run = run_command(&mock.url(), dir.path());
+    let mut run = run_command(&mock.url(), dir.path(), &[]);
     run.args(["--interval", "1s"])
         .env("SLACK_AUDIT_TOKEN", TOKEN)
         .stdout(Stdio::null())
@@ -139,7 +139,7 @@ async fn status_of_a_missing_dir_or_a_corrupt_checkpoint_exits_2_as_run_does() {
     assert_eq!(from_status.status.code(), Some(2));
     assert!(from_status.stdout.is_empty());
     let mock = MockSlack::start().await;
-    let mut run = run_command(&mock.url(), dir.path());
+    let mut run = run_command(&mock.url(), dir.path(), &[]);
     run.arg("--once").env("SLACK_AUDIT_TOKEN", TOKEN);
     let from_run = output(run).await;
     assert_eq!(from_run.status.code(), Some(2));
@@ -164,7 +164,7 @@ async fn slow_backfill(pages: usize) -> (MockSlack, tempfile::TempDir) {
 }
 
 fn slow_run(mock: &MockSlack, state: &Path) -> std::process::Command {
-    let mut run = run_command(&mock.url(), state);
+    let mut run = run_command(&mock.url(), state, &[]);
     run.args(["--once", "--max-requests-per-minute", "120"])
         .env("SLACK_AUDIT_TOKEN", TOKEN)
         .stdout(Stdio::null());

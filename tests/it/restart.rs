@@ -8,15 +8,7 @@ use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
-const TOKEN: &str = "xoxp-1234567890-SECRET-abcdef0123456789";
-
-fn run_cmd(mock: &MockSlack, state: &Path, extra: &[&str]) -> std::process::Command {
-    let mut cmd = run_command(&mock.url(), state);
-    cmd.args(extra)
-        .env("SLACK_AUDIT_TOKEN", TOKEN)
-        .env_remove("SLACK_AUDIT_TOKEN_FILE");
-    cmd
-}
+use crate::support::TEST_TOKEN as TOKEN;
 
 /// Runs the binary to completion off the async runtime (the mock keeps serving meanwhile).
 async fn output(mut cmd: std::process::Command) -> Output {
@@ -51,7 +43,7 @@ async fn each_fatal_error_exits_3_with_what_to_fix() {
     for (code, hint) in cases {
         mock.script([Reply::error(code)]);
         let dir = tempfile::tempdir().unwrap();
-        let out = output(run_cmd(&mock, dir.path(), &["--once"])).await;
+        let out = output(run_command(&mock.url(), dir.path(), &["--once"])).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{code}: {stderr}");
         assert!(
@@ -72,7 +64,7 @@ async fn the_token_never_appears_in_logs_output_or_state() {
     mock.script_at(1, Reply::rate_limited(0));
     mock.script_at(3, Reply::ok("{}"));
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = run_cmd(&mock, dir.path(), &["--once", "--log-format", "json"]);
+    let mut cmd = run_command(&mock.url(), dir.path(), &["--once", "--log-format", "json"]);
     cmd.env("SLACK_AUDIT_LOG", "trace");
     let out = output(cmd).await;
     assert_eq!(
@@ -91,8 +83,7 @@ async fn the_token_never_appears_in_logs_output_or_state() {
     }
     // A fatal answer's message does not quote it either.
     mock.script([Reply::error("invalid_auth")]);
-    let out = output(run_cmd(
-        &mock,
+    let out = output(run_command(&mock.url(),
         tempfile::tempdir().unwrap().path(),
         &["--once"],
     ))
@@ -101,8 +92,7 @@ async fn the_token_never_appears_in_logs_output_or_state() {
     // Nor does a malformed token file.
     let tf = dir.path().join("token");
     std::fs::write(&tf, format!("{TOKEN} trailing words")).unwrap();
-    let mut cmd = run_cmd(
-        &mock,
+    let mut cmd = run_command(&mock.url(),
         tempfile::tempdir().unwrap().path(),
         &["--once", "--token-file"],
     );
@@ -116,13 +106,13 @@ async fn the_token_never_appears_in_logs_output_or_state() {
 async fn a_second_process_on_the_same_state_dir_exits_2() {
     let mock = MockSlack::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut first = run_cmd(&mock, dir.path(), &["--interval", "1h"])
+    let mut first = run_command(&mock.url(), dir.path(), &["--interval", "1h"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     mock.wait_requests(1).await;
-    let out = output(run_cmd(&mock, dir.path(), &["--once"])).await;
+    let out = output(run_command(&mock.url(), dir.path(), &["--once"])).await;
     let _ = first.kill();
     let _ = first.wait();
     assert_eq!(out.status.code(), Some(2));
@@ -139,7 +129,7 @@ async fn a_corrupt_checkpoint_is_a_clear_error_and_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let cp = dir.path().join("checkpoint.json");
     std::fs::write(&cp, "{\"version\":1,\"next_oldest\":").unwrap();
-    let out = output(run_cmd(&mock, dir.path(), &["--once"])).await;
+    let out = output(run_command(&mock.url(), dir.path(), &["--once"])).await;
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -162,7 +152,7 @@ async fn a_broken_pipe_stops_without_advancing_the_checkpoint() {
     let mock = MockSlack::start().await;
     mock.add(entries("e", 30, now() - 1800, 1700));
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = run_cmd(&mock, dir.path(), &["--once"]);
+    let mut cmd = run_command(&mock.url(), dir.path(), &["--once"]);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     drop(child.stdout.take()); // the reading end is closed before anything is written
@@ -191,7 +181,7 @@ async fn sigterm_finishes_cleanly_with_exit_0() {
     let mock = MockSlack::start().await;
     mock.add(entries("e", 20, now() - 1800, 1700));
     let dir = tempfile::tempdir().unwrap();
-    let child = run_cmd(&mock, dir.path(), &["--interval", "1h"])
+    let child = run_command(&mock.url(), dir.path(), &["--interval", "1h"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -254,7 +244,7 @@ fn spawn_appending(mock: &MockSlack, state: &Path, out: &Path, extra: &[&str]) -
         .append(true)
         .open(out)
         .unwrap();
-    run_cmd(mock, state, extra)
+    run_command(&mock.url(), state, extra)
         .stdout(file)
         .stderr(Stdio::null())
         .spawn()

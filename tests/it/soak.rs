@@ -7,7 +7,7 @@
 //! bounded size in CI; `scripts/soak.sh` runs the full 200,000 events. Sizes come from
 //! `SOAK_EVENTS`, `SOAK_KILLS` and `SOAK_LIMIT`.
 
-use crate::support::{bin, delivered_ids_lenient};
+use crate::support::{bin, delivered_ids_lenient, run_command};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
@@ -137,31 +137,23 @@ async fn simulator_ids(addr: &str) -> Vec<(String, i64)> {
     }
 }
 
-fn run_cmd(sim: &Simulator, state: &Path, limit: usize, extra: &[&str]) -> std::process::Command {
-    let mut cmd = bin();
-    cmd.args([
-        "run",
-        "--api-url",
-        &format!("http://{}", sim.addr),
-        "--state-dir",
-    ])
-    .arg(state)
-    .args([
-        "--settle-lag",
-        "1s",
+/// `run` against the simulator through the one builder, with the soak's flags (a 3 h lookback, a
+/// generous budget, 2 s request timeouts, pages of `limit`) then `extra`; its diagnostics off.
+fn soak_run(sim: &Simulator, state: &Path, limit: usize, extra: &[&str]) -> std::process::Command {
+    let limit = limit.to_string();
+    let mut flags = vec![
         "--initial-lookback",
         "3h",
         "--max-requests-per-minute",
         "6000",
         "--request-timeout",
         "2s",
-    ])
-    .args(["--limit", &limit.to_string()])
-    .args(extra)
-    .env("SLACK_AUDIT_TOKEN", "xoxp-soak")
-    .env("SLACK_AUDIT_LOG", "error")
-    .stdin(Stdio::null())
-    .stderr(Stdio::null());
+        "--limit",
+        &limit,
+    ];
+    flags.extend_from_slice(extra);
+    let mut cmd = run_command(&format!("http://{}", sim.addr), state, &flags);
+    cmd.env("SLACK_AUDIT_LOG", "error").stderr(Stdio::null());
     cmd
 }
 
@@ -236,7 +228,7 @@ async fn soak_stdout_with_faults_and_sigkills() {
             .open(&out)
             .unwrap();
         kill_at_random(
-            run_cmd(&sim, &state, s.limit, &[])
+            soak_run(&sim, &state, s.limit, &[])
                 .stdout(file)
                 .spawn()
                 .unwrap(),
@@ -250,7 +242,7 @@ async fn soak_stdout_with_faults_and_sigkills() {
         .open(&out)
         .unwrap();
     assert!(wait(
-        run_cmd(&sim, &state, s.limit, &["--once"])
+        soak_run(&sim, &state, s.limit, &["--once"])
             .stdout(file)
             .spawn()
             .unwrap()
@@ -324,7 +316,7 @@ async fn soak_http_sink_with_receiver_outages_and_sigkills() {
     let http = ["--sink", "http", "--http-url", url.as_str()];
     for _ in 0..s.kills {
         kill_at_random(
-            run_cmd(&sim, &state, s.limit, &http)
+            soak_run(&sim, &state, s.limit, &http)
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap(),
@@ -334,7 +326,7 @@ async fn soak_http_sink_with_receiver_outages_and_sigkills() {
     }
     let mut args = http.to_vec();
     args.push("--once");
-    let last = run_cmd(&sim, &state, s.limit, &args)
+    let last = soak_run(&sim, &state, s.limit, &args)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();

@@ -98,12 +98,22 @@ pub const TEST_RUN_FLAGS: [&str; 8] = [
     "10",
 ];
 
-/// `slack-audit-source run` against `api_url` with `state` and [`TEST_RUN_FLAGS`], stdin closed.
-pub fn run_command(api_url: &str, state: &std::path::Path) -> std::process::Command {
+/// The token every test run of the binary is given; tests check that it never shows.
+pub const TEST_TOKEN: &str = "xoxp-1234567890-SECRET-abcdef0123456789";
+
+/// The one builder of a `slack-audit-source run` command: against `api_url` with `state`,
+/// [`TEST_RUN_FLAGS`] then `extra` (later flags override earlier ones), [`TEST_TOKEN`] in
+/// `SLACK_AUDIT_TOKEN`, no token file or config file inherited from the environment, and stdin
+/// closed. Callers add what their test needs (`.env(...)`, `.stdout(...)`).
+pub fn run_command(api_url: &str, state: &std::path::Path, extra: &[&str]) -> std::process::Command {
     let mut cmd = bin();
     cmd.args(["run", "--api-url", api_url, "--state-dir"])
         .arg(state)
         .args(TEST_RUN_FLAGS)
+        .args(extra)
+        .env("SLACK_AUDIT_TOKEN", TEST_TOKEN)
+        .env_remove("SLACK_AUDIT_TOKEN_FILE")
+        .env_remove("SLACK_AUDIT_CONFIG")
         .stdin(std::process::Stdio::null());
     cmd
 }
