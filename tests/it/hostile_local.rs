@@ -3,7 +3,7 @@
 //! or misplaced checkpoints, an unwritable state dir, a config file holding a secret, and bad
 //! bytes on `analyze`'s stdin.
 
-use crate::support::mock::MockSlack;
+use slack_audit_source::simulate::SimHandle;
 use crate::support::receiver::{Flavor, Receiver, Step};
 use crate::support::{bin, counts, delivered_ids, entries, now, run_command};
 use std::io::Write;
@@ -37,7 +37,7 @@ fn sigterm(pid: u32) {
 /// answering, and the poller still delivers and checkpoints.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metrics_flood_under_a_low_descriptor_limit_takes_nothing_down() {
-    let mock = MockSlack::start().await;
+    let mock = crate::support::slack().await;
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -95,7 +95,7 @@ async fn a_metrics_flood_under_a_low_descriptor_limit_takes_nothing_down() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
 
     // Events that arrive during the flood are delivered and checkpointed.
-    mock.add(entries("flood", 5, now(), 1));
+    mock.insert(entries("flood", 5, now(), 1));
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut out = Vec::new();
     let delivered = tokio::time::timeout(Duration::from_secs(60), async {
@@ -129,8 +129,8 @@ async fn a_metrics_flood_under_a_low_descriptor_limit_takes_nothing_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_files_are_private_whatever_the_umask() {
     use std::os::unix::fs::PermissionsExt;
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 5, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 5, now() - 1800, 1700));
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let mut cmd = run_command(&mock.url(), &state, &["--once"]);
@@ -159,8 +159,8 @@ async fn state_files_are_private_whatever_the_umask() {
 /// delivered: it is refused before any request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_impossible_checkpoint_exits_2_before_any_request() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 5, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 5, now() - 1800, 1700));
     let dir = tempfile::tempdir().unwrap();
     let body = format!(
         r#"{{"version": 1, "next_oldest": {}, "window": {{"oldest": -9223372036854775808, "latest": 9223372036854775807, "chain_latest": 9223372036854775807, "cursor": null, "low": null, "ids_at_low": []}}, "updated_at": "2026-11-21T08:00:00Z"}}"#,
@@ -184,8 +184,8 @@ async fn an_impossible_checkpoint_exits_2_before_any_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_directory_or_a_dangling_symlink_as_checkpoint_exits_2() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 5, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 5, now() - 1800, 1700));
     for (make, want) in [
         (
             &(|p: &Path| std::fs::create_dir(p).unwrap()) as &dyn Fn(&Path),
@@ -210,8 +210,8 @@ async fn a_directory_or_a_dangling_symlink_as_checkpoint_exits_2() {
 /// out (today the page was delivered, then the write failed, and it came again next run).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwritable_state_dir_delivers_nothing() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 5, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 5, now() - 1800, 1700));
     let dir = tempfile::tempdir().unwrap();
     // The temp file's path taken by a directory: writes fail even as root.
     std::fs::create_dir(dir.path().join("checkpoint.json.tmp")).unwrap();
@@ -226,7 +226,7 @@ async fn an_unwritable_state_dir_delivers_nothing() {
 /// the file; nothing is read from `/dev/zero` and nothing waits on the FIFO.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_files_that_are_not_small_regular_files_exit_2() {
-    let mock = MockSlack::start().await;
+    let mock = crate::support::slack().await;
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
@@ -266,8 +266,8 @@ async fn token_files_that_are_not_small_regular_files_exit_2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_file_secret_takes_effect_and_stays_out_of_the_environment() {
     const SECRET: &str = "cfg-file-secret-5f0e9a";
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 3, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 3, now() - 1800, 1700));
     // The batch is taken and its answer held for an hour: the process waits meanwhile.
     let rx = Receiver::start(
         Flavor::Vector,

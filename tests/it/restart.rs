@@ -1,7 +1,7 @@
 //! The built binary as a user runs it: exit codes, the token kept secret, the state-dir lock,
 //! a corrupt checkpoint, a broken pipe, SIGTERM, and SIGKILL at random moments.
 
-use crate::support::mock::{MockSlack, Reply};
+use slack_audit_source::simulate::{Reply, SimHandle};
 use crate::support::{counts, delivered_ids, delivered_ids_lenient, entries, now, run_command};
 use std::io::Read;
 use std::path::Path;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::support::TEST_TOKEN as TOKEN;
 
-/// Runs the binary to completion off the async runtime (the mock keeps serving meanwhile).
+/// Runs the binary to completion off the async runtime (the simulator keeps serving meanwhile).
 async fn output(mut cmd: std::process::Command) -> Output {
     tokio::task::spawn_blocking(move || cmd.output().expect("the binary starts"))
         .await
@@ -39,7 +39,7 @@ async fn each_fatal_error_exits_3_with_what_to_fix() {
         ("bad_endpoint", "--api-url"),
         ("invalid_action", "--action"),
     ];
-    let mock = MockSlack::start().await;
+    let mock = crate::support::slack().await;
     for (code, hint) in cases {
         mock.script([Reply::error(code)]);
         let dir = tempfile::tempdir().unwrap();
@@ -58,8 +58,8 @@ async fn each_fatal_error_exits_3_with_what_to_fix() {
 /// stderr, not on stdout, not in the state dir.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_never_appears_in_logs_output_or_state() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 15, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 15, now() - 1800, 1700));
     mock.script_at(0, Reply::status(500, "<html>oops</html>"));
     mock.script_at(1, Reply::rate_limited(0));
     mock.script_at(3, Reply::ok("{}"));
@@ -104,7 +104,7 @@ async fn the_token_never_appears_in_logs_output_or_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_on_the_same_state_dir_exits_2() {
-    let mock = MockSlack::start().await;
+    let mock = crate::support::slack().await;
     let dir = tempfile::tempdir().unwrap();
     let mut first = run_command(&mock.url(), dir.path(), &["--interval", "1h"])
         .stdout(Stdio::null())
@@ -125,7 +125,7 @@ async fn a_second_process_on_the_same_state_dir_exits_2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_checkpoint_is_a_clear_error_and_is_left_alone() {
-    let mock = MockSlack::start().await;
+    let mock = crate::support::slack().await;
     let dir = tempfile::tempdir().unwrap();
     let cp = dir.path().join("checkpoint.json");
     std::fs::write(&cp, "{\"version\":1,\"next_oldest\":").unwrap();
@@ -149,8 +149,8 @@ async fn a_corrupt_checkpoint_is_a_clear_error_and_is_left_alone() {
 /// The shipper goes away: the write fails, the process stops, the checkpoint does not move.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_pipe_stops_without_advancing_the_checkpoint() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 30, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 30, now() - 1800, 1700));
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = run_command(&mock.url(), dir.path(), &["--once"]);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -178,8 +178,8 @@ async fn a_broken_pipe_stops_without_advancing_the_checkpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_cleanly_with_exit_0() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 20, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 20, now() - 1800, 1700));
     let dir = tempfile::tempdir().unwrap();
     let child = run_command(&mock.url(), dir.path(), &["--interval", "1h"])
         .stdout(Stdio::piped())
@@ -205,9 +205,9 @@ async fn sigterm_finishes_cleanly_with_exit_0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_nothing() {
     use rand::Rng;
-    let mock = MockSlack::start().await;
+    let mock = crate::support::slack().await;
     let total = 3000;
-    mock.add(entries("k", total, now() - 3600, 3500));
+    mock.insert(entries("k", total, now() - 3600, 3500));
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("out.ndjson");
     let state = dir.path().join("state");
@@ -238,7 +238,7 @@ async fn sigkill_at_random_moments_loses_nothing() {
     assert!(repeats <= kills * 25, "{repeats} repeats for {kills} kills");
 }
 
-fn spawn_appending(mock: &MockSlack, state: &Path, out: &Path, extra: &[&str]) -> Child {
+fn spawn_appending(mock: &SimHandle, state: &Path, out: &Path, extra: &[&str]) -> Child {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -1,9 +1,8 @@
-//! Shared test support: a scripted mock of the Slack Audit Logs API, stand-ins for the
-//! shippers' HTTP inputs and for Elasticsearch's `_bulk` API, entry builders, and
-//! helpers to run the built binary.
+//! Shared test support: the simulator as the one Slack stand-in ([`slack`],
+//! [`simulator_with`]), stand-ins for the shippers' HTTP inputs and for Elasticsearch's `_bulk`
+//! API, entry builders, and the one builder of a `run` command ([`run_command`]).
 
 pub mod bulk;
-pub mod mock;
 pub mod receiver;
 
 use serde_json::{json, Value};
@@ -130,6 +129,12 @@ pub async fn simulator_with(entries: Vec<Value>) -> slack_audit_source::simulate
     .expect("the simulator starts on 127.0.0.1:0");
     sim.insert(entries);
     sim
+}
+
+/// The simulator on 127.0.0.1:0 with no entries yet: add them with `insert`, script replies
+/// with `script`, `script_at` and `always`.
+pub async fn slack() -> slack_audit_source::simulate::SimHandle {
+    simulator_with(Vec::new()).await
 }
 
 /// The built binary.
