@@ -24,28 +24,34 @@ async fn main() -> std::io::Result<()> {
     eprintln!("listening on {}", listener.local_addr()?);
     let lines = Arc::new(AtomicU64::new(0));
     let (_trigger, never) = Shutdown::new();
-    serve::accept_loop(listener, never, usize::MAX, "bench receiver", move |stream| {
-        let lines = lines.clone();
-        serve::http1(
-            stream,
-            serve::Limits::none(),
-            move |req: hyper::Request<hyper::body::Incoming>| {
-                let lines = lines.clone();
-                async move {
-                    if req.uri().path() == "/count" {
-                        let n = lines.load(Ordering::Relaxed).to_string();
-                        return Ok::<_, hyper::Error>(hyper::Response::new(Full::new(
-                            Bytes::from(n),
-                        )));
+    serve::accept_loop(
+        listener,
+        never,
+        usize::MAX,
+        "bench receiver",
+        move |stream| {
+            let lines = lines.clone();
+            serve::http1(
+                stream,
+                serve::Limits::none(),
+                move |req: hyper::Request<hyper::body::Incoming>| {
+                    let lines = lines.clone();
+                    async move {
+                        if req.uri().path() == "/count" {
+                            let n = lines.load(Ordering::Relaxed).to_string();
+                            return Ok::<_, hyper::Error>(hyper::Response::new(Full::new(
+                                Bytes::from(n),
+                            )));
+                        }
+                        let body = req.into_body().collect().await?.to_bytes();
+                        let n = body.iter().filter(|b| **b == b'\n').count() as u64;
+                        lines.fetch_add(n, Ordering::Relaxed);
+                        Ok(hyper::Response::new(Full::new(Bytes::new())))
                     }
-                    let body = req.into_body().collect().await?.to_bytes();
-                    let n = body.iter().filter(|b| **b == b'\n').count() as u64;
-                    lines.fetch_add(n, Ordering::Relaxed);
-                    Ok(hyper::Response::new(Full::new(Bytes::new())))
-                }
-            },
-        )
-    })
+                },
+            )
+        },
+    )
     .await;
     Ok(())
 }

@@ -12,10 +12,10 @@
 
 use super::{AnalysisConfig, AnalyzeArgs, Analyzer};
 use crate::config::ConfigError;
+use crate::mapping::input::{Piece, Reader};
 use crate::mapping::{Mapper, MappingConfig};
 use chrono::Utc;
 use serde_json::Value;
-use crate::mapping::input::{Piece, Reader};
 use std::io::Write;
 use std::path::Path;
 
@@ -43,14 +43,6 @@ pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
         None => None,
     };
     let mut analyzer = Analyzer::new(&config, saved.as_ref())?;
-    let mut input = Vec::new();
-    std::io::stdin()
-        .lock()
-        .read_to_end(&mut input)
-        .map_err(|source| crate::Error::ReadFile {
-            path: "stdin".into(),
-            source,
-        })?;
     let mut emit = |docs: &mut Vec<Value>| -> std::io::Result<()> {
         let before = docs.len();
         analyzer.process(docs);
@@ -63,8 +55,17 @@ pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
         Ok(())
     };
     let mut loose = Vec::new();
-    for item in split_values(&input) {
-        match item {
+    let stdin = std::io::stdin().lock();
+    let mut reader = Reader::new(std::io::BufReader::with_capacity(1 << 20, stdin));
+    loop {
+        let piece = reader
+            .next_piece()
+            .map_err(|source| crate::Error::ReadFile {
+                path: "stdin".into(),
+                source,
+            })?;
+        let Some(piece) = piece else { break };
+        match item(piece) {
             Item::Page(entries) => {
                 emit(&mut loose).map_err(io)?;
                 let mut page: Vec<Value> = entries
@@ -74,15 +75,16 @@ pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
                 emit(&mut page).map_err(io)?;
             }
             Item::Doc(v) => loose.push(to_document(&mut mapper, v)),
-            Item::Garbage { line, bytes } => {
-                let what = if std::str::from_utf8(&bytes).is_ok() {
-                    "not JSON"
-                } else {
-                    "not UTF-8"
-                };
+            Item::Garbage {
+                line,
+                column,
+                bytes,
+                reason,
+            } => {
                 tracing::warn!(
                     line,
-                    "stdin line {line} is {what}: it becomes a pipeline_error document (printed with --all)"
+                    column,
+                    "stdin line {line}, column {column}: {reason}: it becomes a pipeline_error document (printed with --all)"
                 );
                 loose.push(mapper.map_entry_bytes(&bytes, Utc::now()));
             }

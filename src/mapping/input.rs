@@ -148,7 +148,8 @@ impl<R: BufRead> Reader<R> {
                     self.at = rest_start + values.byte_offset();
                     self.took_one = true;
                     let (from, to) = (rest_start + start, rest_start + end);
-                    let text = std::str::from_utf8(&self.line[from..to]).map_err(io::Error::other)?;
+                    let text =
+                        std::str::from_utf8(&self.line[from..to]).map_err(io::Error::other)?;
                     return Ok(Some(Piece::Json {
                         text,
                         line: self.line_no,
@@ -170,7 +171,11 @@ impl<R: BufRead> Reader<R> {
                     }
                     self.at = self.line.len();
                     let from = if self.took_one { rest_start } else { 0 };
-                    return Ok(Some(self.bad(from, Fault::NotJson, format!("not JSON ({e})"))));
+                    return Ok(Some(self.bad(
+                        from,
+                        Fault::NotJson,
+                        format!("not JSON ({e})"),
+                    )));
                 }
                 None => {
                     self.at = self.line.len();
@@ -264,7 +269,9 @@ impl<R: BufRead> Reader<R> {
             }
             self.line.clear();
             let limit = (MAX_VALUE_BYTES + 1) as u64;
-            let n = (&mut self.input).take(limit).read_until(b'\n', &mut self.line)?;
+            let n = (&mut self.input)
+                .take(limit)
+                .read_until(b'\n', &mut self.line)?;
             if n == 0 {
                 self.eof = true;
                 return Ok(false);
@@ -397,7 +404,10 @@ mod tests {
             out.push(match p {
                 Piece::Json { text, line } => (line, 0, text.to_string()),
                 Piece::Bad {
-                    bytes, line, column, ..
+                    bytes,
+                    line,
+                    column,
+                    ..
                 } => (line, column, String::from_utf8_lossy(bytes).into_owned()),
             });
         }
@@ -458,7 +468,10 @@ mod tests {
     fn a_line_of_bad_bytes_is_one_piece_naming_its_line() {
         let input = b"{\"a\":1}\n{\"id\":\"e2\",\"x\":\"\xff\xfe\"}\r\n\n{\"b\":2}\n";
         let mut r = Reader::new(&input[..]);
-        assert!(matches!(r.next_piece().unwrap(), Some(Piece::Json { line: 1, .. })));
+        assert!(matches!(
+            r.next_piece().unwrap(),
+            Some(Piece::Json { line: 1, .. })
+        ));
         match r.next_piece().unwrap() {
             Some(Piece::Bad {
                 fault,
@@ -474,7 +487,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(r.next_piece().unwrap(), Some(Piece::Json { line: 4, .. })));
+        assert!(matches!(
+            r.next_piece().unwrap(),
+            Some(Piece::Json { line: 4, .. })
+        ));
         assert!(r.next_piece().unwrap().is_none());
     }
 

@@ -163,7 +163,9 @@ mod tests {
     fn a_gzip_reply_says_so_and_decodes_to_its_text() {
         use std::io::Read;
         let r = Reply::gzip(b"{\"ok\":true}");
-        assert!(r.headers.contains(&("content-encoding".into(), "gzip".into())));
+        assert!(r
+            .headers
+            .contains(&("content-encoding".into(), "gzip".into())));
         let mut text = String::new();
         flate2::read::GzDecoder::new(&r.body[..])
             .read_to_string(&mut text)

@@ -8,8 +8,8 @@
 use super::catalog;
 use super::faults::Faults;
 use super::logs::{answer_logs, scripted_record};
-use super::store::Store;
 use super::script::Script;
+use super::store::Store;
 use super::RecordedRequest;
 use crate::serve::{accept_loop, http1, Limits};
 use crate::shutdown::Shutdown;
@@ -74,13 +74,19 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// connection on purpose); the open connections, stalled ones included, end with the loop.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Shutdown) {
     let limits = Limits::none();
-    accept_loop(listener, shutdown, limits.max_connections, "simulator", move |stream| {
-        let shared = shared.clone();
-        http1(stream, limits, move |req| {
+    accept_loop(
+        listener,
+        shutdown,
+        limits.max_connections,
+        "simulator",
+        move |stream| {
             let shared = shared.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
-        })
-    })
+            http1(stream, limits, move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
+            })
+        },
+    )
     .await;
 }
 
@@ -103,7 +109,10 @@ async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>> {
                 .map(<[u8]>::to_vec);
             let scripted = lock(&shared.script).next();
             if let Some(reply) = scripted {
-                record(shared, scripted_record(&query, auth.as_deref(), reply.status));
+                record(
+                    shared,
+                    scripted_record(&query, auth.as_deref(), reply.status),
+                );
                 return reply.to_response();
             }
             shared.store.release_due(tokio::time::Instant::now());

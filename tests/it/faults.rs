@@ -4,8 +4,8 @@
 //! The state dir is a tiny tmpfs, which needs root (CI runs as root). Elsewhere the test says
 //! why it did not run, and under `CI=true` it fails instead, so CI cannot silently skip it.
 
-use slack_audit_source::simulate::SimHandle;
 use crate::support::{counts, delivered_ids, entries, now, run_command};
+use slack_audit_source::simulate::SimHandle;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

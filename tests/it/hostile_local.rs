@@ -3,7 +3,6 @@
 //! or misplaced checkpoints, an unwritable state dir, a config file holding a secret, and bad
 //! bytes on `analyze`'s stdin.
 
-use slack_audit_source::simulate::SimHandle;
 use crate::support::receiver::{Flavor, Receiver, Step};
 use crate::support::{bin, counts, delivered_ids, entries, now, run_command};
 use std::io::Write;
@@ -12,8 +11,6 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-
-use crate::support::TEST_TOKEN as TOKEN;
 
 /// Runs the binary to completion; a run that hangs fails the test instead of hanging it.
 async fn output(cmd: std::process::Command) -> Output {
@@ -45,7 +42,8 @@ async fn a_metrics_flood_under_a_low_descriptor_limit_takes_nothing_down() {
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let mut cmd = run_command(&mock.url(),
+    let mut cmd = run_command(
+        &mock.url(),
         dir.path(),
         &["--interval", "1s", "--metrics-listen", &listen],
     );

@@ -4,10 +4,10 @@
 //! never moves past a page that was not delivered.
 
 use crate::poll::{config, run_once};
-use slack_audit_source::simulate::{Reply, SimHandle};
 use crate::support::{delivered_ids, entries, entry, now, run_command};
 use serde_json::{json, Value};
 use slack_audit_source::checkpoint::CheckpointStore;
+use slack_audit_source::simulate::{Reply, SimHandle};
 use slack_audit_source::sink::stdout::SharedWriter;
 use std::time::Duration;
 

@@ -1,9 +1,9 @@
 //! Operating it: `status` beside a running reader and on a stopped one, in words and as JSON,
 //! and its errors, which are `run`'s.
 
-use slack_audit_source::simulate::SimHandle;
 use crate::support::{bin, entries, now, run_command};
 use serde_json::Value;
+use slack_audit_source::simulate::SimHandle;
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! The `run` pipeline in-process against the simulator (with scripted replies): paging, the
 //! window, retries, empty pages, glitches, restarts and `invalid_cursor` recovery.
 
-use slack_audit_source::simulate::{Reply, SimHandle};
 use crate::support::{counts, delivered_ids, entries, entry, now};
 use secrecy::SecretString;
 use slack_audit_source::checkpoint::{Checkpoint, CheckpointStore};
@@ -9,6 +8,7 @@ use slack_audit_source::config::{Cli, Command, RunConfig};
 use slack_audit_source::poller::Poller;
 use slack_audit_source::retry::Backoff;
 use slack_audit_source::shutdown::Shutdown;
+use slack_audit_source::simulate::{Reply, SimHandle};
 use slack_audit_source::sink::stdout::SharedWriter;
 use std::path::Path;
 use std::time::Duration;
@@ -140,9 +140,7 @@ async fn the_window_is_resent_with_every_cursor_and_the_cursor_is_url_encoded() 
             "the simulator's cursors are padded: {cursor}"
         );
         assert!(
-            r.query.contains("%3D")
-                && !r.query.contains("=&")
-                && !r.query.ends_with("=="),
+            r.query.contains("%3D") && !r.query.contains("=&") && !r.query.ends_with("=="),
             "cursor not encoded: {}",
             r.query
         );

@@ -1,8 +1,8 @@
 //! The built binary as a user runs it: exit codes, the token kept secret, the state-dir lock,
 //! a corrupt checkpoint, a broken pipe, SIGTERM, and SIGKILL at random moments.
 
-use slack_audit_source::simulate::{Reply, SimHandle};
 use crate::support::{counts, delivered_ids, delivered_ids_lenient, entries, now, run_command};
+use slack_audit_source::simulate::{Reply, SimHandle};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
@@ -83,7 +83,8 @@ async fn the_token_never_appears_in_logs_output_or_state() {
     }
     // A fatal answer's message does not quote it either.
     mock.script([Reply::error("invalid_auth")]);
-    let out = output(run_command(&mock.url(),
+    let out = output(run_command(
+        &mock.url(),
         tempfile::tempdir().unwrap().path(),
         &["--once"],
     ))
@@ -92,7 +93,8 @@ async fn the_token_never_appears_in_logs_output_or_state() {
     // Nor does a malformed token file.
     let tf = dir.path().join("token");
     std::fs::write(&tf, format!("{TOKEN} trailing words")).unwrap();
-    let mut cmd = run_command(&mock.url(),
+    let mut cmd = run_command(
+        &mock.url(),
         tempfile::tempdir().unwrap().path(),
         &["--once", "--token-file"],
     );

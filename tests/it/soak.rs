@@ -11,14 +11,14 @@ use crate::support::{bin, delivered_ids_lenient, run_command};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
+use slack_audit_source::serve::Server;
+use slack_audit_source::shutdown::Shutdown;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use slack_audit_source::serve::Server;
-use slack_audit_source::shutdown::Shutdown;
 use std::time::Duration;
 
 fn env_or(name: &str, default: usize) -> usize {

@@ -20,11 +20,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
 use serde_json::{json, Map, Value};
+use slack_audit_source::serve::Limits;
+pub use slack_audit_source::serve::Server;
+use slack_audit_source::shutdown::Shutdown;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-pub use slack_audit_source::serve::Server;
-use slack_audit_source::serve::Limits;
-use slack_audit_source::shutdown::Shutdown;
 use std::sync::{Arc, Mutex};
 
 /// What the index name points at.

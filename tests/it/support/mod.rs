@@ -104,7 +104,11 @@ pub const TEST_TOKEN: &str = "xoxp-1234567890-SECRET-abcdef0123456789";
 /// [`TEST_RUN_FLAGS`] then `extra` (later flags override earlier ones), [`TEST_TOKEN`] in
 /// `SLACK_AUDIT_TOKEN`, no token file or config file inherited from the environment, and stdin
 /// closed. Callers add what their test needs (`.env(...)`, `.stdout(...)`).
-pub fn run_command(api_url: &str, state: &std::path::Path, extra: &[&str]) -> std::process::Command {
+pub fn run_command(
+    api_url: &str,
+    state: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Command {
     let mut cmd = bin();
     cmd.args(["run", "--api-url", api_url, "--state-dir"])
         .arg(state)
