@@ -403,6 +403,9 @@ mod tests {
             fault_rng: Mutex::new(StdRng::seed_from_u64(0)),
             generation: AtomicU64::new(0),
             requests: Mutex::new(VecDeque::new()),
+            script: Mutex::default(),
+            recorded: Default::default(),
+            served: tokio::sync::Notify::new(),
         };
         let entries = (0..5).map(|i| {
             super::super::store::Stored::from_value(
