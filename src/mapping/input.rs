@@ -61,6 +61,9 @@ pub enum Fault {
     TooLong,
 }
 
+/// A line waiting to be read again: its number, its bytes, and its whole-line fault if any.
+type ReplayLine = (usize, Vec<u8>, Option<(Fault, String)>);
+
 /// The streaming reader; call [`Reader::next_piece`] until it returns `None`.
 #[derive(Debug)]
 pub struct Reader<R> {
@@ -82,7 +85,7 @@ pub struct Reader<R> {
     whole_line_bad: Option<(Fault, String)>,
     /// Lines of a failed multi-line value, to read again one by one, with their whole-line
     /// fault if they have one.
-    replay: VecDeque<(usize, Vec<u8>, Option<(Fault, String)>)>,
+    replay: VecDeque<ReplayLine>,
     /// The multi-line value being collected, newline-joined; empty when none is open.
     block: Vec<u8>,
     block_line: usize,
@@ -236,7 +239,7 @@ impl<R: BufRead> Reader<R> {
     /// The open value did not make one: its lines are read again one by one.
     fn give_up_block(&mut self) -> io::Result<()> {
         let block = std::mem::take(&mut self.block);
-        let mut lines: Vec<(usize, Vec<u8>, Option<(Fault, String)>)> = block
+        let mut lines: Vec<ReplayLine> = block
             .strip_suffix(b"\n")
             .unwrap_or(&block)
             .split(|b| *b == b'\n')
