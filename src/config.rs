@@ -43,7 +43,7 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: &str = "64MiB";
 #[command(
     name = "slack-audit-source",
     version,
-    about = "Slack Enterprise Grid audit logs to NDJSON, exactly once."
+    about = "Slack Enterprise Grid audit logs to NDJSON: at-least-once, idempotent by event.id."
 )]
 pub struct Cli {
     /// What to do.
@@ -63,8 +63,10 @@ pub enum Command {
     /// Read raw entries or ECS documents on stdin and print the analysis findings.
     Analyze(crate::analysis::AnalyzeArgs),
     /// Serve a stand-in for the Audit Logs API with generated events.
+    #[cfg(feature = "simulator")]
     Simulate(crate::simulate::SimulateArgs),
     /// Run the simulator and `run` in one process, printing NDJSON: try this first.
+    #[cfg(feature = "simulator")]
     Demo(DemoArgs),
     /// Say where the reader of a state directory stands (works beside a running reader).
     Status(crate::status::StatusArgs),

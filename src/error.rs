@@ -37,7 +37,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code for this error, as `cli-contract.md` defines them.
+    /// The process exit code for this error, as the README's "Exit codes" table lists them.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::StateDir(_) | Error::Listen(_) | Error::ReadFile { .. } => 2,

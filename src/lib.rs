@@ -31,6 +31,7 @@
 pub mod analysis;
 pub mod checkpoint;
 pub mod config;
+#[cfg(feature = "simulator")]
 pub mod demo;
 pub mod error;
 pub mod fnv;
@@ -42,7 +43,9 @@ pub(crate) mod poller;
 pub mod progress;
 pub mod retry;
 pub mod secret_file;
+pub mod serve;
 pub mod shutdown;
+#[cfg(feature = "simulator")]
 pub mod simulate;
 pub mod sink;
 pub mod slack;

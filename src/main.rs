@@ -10,6 +10,14 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     slack_audit_source::memory::configure();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(missing) = not_built_in(&argv) {
+        eprintln!(
+            "slack-audit-source: `{missing}` is not built into this binary: it was built without \
+             the `simulator` cargo feature (container images leave it out). Build with the \
+             default features (`cargo build --release`) to get `simulate` and `demo`."
+        );
+        return ExitCode::from(2);
+    }
     // The config file's values join the command line in the process, never the environment.
     let argv = match config::apply_config_file(argv) {
         Ok(argv) => argv,
@@ -28,6 +36,7 @@ fn main() -> ExitCode {
     };
     let format = match &cli.command {
         Command::Run(a) => a.log_format,
+        #[cfg(feature = "simulator")]
         Command::Demo(a) => a.log_format,
         _ => LogFormat::Text,
     };
@@ -59,6 +68,7 @@ async fn dispatch(command: Command) -> Result<(), Error> {
         }
         Command::Map(args) => slack_audit_source::mapping::run_map(args).await,
         Command::Analyze(args) => slack_audit_source::analysis::run_analyze(args).await,
+        #[cfg(feature = "simulator")]
         Command::Simulate(args) => {
             slack_audit_source::simulate::run_simulate(
                 args,
@@ -66,9 +76,20 @@ async fn dispatch(command: Command) -> Result<(), Error> {
             )
             .await
         }
+        #[cfg(feature = "simulator")]
         Command::Demo(args) => slack_audit_source::demo::run_demo(args, shutdown::signals()).await,
         Command::Status(args) => slack_audit_source::status::run_status(&args),
     }
+}
+
+/// The subcommand asked for when it needs the simulator and this build has none: clap would
+/// only say "unrecognized subcommand", which does not tell the reader what to rebuild.
+fn not_built_in(argv: &[std::ffi::OsString]) -> Option<&'static str> {
+    if cfg!(feature = "simulator") {
+        return None;
+    }
+    let command = argv.get(1)?.to_str()?;
+    ["simulate", "demo"].into_iter().find(|c| *c == command)
 }
 
 fn init_tracing(format: LogFormat) {

@@ -3,19 +3,20 @@
 //! Reads raw Slack entries or our ECS documents on stdin — NDJSON, concatenated or
 //! pretty-printed JSON, or whole API responses with `entries[]` — and prints the findings as
 //! NDJSON (`--all`: the annotated documents too). Each API response is one page, as `run` would
-//! see it; loose documents are grouped in pages of [`BATCH`]. Input is read whole into memory:
-//! this is a tool for exports, not a stream processor.
+//! see it; loose documents are grouped in pages of [`BATCH`]. Input is streamed through
+//! `map`'s reader ([`crate::mapping::input`]): one value in memory at a time.
 //!
 //! Input is bytes, not text: a line that is not JSON (or not UTF-8) becomes one
-//! `pipeline_error` document (printed with `--all`) and a warning naming its line, and reading
-//! goes on after it, as in `map`.
+//! `pipeline_error` document (printed with `--all`) and a warning naming its line and column,
+//! and reading goes on after it, as in `map`.
 
 use super::{AnalysisConfig, AnalyzeArgs, Analyzer};
+use crate::mapping::input::{Piece, Reader};
 use crate::mapping::{Mapper, MappingConfig};
 use crate::units::ConfigError;
 use chrono::Utc;
 use serde_json::Value;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 /// Loose documents per page.
@@ -42,14 +43,6 @@ pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
         None => None,
     };
     let mut analyzer = Analyzer::new(&config, saved.as_ref())?;
-    let mut input = Vec::new();
-    std::io::stdin()
-        .lock()
-        .read_to_end(&mut input)
-        .map_err(|source| crate::Error::ReadFile {
-            path: "stdin".into(),
-            source,
-        })?;
     let mut emit = |docs: &mut Vec<Value>| -> std::io::Result<()> {
         let before = docs.len();
         analyzer.process(docs);
@@ -62,8 +55,17 @@ pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
         Ok(())
     };
     let mut loose = Vec::new();
-    for item in split_values(&input) {
-        match item {
+    let stdin = std::io::stdin().lock();
+    let mut reader = Reader::new(std::io::BufReader::with_capacity(1 << 20, stdin));
+    loop {
+        let piece = reader
+            .next_piece()
+            .map_err(|source| crate::Error::ReadFile {
+                path: "stdin".into(),
+                source,
+            })?;
+        let Some(piece) = piece else { break };
+        match item(piece) {
             Item::Page(entries) => {
                 emit(&mut loose).map_err(io)?;
                 let mut page: Vec<Value> = entries
@@ -73,15 +75,16 @@ pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
                 emit(&mut page).map_err(io)?;
             }
             Item::Doc(v) => loose.push(to_document(&mut mapper, v)),
-            Item::Garbage { line, bytes } => {
-                let what = if std::str::from_utf8(&bytes).is_ok() {
-                    "not JSON"
-                } else {
-                    "not UTF-8"
-                };
+            Item::Garbage {
+                line,
+                column,
+                bytes,
+                reason,
+            } => {
                 tracing::warn!(
                     line,
-                    "stdin line {line} is {what}: it becomes a pipeline_error document (printed with --all)"
+                    column,
+                    "stdin line {line}, column {column}: {reason}: it becomes a pipeline_error document (printed with --all)"
                 );
                 loose.push(mapper.map_entry_bytes(&bytes, Utc::now()));
             }
@@ -109,56 +112,40 @@ enum Item {
     Garbage {
         /// Its line number, from 1.
         line: usize,
-        /// The bytes, without the newline.
+        /// Where on the line the bad value starts, from 1.
+        column: usize,
+        /// The bytes, without the line break.
         bytes: Vec<u8>,
+        /// What is wrong.
+        reason: String,
     },
 }
 
-/// Splits the input into JSON values whatever the layout (one a line, pretty-printed or
-/// concatenated); bytes that are not JSON become [`Item::Garbage`] up to the end of their
-/// line, and reading goes on after it. Lazy, so only one value is held at a time.
-fn split_values(input: &[u8]) -> Values<'_> {
-    Values {
-        rest: input,
-        line: 1,
-    }
-}
-
-/// The iterator behind [`split_values`].
-struct Values<'a> {
-    rest: &'a [u8],
-    /// The line `rest` starts on.
-    line: usize,
-}
-
-impl Values<'_> {
-    fn advance(&mut self, by: usize) {
-        let (done, rest) = self.rest.split_at(by);
-        self.line += done.iter().filter(|b| **b == b'\n').count();
-        self.rest = rest;
-    }
-}
-
-impl Iterator for Values<'_> {
-    type Item = Item;
-
-    fn next(&mut self) -> Option<Item> {
-        let start = self.rest.iter().position(|b| !b.is_ascii_whitespace())?;
-        self.advance(start);
-        let rest = self.rest;
-        let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<Value>();
-        if let Some(Ok(v)) = stream.next() {
-            self.advance(stream.byte_offset());
-            return Some(classify(v));
-        }
-        let end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
-        let line = self.line;
-        let bytes = rest[..end]
-            .strip_suffix(b"\r")
-            .unwrap_or(&rest[..end])
-            .to_vec();
-        self.advance(end);
-        Some(Item::Garbage { line, bytes })
+/// What a piece of input is to `analyze`.
+fn item(piece: Piece<'_>) -> Item {
+    match piece {
+        Piece::Json { text, line } => match serde_json::from_str::<Value>(text) {
+            Ok(v) => classify(v),
+            // Valid JSON that serde_json still refuses (nested past its depth limit).
+            Err(e) => Item::Garbage {
+                line,
+                column: 1,
+                bytes: text.as_bytes().to_vec(),
+                reason: format!("not readable JSON ({e})"),
+            },
+        },
+        Piece::Bad {
+            bytes,
+            line,
+            column,
+            reason,
+            ..
+        } => Item::Garbage {
+            line,
+            column,
+            bytes: bytes.to_vec(),
+            reason,
+        },
     }
 }
 
@@ -230,32 +217,36 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Every item of `input`.
+    fn items(input: &[u8]) -> Vec<Item> {
+        let mut reader = Reader::new(input);
+        let mut out = Vec::new();
+        while let Some(piece) = reader.next_piece().unwrap() {
+            out.push(item(piece));
+        }
+        out
+    }
+
     #[test]
     fn input_layouts_are_all_read() {
         let input =
             "{\"a\":1}\n{\n  \"entries\": [{\"b\":2}]\n}\nnot json at all\n[{\"c\":3}] {\"d\":4}\n";
-        let items: Vec<Item> = split_values(input.as_bytes()).collect();
-        assert_eq!(
-            items,
-            vec![
-                Item::Doc(json!({"a": 1})),
-                Item::Page(vec![json!({"b": 2})]),
-                Item::Garbage {
-                    line: 5,
-                    bytes: b"not json at all".to_vec()
-                },
-                Item::Page(vec![json!({"c": 3})]),
-                Item::Doc(json!({"d": 4})),
-            ]
+        let got = items(input.as_bytes());
+        assert_eq!(got.len(), 5, "{got:?}");
+        assert_eq!(got[0], Item::Doc(json!({"a": 1})));
+        assert_eq!(got[1], Item::Page(vec![json!({"b": 2})]));
+        assert!(
+            matches!(&got[2], Item::Garbage { line: 5, column: 1, bytes, .. } if bytes == b"not json at all"),
+            "{:?}",
+            got[2]
         );
-        assert_eq!(split_values(b"  \n").count(), 0);
-        assert_eq!(
-            split_values(b"{\"x\": tru").collect::<Vec<_>>(),
-            vec![Item::Garbage {
-                line: 1,
-                bytes: b"{\"x\": tru".to_vec()
-            }]
-        );
+        assert_eq!(got[3], Item::Page(vec![json!({"c": 3})]));
+        assert_eq!(got[4], Item::Doc(json!({"d": 4})));
+        assert_eq!(items(b"  \n").len(), 0);
+        assert!(matches!(
+            &items(b"{\"x\": tru")[..],
+            [Item::Garbage { line: 1, bytes, .. }] if bytes == b"{\"x\": tru"
+        ));
     }
 
     #[test]
@@ -272,17 +263,15 @@ mod tests {
     #[test]
     fn a_line_of_bad_bytes_is_one_item_and_reading_goes_on() {
         let input = b"{\"a\":1}\n{\"id\":\"e2\",\"x\":\"\xff\xfe\"}\r\n\n{\"b\":2}\n";
-        let items: Vec<Item> = split_values(input).collect();
-        assert_eq!(
-            items,
-            vec![
-                Item::Doc(json!({"a": 1})),
-                Item::Garbage {
-                    line: 2,
-                    bytes: b"{\"id\":\"e2\",\"x\":\"\xff\xfe\"}".to_vec()
-                },
-                Item::Doc(json!({"b": 2})),
-            ]
+        let got = items(input);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0], Item::Doc(json!({"a": 1})));
+        assert!(
+            matches!(&got[1], Item::Garbage { line: 2, bytes, reason, .. }
+                if bytes == b"{\"id\":\"e2\",\"x\":\"\xff\xfe\"}" && reason.starts_with("not UTF-8")),
+            "{:?}",
+            got[1]
         );
+        assert_eq!(got[2], Item::Doc(json!({"b": 2})));
     }
 }

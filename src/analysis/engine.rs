@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 /// The reason an unexpected user agent contributes (see `user_agents.as_reason`).
 const UA_REASON: &str = "unexpected_user_agent";
-/// Slack's stand-in actors (slack-audit-api.md §3): events without a person behind them, which
+/// Slack's stand-in actors (docs/slack-api.md §3): events without a person behind them, which
 /// must never be correlated with each other as if one user did them all.
 const PLACEHOLDER_ACTORS: &[&str] = &["USLACKUSER", "USLACKSECURITY"];
 

@@ -93,7 +93,7 @@ pub(crate) fn set(doc: &mut Value, path: &[&str], value: Value) -> bool {
     }
 }
 
-/// RFC 3339 UTC with milliseconds, the format of `@timestamp` in ecs-mapping.md.
+/// RFC 3339 UTC with milliseconds, the format of `@timestamp` in docs/mapping.md.
 pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }

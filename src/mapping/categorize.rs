@@ -1,6 +1,6 @@
 //! `event.action` → ECS `event.category`, `event.type` and `event.outcome`.
 //!
-//! The table is Elastic's (Slack integration 1.24.0) as `ecs-mapping.md` restates it, plus the
+//! The table is Elastic's (Slack integration 1.24.0) as docs/mapping.md restates it, plus the
 //! `file_download_blocked` spelling that Slack's action table uses. Every other action, including
 //! ones Slack adds later, gets `event.type: ["info"]` and no category: an unknown action must
 //! never be guessed into a category that detection rules key on.

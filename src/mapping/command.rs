@@ -5,23 +5,20 @@
 //! - API response objects with `entries[]`, one per line: each entry becomes a document;
 //! - a pretty-printed (multi-line) entry or response, e.g. a saved `GET /logs` body.
 //!
-//! Exactly one document per entry, in input order; a line that is not JSON becomes one
-//! `pipeline_error` document. A line is parsed once: only a failure that says "the value goes
-//! on" (serde_json's end-of-input error) on a line ending in `{` or `[` starts a multi-line
-//! value, collected by bracket depth until it closes. If that value then fails to parse, or
-//! never closes, its lines are replayed one by one, so a truncated entry costs its own
-//! document and never the ones after it.
+//! - several values on one line (concatenated JSON).
+//!
+//! The input is read by [`super::input::Reader`], the reader `analyze` uses too: memory holds
+//! one line or one multi-line value at a time. Exactly one document per entry, in input order;
+//! a line (or the rest of a line) that is not JSON becomes one `pipeline_error` document, and a
+//! truncated multi-line value costs its own lines and never the entries after it.
 
+use super::input::{Fault, Piece, Reader};
 use super::tree::Node;
 use super::{DocKind, Mapper};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::io::{self, BufRead, Write};
-
-/// A multi-line value longer than this is given up on and replayed line by line.
-/// 9,999 pretty-printed entries (the API's page limit) fit comfortably.
-const MAX_BLOCK_BYTES: usize = 256 << 20;
 
 /// Documents are written into one buffer and handed to the writer in chunks of about this size.
 const FLUSH_BYTES: usize = 256 << 10;
@@ -61,125 +58,75 @@ pub async fn run_map(args: super::MapArgs) -> Result<(), crate::Error> {
 
 /// Maps everything `input` holds into `out`, one NDJSON document per entry.
 ///
-/// `now` gives the fetch time for `event.created`; it is read once per input line.
+/// `now` gives the fetch time for `event.created`; it is read once per value (or bad line)
+/// read, so a response's entries share one.
 ///
 /// # Errors
 ///
 /// Reading `input` or writing `out` failed.
 pub fn map_stream<R: BufRead, W: Write>(
     mapper: &mut Mapper,
-    mut input: R,
+    input: R,
     out: &mut W,
     mut now: impl FnMut() -> DateTime<Utc>,
 ) -> io::Result<Stats> {
     let mut s = Stream {
         mapper,
-        out,
         stats: Stats::default(),
-        block: Vec::new(),
-        depth: Depth::default(),
         pending: Vec::with_capacity(FLUSH_BYTES + 8192),
     };
-    let mut line = Vec::with_capacity(4096);
-    loop {
-        line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        // Millisecond resolution, like the output, so a burst of lines shares one text.
+    let mut reader = Reader::new(input);
+    while let Some(piece) = reader.next_piece()? {
+        // Millisecond resolution, like the output, so a burst of values shares one text.
         let at = now().trunc_subsecs(3);
-        s.push_line(trim_newline(&line), at)?;
+        match piece {
+            Piece::Json { text, .. } => s.value_text(text, at),
+            // Parsed again as an entry, so its message is the entry parser's own.
+            Piece::Bad {
+                fault: Fault::NotJson,
+                bytes,
+                ..
+            } => s.value_text(&String::from_utf8_lossy(bytes), at),
+            Piece::Bad { bytes, reason, .. } => {
+                let text = String::from_utf8_lossy(bytes);
+                let message = format!("entry: {reason}");
+                let kind = s
+                    .mapper
+                    .write_not_an_entry(&text, &message, at, &mut s.pending);
+                s.written(kind)
+            }
+        }
+        if s.pending.len() >= FLUSH_BYTES {
+            out.write_all(&s.pending)?;
+            s.pending.clear();
+        }
     }
-    if !s.block.is_empty() {
-        s.replay_block(now().trunc_subsecs(3))?;
-    }
-    s.out.write_all(&s.pending)?;
+    out.write_all(&s.pending)?;
     Ok(s.stats)
 }
 
-fn trim_newline(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-struct Stream<'a, W> {
+struct Stream<'a> {
     mapper: &'a mut Mapper,
-    out: &'a mut W,
     stats: Stats,
-    /// Lines of an open multi-line value, newline-joined; empty when none is open.
-    block: Vec<u8>,
-    depth: Depth,
     /// Documents written but not yet handed to `out`.
     pending: Vec<u8>,
 }
 
-impl<W: Write> Stream<'_, W> {
-    fn push_line(&mut self, line: &[u8], at: DateTime<Utc>) -> io::Result<()> {
-        if !self.block.is_empty() {
-            self.block.extend_from_slice(line);
-            self.block.push(b'\n');
-            return match self.depth.scan(line) {
-                Scan::Open if self.block.len() <= MAX_BLOCK_BYTES => Ok(()),
-                Scan::Closed => {
-                    let block = std::mem::take(&mut self.block);
-                    match std::str::from_utf8(&block) {
-                        Ok(text) if serde_json::from_str::<&RawValue>(text).is_ok() => {
-                            self.value_text(text, at, false)
-                        }
-                        _ => {
-                            self.block = block;
-                            self.replay_block(at)
-                        }
-                    }
-                }
-                Scan::Open | Scan::Broken => self.replay_block(at),
-            };
-        }
-        self.line(line, at, true)
-    }
-
-    /// One line outside any block. `may_open` is false while replaying a failed block.
-    fn line(&mut self, line: &[u8], at: DateTime<Utc>, may_open: bool) -> io::Result<()> {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            return Ok(());
-        }
-        match std::str::from_utf8(line) {
-            Ok(text) => self.value_text(text, at, may_open),
-            Err(e) => {
-                let text = String::from_utf8_lossy(line);
-                let message = format!("entry: not UTF-8 ({e})");
-                let kind = self
-                    .mapper
-                    .write_not_an_entry(&text, &message, at, &mut self.pending);
-                self.written(kind)
-            }
-        }
-    }
-
-    /// A complete JSON text: a response (each entry mapped) or an entry.
-    fn value_text(&mut self, text: &str, at: DateTime<Utc>, may_open: bool) -> io::Result<()> {
+impl Stream<'_> {
+    /// A JSON text (or a bad stretch, which the entry parser then refuses): a response (each
+    /// entry mapped) or an entry.
+    fn value_text(&mut self, text: &str, at: DateTime<Utc>) {
         if let Some(entries) = response_entries(text) {
             for raw in entries {
                 let kind = self.mapper.write_entry(raw.get(), at, &mut self.pending);
-                self.written(kind)?;
+                self.written(kind);
             }
-            return Ok(());
+            return;
         }
         let kind = match serde_json::from_str::<Node>(text) {
             Ok(Node::Object(entry)) => {
                 self.mapper
                     .write_object(&entry, text, at, &mut self.pending)
-            }
-            Err(e) if may_open && e.is_eof() && opens_value(text) => {
-                self.depth = Depth::default();
-                if self.depth.scan(text.as_bytes()) == Scan::Open {
-                    self.block.extend_from_slice(text.as_bytes());
-                    self.block.push(b'\n');
-                    return Ok(());
-                }
-                let message = format!("entry: not JSON ({e})");
-                self.mapper
-                    .write_not_an_entry(text, &message, at, &mut self.pending)
             }
             Ok(other) => {
                 let message = format!(
@@ -195,36 +142,17 @@ impl<W: Write> Stream<'_, W> {
                     .write_not_an_entry(text, &message, at, &mut self.pending)
             }
         };
-        self.written(kind)
+        self.written(kind);
     }
 
-    /// The open block did not make one value: map its lines one by one instead.
-    fn replay_block(&mut self, at: DateTime<Utc>) -> io::Result<()> {
-        let block = std::mem::take(&mut self.block);
-        for line in block.split(|b| *b == b'\n') {
-            self.line(line, at, false)?;
-        }
-        Ok(())
-    }
-
-    /// Ends the document just written to `pending`, and flushes a full chunk.
-    fn written(&mut self, kind: DocKind) -> io::Result<()> {
+    /// Ends the document just written to `pending`.
+    fn written(&mut self, kind: DocKind) {
         self.pending.push(b'\n');
         self.stats.documents += 1;
         if kind == DocKind::PipelineError {
             self.stats.pipeline_errors += 1;
         }
-        if self.pending.len() >= FLUSH_BYTES {
-            self.out.write_all(&self.pending)?;
-            self.pending.clear();
-        }
-        Ok(())
     }
-}
-
-/// A line ending in `{` or `[` is how pretty printers start a multi-line value.
-fn opens_value(text: &str) -> bool {
-    text.trim_end().ends_with(['{', '['])
 }
 
 /// The entries of an API response object, borrowed from `text`; `None` for anything else.
@@ -247,55 +175,5 @@ fn response_entries(text: &str) -> Option<Vec<&RawValue>> {
             action: None,
         }) => Some(entries),
         _ => None,
-    }
-}
-
-/// Bracket depth across the lines of a multi-line value, skipping brackets inside strings.
-#[derive(Debug, Default)]
-struct Depth {
-    depth: i64,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Scan {
-    /// More lines are needed.
-    Open,
-    /// The value closed at the end of this line.
-    Closed,
-    /// Not a value: a string runs past the end of a line, or a bracket closes too early.
-    Broken,
-}
-
-impl Depth {
-    fn scan(&mut self, line: &[u8]) -> Scan {
-        let (mut in_string, mut escaped) = (false, false);
-        for &b in line {
-            if in_string {
-                match b {
-                    _ if escaped => escaped = false,
-                    b'\\' => escaped = true,
-                    b'"' => in_string = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match b {
-                b'"' => in_string = true,
-                b'{' | b'[' => self.depth += 1,
-                b'}' | b']' => {
-                    self.depth -= 1;
-                    if self.depth < 0 {
-                        return Scan::Broken;
-                    }
-                }
-                _ => {}
-            }
-        }
-        match (in_string, self.depth) {
-            // JSON strings cannot hold a raw newline: this is a cut-off line, not a block.
-            (true, _) => Scan::Broken,
-            (false, 0) => Scan::Closed,
-            _ => Scan::Open,
-        }
     }
 }

@@ -269,7 +269,7 @@ impl<'a> Plan<'a> {
         match all.get("ip_address") {
             Some(Node::Str(ip)) => match ip.parse::<IpAddr>() {
                 Ok(addr) => c.ip = Some((ip.as_ref(), addr)),
-                // Not an error (ecs-mapping.md): keep what Slack sent, leave `source` out.
+                // Not an error (docs/mapping.md): keep what Slack sent, leave `source` out.
                 Err(_) => c.ip_kept = all.get("ip_address"),
             },
             Some(v @ (Node::Number(_) | Node::Bool(_))) => c.ip_kept = Some(v),

@@ -1,5 +1,5 @@
 //! Raw Slack audit entry + fetch time → one ECS document, at parity with Elastic's Slack
-//! integration 1.24.0 (`shared/docs/ecs-mapping.md`) and stricter about bad input.
+//! integration 1.24.0 (docs/mapping.md) and stricter about bad input.
 //!
 //! Pure: no I/O and no clock inside [`Mapper::map_entry`]; the fetch time is passed in. What is
 //! loaded once lives in the [`Mapper`]: the user-agent rules and their cache, and the optional
@@ -21,6 +21,7 @@ pub mod categorize;
 pub mod command;
 pub mod entry;
 pub mod geoip;
+pub mod input;
 pub mod json;
 pub mod render;
 #[cfg(test)]

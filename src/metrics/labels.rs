@@ -3,8 +3,8 @@
 //!
 //! Slack adds actions every month and `details.reason` is free text to us, so a label taken
 //! straight from a document would let Slack grow the number of time series without bound.
-//! The lists below are the actions `ecs-mapping.md` categorises plus those the analytics care
-//! about (`slack-audit-api.md` §6), and the 18 reasons of §7.
+//! The lists below are the actions the mapping categorises (docs/mapping.md) plus those the
+//! analytics care about (docs/slack-api.md §6), and the 18 reasons of docs/slack-api.md §7.
 
 use serde_json::Value;
 
@@ -47,7 +47,7 @@ pub const KNOWN_ACTIONS: &[&str] = &[
 ];
 
 /// The documented `details.reason` values of anomaly events, sorted: every reason in Slack's
-/// anomalous-events reference (slack-audit-api.md §7), plus `unexpected_user_agent`, which our
+/// anomalous-events reference (docs/slack-api.md §7), plus `unexpected_user_agent`, which our
 /// own UA check also emits. One list: the analysis rules validate reasons against it too.
 pub const KNOWN_REASONS: &[&str] = &[
     "asn",

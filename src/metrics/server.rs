@@ -1,17 +1,17 @@
 //! One HTTP listener for `/metrics`, `/healthz` and `/readyz` (the pod's probes and the
 //! Prometheus scrape share a port, so the chart exposes one).
 //!
-//! Served with hyper directly rather than the exporter's own listener, which knows only
-//! `/metrics`. The listener stops when shutdown is asked for, or when the [`MetricsServer`]
+//! Served through the crate's one accept loop ([`crate::serve`]) rather than the exporter's
+//! own listener, which knows only `/metrics`. The listener stops when shutdown is asked for, or when the [`MetricsServer`]
 //! handle is dropped (so it never outlives [`crate::run`]).
 //!
 //! The port may face a network (`0.0.0.0`), so a peer must not be able to take the process
 //! down through it: headers must arrive within [`Limits::header_read_timeout`] (an idle
 //! keep-alive connection waiting for its next request is closed after the same time), a
 //! connection lives at most [`Limits::max_connection_age`], and at most
-//! [`Limits::max_connections`] are open at once. When a new connection would exceed that, the
-//! *oldest* one is closed: peers that open connections and send nothing cannot starve the
-//! kubelet's `/healthz` probe, which sends its request at once. The cap is also kept well
+//! [`Limits::max_connections`] are open at once ([`default_limits`]). When a new connection
+//! would exceed that, the *oldest* one is closed: peers that open connections and send nothing
+//! cannot starve the kubelet's `/healthz` probe, which sends its request at once. The cap is also kept well
 //! under the file-descriptor limit, so the poller's own sockets and the checkpoint's files
 //! always find a descriptor.
 
@@ -22,13 +22,10 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode};
 use metrics_exporter_prometheus::PrometheusHandle;
-use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 /// `/readyz` never calls progress stale sooner than this, however short `--interval` is: one
 /// request under the client-side budget (60 s / `--max-requests-per-minute`) plus Slack's own
@@ -47,26 +44,16 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// opens a new one.
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(120);
 
-/// What one peer may cost the listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// See [`HEADER_READ_TIMEOUT`].
-    pub header_read_timeout: Duration,
-    /// See [`MAX_CONNECTION_AGE`].
-    pub max_connection_age: Duration,
-    /// Connections open at once; beyond it the oldest is closed.
-    pub max_connections: usize,
-}
+pub use crate::serve::Limits;
 
-impl Default for Limits {
-    /// [`MAX_CONNECTIONS`], but at most a quarter of the process's file-descriptor limit.
-    fn default() -> Limits {
-        Limits {
-            header_read_timeout: HEADER_READ_TIMEOUT,
-            max_connection_age: MAX_CONNECTION_AGE,
-            max_connections: MAX_CONNECTIONS.min((fd_limit() / 4).max(1)),
-        }
-    }
+/// The limits of this listener: [`HEADER_READ_TIMEOUT`], [`MAX_CONNECTION_AGE`], and
+/// [`MAX_CONNECTIONS`] but at most a quarter of the process's file-descriptor limit.
+pub fn default_limits() -> Limits {
+    Limits::bounded(
+        HEADER_READ_TIMEOUT,
+        MAX_CONNECTION_AGE,
+        MAX_CONNECTIONS.min((fd_limit() / 4).max(1)),
+    )
 }
 
 /// The soft limit on open files (a generous guess where it cannot be read).
@@ -112,20 +99,21 @@ impl std::fmt::Debug for Endpoints {
 /// The running listener; dropping it stops it.
 #[derive(Debug)]
 pub struct MetricsServer {
-    addr: SocketAddr,
-    task: JoinHandle<()>,
+    server: crate::serve::Server,
+    upkeep: JoinHandle<()>,
 }
 
 impl MetricsServer {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.server.local_addr()
     }
 }
 
 impl Drop for MetricsServer {
     fn drop(&mut self) {
-        self.task.abort();
+        // The listener stops when `server` drops, right after this.
+        self.upkeep.abort();
     }
 }
 
@@ -181,7 +169,7 @@ pub async fn start_for_run(
     Ok(Some(server))
 }
 
-/// Binds `addr` and serves the endpoints until `shutdown`, with the default [`Limits`].
+/// Binds `addr` and serves the endpoints until `shutdown`, with [`default_limits`].
 ///
 /// # Errors
 ///
@@ -191,7 +179,7 @@ pub async fn start(
     endpoints: Endpoints,
     shutdown: Shutdown,
 ) -> Result<MetricsServer, ListenError> {
-    start_with_limits(addr, endpoints, shutdown, Limits::default()).await
+    start_with_limits(addr, endpoints, shutdown, default_limits()).await
 }
 
 /// [`start`] with the limits given (tests use short ones).
@@ -205,84 +193,23 @@ pub async fn start_with_limits(
     shutdown: Shutdown,
     limits: Limits,
 ) -> Result<MetricsServer, ListenError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ListenError {
-            addr: addr.to_string(),
-            source,
-        })?;
-    let bound = listener.local_addr().map_err(|source| ListenError {
-        addr: addr.to_string(),
-        source,
-    })?;
-    let task = tokio::spawn(serve(listener, endpoints, shutdown, limits));
-    Ok(MetricsServer { addr: bound, task })
+    let listener = crate::serve::bind(addr).await?;
+    let upkeep = tokio::spawn(upkeep(endpoints.handle.clone(), shutdown.clone()));
+    let server = crate::serve::spawn(listener, shutdown, limits, "metrics", move |req| {
+        let answer = respond(&endpoints, &req);
+        async move { answer }
+    });
+    Ok(MetricsServer { server, upkeep })
 }
 
-async fn serve(
-    listener: TcpListener,
-    endpoints: Endpoints,
-    mut shutdown: Shutdown,
-    limits: Limits,
-) {
-    // Connections live in the set so that they end with the listener (a scraper's
-    // keep-alive connection must not keep the task alive after shutdown).
-    let mut connections = JoinSet::new();
-    // The open connections, oldest first, to close the oldest when the cap is reached.
-    let mut open: VecDeque<AbortHandle> = VecDeque::new();
-    let mut upkeep = tokio::time::interval(UPKEEP_EVERY);
-    let max = limits.max_connections.max(1);
+/// Folds histogram samples into their buckets every [`UPKEEP_EVERY`] until `shutdown`.
+async fn upkeep(handle: PrometheusHandle, mut shutdown: Shutdown) {
+    let mut every = tokio::time::interval(UPKEEP_EVERY);
     loop {
         tokio::select! {
             _ = shutdown.wait() => break,
-            _ = upkeep.tick() => endpoints.handle.run_upkeep(),
-            // Reap finished connections so the set does not grow.
-            Some(done) = connections.join_next_with_id(), if !connections.is_empty() => {
-                let id = match done {
-                    Ok((id, ())) => id,
-                    Err(e) => e.id(),
-                };
-                open.retain(|h| h.id() != id);
-            }
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    while open.len() >= max {
-                        if let Some(oldest) = open.pop_front() {
-                            // Its socket closes when the aborted task is dropped.
-                            oldest.abort();
-                        }
-                    }
-                    let endpoints = endpoints.clone();
-                    let handle = connections.spawn(serve_connection(stream, endpoints, limits));
-                    open.push_back(handle);
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: pause rather than spin.
-                    tracing::warn!(error = %e, "metrics listener cannot accept; retrying in 1s");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            },
+            _ = every.tick() => handle.run_upkeep(),
         }
-    }
-}
-
-async fn serve_connection(stream: tokio::net::TcpStream, endpoints: Endpoints, limits: Limits) {
-    let service = hyper::service::service_fn(move |req| {
-        let endpoints = endpoints.clone();
-        async move { Ok::<_, Infallible>(respond(&endpoints, &req)) }
-    });
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(hyper_util::rt::TokioTimer::new())
-        // Also bounds an idle keep-alive connection: the next request's headers are read
-        // under the same timer.
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(64 * 1024)
-        .serve_connection(io, service);
-    match tokio::time::timeout(limits.max_connection_age, conn).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::debug!(error = %e, "metrics connection ended with an error"),
-        Err(_) => tracing::debug!("metrics connection closed at its maximum age"),
     }
 }
 
@@ -373,11 +300,7 @@ mod tests {
     /// Paused time: the header timeout passes only when everything else is waiting.
     #[tokio::test(start_paused = true)]
     async fn half_requests_cannot_hold_the_listener() {
-        let limits = Limits {
-            header_read_timeout: Duration::from_secs(10),
-            max_connection_age: Duration::from_secs(3600),
-            max_connections: 8,
-        };
+        let limits = Limits::bounded(Duration::from_secs(10), Duration::from_secs(3600), 8);
         let srv = server(limits).await;
         let addr = srv.local_addr();
         let started = tokio::time::Instant::now();
@@ -402,7 +325,7 @@ mod tests {
                 .await
                 .expect("every half-request connection is closed");
             assert!(!String::from_utf8_lossy(&sent).contains("200 OK"));
-            if started.elapsed() < limits.header_read_timeout {
+            if Some(started.elapsed()) < limits.header_read_timeout {
                 closed_before_timeout += 1;
             }
         }
@@ -415,11 +338,11 @@ mod tests {
     /// timeout, having been answered first.
     #[tokio::test(start_paused = true)]
     async fn an_idle_keep_alive_connection_is_closed() {
-        let srv = server(Limits {
-            header_read_timeout: Duration::from_secs(10),
-            max_connection_age: Duration::from_secs(3600),
-            max_connections: 8,
-        })
+        let srv = server(Limits::bounded(
+            Duration::from_secs(10),
+            Duration::from_secs(3600),
+            8,
+        ))
         .await;
         let mut s = TcpStream::connect(srv.local_addr()).await.unwrap();
         s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -435,7 +358,7 @@ mod tests {
 
     #[test]
     fn the_default_cap_leaves_most_descriptors_to_the_poller() {
-        let limits = Limits::default();
+        let limits = default_limits();
         assert!(limits.max_connections <= MAX_CONNECTIONS);
         assert!(limits.max_connections <= (fd_limit() / 4).max(1));
     }

@@ -86,6 +86,7 @@ impl Params {
             action: self.action.clone(),
             actor: self.actor.clone(),
             entity: self.entity.clone(),
+            authorization: None,
             status: 200,
             error: None,
             fault: None,
@@ -93,6 +94,14 @@ impl Params {
             next_cursor: None,
         }
     }
+}
+
+/// The record of a request answered by a scripted reply with `status`.
+pub(crate) fn scripted_record(query: &str, auth: Option<&[u8]>, status: u16) -> RecordedRequest {
+    let mut rec = Params::parse(query).record(query);
+    rec.authorization = auth.map(|a| String::from_utf8_lossy(a).into_owned());
+    rec.status = status;
+    rec
 }
 
 /// Answers `/logs` as Slack would at Unix second `now`, faults included.
@@ -104,6 +113,7 @@ pub(crate) fn answer_logs(
 ) -> (Answer, RecordedRequest) {
     let params = Params::parse(query);
     let mut rec = params.record(query);
+    rec.authorization = auth.map(|a| String::from_utf8_lossy(a).into_owned());
     let fault = draw_fault(shared);
     rec.fault = fault.as_ref().map(|(k, _)| *k);
     let stall = match &fault {
@@ -419,6 +429,9 @@ mod tests {
             fault_rng: Mutex::new(StdRng::seed_from_u64(0)),
             generation: AtomicU64::new(0),
             requests: Mutex::new(VecDeque::new()),
+            script: Mutex::default(),
+            recorded: Default::default(),
+            served: tokio::sync::Notify::new(),
         };
         let entries = (0..5).map(|i| {
             super::super::store::Stored::from_value(

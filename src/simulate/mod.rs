@@ -1,16 +1,17 @@
 //! A stand-in for the Slack Audit Logs API, with generated events: `simulate --listen ADDR`,
 //! the server behind `demo`, and the API the integration tests and soak tests poll.
 //!
-//! It is faithful to `slack-audit-api.md` where clients can tell: bearer auth with Slack's error
+//! It is faithful to docs/slack-api.md where clients can tell: bearer auth with Slack's error
 //! codes on HTTP 200, newest first, inclusive whole-second bounds, pages that never split a
 //! second (and so may exceed `limit`), padded base64 cursors, the three spellings of "no more
 //! pages", `/schemas` and `/actions` without auth, and an HTML glitch page off the API. On top
-//! it injects faults ([`Faults`]), same-second bursts and late-indexed entries, and records
-//! every request ([`SimHandle::requests`]). It is stricter than Slack on cursors on purpose
+//! it injects faults ([`Faults`]), same-second bursts and late-indexed entries, answers what a
+//! test scripts ([`Reply`], [`SimHandle::script`]), and records every request
+//! ([`SimHandle::requests`]). It is the one Slack stand-in of the test suite. It is stricter than Slack on cursors on purpose
 //! (see the `cursor` module). It does not rate-limit by itself: 429s come only from [`Faults`].
 //!
-//! Layout: [`generator`] makes entries, `store` indexes them by second, `server` accepts
-//! connections and routes them, `logs` answers `/audit/v1/logs`, `cursor` signs cursors,
+//! Layout: [`generator`] makes entries, `store` indexes them by second, `server` routes the
+//! connections [`crate::serve`] accepts, `logs` answers `/audit/v1/logs`, `cursor` signs cursors,
 //! `traffic` adds entries over time, [`faults`] decides what goes wrong, `catalog` serves
 //! `/actions` and `/schemas`.
 
@@ -20,12 +21,14 @@ pub mod faults;
 pub mod generator;
 mod json;
 mod logs;
+mod script;
 mod server;
 mod shared;
 mod store;
 mod traffic;
 
 pub use faults::{FaultKind, Faults};
+pub use script::Reply;
 
 use crate::shutdown::Shutdown;
 use crate::units::ConfigError;
@@ -228,6 +231,9 @@ pub struct RecordedRequest {
     pub actor: Option<String>,
     /// `entity` as sent.
     pub entity: Option<String>,
+    /// The `Authorization` header as sent (a test token; the simulator is never given a real
+    /// one).
+    pub authorization: Option<String>,
     /// The HTTP status answered.
     pub status: u16,
     /// The `error` of an `ok:false` answer (`ratelimited` for injected 429s).
@@ -238,6 +244,15 @@ pub struct RecordedRequest {
     pub entries: usize,
     /// The `next_cursor` served, if any.
     pub next_cursor: Option<String>,
+}
+
+impl RecordedRequest {
+    /// Every query parameter, decoded (the cursor too); a repeated one keeps its last value.
+    pub fn params(&self) -> std::collections::HashMap<String, String> {
+        url::form_urlencoded::parse(self.query.as_bytes())
+            .into_owned()
+            .collect()
+    }
 }
 
 /// A running simulator. Dropping it does not stop the server; the `shutdown` given to
@@ -256,10 +271,40 @@ impl SimHandle {
     }
 
     /// Makes entries visible at once, whatever their `date_create` (0 when absent).
-    pub fn insert(&self, entries: Vec<Value>) {
+    pub fn insert(&self, entries: impl IntoIterator<Item = Value>) {
+        let entries: Vec<Value> = entries.into_iter().collect();
         self.shared
             .store
             .insert(entries.iter().map(store::Stored::from_value));
+    }
+
+    /// Queues scripted replies: the next `/logs` requests get them, one each, in order.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        lock(&self.shared.script).push(replies);
+    }
+
+    /// Answers `/logs` request number `index` (from 0, counting every `/logs` request since
+    /// start) with `reply`, ahead of the queue.
+    pub fn script_at(&self, index: usize, reply: Reply) {
+        lock(&self.shared.script).set_at(index, reply);
+    }
+
+    /// Answers every `/logs` request that no other scripted reply answers with `reply`: a
+    /// peer that never gets better.
+    pub fn always(&self, reply: Reply) {
+        lock(&self.shared.script).set_always(Some(reply));
+    }
+
+    /// Waits until `n` `/logs` requests have been recorded since start.
+    pub async fn wait_requests(&self, n: usize) {
+        loop {
+            // Created before the check, so a request answered in between still wakes it.
+            let served = self.shared.served.notified();
+            if self.shared.recorded.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            served.await;
+        }
     }
 
     /// Adds an entry that becomes visible only after `visible_after` (tokio time, so a test
@@ -315,9 +360,7 @@ pub async fn start(
             source,
         })
     };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(listen_error)?;
+    let listener = crate::serve::bind(addr).await?;
     let local = listener.local_addr().map_err(listen_error)?;
     let (n, span, burst, seed) = (
         options.backfill_events,
@@ -343,6 +386,9 @@ pub async fn start(
         fault_rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed ^ FAULT_SALT)),
         generation: AtomicU64::new(0),
         requests: Mutex::new(Default::default()),
+        script: Mutex::new(Default::default()),
+        recorded: Default::default(),
+        served: tokio::sync::Notify::new(),
     });
     shared.store.insert(backfill);
     let plan = traffic::Plan {

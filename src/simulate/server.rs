@@ -1,4 +1,4 @@
-//! The simulator's HTTP side: the accept loop, routes, and the record of every `/logs`
+//! The simulator's HTTP side: routes (served by [`crate::serve`]'s accept loop), and the record of every `/logs`
 //! request. What `/logs` answers is decided in `logs`.
 //!
 //! Only a stall waits, and it waits after the answer is fixed, so a stalled request sees the
@@ -6,16 +6,17 @@
 //! loopback in every use of the simulator).
 
 use super::catalog;
-use super::logs::{answer_logs, error_body, respond};
+use super::logs::{answer_logs, error_body, respond, scripted_record};
 use super::shared::{lock, Shared};
+use super::RecordedRequest;
+use crate::serve::{accept_loop, http1, Limits};
 use crate::shutdown::Shutdown;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, AUTHORIZATION};
 use hyper::{Method, Request, Response, StatusCode};
-use std::convert::Infallible;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// How many requests [`super::SimHandle::requests`] keeps (the newest); a soak test's worth.
@@ -23,35 +24,24 @@ const MAX_RECORDED: usize = 100_000;
 
 const GLITCH_HTML: &str = "<!DOCTYPE html><html lang=\"en-US\"><head><meta charset=\"utf-8\"><title>Page not found | Slack</title></head>\
 <body><h1>You\u{2019}ve found a glitch</h1><p>This page doesn\u{2019}t exist. (This is a Slack Audit Logs API simulator.)</p></body></html>";
-
-/// Serves until `shutdown`; dropping the connection set on the way out aborts the open
-/// connections (stalled ones included).
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: Shutdown) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let shared = shared.clone();
-                    connections.spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            let shared = shared.clone();
-                            async move { Ok::<_, Infallible>(handle(&shared, req).await) }
-                        });
-                        // A client that hangs up mid-answer is its own business.
-                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: pause rather than spin.
-                    tracing::warn!(error = %e, "simulator cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
+/// Serves until `shutdown` through the crate's accept loop, with no limits (a stall holds its
+/// connection on purpose); the open connections, stalled ones included, end with the loop.
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Shutdown) {
+    let limits = Limits::none();
+    accept_loop(
+        listener,
+        shutdown,
+        limits.max_connections,
+        "simulator",
+        move |stream| {
+            let shared = shared.clone();
+            http1(stream, limits, move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
+            })
+        },
+    )
+    .await;
 }
 
 async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>> {
@@ -71,16 +61,18 @@ async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>> {
                 .get(AUTHORIZATION)
                 .map(HeaderValue::as_bytes)
                 .map(<[u8]>::to_vec);
-            shared.store.release_due(tokio::time::Instant::now());
-            let (answer, record) = answer_logs(shared, auth.as_deref(), &query, unix_now());
-            let stall = answer.stall;
-            {
-                let mut requests = lock(&shared.requests);
-                if requests.len() >= MAX_RECORDED {
-                    requests.pop_front();
-                }
-                requests.push_back(record);
+            let scripted = lock(&shared.script).next();
+            if let Some(reply) = scripted {
+                record(
+                    shared,
+                    scripted_record(&query, auth.as_deref(), reply.status),
+                );
+                return reply.to_response();
             }
+            shared.store.release_due(tokio::time::Instant::now());
+            let (answer, rec) = answer_logs(shared, auth.as_deref(), &query, unix_now());
+            let stall = answer.stall;
+            record(shared, rec);
             if let Some(d) = stall {
                 tokio::time::sleep(d).await;
             }
@@ -116,6 +108,19 @@ async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>> {
             GLITCH_HTML.to_string(),
         ),
     }
+}
+
+/// Keeps `rec` among the newest [`MAX_RECORDED`] and wakes whoever waits for requests.
+fn record(shared: &Shared, rec: RecordedRequest) {
+    {
+        let mut requests = lock(&shared.requests);
+        if requests.len() >= MAX_RECORDED {
+            requests.pop_front();
+        }
+        requests.push_back(rec);
+    }
+    shared.recorded.fetch_add(1, Ordering::SeqCst);
+    shared.served.notify_waiters();
 }
 
 /// The wall clock in Unix seconds: entries are dated by it and `latest` is checked against it,

@@ -1,11 +1,12 @@
 //! The simulator's state, shared by the server, the traffic task and the handle.
 
 use super::faults::Faults;
+use super::script::Script;
 use super::store::Store;
 use super::RecordedRequest;
 use rand::rngs::StdRng;
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Mutex;
 
 /// Everything the server, the traffic task and the handle share.
@@ -24,6 +25,12 @@ pub(crate) struct Shared {
     pub generation: AtomicU64,
     /// The newest requests, as many as the server keeps.
     pub requests: Mutex<VecDeque<RecordedRequest>>,
+    /// Replies a test scripted, and the count of `/logs` requests.
+    pub script: Mutex<Script>,
+    /// `/logs` requests recorded since start.
+    pub recorded: AtomicUsize,
+    /// Woken after each `/logs` request is recorded.
+    pub served: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Shared {

@@ -1,6 +1,6 @@
 //! Serde wire types for `GET /audit/v1/logs`, lenient on purpose.
 //!
-//! Slack's bodies vary (see `slack-audit-api.md` §3): `ok` may be absent or false on a 200,
+//! Slack's bodies vary (see docs/slack-api.md §3): `ok` may be absent or false on a 200,
 //! `response_metadata` may be absent, `{}`, or carry `next_cursor: ""`, entries carry duplicate
 //! keys and new attributes. So entries are kept as raw text (mapping reads them later) and
 //! only the two fields the poller's checks and the pipeline's dedup need, `id` and

@@ -17,7 +17,7 @@ fn ts(secs: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// An ECS document as the mapping writes it (ecs-mapping.md).
+/// An ECS document as the mapping writes it (docs/mapping.md).
 fn doc(id: &str, action: &str, user: &str, at: i64, ua: &str) -> Value {
     json!({
         "@timestamp": ts(at),
@@ -355,8 +355,8 @@ fn the_example_files_load() {
     );
 }
 
-/// Needs the ECS mapping (issue 3): the interim mapping does not fill user.*, user_agent.* or
-/// slack.audit.entity.*. Un-ignore once `Mapper::map_entry` follows ecs-mapping.md.
+/// Raw entries given to `analyze` are mapped first (user.*, user_agent.*,
+/// slack.audit.entity.*, as docs/mapping.md says), then analysed like `run`'s documents.
 #[test]
 fn analyze_maps_raw_entries_then_finds_the_story() {
     let actor = json!({"type": "user", "user": {"id": "U0SHELLEY", "name": "Shelley Levene", "email": "shelley@example.com"}});

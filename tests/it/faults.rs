@@ -4,8 +4,8 @@
 //! The state dir is a tiny tmpfs, which needs root (CI runs as root). Elsewhere the test says
 //! why it did not run, and under `CI=true` it fails instead, so CI cannot silently skip it.
 
-use crate::support::mock::MockSlack;
 use crate::support::{counts, delivered_ids, entries, now, run_command};
+use slack_audit_source::simulate::SimHandle;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -40,8 +40,8 @@ impl Drop for Tmpfs {
     }
 }
 
-async fn run_once(mock: &MockSlack, state: &Path, settle_lag: &str) -> Output {
-    let mut cmd = run_command(&mock.url(), state);
+async fn run_once(mock: &SimHandle, state: &Path, settle_lag: &str) -> Output {
+    let mut cmd = run_command(&mock.url(), state, &[]);
     cmd.args(["--once", "--settle-lag", settle_lag])
         .env("SLACK_AUDIT_TOKEN", "xoxp-test");
     tokio::task::spawn_blocking(move || cmd.output().unwrap())
@@ -61,8 +61,8 @@ async fn a_full_or_read_only_state_dir_stops_clearly_and_a_restart_loses_nothing
         eprintln!("skipped: mounting a tmpfs needs root");
         return;
     };
-    let mock = MockSlack::start().await;
-    mock.add(entries("a", 50, now() - 3000, 1000));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("a", 50, now() - 3000, 1000));
     let mut delivered = Vec::new();
     // The first window ends 20 minutes ago, so the events added next are ahead of it.
     let out = run_once(&mock, &state, "20m").await;
@@ -74,7 +74,7 @@ async fn a_full_or_read_only_state_dir_stops_clearly_and_a_restart_loses_nothing
     delivered.extend(delivered_ids(&out.stdout));
 
     // Full: new events arrive, but the checkpoint cannot be written.
-    mock.add(entries("b", 50, now() - 1000, 900));
+    mock.insert(entries("b", 50, now() - 1000, 900));
     let a_done = delivered.len();
     assert_eq!(a_done, 50);
     let filler = state.join("filler");

@@ -3,7 +3,6 @@
 //! or misplaced checkpoints, an unwritable state dir, a config file holding a secret, and bad
 //! bytes on `analyze`'s stdin.
 
-use crate::support::mock::MockSlack;
 use crate::support::receiver::{Flavor, Receiver, Step};
 use crate::support::{bin, counts, delivered_ids, entries, now, run_command};
 use std::io::Write;
@@ -12,17 +11,6 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-
-const TOKEN: &str = "xoxp-1234567890-HOSTILE-abcdef0123456789";
-
-fn run_cmd(mock: &MockSlack, state: &Path, extra: &[&str]) -> std::process::Command {
-    let mut cmd = run_command(&mock.url(), state);
-    cmd.args(extra)
-        .env("SLACK_AUDIT_TOKEN", TOKEN)
-        .env_remove("SLACK_AUDIT_TOKEN_FILE")
-        .env_remove("SLACK_AUDIT_CONFIG");
-    cmd
-}
 
 /// Runs the binary to completion; a run that hangs fails the test instead of hanging it.
 async fn output(cmd: std::process::Command) -> Output {
@@ -46,7 +34,7 @@ fn sigterm(pid: u32) {
 /// answering, and the poller still delivers and checkpoints.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metrics_flood_under_a_low_descriptor_limit_takes_nothing_down() {
-    let mock = MockSlack::start().await;
+    let mock = crate::support::slack().await;
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -54,8 +42,8 @@ async fn a_metrics_flood_under_a_low_descriptor_limit_takes_nothing_down() {
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let mut cmd = run_cmd(
-        &mock,
+    let mut cmd = run_command(
+        &mock.url(),
         dir.path(),
         &["--interval", "1s", "--metrics-listen", &listen],
     );
@@ -105,7 +93,7 @@ async fn a_metrics_flood_under_a_low_descriptor_limit_takes_nothing_down() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
 
     // Events that arrive during the flood are delivered and checkpointed.
-    mock.add(entries("flood", 5, now(), 1));
+    mock.insert(entries("flood", 5, now(), 1));
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut out = Vec::new();
     let delivered = tokio::time::timeout(Duration::from_secs(60), async {
@@ -139,11 +127,11 @@ async fn a_metrics_flood_under_a_low_descriptor_limit_takes_nothing_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_files_are_private_whatever_the_umask() {
     use std::os::unix::fs::PermissionsExt;
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 5, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 5, now() - 1800, 1700));
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let mut cmd = run_cmd(&mock, &state, &["--once"]);
+    let mut cmd = run_command(&mock.url(), &state, &["--once"]);
     // SAFETY: umask is async-signal-safe and touches only the child being started.
     unsafe {
         cmd.pre_exec(|| {
@@ -169,15 +157,15 @@ async fn state_files_are_private_whatever_the_umask() {
 /// delivered: it is refused before any request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_impossible_checkpoint_exits_2_before_any_request() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 5, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 5, now() - 1800, 1700));
     let dir = tempfile::tempdir().unwrap();
     let body = format!(
         r#"{{"version": 1, "next_oldest": {}, "window": {{"oldest": -9223372036854775808, "latest": 9223372036854775807, "chain_latest": 9223372036854775807, "cursor": null, "low": null, "ids_at_low": []}}, "updated_at": "2026-11-21T08:00:00Z"}}"#,
         now() - 3600
     );
     std::fs::write(dir.path().join("checkpoint.json"), &body).unwrap();
-    let out = output(run_cmd(&mock, dir.path(), &["--once"])).await;
+    let out = output(run_command(&mock.url(), dir.path(), &["--once"])).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -194,8 +182,8 @@ async fn an_impossible_checkpoint_exits_2_before_any_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_directory_or_a_dangling_symlink_as_checkpoint_exits_2() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 5, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 5, now() - 1800, 1700));
     for (make, want) in [
         (
             &(|p: &Path| std::fs::create_dir(p).unwrap()) as &dyn Fn(&Path),
@@ -208,7 +196,7 @@ async fn a_directory_or_a_dangling_symlink_as_checkpoint_exits_2() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         make(&dir.path().join("checkpoint.json"));
-        let out = output(run_cmd(&mock, dir.path(), &["--once"])).await;
+        let out = output(run_command(&mock.url(), dir.path(), &["--once"])).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{want}: {stderr}");
         assert!(stderr.contains(want), "{stderr}");
@@ -220,12 +208,12 @@ async fn a_directory_or_a_dangling_symlink_as_checkpoint_exits_2() {
 /// out (today the page was delivered, then the write failed, and it came again next run).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwritable_state_dir_delivers_nothing() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 5, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 5, now() - 1800, 1700));
     let dir = tempfile::tempdir().unwrap();
     // The temp file's path taken by a directory: writes fail even as root.
     std::fs::create_dir(dir.path().join("checkpoint.json.tmp")).unwrap();
-    let out = output(run_cmd(&mock, dir.path(), &["--once"])).await;
+    let out = output(run_command(&mock.url(), dir.path(), &["--once"])).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("checkpoint.json.tmp"), "{stderr}");
@@ -236,7 +224,7 @@ async fn an_unwritable_state_dir_delivers_nothing() {
 /// the file; nothing is read from `/dev/zero` and nothing waits on the FIFO.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_files_that_are_not_small_regular_files_exit_2() {
-    let mock = MockSlack::start().await;
+    let mock = crate::support::slack().await;
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
@@ -249,7 +237,7 @@ async fn token_files_that_are_not_small_regular_files_exit_2() {
         (fifo.as_path(), "FIFO"),
         (large.as_path(), "at most 65536 bytes"),
     ] {
-        let mut cmd = run_cmd(&mock, &dir.path().join("state"), &["--once"]);
+        let mut cmd = run_command(&mock.url(), &dir.path().join("state"), &["--once"]);
         cmd.arg("--token-file").arg(file);
         let out = output(cmd).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -260,7 +248,7 @@ async fn token_files_that_are_not_small_regular_files_exit_2() {
         );
     }
     // The sink's credentials go through the same checks.
-    let mut cmd = run_cmd(&mock, &dir.path().join("state"), &["--once"]);
+    let mut cmd = run_command(&mock.url(), &dir.path().join("state"), &["--once"]);
     cmd.args(["--sink", "http", "--http-url", "http://127.0.0.1:9/"])
         .arg("--http-bearer-token-file")
         .arg(&fifo);
@@ -276,8 +264,8 @@ async fn token_files_that_are_not_small_regular_files_exit_2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_file_secret_takes_effect_and_stays_out_of_the_environment() {
     const SECRET: &str = "cfg-file-secret-5f0e9a";
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 3, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 3, now() - 1800, 1700));
     // The batch is taken and its answer held for an hour: the process waits meanwhile.
     let rx = Receiver::start(
         Flavor::Vector,
@@ -294,7 +282,7 @@ async fn a_config_file_secret_takes_effect_and_stays_out_of_the_environment() {
         ),
     )
     .unwrap();
-    let mut cmd = run_cmd(&mock, &dir.path().join("state"), &["--once"]);
+    let mut cmd = run_command(&mock.url(), &dir.path().join("state"), &["--once"]);
     cmd.arg("--config").arg(&config);
     let mut cmd = tokio::process::Command::from(cmd);
     cmd.stdout(Stdio::null())

@@ -4,10 +4,10 @@
 //! never moves past a page that was not delivered.
 
 use crate::poll::{config, run_once};
-use crate::support::mock::{MockSlack, Reply};
 use crate::support::{delivered_ids, entries, entry, now, run_command};
 use serde_json::{json, Value};
 use slack_audit_source::checkpoint::CheckpointStore;
+use slack_audit_source::simulate::{Reply, SimHandle};
 use slack_audit_source::sink::stdout::SharedWriter;
 use std::time::Duration;
 
@@ -25,8 +25,8 @@ async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
         .expect("the run ends, whatever Slack answers")
 }
 
-/// Runs `--once` against `mock` until it fails, asserts exit code 1, and returns the message.
-async fn fails_with_exit_1(mock: &MockSlack, state: &std::path::Path) -> String {
+/// Runs `--once` against the simulator `mock` until it fails, asserts exit code 1, and returns the message.
+async fn fails_with_exit_1(mock: &SimHandle, state: &std::path::Path) -> String {
     let err = bounded(run_once(config(mock, state, &SharedWriter::default(), &[])))
         .await
         .unwrap_err();
@@ -38,8 +38,8 @@ async fn fails_with_exit_1(mock: &MockSlack, state: &std::path::Path) -> String 
 /// `Retry-After` beyond what a `Duration` holds is the 300 s cap, on a 429 and on a 200.
 #[tokio::test(start_paused = true)]
 async fn retry_after_of_any_size_is_capped_not_a_panic() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 5, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 5, now() - 1800, 1700));
     mock.script_at(
         0,
         Reply::status(429, r#"{"ok":false,"error":"ratelimited"}"#)
@@ -86,8 +86,8 @@ async fn oversized_answers_are_refused_at_the_cap_and_retried() {
     ] {
         let gzip = !reply.headers.is_empty();
         assert!(reply.body.len() < (64 << 10) || !gzip, "a bomb is small");
-        let mock = MockSlack::start().await;
-        mock.add(entries("e", 5, now() - 1800, 1700));
+        let mock = crate::support::slack().await;
+        mock.insert(entries("e", 5, now() - 1800, 1700));
         mock.script_at(0, reply);
         let dir = tempfile::tempdir().unwrap();
         let out = SharedWriter::default();
@@ -110,14 +110,14 @@ async fn oversized_answers_are_refused_at_the_cap_and_retried() {
 /// (the redirect target would answer with a page).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_exits_3_with_its_location_and_is_not_followed() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 5, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 5, now() - 1800, 1700));
     mock.script_at(
         0,
         Reply::status(302, "").with_header("location", "/audit/v1/logs?redirected=1"),
     );
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = run_command(&mock.url(), dir.path());
+    let mut cmd = run_command(&mock.url(), dir.path(), &[]);
     cmd.arg("--once")
         .env("SLACK_AUDIT_TOKEN", "xoxp-test-token")
         .env_remove("SLACK_AUDIT_TOKEN_FILE");
@@ -153,7 +153,7 @@ async fn once_gives_up_on_endless_bad_answers_with_exit_1() {
         (Reply::status(503, "<html>down</html>"), "HTTP 503"),
     ];
     for (reply, says) in cases {
-        let mock = MockSlack::start().await;
+        let mock = crate::support::slack().await;
         mock.always(reply);
         let dir = tempfile::tempdir().unwrap();
         let msg = fails_with_exit_1(&mock, dir.path()).await;
@@ -169,7 +169,7 @@ async fn once_gives_up_on_endless_bad_answers_with_exit_1() {
 /// Slack then sends a real cursor the rest of the chain is read.
 #[tokio::test]
 async fn a_cursor_that_is_not_a_string_is_retried_not_taken_as_the_end() {
-    let mock = MockSlack::start().await;
+    let mock = crate::support::slack().await;
     let t = now() - 600;
     let first = [entry("a", t, "user_login")];
     mock.script([
@@ -186,7 +186,7 @@ async fn a_cursor_that_is_not_a_string_is_retried_not_taken_as_the_end() {
         delivered_ids(&out.contents()),
         vec!["a".to_string(), "b".to_string()]
     );
-    assert_eq!(mock.requests()[2].params["cursor"], "c1=");
+    assert_eq!(mock.requests()[2].params()["cursor"], "c1=");
 }
 
 /// A cursor that goes back in time: the second page holds 120 entries newer than what the
@@ -194,7 +194,7 @@ async fn a_cursor_that_is_not_a_string_is_retried_not_taken_as_the_end() {
 /// out, and the checkpoint stays at the first page (so a restart meets it again).
 #[tokio::test]
 async fn a_cursor_back_in_time_stops_without_moving_the_checkpoint() {
-    let mock = MockSlack::start().await;
+    let mock = crate::support::slack().await;
     let t = now() - 3000;
     let first: Vec<Value> = (0..3)
         .map(|i| entry(&format!("old-{i}"), t - i, "user_login"))
@@ -227,7 +227,7 @@ async fn a_cursor_back_in_time_stops_without_moving_the_checkpoint() {
 /// Entries dated outside the range asked for are delivered, with a warning, not dropped.
 #[tokio::test]
 async fn entries_outside_the_window_are_delivered_not_dropped() {
-    let mock = MockSlack::start().await;
+    let mock = crate::support::slack().await;
     mock.script([Reply::ok(&page(
         &[
             entry("future", now() + 3600, "user_login"),
@@ -252,7 +252,7 @@ async fn entries_outside_the_window_are_delivered_not_dropped() {
 /// then the run stops (exit 1). `--once` ends.
 #[tokio::test(start_paused = true)]
 async fn the_same_cursor_forever_ends_with_an_error() {
-    let mock = MockSlack::start().await;
+    let mock = crate::support::slack().await;
     mock.always(Reply::ok(&page(&[], json!("same="))));
     let dir = tempfile::tempdir().unwrap();
     let msg = fails_with_exit_1(&mock, dir.path()).await;
@@ -260,7 +260,7 @@ async fn the_same_cursor_forever_ends_with_an_error() {
     let firsts = mock
         .requests()
         .iter()
-        .filter(|r| !r.params.contains_key("cursor"))
+        .filter(|r| !r.params().contains_key("cursor"))
         .count();
     assert_eq!(firsts, 2, "the chain was restarted once");
 }
@@ -269,7 +269,7 @@ async fn the_same_cursor_forever_ends_with_an_error() {
 /// stops (exit 1).
 #[tokio::test(start_paused = true)]
 async fn endless_empty_pages_end_with_an_error() {
-    let mock = MockSlack::start().await;
+    let mock = crate::support::slack().await;
     mock.script((0..300).map(|i| Reply::ok(&page(&[], json!(format!("c{i}="))))));
     let dir = tempfile::tempdir().unwrap();
     let msg = fails_with_exit_1(&mock, dir.path()).await;
@@ -285,8 +285,8 @@ async fn endless_empty_pages_end_with_an_error() {
 /// request trace, which records the body as it was read.
 #[tokio::test]
 async fn error_bodies_are_read_to_a_few_kib() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 3, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 3, now() - 1800, 1700));
     let mut big = b"<html>".to_vec();
     big.resize(1 << 20, b'x');
     mock.script_at(0, Reply::bytes(big).with_status(503));

@@ -323,86 +323,14 @@ async fn retry_after_is_honoured_but_capped() {
 }
 
 // ---------------------------------------------------------------------------------------
-// The whole `run`, against a tiny scripted Slack.
+// The whole `run`, against the simulator serving ten events.
 
-mod slack_mock {
-    //! `GET /audit/v1/logs`: a fixed set of entries, filtered by `oldest`/`latest`
-    //! (inclusive), newest first, `limit` per page, the cursor being the next offset.
-
-    use bytes::Bytes;
-    use http_body_util::Full;
-    use serde_json::{json, Value};
-    use std::net::SocketAddr;
-    use std::sync::Arc;
-    use tokio::net::TcpListener;
-
-    pub struct MockSlack {
-        pub addr: SocketAddr,
-        task: tokio::task::JoinHandle<()>,
-    }
-
-    impl Drop for MockSlack {
-        fn drop(&mut self) {
-            self.task.abort();
-        }
-    }
-
-    pub async fn start(entries: Vec<Value>) -> MockSlack {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let entries = Arc::new(entries);
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let entries = entries.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(
-                        move |req: hyper::Request<hyper::body::Incoming>| {
-                            let body = page(&entries, req.uri().query().unwrap_or(""));
-                            async move {
-                                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                                    Bytes::from(body),
-                                )))
-                            }
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        MockSlack { addr, task }
-    }
-
-    fn page(entries: &[Value], query: &str) -> String {
-        let q: std::collections::HashMap<String, String> =
-            url::form_urlencoded::parse(query.as_bytes())
-                .into_owned()
-                .collect();
-        let num = |k: &str| q.get(k).and_then(|v| v.parse::<i64>().ok());
-        let (oldest, latest, limit) = (
-            num("oldest").unwrap_or(0),
-            num("latest").unwrap_or(i64::MAX),
-            num("limit").unwrap_or(100) as usize,
-        );
-        let offset: usize = q
-            .get("cursor")
-            .and_then(|c| c.strip_prefix("off"))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        let mut matching: Vec<&Value> = entries
-            .iter()
-            .filter(|e| (oldest..=latest).contains(&e["date_create"].as_i64().unwrap_or(0)))
-            .collect();
-        matching.sort_by_key(|e| std::cmp::Reverse(e["date_create"].as_i64()));
-        let end = (offset + limit).min(matching.len());
-        let next = if end < matching.len() {
-            format!("off{end}")
-        } else {
-            String::new()
-        };
-        json!({"ok": true, "entries": &matching[offset.min(end)..end], "response_metadata": {"next_cursor": next}}).to_string()
-    }
+/// The cursor the simulator sent with page 1 (Ev9..Ev6): the checkpoint's cursor while page 2
+/// is not yet acknowledged.
+fn page_1_cursor(slack: &slack_audit_source::simulate::SimHandle) -> Option<String> {
+    let first = slack.requests().into_iter().next()?;
+    assert_eq!(first.entries, 4, "page 1 holds Ev9..Ev6");
+    first.next_cursor
 }
 
 /// Ten events, `Ev0`…`Ev9`, ten seconds apart, starting ten minutes before `now`.
@@ -421,8 +349,8 @@ fn newest_first() -> Vec<String> {
 /// config reading pages of four and sending requests of three: page 1 = Ev9..Ev6 (requests
 /// Ev9-Ev7, Ev6), page 2 = Ev5..Ev2 (Ev5-Ev3, Ev2), page 3 = Ev1, Ev0.
 struct RunSetup {
-    /// Kept alive for the test's length (dropping it stops the server).
-    _slack: slack_mock::MockSlack,
+    /// The simulator serving the events (it runs until the test's runtime ends).
+    slack: slack_audit_source::simulate::SimHandle,
     rx: Receiver,
     state: tempfile::TempDir,
     config: RunConfig,
@@ -438,9 +366,9 @@ async fn run_setup(script: Vec<Step>, backoff: Duration) -> RunSetup {
 /// As [`run_setup`], for a receiver started by the caller and with `extra` flags.
 async fn run_setup_with(rx: Receiver, extra: &[&str], backoff: Duration) -> RunSetup {
     let now = chrono::Utc::now().timestamp();
-    let slack = slack_mock::start(ten_events(now)).await;
+    let slack = crate::support::simulator_with(ten_events(now)).await;
     let state = tempfile::tempdir().unwrap();
-    let api_url = format!("http://{}", slack.addr);
+    let api_url = slack.url();
     let http_url = rx.url("/slack.audit");
     let mut flags = vec![
         "--initial-lookback",
@@ -462,7 +390,7 @@ async fn run_setup_with(rx: Receiver, extra: &[&str], backoff: Duration) -> RunS
     http.backoff_min = backoff;
     http.backoff_max = backoff;
     RunSetup {
-        _slack: slack,
+        slack,
         rx,
         state,
         config,
@@ -496,7 +424,7 @@ async fn run_delivers_each_event_once_through_an_outage_and_checkpoints_only_ack
         state,
         config,
         now,
-        _slack,
+        slack,
     } = run_setup(
         vec![Step::Take, Step::Take, Step::Take, Step::Hold],
         Duration::from_millis(10),
@@ -509,7 +437,8 @@ async fn run_delivers_each_event_once_through_an_outage_and_checkpoints_only_ack
     let during = read_checkpoint(&state);
     let window = &during["window"];
     assert_eq!(
-        window["cursor"], "off4",
+        window["cursor"].as_str(),
+        page_1_cursor(&slack).as_deref(),
         "the next page to read is page 2: {during}"
     );
     assert_eq!(
@@ -551,7 +480,7 @@ async fn run_stops_promptly_on_shutdown_during_an_outage_without_moving_the_chec
         rx,
         state,
         config,
-        _slack,
+        slack,
         ..
     } = run_setup(
         vec![Step::Take, Step::Take, Step::Take, Step::Hold],
@@ -571,8 +500,8 @@ async fn run_stops_promptly_on_shutdown_during_an_outage_without_moving_the_chec
     // A SIGTERM during an outage is a clean shutdown (exit 0), not a failure.
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(
-        read_checkpoint(&state)["window"]["cursor"],
-        "off4",
+        read_checkpoint(&state)["window"]["cursor"].as_str(),
+        page_1_cursor(&slack).as_deref(),
         "page 2 was not acknowledged as a whole"
     );
 }
@@ -594,7 +523,7 @@ async fn run_delivers_over_https_to_a_receiver_trusted_with_its_ca_file() {
         state,
         config,
         now,
-        _slack,
+        slack: _slack,
     } = run_setup_with(
         rx,
         &["--http-ca-file", ca.to_str().unwrap()],
@@ -622,9 +551,9 @@ async fn run_binary(
     extra: &[&str],
 ) -> (std::process::Output, tempfile::TempDir, i64) {
     let now = chrono::Utc::now().timestamp();
-    let slack = slack_mock::start(ten_events(now)).await;
+    let slack = crate::support::simulator_with(ten_events(now)).await;
     let state = tempfile::tempdir().unwrap();
-    let mut cmd = crate::support::run_command(&format!("http://{}", slack.addr), state.path());
+    let mut cmd = crate::support::run_command(&slack.url(), state.path(), &[]);
     cmd.args(["--once", "--sink", "http", "--http-url"])
         .arg(rx.url("/slack.audit"))
         .args(extra)

@@ -86,7 +86,7 @@ fn set(doc: &mut Value, path: &[&str], value: Value) {
     cur.as_object_mut().unwrap().insert(last.to_string(), value);
 }
 
-/// Elastic's expected documents, brought to 1.24.0 as `ecs-mapping.md` specifies: every
+/// Elastic's expected documents, brought to 1.24.0 as `docs/mapping.md` says: every
 /// document gains `slack.audit.actor` (the actor minus `user.{id,name,email}`), and the one
 /// with `details.url_private` gains `url.*` and keeps `slack.audit.details.url_private`.
 fn upgrade_to_1_24(expected: &mut Value, entry: &Value) {

@@ -1,9 +1,9 @@
 //! Operating it: `status` beside a running reader and on a stopped one, in words and as JSON,
 //! and its errors, which are `run`'s.
 
-use crate::support::mock::MockSlack;
 use crate::support::{bin, entries, now, run_command};
 use serde_json::Value;
+use slack_audit_source::simulate::SimHandle;
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -39,10 +39,10 @@ async fn status_json(state: &Path) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_describes_a_caught_up_reader_in_words_and_json() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 25, now() - 3000, 2900));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 25, now() - 3000, 2900));
     let dir = tempfile::tempdir().unwrap();
-    let mut run = run_command(&mock.url(), dir.path());
+    let mut run = run_command(&mock.url(), dir.path(), &[]);
     run.arg("--once").env("SLACK_AUDIT_TOKEN", TOKEN);
     let out = output(run).await;
     assert_eq!(
@@ -80,10 +80,10 @@ async fn status_describes_a_caught_up_reader_in_words_and_json() {
 /// and its pid is named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_names_the_running_reader_and_leaves_it_alone() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 40, now() - 3000, 2900));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 40, now() - 3000, 2900));
     let dir = tempfile::tempdir().unwrap();
-    let mut run = run_command(&mock.url(), dir.path());
+    let mut run = run_command(&mock.url(), dir.path(), &[]);
     run.args(["--interval", "1s"])
         .env("SLACK_AUDIT_TOKEN", TOKEN)
         .stdout(Stdio::null())
@@ -138,8 +138,8 @@ async fn status_of_a_missing_dir_or_a_corrupt_checkpoint_exits_2_as_run_does() {
     let from_status = output(status(dir.path(), true)).await;
     assert_eq!(from_status.status.code(), Some(2));
     assert!(from_status.stdout.is_empty());
-    let mock = MockSlack::start().await;
-    let mut run = run_command(&mock.url(), dir.path());
+    let mock = crate::support::slack().await;
+    let mut run = run_command(&mock.url(), dir.path(), &[]);
     run.arg("--once").env("SLACK_AUDIT_TOKEN", TOKEN);
     let from_run = output(run).await;
     assert_eq!(from_run.status.code(), Some(2));
@@ -157,14 +157,14 @@ async fn status_of_a_missing_dir_or_a_corrupt_checkpoint_exits_2_as_run_does() {
 
 /// A backfill of `pages` pages of ten, at two requests a second: long enough for a few
 /// progress reports.
-async fn slow_backfill(pages: usize) -> (MockSlack, tempfile::TempDir) {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", pages * 10, now() - 7000, 6900));
+async fn slow_backfill(pages: usize) -> (SimHandle, tempfile::TempDir) {
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", pages * 10, now() - 7000, 6900));
     (mock, tempfile::tempdir().unwrap())
 }
 
-fn slow_run(mock: &MockSlack, state: &Path) -> std::process::Command {
-    let mut run = run_command(&mock.url(), state);
+fn slow_run(mock: &SimHandle, state: &Path) -> std::process::Command {
+    let mut run = run_command(&mock.url(), state, &[]);
     run.args(["--once", "--max-requests-per-minute", "120"])
         .env("SLACK_AUDIT_TOKEN", TOKEN)
         .stdout(Stdio::null());

@@ -1,12 +1,12 @@
-//! The `run` pipeline in-process against the scripted mock: paging, the window, retries,
+//! The `run` pipeline in-process against the simulator (with scripted replies): paging, the window, retries,
 //! empty pages, glitches, restarts and `invalid_cursor` recovery.
 
-use crate::support::mock::{MockSlack, Reply};
 use crate::support::{counts, delivered_ids, entries, entry, now};
 use slack_audit_source::checkpoint::{Checkpoint, CheckpointStore};
 use slack_audit_source::config::RunConfig;
 use slack_audit_source::retry::Backoff;
 use slack_audit_source::shutdown::Shutdown;
+use slack_audit_source::simulate::{Reply, SimHandle};
 use slack_audit_source::sink::stdout::SharedWriter;
 use slack_audit_source::Overrides;
 use std::path::Path;
@@ -21,7 +21,7 @@ pub struct TestRun {
 }
 
 /// A `run --once` against `mock`, writing into `out`; `extra` flags override.
-pub fn config(mock: &MockSlack, dir: &Path, out: &SharedWriter, extra: &[&str]) -> TestRun {
+pub fn config(mock: &SimHandle, dir: &Path, out: &SharedWriter, extra: &[&str]) -> TestRun {
     TestRun {
         config: crate::support::run_config(&mock.url(), dir, extra),
         out: out.clone(),
@@ -58,8 +58,8 @@ fn assert_exactly_once(out: &SharedWriter, want: usize) {
 
 #[tokio::test]
 async fn pages_through_many_pages_delivering_each_entry_once() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 95, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 95, now() - 1800, 1700));
     let dir = tempfile::tempdir().unwrap();
     let out = SharedWriter::default();
     run_once(config(&mock, dir.path(), &out, &[]))
@@ -84,8 +84,8 @@ async fn pages_through_many_pages_delivering_each_entry_once() {
 
 #[tokio::test]
 async fn the_window_is_resent_with_every_cursor_and_the_cursor_is_url_encoded() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 40, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 40, now() - 1800, 1700));
     let dir = tempfile::tempdir().unwrap();
     let out = SharedWriter::default();
     run_once(config(
@@ -103,31 +103,31 @@ async fn the_window_is_resent_with_every_cursor_and_the_cursor_is_url_encoded() 
     .unwrap();
     let reqs = mock.requests();
     let first = &reqs[0];
-    assert!(!first.params.contains_key("cursor"));
+    assert!(!first.params().contains_key("cursor"));
     assert!(
-        first.params["latest"].parse::<i64>().unwrap() < now(),
+        first.params()["latest"].parse::<i64>().unwrap() < now(),
         "never the current second"
     );
     assert_eq!(
         first.authorization.as_deref(),
-        Some("Bearer xoxp-test-token")
+        Some(format!("Bearer {}", crate::support::TEST_TOKEN).as_str())
     );
     for r in &reqs[1..] {
-        assert_eq!(r.params["oldest"], first.params["oldest"]);
-        assert_eq!(r.params["latest"], first.params["latest"]);
-        assert_eq!(r.params["action"], "user_login,file_downloaded");
-        assert_eq!(r.params["actor"], "U0123ABCD");
-        let cursor = &r.params["cursor"];
+        assert_eq!(r.params()["oldest"], first.params()["oldest"]);
+        assert_eq!(r.params()["latest"], first.params()["latest"]);
+        assert_eq!(r.params()["action"], "user_login,file_downloaded");
+        assert_eq!(r.params()["actor"], "U0123ABCD");
+        let cursor = &r.params()["cursor"];
         assert!(
             cursor.ends_with('='),
-            "the mock's cursors are padded: {cursor}"
+            "the simulator's cursors are padded: {cursor}"
         );
         assert!(
-            r.raw_query.contains("%3D")
-                && !r.raw_query.contains("=&")
-                && !r.raw_query.ends_with("=="),
+            r.query.contains("%3D")
+                && !r.query.contains("=&")
+                && !r.query.ends_with("=="),
             "cursor not encoded: {}",
-            r.raw_query
+            r.query
         );
     }
 }
@@ -139,7 +139,7 @@ async fn every_empty_page_variant_is_a_normal_page() {
         r#"{"ok":true,"entries":[],"response_metadata":{}}"#,
         r#"{"entries":[]}"#,
     ] {
-        let mock = MockSlack::start().await;
+        let mock = crate::support::slack().await;
         mock.script([Reply::ok(body)]);
         let dir = tempfile::tempdir().unwrap();
         let out = SharedWriter::default();
@@ -155,7 +155,7 @@ async fn every_empty_page_variant_is_a_normal_page() {
         assert!(checkpoint(dir.path()).window.is_none(), "{body}");
     }
     // An empty page that still carries a cursor continues the chain.
-    let mock = MockSlack::start().await;
+    let mock = crate::support::slack().await;
     mock.script([
         Reply::ok(r#"{"entries":[],"response_metadata":{"next_cursor":"bmV4dA=="}}"#),
         Reply::ok(r#"{"entries":[]}"#),
@@ -166,13 +166,13 @@ async fn every_empty_page_variant_is_a_normal_page() {
         .unwrap();
     let reqs = mock.requests();
     assert_eq!(reqs.len(), 2);
-    assert_eq!(reqs[1].params["cursor"], "bmV4dA==");
+    assert_eq!(reqs[1].params()["cursor"], "bmV4dA==");
 }
 
 #[tokio::test]
 async fn a_200_without_entries_mid_chain_is_retried_not_taken_as_the_end() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 50, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 50, now() - 1800, 1700));
     mock.script_at(2, Reply::ok("{}"));
     mock.script_at(
         3,
@@ -188,8 +188,8 @@ async fn a_200_without_entries_mid_chain_is_retried_not_taken_as_the_end() {
 
 #[tokio::test]
 async fn server_errors_html_and_truncated_bodies_are_retried() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 30, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 30, now() - 1800, 1700));
     mock.script_at(
         0,
         Reply::status(500, "<html><body>Internal error</body></html>"),
@@ -209,8 +209,8 @@ async fn server_errors_html_and_truncated_bodies_are_retried() {
 /// Paused time: the 30 s `Retry-After` is waited in virtual time, and measured.
 #[tokio::test(start_paused = true)]
 async fn retry_after_is_honoured() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 5, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 5, now() - 1800, 1700));
     mock.script_at(0, Reply::rate_limited(30));
     let dir = tempfile::tempdir().unwrap();
     let out = SharedWriter::default();
@@ -234,8 +234,8 @@ async fn retry_after_is_honoured() {
 /// Stops after some pages, then restarts: the same window, the saved cursor, no gap, no repeat.
 #[tokio::test]
 async fn a_restart_mid_chain_resumes_the_cursor_without_gap_or_duplicate() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 100, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 100, now() - 1800, 1700));
     let dir = tempfile::tempdir().unwrap();
     let out = SharedWriter::default();
     stop_after_requests(&mock, config(&mock, dir.path(), &out, &[]), 4).await;
@@ -250,8 +250,8 @@ async fn a_restart_mid_chain_resumes_the_cursor_without_gap_or_duplicate() {
         .await
         .unwrap();
     let resumed = &mock.requests()[before];
-    assert_eq!(resumed.params["cursor"], w.cursor.unwrap());
-    assert_eq!(resumed.params["latest"], w.latest.to_string());
+    assert_eq!(resumed.params()["cursor"], w.cursor.unwrap());
+    assert_eq!(resumed.params()["latest"], w.latest.to_string());
     assert_exactly_once(&out, 100);
 }
 
@@ -259,11 +259,11 @@ async fn a_restart_mid_chain_resumes_the_cursor_without_gap_or_duplicate() {
 /// what was delivered at `low` is skipped.
 #[tokio::test]
 async fn invalid_cursor_rereads_below_what_was_delivered() {
-    let mock = MockSlack::start().await;
+    let mock = crate::support::slack().await;
     let base = now() - 1800;
-    mock.add(entries("e", 60, base, 600));
+    mock.insert(entries("e", 60, base, 600));
     // Two same-second groups so `low` holds several ids.
-    mock.add((0..4).map(|i| entry(&format!("burst-{i}"), base + 300, "file_downloaded")));
+    mock.insert((0..4).map(|i| entry(&format!("burst-{i}"), base + 300, "file_downloaded")));
     let dir = tempfile::tempdir().unwrap();
     let out = SharedWriter::default();
     stop_after_requests(&mock, config(&mock, dir.path(), &out, &[]), 3).await;
@@ -276,24 +276,24 @@ async fn invalid_cursor_rereads_below_what_was_delivered() {
         .unwrap();
     let reqs = mock.requests();
     assert!(
-        reqs[before].params.contains_key("cursor"),
+        reqs[before].params().contains_key("cursor"),
         "first tries the saved cursor"
     );
     let reread = &reqs[before + 1];
-    assert!(!reread.params.contains_key("cursor"));
+    assert!(!reread.params().contains_key("cursor"));
     assert_eq!(
-        reread.params["latest"],
+        reread.params()["latest"],
         low.to_string(),
         "the re-read chain is [oldest, low]"
     );
-    assert_eq!(reread.params["oldest"], w.oldest.to_string());
+    assert_eq!(reread.params()["oldest"], w.oldest.to_string());
     assert_exactly_once(&out, 64);
     // The next window still starts after the original window, not after `low`.
     let next_window = reqs[before..]
         .iter()
-        .find(|r| r.params["oldest"] != w.oldest.to_string());
+        .find(|r| r.params()["oldest"] != w.oldest.to_string());
     if let Some(r) = next_window {
-        assert_eq!(r.params["oldest"], (w.latest + 1).to_string());
+        assert_eq!(r.params()["oldest"], (w.latest + 1).to_string());
     }
     assert!(checkpoint(dir.path()).next_oldest > w.latest);
 }
@@ -301,11 +301,11 @@ async fn invalid_cursor_rereads_below_what_was_delivered() {
 /// A burst of more than `limit` entries in one second, on both sides of a window boundary.
 #[tokio::test]
 async fn a_same_second_burst_larger_than_limit_at_a_window_boundary() {
-    let mock = MockSlack::start().await;
+    let mock = crate::support::slack().await;
     let t = now();
     // 25 entries in each of the seconds around where the first window will end.
     for s in (t - 8)..=(t - 2) {
-        mock.add((0..25).map(|i| entry(&format!("b{s}-{i}"), s, "file_downloaded")));
+        mock.insert((0..25).map(|i| entry(&format!("b{s}-{i}"), s, "file_downloaded")));
     }
     let dir = tempfile::tempdir().unwrap();
     let out = SharedWriter::default();
@@ -327,7 +327,7 @@ async fn a_same_second_burst_larger_than_limit_at_a_window_boundary() {
 
 /// Runs `run` until the mock has served `n` requests, then shuts down (finishing the page
 /// in hand, as SIGTERM does).
-pub async fn stop_after_requests(mock: &MockSlack, run: TestRun, n: usize) {
+pub async fn stop_after_requests(mock: &SimHandle, run: TestRun, n: usize) {
     let (trigger, mut shutdown) = Shutdown::new();
     let task = tokio::spawn(slack_audit_source::run_with(
         run.config,
@@ -348,8 +348,8 @@ pub async fn stop_after_requests(mock: &MockSlack, run: TestRun, n: usize) {
 #[tokio::test]
 async fn overlap_catches_late_events_that_are_missed_without_it() {
     for (overlap, caught) in [("0s", false), ("2m", true)] {
-        let mock = MockSlack::start().await;
-        mock.add(entries("e", 20, now() - 600, 590));
+        let mock = crate::support::slack().await;
+        mock.insert(entries("e", 20, now() - 600, 590));
         let dir = tempfile::tempdir().unwrap();
         let out = SharedWriter::default();
         run_once(config(&mock, dir.path(), &out, &["--overlap", overlap]))
@@ -357,7 +357,7 @@ async fn overlap_catches_late_events_that_are_missed_without_it() {
             .unwrap();
         let first_end = checkpoint(dir.path()).next_oldest - 1;
         // Indexed late: dated inside the window already read, visible only now.
-        mock.add([entry("late", first_end - 30, "file_downloaded")]);
+        mock.insert([entry("late", first_end - 30, "file_downloaded")]);
         tokio::time::sleep(Duration::from_millis(1100)).await; // a new second for the next window
         run_once(config(&mock, dir.path(), &out, &["--overlap", overlap]))
             .await
@@ -389,8 +389,8 @@ async fn overlap_catches_late_events_that_are_missed_without_it() {
 /// A rotated token file takes effect on the next request, without a restart.
 #[tokio::test]
 async fn a_rotated_token_file_is_used_without_a_restart() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 50, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 50, now() - 1800, 1700));
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "xoxp-first\n").unwrap();
@@ -418,8 +418,8 @@ async fn a_rotated_token_file_is_used_without_a_restart() {
 /// `invalid_range` is clamped and retried, not fatal.
 #[tokio::test(start_paused = true)]
 async fn invalid_range_is_clamped_and_retried() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 12, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 12, now() - 1800, 1700));
     mock.script_at(0, Reply::error("invalid_range"));
     let dir = tempfile::tempdir().unwrap();
     let out = SharedWriter::default();
@@ -428,15 +428,15 @@ async fn invalid_range_is_clamped_and_retried() {
         .unwrap();
     assert_exactly_once(&out, 12);
     let reqs = mock.requests();
-    assert!(reqs[1].params["latest"].parse::<i64>().unwrap() < now());
+    assert!(reqs[1].params()["latest"].parse::<i64>().unwrap() < now());
 }
 
 /// One page larger than the poller's chunk (1,000 entries) goes out in several sink writes
 /// and one checkpoint: every entry once, newest first.
 #[tokio::test]
 async fn a_page_larger_than_a_chunk_is_delivered_whole_and_in_order() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 2500, now() - 3000, 2900));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 2500, now() - 3000, 2900));
     let dir = tempfile::tempdir().unwrap();
     let out = SharedWriter::default();
     run_once(config(&mock, dir.path(), &out, &["--limit", "9999"]))

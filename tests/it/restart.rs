@@ -1,24 +1,16 @@
 //! The built binary as a user runs it: exit codes, the token kept secret, the state-dir lock,
 //! a corrupt checkpoint, a broken pipe, SIGTERM, and SIGKILL at random moments.
 
-use crate::support::mock::{MockSlack, Reply};
 use crate::support::{counts, delivered_ids, delivered_ids_lenient, entries, now, run_command};
+use slack_audit_source::simulate::{Reply, SimHandle};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
-const TOKEN: &str = "xoxp-1234567890-SECRET-abcdef0123456789";
+use crate::support::TEST_TOKEN as TOKEN;
 
-fn run_cmd(mock: &MockSlack, state: &Path, extra: &[&str]) -> std::process::Command {
-    let mut cmd = run_command(&mock.url(), state);
-    cmd.args(extra)
-        .env("SLACK_AUDIT_TOKEN", TOKEN)
-        .env_remove("SLACK_AUDIT_TOKEN_FILE");
-    cmd
-}
-
-/// Runs the binary to completion off the async runtime (the mock keeps serving meanwhile).
+/// Runs the binary to completion off the async runtime (the simulator keeps serving meanwhile).
 async fn output(mut cmd: std::process::Command) -> Output {
     tokio::task::spawn_blocking(move || cmd.output().expect("the binary starts"))
         .await
@@ -47,11 +39,11 @@ async fn each_fatal_error_exits_3_with_what_to_fix() {
         ("bad_endpoint", "--api-url"),
         ("invalid_action", "--action"),
     ];
-    let mock = MockSlack::start().await;
+    let mock = crate::support::slack().await;
     for (code, hint) in cases {
         mock.script([Reply::error(code)]);
         let dir = tempfile::tempdir().unwrap();
-        let out = output(run_cmd(&mock, dir.path(), &["--once"])).await;
+        let out = output(run_command(&mock.url(), dir.path(), &["--once"])).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{code}: {stderr}");
         assert!(
@@ -66,13 +58,13 @@ async fn each_fatal_error_exits_3_with_what_to_fix() {
 /// stderr, not on stdout, not in the state dir.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_never_appears_in_logs_output_or_state() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 15, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 15, now() - 1800, 1700));
     mock.script_at(0, Reply::status(500, "<html>oops</html>"));
     mock.script_at(1, Reply::rate_limited(0));
     mock.script_at(3, Reply::ok("{}"));
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = run_cmd(&mock, dir.path(), &["--once", "--log-format", "json"]);
+    let mut cmd = run_command(&mock.url(), dir.path(), &["--once", "--log-format", "json"]);
     cmd.env("SLACK_AUDIT_LOG", "trace");
     let out = output(cmd).await;
     assert_eq!(
@@ -91,8 +83,8 @@ async fn the_token_never_appears_in_logs_output_or_state() {
     }
     // A fatal answer's message does not quote it either.
     mock.script([Reply::error("invalid_auth")]);
-    let out = output(run_cmd(
-        &mock,
+    let out = output(run_command(
+        &mock.url(),
         tempfile::tempdir().unwrap().path(),
         &["--once"],
     ))
@@ -101,8 +93,8 @@ async fn the_token_never_appears_in_logs_output_or_state() {
     // Nor does a malformed token file.
     let tf = dir.path().join("token");
     std::fs::write(&tf, format!("{TOKEN} trailing words")).unwrap();
-    let mut cmd = run_cmd(
-        &mock,
+    let mut cmd = run_command(
+        &mock.url(),
         tempfile::tempdir().unwrap().path(),
         &["--once", "--token-file"],
     );
@@ -114,15 +106,15 @@ async fn the_token_never_appears_in_logs_output_or_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_on_the_same_state_dir_exits_2() {
-    let mock = MockSlack::start().await;
+    let mock = crate::support::slack().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut first = run_cmd(&mock, dir.path(), &["--interval", "1h"])
+    let mut first = run_command(&mock.url(), dir.path(), &["--interval", "1h"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     mock.wait_requests(1).await;
-    let out = output(run_cmd(&mock, dir.path(), &["--once"])).await;
+    let out = output(run_command(&mock.url(), dir.path(), &["--once"])).await;
     let _ = first.kill();
     let _ = first.wait();
     assert_eq!(out.status.code(), Some(2));
@@ -135,11 +127,11 @@ async fn a_second_process_on_the_same_state_dir_exits_2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_checkpoint_is_a_clear_error_and_is_left_alone() {
-    let mock = MockSlack::start().await;
+    let mock = crate::support::slack().await;
     let dir = tempfile::tempdir().unwrap();
     let cp = dir.path().join("checkpoint.json");
     std::fs::write(&cp, "{\"version\":1,\"next_oldest\":").unwrap();
-    let out = output(run_cmd(&mock, dir.path(), &["--once"])).await;
+    let out = output(run_command(&mock.url(), dir.path(), &["--once"])).await;
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -159,10 +151,10 @@ async fn a_corrupt_checkpoint_is_a_clear_error_and_is_left_alone() {
 /// The shipper goes away: the write fails, the process stops, the checkpoint does not move.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_pipe_stops_without_advancing_the_checkpoint() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 30, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 30, now() - 1800, 1700));
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = run_cmd(&mock, dir.path(), &["--once"]);
+    let mut cmd = run_command(&mock.url(), dir.path(), &["--once"]);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     drop(child.stdout.take()); // the reading end is closed before anything is written
@@ -188,10 +180,10 @@ async fn a_broken_pipe_stops_without_advancing_the_checkpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_cleanly_with_exit_0() {
-    let mock = MockSlack::start().await;
-    mock.add(entries("e", 20, now() - 1800, 1700));
+    let mock = crate::support::slack().await;
+    mock.insert(entries("e", 20, now() - 1800, 1700));
     let dir = tempfile::tempdir().unwrap();
-    let child = run_cmd(&mock, dir.path(), &["--interval", "1h"])
+    let child = run_command(&mock.url(), dir.path(), &["--interval", "1h"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -215,9 +207,9 @@ async fn sigterm_finishes_cleanly_with_exit_0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_nothing() {
     use rand::Rng;
-    let mock = MockSlack::start().await;
+    let mock = crate::support::slack().await;
     let total = 3000;
-    mock.add(entries("k", total, now() - 3600, 3500));
+    mock.insert(entries("k", total, now() - 3600, 3500));
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("out.ndjson");
     let state = dir.path().join("state");
@@ -248,13 +240,13 @@ async fn sigkill_at_random_moments_loses_nothing() {
     assert!(repeats <= kills * 25, "{repeats} repeats for {kills} kills");
 }
 
-fn spawn_appending(mock: &MockSlack, state: &Path, out: &Path, extra: &[&str]) -> Child {
+fn spawn_appending(mock: &SimHandle, state: &Path, out: &Path, extra: &[&str]) -> Child {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(out)
         .unwrap();
-    run_cmd(mock, state, extra)
+    run_command(&mock.url(), state, extra)
         .stdout(file)
         .stderr(Stdio::null())
         .spawn()

@@ -1,5 +1,5 @@
 //! Integration tests: the simulator, started in-process on 127.0.0.1:0 and queried over HTTP
-//! with reqwest, behaves as `slack-audit-api.md` says Slack does (and injects what it is asked).
+//! with reqwest, behaves as docs/slack-api.md says Slack does (and injects what it is asked).
 
 use serde_json::{json, Value};
 use slack_audit_source::shutdown::Shutdown;

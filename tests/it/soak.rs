@@ -7,10 +7,12 @@
 //! bounded size in CI; `scripts/soak.sh` runs the full 200,000 events. Sizes come from
 //! `SOAK_EVENTS`, `SOAK_KILLS` and `SOAK_LIMIT`.
 
-use crate::support::{bin, delivered_ids_lenient};
+use crate::support::{bin, delivered_ids_lenient, run_command};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
+use slack_audit_source::serve::Server;
+use slack_audit_source::shutdown::Shutdown;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -135,31 +137,23 @@ async fn simulator_ids(addr: &str) -> Vec<(String, i64)> {
     }
 }
 
-fn run_cmd(sim: &Simulator, state: &Path, limit: usize, extra: &[&str]) -> std::process::Command {
-    let mut cmd = bin();
-    cmd.args([
-        "run",
-        "--api-url",
-        &format!("http://{}", sim.addr),
-        "--state-dir",
-    ])
-    .arg(state)
-    .args([
-        "--settle-lag",
-        "1s",
+/// `run` against the simulator through the one builder, with the soak's flags (a 3 h lookback, a
+/// generous budget, 2 s request timeouts, pages of `limit`) then `extra`; its diagnostics off.
+fn soak_run(sim: &Simulator, state: &Path, limit: usize, extra: &[&str]) -> std::process::Command {
+    let limit = limit.to_string();
+    let mut flags = vec![
         "--initial-lookback",
         "3h",
         "--max-requests-per-minute",
         "6000",
         "--request-timeout",
         "2s",
-    ])
-    .args(["--limit", &limit.to_string()])
-    .args(extra)
-    .env("SLACK_AUDIT_TOKEN", "xoxp-soak")
-    .env("SLACK_AUDIT_LOG", "error")
-    .stdin(Stdio::null())
-    .stderr(Stdio::null());
+        "--limit",
+        &limit,
+    ];
+    flags.extend_from_slice(extra);
+    let mut cmd = run_command(&format!("http://{}", sim.addr), state, &flags);
+    cmd.env("SLACK_AUDIT_LOG", "error").stderr(Stdio::null());
     cmd
 }
 
@@ -234,7 +228,7 @@ async fn soak_stdout_with_faults_and_sigkills() {
             .open(&out)
             .unwrap();
         kill_at_random(
-            run_cmd(&sim, &state, s.limit, &[])
+            soak_run(&sim, &state, s.limit, &[])
                 .stdout(file)
                 .spawn()
                 .unwrap(),
@@ -248,7 +242,7 @@ async fn soak_stdout_with_faults_and_sigkills() {
         .open(&out)
         .unwrap();
     assert!(wait(
-        run_cmd(&sim, &state, s.limit, &["--once"])
+        soak_run(&sim, &state, s.limit, &["--once"])
             .stdout(file)
             .spawn()
             .unwrap()
@@ -261,53 +255,43 @@ async fn soak_stdout_with_faults_and_sigkills() {
 }
 
 /// A receiver like Vector's `http_server` that is down (503 or a dropped connection) a third
-/// of the time.
-async fn flaky_receiver() -> (String, Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+/// of the time. It stops when the returned server is dropped.
+async fn flaky_receiver() -> (Server, Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) {
+    let listener = slack_audit_source::serve::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let got = Arc::new(Mutex::new(Vec::new()));
     let down = Arc::new(AtomicBool::new(false));
     let (g, d) = (got.clone(), down.clone());
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
+    let server = slack_audit_source::serve::spawn(
+        listener,
+        Shutdown::never(),
+        slack_audit_source::serve::Limits::none(),
+        "flaky receiver",
+        move |req: hyper::Request<hyper::body::Incoming>| {
             let (g, d) = (g.clone(), d.clone());
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (g, d) = (g.clone(), d.clone());
-                        async move {
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            if d.load(Ordering::SeqCst) {
-                                return Ok::<_, std::convert::Infallible>(
-                                    hyper::Response::builder()
-                                        .status(503)
-                                        .body(Full::new(Bytes::from("down")))
-                                        .unwrap(),
-                                );
-                            }
-                            let (ids, _) = delivered_ids_lenient(&body);
-                            g.lock().unwrap().extend(ids);
-                            Ok(hyper::Response::builder()
-                                .status(200)
-                                .body(Full::new(Bytes::new()))
-                                .unwrap())
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+            async move {
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                if d.load(Ordering::SeqCst) {
+                    return hyper::Response::builder()
+                        .status(503)
+                        .body(Full::new(Bytes::from("down")))
+                        .unwrap();
+                }
+                let (ids, _) = delivered_ids_lenient(&body);
+                g.lock().unwrap().extend(ids);
+                hyper::Response::builder()
+                    .status(200)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap()
+            }
+        },
+    );
     let d = down.clone();
     tokio::spawn(async move {
         use rand::Rng;
@@ -317,7 +301,7 @@ async fn flaky_receiver() -> (String, Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) 
             d.store(rand::rng().random_bool(0.33), Ordering::SeqCst);
         }
     });
-    (format!("http://{addr}/"), got, down)
+    (server, got, down)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,13 +309,14 @@ async fn flaky_receiver() -> (String, Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) 
 async fn soak_http_sink_with_receiver_outages_and_sigkills() {
     let s = sizes();
     let sim = start_simulator(s.events);
-    let (url, got, down) = flaky_receiver().await;
+    let (receiver, got, down) = flaky_receiver().await;
+    let url = receiver.url("/");
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let http = ["--sink", "http", "--http-url", url.as_str()];
     for _ in 0..s.kills {
         kill_at_random(
-            run_cmd(&sim, &state, s.limit, &http)
+            soak_run(&sim, &state, s.limit, &http)
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap(),
@@ -341,7 +326,7 @@ async fn soak_http_sink_with_receiver_outages_and_sigkills() {
     }
     let mut args = http.to_vec();
     args.push("--once");
-    let last = run_cmd(&sim, &state, s.limit, &args)
+    let last = soak_run(&sim, &state, s.limit, &args)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();

@@ -1,8 +1,8 @@
 //! Generated audit entries: realistic, varied, and the same for the same seed.
 //!
 //! The cast is an invented real-estate sales org, "Premier Properties", with a few dozen users,
-//! three workspaces, apps and channels. Entries take the shapes of the fixtures in
-//! `shared/fixtures/` and the quirks `slack-audit-api.md` lists: `session_id` as int, string,
+//! three workspaces, apps and channels. Entries take the shapes of Slack's own examples
+//! and the quirks docs/slack-api.md §3 lists: `session_id` as int, string,
 //! null or absent; `action_timestamp` in ms or µs; anomaly reasons with their built-in pairs;
 //! `context.app` only when an app acts; an entity type no mapping has heard of (`canvas_v9`);
 //! `succeeded_users` as a JSON string; `details` with a duplicated key; `ip_address: ""`.

@@ -20,11 +20,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
 use serde_json::{json, Map, Value};
+use slack_audit_source::serve::Limits;
+pub use slack_audit_source::serve::Server;
+use slack_audit_source::shutdown::Shutdown;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use tokio::net::TcpListener;
 
 /// What the index name points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,72 +39,44 @@ pub enum Target {
 /// One HTTP answer: status and body.
 pub type Answer = (u16, String);
 
-/// Serves HTTP/1.1 on 127.0.0.1:0; `handle` gets the path and the body of each request.
-/// The task stops when the returned handle is aborted or dropped by [`Server`].
+/// Serves HTTP/1.1 on 127.0.0.1:0 through the library's accept loop; `handle` gets the path
+/// and the body of each request. The server stops when the returned [`Server`] is dropped.
 pub async fn serve<F, Fut>(handle: F) -> Server
 where
     F: Fn(String, Bytes) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Answer> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0")
+    let listener = slack_audit_source::serve::bind("127.0.0.1:0".parse().expect("an address"))
         .await
         .expect("bind 127.0.0.1:0");
-    let addr = listener
-        .local_addr()
-        .expect("a bound listener has an address");
     let handle = Arc::new(handle);
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
+    slack_audit_source::serve::spawn(
+        listener,
+        Shutdown::never(),
+        Limits::none(),
+        "bulk",
+        move |req: Request<hyper::body::Incoming>| {
             let handle = handle.clone();
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let handle = handle.clone();
-                        async move {
-                            let path = req.uri().path().to_string();
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let (status, text) = handle(path, body).await;
-                            let mut r = Response::new(Full::new(Bytes::from(text)));
-                            *r.status_mut() = hyper::StatusCode::from_u16(status)
-                                .expect("answers use valid statuses");
-                            r.headers_mut().insert(
-                                "content-type",
-                                hyper::header::HeaderValue::from_static("application/json"),
-                            );
-                            Ok::<_, std::convert::Infallible>(r)
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Server { addr, task }
-}
-
-/// A running [`serve`] server; stops when dropped.
-pub struct Server {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Server {
-    /// `http://127.0.0.1:PORT{path}`.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+            async move {
+                let path = req.uri().path().to_string();
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let (status, text) = handle(path, body).await;
+                let mut r = Response::new(Full::new(Bytes::from(text)));
+                *r.status_mut() =
+                    hyper::StatusCode::from_u16(status).expect("answers use valid statuses");
+                r.headers_mut().insert(
+                    "content-type",
+                    hyper::header::HeaderValue::from_static("application/json"),
+                );
+                r
+            }
+        },
+    )
 }
 
 struct Store {

@@ -1,9 +1,8 @@
-//! Shared test support: a scripted mock of the Slack Audit Logs API, stand-ins for the
-//! shippers' HTTP inputs and for Elasticsearch's `_bulk` API, entry builders, and
-//! helpers to run the built binary.
+//! Shared test support: the simulator as the one Slack stand-in ([`slack`],
+//! [`simulator_with`]), stand-ins for the shippers' HTTP inputs and for Elasticsearch's `_bulk`
+//! API, entry builders, and the one builder of a `run` command ([`run_command`]).
 
 pub mod bulk;
-pub mod mock;
 pub mod receiver;
 
 use serde_json::{json, Value};
@@ -98,8 +97,8 @@ pub const TEST_RUN_FLAGS: [&str; 8] = [
     "10",
 ];
 
-/// The token of in-process test runs.
-pub const TEST_TOKEN: &str = "xoxp-test-token";
+/// The token every test run is given (the binary's and in-process ones); tests check that it never shows.
+pub const TEST_TOKEN: &str = "xoxp-1234567890-SECRET-abcdef0123456789";
 
 /// A `run --once` config, in process, against the API at `url` with its state in `state`:
 /// [`TEST_RUN_FLAGS`], then `extra` (later flags override), and [`TEST_TOKEN`]. Where its
@@ -135,14 +134,45 @@ pub fn run_config(
     .expect("valid test config")
 }
 
-/// `slack-audit-source run` against `api_url` with `state` and [`TEST_RUN_FLAGS`], stdin closed.
-pub fn run_command(api_url: &str, state: &std::path::Path) -> std::process::Command {
+/// The one builder of a `slack-audit-source run` command: against `api_url` with `state`,
+/// [`TEST_RUN_FLAGS`] then `extra` (later flags override earlier ones), [`TEST_TOKEN`] in
+/// `SLACK_AUDIT_TOKEN`, no token file or config file inherited from the environment, and stdin
+/// closed. Callers add what their test needs (`.env(...)`, `.stdout(...)`).
+pub fn run_command(
+    api_url: &str,
+    state: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Command {
     let mut cmd = bin();
     cmd.args(["run", "--api-url", api_url, "--state-dir"])
         .arg(state)
         .args(TEST_RUN_FLAGS)
+        .args(extra)
+        .env("SLACK_AUDIT_TOKEN", TEST_TOKEN)
+        .env_remove("SLACK_AUDIT_TOKEN_FILE")
+        .env_remove("SLACK_AUDIT_CONFIG")
         .stdin(std::process::Stdio::null());
     cmd
+}
+
+/// The simulator on 127.0.0.1:0 serving exactly `entries` (no backfill, no live traffic, no
+/// faults) until the test's runtime ends: the Slack stand-in of every test.
+pub async fn simulator_with(entries: Vec<Value>) -> slack_audit_source::simulate::SimHandle {
+    let sim = slack_audit_source::simulate::start(
+        "127.0.0.1:0".parse().expect("an address"),
+        slack_audit_source::simulate::SimOptions::default(),
+        slack_audit_source::shutdown::Shutdown::never(),
+    )
+    .await
+    .expect("the simulator starts on 127.0.0.1:0");
+    sim.insert(entries);
+    sim
+}
+
+/// The simulator on 127.0.0.1:0 with no entries yet: add them with `insert`, script replies
+/// with `script`, `script_at` and `always`.
+pub async fn slack() -> slack_audit_source::simulate::SimHandle {
+    simulator_with(Vec::new()).await
 }
 
 /// The built binary.

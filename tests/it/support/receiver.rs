@@ -19,14 +19,14 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Request, Response};
 use serde_json::Value;
+use slack_audit_source::serve::{self, Limits};
+use slack_audit_source::shutdown::Shutdown;
 use std::collections::VecDeque;
 use std::io::Read;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
@@ -160,16 +160,10 @@ struct State {
 
 /// A running receiver; stops when dropped.
 pub struct Receiver {
-    addr: SocketAddr,
+    /// Stops the accept loop when the receiver is dropped.
+    server: serve::Server,
     scheme: &'static str,
     state: Arc<State>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl Receiver {
@@ -184,12 +178,9 @@ impl Receiver {
     }
 
     async fn listen(flavor: Flavor, script: Vec<Step>, tls: Option<TlsAcceptor>) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let listener = slack_audit_source::serve::bind("127.0.0.1:0".parse().expect("an address"))
             .await
             .expect("bind 127.0.0.1:0");
-        let addr = listener
-            .local_addr()
-            .expect("a bound listener has an address");
         let state = Arc::new(State {
             flavor,
             script: Mutex::new(script.into()),
@@ -199,32 +190,35 @@ impl Receiver {
         });
         let scheme = if tls.is_some() { "https" } else { "http" };
         let shared = state.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
+        let server = serve::spawn_connections(
+            listener,
+            Shutdown::never(),
+            Limits::none(),
+            "receiver",
+            move |stream| {
                 let st = shared.clone();
                 let tls = tls.clone();
-                tokio::spawn(async move {
+                async move {
                     match tls {
-                        None => serve(stream, st).await,
+                        None => serve_one(stream, st).await,
                         Some(acceptor) => match acceptor.accept(stream).await {
-                            Ok(stream) => serve(stream, st).await,
+                            Ok(stream) => serve_one(stream, st).await,
                             Err(_) => st.handshake_failures.send_modify(|c| *c += 1),
                         },
                     }
-                });
-            }
-        });
+                }
+            },
+        );
         Receiver {
-            addr,
+            server,
             scheme,
             state,
-            task,
         }
     }
 
     /// `http://127.0.0.1:PORT{path}`, or `https://` for a TLS receiver.
     pub fn url(&self, path: &str) -> String {
-        format!("{}://{}{path}", self.scheme, self.addr)
+        format!("{}://{}{path}", self.scheme, self.server.local_addr())
     }
 
     /// Every request taken so far.
@@ -284,18 +278,16 @@ impl Receiver {
 }
 
 /// Serves HTTP/1.1 on one connection, plain or TLS.
-async fn serve<S>(stream: S, st: Arc<State>)
+async fn serve_one<S>(stream: S, st: Arc<State>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req| {
+    // A connection ending in an error is the point of HangUp; `http1` reports nothing.
+    serve::http1(stream, Limits::none(), move |req| {
         let st = st.clone();
         async move { st.handle(req).await }
-    });
-    // A connection ending in an error is the point of HangUp; nothing to report.
-    let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-        .await;
+    })
+    .await;
 }
 
 type Answer = Response<Full<Bytes>>;
