@@ -21,11 +21,11 @@ use std::sync::Mutex;
 pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
 /// Flags of the open: non-blocking, so a FIFO swapped in after the `stat` cannot hang it, and
-/// no controlling terminal from a tty. (`libc` is a dependency where the allocator tuning
-/// needs it; elsewhere the `stat` before the open is the guard.)
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// no controlling terminal from a tty. (Elsewhere than Unix the `stat` before the open is the
+/// guard.)
+#[cfg(unix)]
 const OPEN_FLAGS: i32 = libc::O_NONBLOCK | libc::O_NOCTTY;
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+#[cfg(not(unix))]
 const OPEN_FLAGS: i32 = 0;
 
 /// Checks a value read from the file; the reason must never quote it.

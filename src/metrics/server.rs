@@ -58,7 +58,7 @@ pub fn default_limits() -> Limits {
 
 /// The soft limit on open files (a generous guess where it cannot be read).
 fn fd_limit() -> usize {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[cfg(unix)]
     {
         let mut lim = libc::rlimit {
             rlim_cur: 0,

@@ -251,10 +251,19 @@ pub(super) fn restart_chain(mut w: Window) -> Window {
 }
 
 /// After `invalid_range`: never ask about the future or before audit logs existed.
+///
+/// A `low` left above the clamped window (the clock went back) is dropped with its ids: what
+/// was delivered there lies above the new chain, which cannot read it again, and nothing at
+/// or below the new `latest` was delivered yet. Kept, it would be a checkpoint that the load
+/// check refuses (`low` outside its window).
 pub(super) fn clamp_window(mut w: Window, now: i64) -> Window {
     w.cursor = None;
     w.latest = w.latest.min(now - 1);
     w.chain_latest = w.chain_latest.min(w.latest);
+    if w.low.is_some_and(|low| low > w.latest) {
+        w.low = None;
+        w.ids_at_low.clear();
+    }
     if let Some(low) = w.low {
         w.chain_latest = w.chain_latest.min(low);
     }
@@ -290,6 +299,21 @@ mod tests {
             (c.oldest, c.latest, c.chain_latest),
             (AUDIT_LOGS_EPOCH, 1_799_999_999, 1_799_999_999)
         );
+    }
+
+    #[test]
+    fn invalid_range_drops_a_low_above_the_clamped_window() {
+        let mut w = Window::open(1_700_000_000, 1_800_000_100);
+        w.low = Some(1_800_000_050);
+        w.ids_at_low.insert("a".into());
+        let c = clamp_window(w, 1_800_000_000);
+        assert_eq!((c.latest, c.chain_latest, c.low), (1_799_999_999, 1_799_999_999, None));
+        assert!(c.ids_at_low.is_empty());
+        // A low inside the clamped window stays, and bounds the chain.
+        let mut w = Window::open(1_700_000_000, 1_800_000_100);
+        w.low = Some(1_750_000_000);
+        let c = clamp_window(w, 1_800_000_000);
+        assert_eq!((c.chain_latest, c.low), (1_750_000_000, Some(1_750_000_000)));
     }
 
     fn key(id: &str, ts: i64) -> EntryKey {
