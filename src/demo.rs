@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::io::AsyncWrite;
 
 /// The documents the demo delivered, kept beside its checkpoint.
-pub const DOCUMENTS_FILE: &str = "demo.ndjson";
+pub(crate) const DOCUMENTS_FILE: &str = "demo.ndjson";
 /// After the story's last step, how long before the final catch-up: the settle lag and a
 /// second for the simulator's clock.
 const STORY_SETTLE: Duration = Duration::from_secs(2);

@@ -29,7 +29,7 @@ pub struct Stats {
     /// Documents written.
     pub documents: u64,
     /// Of which `pipeline_error` documents.
-    pub pipeline_errors: u64,
+    pub(crate) pipeline_errors: u64,
 }
 
 /// The `map` command: entries on stdin, documents on stdout.

@@ -4,10 +4,10 @@
 //! - [`error`]: every way a request can fail, classified as wait, back off, re-read or stop.
 //! - [`client`]: one request per call, with the token, the request budget and retries.
 
-pub mod api;
+pub(crate) mod api;
 pub mod client;
-pub mod error;
+pub(crate) mod error;
 
-pub use api::{EntryKey, Page};
+pub(crate) use api::{EntryKey, Page};
 pub use client::{Query, SlackClient, TokenSource};
 pub use error::Error;

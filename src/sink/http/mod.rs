@@ -18,12 +18,13 @@
 //! Layout: `config` (flags → [`HttpConfig`]), `batch` (splitting and gzip, pure), `response`
 //! (the retry decision, pure), and the I/O loop here.
 
-pub mod auth;
-pub mod batch;
+pub(crate) mod auth;
+pub(crate) mod batch;
 pub mod config;
-pub mod response;
+pub(crate) mod response;
 
-pub use config::{Auth, Compression, HttpArgs, HttpConfig};
+pub use config::{Compression, HttpArgs, HttpConfig};
+pub(crate) use config::Auth;
 
 use super::{Batch, Error};
 use crate::retry::Backoff;
@@ -37,7 +38,7 @@ use std::time::{Duration, Instant};
 /// After shutdown is asked for, a request already in flight gets this long to be answered
 /// before it is abandoned (a healthy receiver answers in milliseconds; a hung one must not
 /// hold the process past Kubernetes' grace period).
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// At most this much of an error answer is read (it is quoted in the error, not parsed).
 const MAX_ERROR_BODY: usize = 4096;
@@ -46,7 +47,7 @@ const MAX_ERROR_BODY: usize = 4096;
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SinkStats {
     /// Requests sent, retries included.
-    pub requests: u64,
+    pub(crate) requests: u64,
     /// Requests acknowledged with a 2xx.
     pub delivered: u64,
     /// Requests that had to be retried.
@@ -125,12 +126,6 @@ impl HttpSink {
             backoff,
             stats: SinkStats::default(),
         })
-    }
-
-    /// Replaces the backoff schedule (tests use short or very long ones).
-    pub fn with_backoff(mut self, backoff: Backoff) -> HttpSink {
-        *self.backoff = backoff;
-        self
     }
 
     /// The counts so far.

@@ -2,6 +2,7 @@
 
 use super::*;
 use clap::Parser;
+use crate::sink::http::auth::ENV_PASSWORD;
 use secrecy::{ExposeSecret, SecretString};
 
 fn args(extra: &[&str]) -> HttpArgs {
