@@ -3,9 +3,9 @@
 //! The file is versioned JSON (`{"version": 1, ...}`), pinned by golden tests. Saving writes
 //! `checkpoint.json.tmp`, fsyncs it, renames it over `checkpoint.json` and fsyncs the
 //! directory: the rename is atomic, so after a crash at any moment the stable file is either
-//! the old checkpoint or the new one, never a mix. The temp file is *not* read at start: the
-//! poller may write it before a page is delivered ([`CheckpointStore::prepare`]) and rename it
-//! only after, so a leftover temp file describes a page that may never have been delivered.
+//! the old checkpoint or the new one, never a mix. The temp file is *not* read at start: a
+//! crash can leave it half written, or written and never renamed into place, so only the
+//! stable file counts.
 //!
 //! The file holds names, emails, IPs and file names: it is created 0600 whatever the umask.
 //! [`CheckpointStore::load`] checks every value it reads against what a real run can write

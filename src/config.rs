@@ -9,7 +9,7 @@
 /// Slack's filters, validated here and sent by the client.
 pub use crate::slack::api::Filters;
 use crate::slack::client::TokenSource;
-use crate::units::ConfigError;
+pub use crate::units::ConfigError;
 use crate::units::{format_duration, parse_duration, parse_size, parse_url};
 use secrecy::SecretString;
 use std::path::PathBuf;

@@ -128,7 +128,10 @@ fn demo_config(
     once: bool,
 ) -> Result<RunConfig, crate::Error> {
     let token = SecretString::from("xoxp-demo-token-not-a-real-one");
-    Ok(RunConfig::from_args_with_token(demo_args(sim, state_dir, once), Some(token))?)
+    Ok(RunConfig::from_args_with_token(
+        demo_args(sim, state_dir, once),
+        Some(token),
+    )?)
 }
 
 /// What the demo did, from the documents it kept.

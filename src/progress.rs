@@ -7,7 +7,7 @@
 //! redraws one line every second; otherwise it writes an info log line every
 //! `--progress-interval` (30 s by default), with the figures as fields, and never a `\r`.
 //! Either way only while a backfill is behind: a window open over more than
-//! [`BEHIND`] of Slack's time. The `slack_source_backfill_progress_ratio` gauge carries the same
+//! `BEHIND` of Slack's time. The `slack_source_backfill_progress_ratio` gauge carries the same
 //! position.
 
 use crate::units::compact_duration;
@@ -96,7 +96,12 @@ impl Tracker {
 
     /// A checkpoint was saved at `at`: the window `(oldest, latest, low)` is still open (`None`
     /// once it is done) and `events` more events were delivered.
-    pub(crate) fn checkpointed(&self, window: Option<(i64, i64, Option<i64>)>, events: u64, at: Instant) {
+    pub(crate) fn checkpointed(
+        &self,
+        window: Option<(i64, i64, Option<i64>)>,
+        events: u64,
+        at: Instant,
+    ) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.events += events;
         let total = inner.events;

@@ -4,11 +4,11 @@
 //! `backoff` crate, RUSTSEC-2025-0012) and applies *full jitter* on top: each delay is drawn
 //! uniformly from `[min, d]`, where `d` doubles from `min` up to `max`. backon's own jitter
 //! adds up to `d` again, which is not full jitter; the floor at `min` keeps a storm of failures
-//! from ever becoming a tight loop. [`Backoff::reset`] starts the schedule again after a success.
+//! from ever becoming a tight loop. `Backoff::reset` starts the schedule again after a success.
 //!
-//! [`Budget`] spaces requests evenly so that at most N go out in any minute.
+//! `Budget` spaces requests evenly so that at most N go out in any minute.
 //!
-//! [`parse_retry_after`] reads a `Retry-After` header for both: it is peer input, so any
+//! `parse_retry_after` reads a `Retry-After` header for both: it is peer input, so any
 //! value parses without panic and the wait is capped by the caller's limit.
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};

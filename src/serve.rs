@@ -4,10 +4,10 @@
 //! It binds, accepts, runs each connection as its own task, and stops when shutdown is asked
 //! for or its [`Server`] handle is dropped; the open connections end with it (a kept-alive or
 //! stalled connection never outlives the loop). What one peer may cost is a [`Limits`]: the
-//! metrics listener faces a network and uses [`Limits::bounded`]; a server reached only over
+//! metrics listener faces a network and uses `Limits::bounded`; a server reached only over
 //! loopback by the process's own tests uses [`Limits::none`].
 //!
-//! When a new connection would exceed [`Limits::max_connections`], the *oldest* open one is
+//! When a new connection would exceed `Limits::max_connections`, the *oldest* open one is
 //! closed: peers that open connections and send nothing cannot starve a peer that sends its
 //! request at once (the kubelet's `/healthz` probe).
 

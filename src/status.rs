@@ -30,7 +30,7 @@ pub struct StatusArgs {
 ///
 /// # Errors
 ///
-/// A missing state dir or one that cannot be read ([`crate::statedir::Error::Io`], exit 2), a
+/// A missing state dir or one that cannot be read (`crate::statedir::Error::Io`, exit 2), a
 /// corrupt checkpoint (the same error `run` gives, exit 2), or a failed write to stdout.
 pub fn run_status(args: &StatusArgs) -> Result<(), crate::Error> {
     let report = Report::read(&args.state_dir, Utc::now())?;

@@ -5,15 +5,15 @@
 //! - every event whose user agent matches no expected pattern is flagged
 //!   (`slack.audit.analysis.unexpected_user_agent`);
 //! - every anomaly is annotated with its normalised reasons (Slack's built-in pairs applied)
-//!   and with the local allowlist entry it matches, if any ([`allowlist`]);
+//!   and with the local allowlist entry it matches, if any (`allowlist`);
 //! - the reasons of one actor's non-allowlisted anomalies within a window are matched against
 //!   the correlation rules ([`rules`]), and each user's daily count of chosen reasons against
-//!   their history (baselines); each hit is one `event.kind: alert` document ([`finding`])
+//!   their history (baselines); each hit is one `event.kind: alert` document (`finding`)
 //!   appended to the page, emitted once.
 //!
 //! It works on ECS documents only (the mapping's output), knows nothing of Slack's API, and
 //! never reads the clock: event time drives windows and pruning, so `analyze` over exported
-//! history behaves exactly like `run` did live. Its [`state`] is saved in the checkpoint with
+//! history behaves exactly like `run` did live. Its `state` is saved in the checkpoint with
 //! the page it reflects, so a restart neither repeats nor forgets a finding.
 
 pub(crate) mod allowlist;

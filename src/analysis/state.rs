@@ -242,7 +242,6 @@ impl State {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

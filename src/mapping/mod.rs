@@ -7,10 +7,10 @@
 //! odd values is mapped as far as it goes with each problem in `error.message`; input that is
 //! not a JSON object becomes a `pipeline_error` document carrying `event.original`.
 //!
-//! - [`entry`]: the field table: reads an entry once into a [`entry::Plan`].
-//! - [`render`]: writes the plan as the document's JSON text; [`json`](mod@json) leaves empties out.
-//! - [`categorize`]: `event.action` → `event.category/type/outcome`.
-//! - [`timestamp`], [`url`], [`user_agent`], [`geoip`]: one field family each.
+//! - `entry`: the field table: reads an entry once into a `entry::Plan`.
+//! - `render`: writes the plan as the document's JSON text; `json` leaves empties out.
+//! - `categorize`: `event.action` → `event.category/type/outcome`.
+//! - `timestamp`, `url`, [`user_agent`], `geoip`: one field family each.
 //! - [`command`]: the `map` command (NDJSON or API responses on stdin, documents on stdout).
 //!
 //! Documents are written as text and parsed into a `Value` only for callers that want one

@@ -101,7 +101,13 @@ pub(crate) fn document(plan: &Plan<'_>, inp: Inputs<'_>, buf: &mut Vec<u8>) {
 }
 
 /// Appends a `pipeline_error` document: `raw` is not an entry, `message` says why.
-pub(crate) fn pipeline_error(raw: &str, message: &str, created: &str, common: &Common, buf: &mut Vec<u8>) {
+pub(crate) fn pipeline_error(
+    raw: &str,
+    message: &str,
+    created: &str,
+    common: &Common,
+    buf: &mut Vec<u8>,
+) {
     let mut out = Out::new(buf);
     let mut doc = out.begin();
     out.str_field(&mut doc, "@timestamp", created);

@@ -1,6 +1,6 @@
 //! What `/readyz` answers: has the pipeline made progress recently, and does the sink accept?
 //!
-//! The recording helpers in [`crate::metrics`] update the process-wide [`HEALTH`]; the server
+//! The recording helpers in [`crate::metrics`] update the process-wide `HEALTH`; the server
 //! reads it with a clock it is given, so tests judge staleness with an injected time instead
 //! of sleeping. Lock-free atomics for the timestamps: they are written once per page.
 //!

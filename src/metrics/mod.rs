@@ -2,10 +2,10 @@
 //!
 //! The pipeline never names a metric itself: it calls a helper here (`page_fetched`,
 //! `page_delivered`, `retried`, …) once per request, page or batch, so names, labels and
-//! descriptions live in one file and label sets stay bounded (see [`labels`]). The helpers also
-//! feed [`health::HEALTH`], which `/readyz` reads.
+//! descriptions live in one file and label sets stay bounded (see `labels`). The helpers also
+//! feed `health::HEALTH`, which `/readyz` reads.
 //!
-//! Nothing is exported unless `--metrics-listen` is given: [`server::start_for_run`] installs
+//! Nothing is exported unless `--metrics-listen` is given: `server::start_for_run` installs
 //! the Prometheus recorder and serves `/metrics`, `/healthz` and `/readyz` on one listener.
 //! Without a recorder the `metrics` macros are no-ops, so the helpers cost next to nothing.
 //! Tests build a recorder with [`recorder_builder`] and record into it locally.

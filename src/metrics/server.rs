@@ -6,10 +6,10 @@
 //! handle is dropped (so it never outlives [`crate::run`]).
 //!
 //! The port may face a network (`0.0.0.0`), so a peer must not be able to take the process
-//! down through it: headers must arrive within [`Limits::header_read_timeout`] (an idle
+//! down through it: headers must arrive within `Limits::header_read_timeout` (an idle
 //! keep-alive connection waiting for its next request is closed after the same time), a
-//! connection lives at most [`Limits::max_connection_age`], and at most
-//! [`Limits::max_connections`] are open at once ([`default_limits`]). When a new connection
+//! connection lives at most `Limits::max_connection_age`, and at most
+//! `Limits::max_connections` are open at once (`default_limits`). When a new connection
 //! would exceed that, the *oldest* one is closed: peers that open connections and send nothing
 //! cannot starve the kubelet's `/healthz` probe, which sends its request at once. The cap is also kept well
 //! under the file-descriptor limit, so the poller's own sockets and the checkpoint's files
@@ -117,7 +117,7 @@ impl Drop for MetricsServer {
     }
 }
 
-/// How long `/readyz` tolerates no progress: three poll intervals, at least [`MIN_STALE_AFTER`].
+/// How long `/readyz` tolerates no progress: three poll intervals, at least `MIN_STALE_AFTER`.
 pub fn stale_after(interval: Duration) -> Duration {
     (interval * 3).max(MIN_STALE_AFTER)
 }
@@ -169,11 +169,11 @@ pub(crate) async fn start_for_run(
     Ok(Some(server))
 }
 
-/// Binds `addr` and serves the endpoints until `shutdown`, with [`default_limits`].
+/// Binds `addr` and serves the endpoints until `shutdown`, with `default_limits`.
 ///
 /// # Errors
 ///
-/// [`ListenError`] when the address cannot be bound.
+/// `ListenError` when the address cannot be bound.
 pub async fn start(
     addr: SocketAddr,
     endpoints: Endpoints,

@@ -12,7 +12,7 @@
 //!
 //! Layout: [`generator`] makes entries, `store` indexes them by second, `server` routes the
 //! connections [`crate::serve`] accepts, `logs` answers `/audit/v1/logs`, `cursor` signs cursors,
-//! `traffic` adds entries over time, [`faults`] decides what goes wrong, `catalog` serves
+//! `traffic` adds entries over time, `faults` decides what goes wrong, `catalog` serves
 //! `/actions` and `/schemas`.
 
 mod catalog;

@@ -1,6 +1,6 @@
 //! Delivery: a chunk of a page's documents as NDJSON, to stdout or a shipper's HTTP input.
 //!
-//! [`Sink::send`] returns only when the whole batch is safe (flushed to stdout, or every HTTP
+//! `Sink::send` returns only when the whole batch is safe (flushed to stdout, or every HTTP
 //! request acknowledged with a 2xx); the poller moves the checkpoint after that and only then.
 
 pub mod http;
@@ -144,7 +144,11 @@ impl Sink {
     /// # Errors
     ///
     /// See [`Error`]; the batch is then not delivered (or not known to be).
-    pub(crate) async fn send(&mut self, batch: &Batch, shutdown: &mut Shutdown) -> Result<(), Error> {
+    pub(crate) async fn send(
+        &mut self,
+        batch: &Batch,
+        shutdown: &mut Shutdown,
+    ) -> Result<(), Error> {
         if batch.is_empty() {
             return Ok(());
         }

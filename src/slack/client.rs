@@ -1,5 +1,5 @@
 //! The Audit Logs client: one `GET /audit/v1/logs` per [`SlackClient::fetch_page`], and the
-//! retry loop around it in [`SlackClient::fetch_page_with_retry`].
+//! retry loop around it in `SlackClient::fetch_page_with_retry`.
 //!
 //! It owns the token (a [`SecretString`], exposed only where the `Authorization` header is
 //! built, and that header is marked sensitive), the request budget and retries. Entries stay
@@ -7,8 +7,8 @@
 //!
 //! Slack is peer input: redirects are not followed (a 3xx is a configuration error), a 2xx
 //! body is read chunk by chunk as it is decoded and abandoned past `--max-response-bytes`
-//! (a gzip bomb costs at most the cap), an error body is read to [`ERROR_BODY_MAX`] only,
-//! and `Retry-After` is parsed by [`crate::retry::parse_retry_after`] and capped.
+//! (a gzip bomb costs at most the cap), an error body is read to `ERROR_BODY_MAX` only,
+//! and `Retry-After` is parsed by `crate::retry::parse_retry_after` and capped.
 
 use super::api::Filters;
 use super::api::{LogsResponse, Page};
@@ -29,7 +29,7 @@ pub enum TokenSource {
     Fixed(SecretString),
     /// A file (a mounted Kubernetes Secret), re-read when it changes so that a rotated Secret
     /// takes effect without a restart; the last good token is kept if a read fails
-    /// mid-rotation. See [`crate::secret_file`] for what a usable file is.
+    /// mid-rotation. See `crate::secret_file` for what a usable file is.
     File(crate::secret_file::SecretFile),
 }
 
@@ -189,7 +189,7 @@ impl SlackClient {
     ///
     /// # Errors
     ///
-    /// Any [`Error`]; [`Error::action`] says what to do about it.
+    /// Any [`Error`]; `Error::action` says what to do about it.
     pub async fn fetch_page(&mut self, q: &Query<'_>) -> Result<Page, Error> {
         self.budget.acquire().await;
         let token = self.token.current()?;

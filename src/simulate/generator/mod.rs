@@ -7,15 +7,15 @@
 //! `context.app` only when an app acts; an entity type no mapping has heard of (`canvas_v9`);
 //! `succeeded_users` as a JSON string; `details` with a duplicated key; `ip_address: ""`.
 //!
-//! The departing-salesperson story is `Generator::story_entry`, timed by [`STORY_OFFSETS`].
+//! The departing-salesperson story is `Generator::story_entry`, timed by `STORY_OFFSETS`.
 
 mod cast;
 mod draft;
 mod events;
 mod story;
 
-pub use story::{SCRAPER_IP, SCRAPER_UA};
 pub(crate) use story::STORY_OFFSETS;
+pub use story::{SCRAPER_IP, SCRAPER_UA};
 
 use crate::simulate::json::Json;
 use crate::simulate::store::Stored;

@@ -123,7 +123,10 @@ impl Auth {
     /// # Errors
     ///
     /// [`ConfigError::Invalid`] naming the flag (and the file, never its content).
-    pub(crate) fn from_args(flags: AuthFlags<'_>, env: EnvSecrets) -> Result<Option<Auth>, ConfigError> {
+    pub(crate) fn from_args(
+        flags: AuthFlags<'_>,
+        env: EnvSecrets,
+    ) -> Result<Option<Auth>, ConfigError> {
         let bearer = match (flags.bearer_token_file, env.bearer_token) {
             (Some(path), _) => Some(Secret::from_file("http-bearer-token-file", path)?),
             (None, Some(t)) => {

@@ -57,7 +57,11 @@ pub(crate) fn split(batch: &Batch, max_events: usize, max_bytes: usize) -> Vec<C
 ///
 /// Only if gzip fails writing to memory, which does not happen in practice; reported rather
 /// than unwrapped so the loop never panics.
-pub(crate) fn encode(page: &Bytes, chunk: &Chunk, compression: Compression) -> std::io::Result<Bytes> {
+pub(crate) fn encode(
+    page: &Bytes,
+    chunk: &Chunk,
+    compression: Compression,
+) -> std::io::Result<Bytes> {
     let raw = page.slice(chunk.bytes.clone());
     match compression {
         Compression::None => Ok(raw),

@@ -180,7 +180,7 @@ impl HttpConfig {
         Self::from_args_with_env(args, EnvSecrets::from_env())
     }
 
-    /// As [`HttpConfig::from_args`], with the environment's secrets passed in.
+    /// As `HttpConfig::from_args`, with the environment's secrets passed in.
     ///
     /// # Errors
     ///

@@ -1,11 +1,11 @@
 //! NDJSON POSTed to a shipper's HTTP input (Vector `http_server`, Fluent Bit `http`), with
 //! acknowledgements and backpressure.
 //!
-//! [`HttpSink::send`] cuts a page's [`Batch`] into requests ([`batch::split`]) and sends them
+//! [`HttpSink::send`] cuts a page's [`Batch`] into requests (`batch::split`) and sends them
 //! one at a time, in order; it returns `Ok` only when every request got a 2xx. While the
 //! receiver is down it keeps retrying with [`Backoff`] (the poller waits on it, so polling
 //! pauses: that is the backpressure), and warns with the next retry time. Retry decisions are
-//! made by [`response::classify`]; a refusal that retrying cannot fix becomes
+//! made by `response::classify`; a refusal that retrying cannot fix becomes
 //! [`Error::Rejected`], which stops the process before the checkpoint moves. So does a TLS
 //! certificate that fails verification ([`Error::Certificate`]): no retry can fix it, and
 //! retrying would only hide a configuration mistake behind endless warnings.
@@ -23,8 +23,8 @@ pub(crate) mod batch;
 pub mod config;
 pub(crate) mod response;
 
-pub use config::{Compression, HttpArgs, HttpConfig};
 pub(crate) use config::Auth;
+pub use config::{Compression, HttpArgs, HttpConfig};
 
 use super::{Batch, Error};
 use crate::retry::Backoff;
@@ -136,7 +136,7 @@ impl HttpSink {
     /// Delivers a page: every request in order, each retried until it gets a 2xx.
     ///
     /// Shutdown interrupts only waiting (between retries) and a request that outlives
-    /// [`SHUTDOWN_GRACE`]; a healthy receiver gets the rest of the page, so the checkpoint can
+    /// `SHUTDOWN_GRACE`; a healthy receiver gets the rest of the page, so the checkpoint can
     /// move before the process stops.
     ///
     /// # Errors

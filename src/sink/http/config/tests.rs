@@ -1,8 +1,8 @@
 //! Unit tests of flag validation: defaults, URLs, sizes, headers, credentials, CA files.
 
 use super::*;
-use clap::Parser;
 use crate::sink::http::auth::ENV_PASSWORD;
+use clap::Parser;
 use secrecy::{ExposeSecret, SecretString};
 
 fn args(extra: &[&str]) -> HttpArgs {
