@@ -3,9 +3,9 @@
 //! The file is versioned JSON (`{"version": 1, ...}`), pinned by golden tests. Saving writes
 //! `checkpoint.json.tmp`, fsyncs it, renames it over `checkpoint.json` and fsyncs the
 //! directory: the rename is atomic, so after a crash at any moment the stable file is either
-//! the old checkpoint or the new one, never a mix. The temp file is *not* read at start: the
-//! poller may write it before a page is delivered ([`CheckpointStore::prepare`]) and rename it
-//! only after, so a leftover temp file describes a page that may never have been delivered.
+//! the old checkpoint or the new one, never a mix. The temp file is *not* read at start: a
+//! crash can leave it half written, or written and never renamed into place, so only the
+//! stable file counts.
 //!
 //! The file holds names, emails, IPs and file names: it is created 0600 whatever the umask.
 //! [`CheckpointStore::load`] checks every value it reads against what a real run can write
@@ -20,7 +20,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The format this binary writes and reads.
-pub const VERSION: u64 = 1;
+pub(crate) const VERSION: u64 = 1;
 
 /// Where reading stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,15 +38,15 @@ pub struct Checkpoint {
     /// [`CheckpointStore::save_with`] serialises the live state straight into the file, and
     /// [`CheckpointStore::save`] writes this one.
     #[serde(default, skip_serializing)]
-    pub analysis: Option<AnalysisState>,
+    pub(crate) analysis: Option<AnalysisState>,
     /// When this was saved (for people reading the file).
-    pub updated_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
 }
 
 /// The analysis state as JSON text.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct AnalysisState(pub Box<serde_json::value::RawValue>);
+pub(crate) struct AnalysisState(pub(crate) Box<serde_json::value::RawValue>);
 
 impl PartialEq for AnalysisState {
     fn eq(&self, other: &Self) -> bool {
@@ -63,28 +63,28 @@ pub struct Window {
     pub latest: i64,
     /// The end of the current chain's range: `latest`, or `low` for a re-read after
     /// `invalid_cursor`. Its cursors belong to `[oldest, chain_latest]`.
-    pub chain_latest: i64,
+    pub(crate) chain_latest: i64,
     /// The next cursor of the chain; `None` before its first page.
     pub cursor: Option<String>,
     /// The oldest `date_create` delivered so far in the window.
     pub low: Option<i64>,
     /// The ids delivered at second `low`: a set (a burst second can hold tens of thousands),
     /// written as a sorted JSON array as it always was.
-    pub ids_at_low: BTreeSet<String>,
+    pub(crate) ids_at_low: BTreeSet<String>,
 }
 
 impl Window {
     /// How far the reader has come down this window, newest first: 0 before its first page,
     /// `(latest - low) / (latest - oldest)` after, 1 at `oldest`. Slack reads newest first, so
     /// this is the share of the window's time span already delivered.
-    pub fn progress(&self) -> f64 {
+    pub(crate) fn progress(&self) -> f64 {
         let Some(low) = self.low else { return 0.0 };
         let span = (self.latest - self.oldest).max(1) as f64;
         ((self.latest - low) as f64 / span).clamp(0.0, 1.0)
     }
 
     /// A fresh window `[oldest, latest]`, nothing read.
-    pub fn open(oldest: i64, latest: i64) -> Window {
+    pub(crate) fn open(oldest: i64, latest: i64) -> Window {
         Window {
             oldest,
             latest,
@@ -137,7 +137,7 @@ pub enum Error {
 
 impl Error {
     /// True when the user must act on the file (exit 2), rather than a passing I/O fault.
-    pub fn is_config(&self) -> bool {
+    pub(crate) fn is_config(&self) -> bool {
         matches!(
             self,
             Error::Corrupt { .. } | Error::UnknownVersion { .. } | Error::NotAFile { .. }
@@ -146,15 +146,15 @@ impl Error {
 }
 
 /// The first second of Slack's audit logs (2018-03-01T00:00:00Z): no checkpoint points before it.
-pub const AUDIT_LOGS_EPOCH: i64 = 1_519_862_400;
+pub(crate) const AUDIT_LOGS_EPOCH: i64 = 1_519_862_400;
 /// How far past the local clock a checkpoint's seconds may be: another node's clock may run
 /// ahead of this one, but not by a day.
-pub const FUTURE_TOLERANCE: i64 = 86_400;
+pub(crate) const FUTURE_TOLERANCE: i64 = 86_400;
 /// Most ids one list of the checkpoint may hold (the ids at one second). A burst second of a
 /// real org holds thousands; a million is a file that was not written by us.
-pub const MAX_IDS: usize = 1_000_000;
+pub(crate) const MAX_IDS: usize = 1_000_000;
 /// Longest id accepted (Slack's are 36-character UUIDs).
-pub const MAX_ID_LEN: usize = 256;
+pub(crate) const MAX_ID_LEN: usize = 256;
 
 /// The checkpoint file in a state directory.
 #[derive(Debug)]
@@ -167,7 +167,7 @@ pub struct CheckpointStore {
 /// A checkpoint written to the temp file, not yet in place.
 #[derive(Debug)]
 #[must_use = "a prepared checkpoint takes effect only when committed"]
-pub struct Prepared(());
+pub(crate) struct Prepared(());
 
 impl CheckpointStore {
     /// The store in `dir` (which the caller has locked).
@@ -180,7 +180,7 @@ impl CheckpointStore {
     }
 
     /// The checkpoint file.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -198,7 +198,7 @@ impl CheckpointStore {
     /// # Errors
     ///
     /// As [`CheckpointStore::load`].
-    pub fn load_at(&self, now: i64) -> Result<Option<Checkpoint>, Error> {
+    pub(crate) fn load_at(&self, now: i64) -> Result<Option<Checkpoint>, Error> {
         // See the module header: a leftover temp file is never trusted.
         match std::fs::remove_file(&self.tmp) {
             Ok(()) => {
@@ -223,7 +223,7 @@ impl CheckpointStore {
     /// # Errors
     ///
     /// As [`CheckpointStore::load`], but for the writability probe.
-    pub fn inspect(&self) -> Result<Option<Checkpoint>, Error> {
+    pub(crate) fn inspect(&self) -> Result<Option<Checkpoint>, Error> {
         self.inspect_at(chrono::Utc::now().timestamp())
     }
 
@@ -309,7 +309,8 @@ impl CheckpointStore {
     /// # Errors
     ///
     /// [`Error::Io`].
-    pub fn prepare(&self, cp: &Checkpoint) -> Result<Prepared, Error> {
+    #[cfg(test)]
+    pub(crate) fn prepare(&self, cp: &Checkpoint) -> Result<Prepared, Error> {
         self.prepare_with(cp, cp.analysis.as_ref())
     }
 
@@ -319,7 +320,7 @@ impl CheckpointStore {
     /// # Errors
     ///
     /// [`Error::Io`].
-    pub fn prepare_with<A: Serialize>(
+    pub(crate) fn prepare_with<A: Serialize>(
         &self,
         cp: &Checkpoint,
         analysis: Option<&A>,
@@ -343,7 +344,7 @@ impl CheckpointStore {
     /// # Errors
     ///
     /// [`Error::Io`].
-    pub fn commit(&self, _prepared: Prepared) -> Result<(), Error> {
+    pub(crate) fn commit(&self, _prepared: Prepared) -> Result<(), Error> {
         let io = |source| Error::Io {
             op: "write",
             path: self.path.clone(),
@@ -362,7 +363,8 @@ impl CheckpointStore {
     /// # Errors
     ///
     /// [`Error::Io`].
-    pub fn save(&self, cp: &Checkpoint) -> Result<(), Error> {
+    #[cfg(test)]
+    pub(crate) fn save(&self, cp: &Checkpoint) -> Result<(), Error> {
         let p = self.prepare(cp)?;
         self.commit(p)
     }
@@ -372,7 +374,7 @@ impl CheckpointStore {
     /// # Errors
     ///
     /// [`Error::Io`].
-    pub fn save_with<A: Serialize>(
+    pub(crate) fn save_with<A: Serialize>(
         &self,
         cp: &Checkpoint,
         analysis: Option<&A>,
@@ -383,7 +385,8 @@ impl CheckpointStore {
 }
 
 /// The bytes written for `cp` (with its own analysis state): its fields with `version` first.
-pub fn encode(cp: &Checkpoint) -> Vec<u8> {
+#[cfg(test)]
+pub(crate) fn encode(cp: &Checkpoint) -> Vec<u8> {
     let mut bytes = Vec::new();
     // Writing to a Vec fails only if serialising does, and a Checkpoint is plain data.
     let _ = encode_into(&mut bytes, cp, cp.analysis.as_ref());
@@ -435,7 +438,7 @@ fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
 
 /// Checks that `cp` could have been written by a run at or before `now`; the reason says which
 /// value is impossible and why.
-pub fn validate(cp: &Checkpoint, now: i64) -> Result<(), String> {
+pub(crate) fn validate(cp: &Checkpoint, now: i64) -> Result<(), String> {
     let newest = now.saturating_add(FUTURE_TOLERANCE);
     let in_range = |name: &str, v: i64| {
         if (AUDIT_LOGS_EPOCH..=newest).contains(&v) {

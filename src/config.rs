@@ -9,7 +9,7 @@
 /// Slack's filters, validated here and sent by the client.
 pub use crate::slack::api::Filters;
 use crate::slack::client::TokenSource;
-use crate::units::ConfigError;
+pub use crate::units::ConfigError;
 use crate::units::{format_duration, parse_duration, parse_size, parse_url};
 use secrecy::SecretString;
 use std::path::PathBuf;
@@ -17,26 +17,26 @@ use std::time::Duration;
 use url::Url;
 
 /// Slack's documented maximum page size.
-pub const MAX_LIMIT: u32 = 9999;
+pub(crate) const MAX_LIMIT: u32 = 9999;
 /// Slack accepts at most this many comma-separated actions in one filter.
-pub const MAX_ACTIONS: usize = 30;
+pub(crate) const MAX_ACTIONS: usize = 30;
 /// Default for `--api-url`: Slack itself.
-pub const DEFAULT_API_URL: &str = "https://api.slack.com";
+pub(crate) const DEFAULT_API_URL: &str = "https://api.slack.com";
 /// Default for `--overlap`: off; Slack's settle lag already covers most late indexing.
-pub const DEFAULT_OVERLAP: &str = "0s";
+pub(crate) const DEFAULT_OVERLAP: &str = "0s";
 /// Default for `--initial-lookback`: Slack keeps about this much history worth backfilling.
-pub const DEFAULT_INITIAL_LOOKBACK: &str = "720h";
+pub(crate) const DEFAULT_INITIAL_LOOKBACK: &str = "720h";
 /// Default for `--interval`: one catch-up a minute is well inside the shared Tier 3 budget.
-pub const DEFAULT_INTERVAL: &str = "60s";
+pub(crate) const DEFAULT_INTERVAL: &str = "60s";
 /// Default for `--settle-lag`: Slack indexes events late; never read the newest minute.
-pub const DEFAULT_SETTLE_LAG: &str = "60s";
+pub(crate) const DEFAULT_SETTLE_LAG: &str = "60s";
 /// Default for `--max-requests-per-minute`: well under Slack's ~50/min, which the whole org shares.
-pub const DEFAULT_MAX_RPM: u32 = 20;
+pub(crate) const DEFAULT_MAX_RPM: u32 = 20;
 /// Default for `--request-timeout`: long enough for a 9,999-entry page on a slow link.
-pub const DEFAULT_REQUEST_TIMEOUT: &str = "60s";
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: &str = "60s";
 /// Default for `--max-response-bytes`: a full 9,999-entry page is about 15 MB, so this leaves
 /// room for large entries while a gzip bomb costs at most this.
-pub const DEFAULT_MAX_RESPONSE_BYTES: &str = "64MiB";
+pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: &str = "64MiB";
 
 /// The top-level command line.
 #[derive(Debug, clap::Parser)]
@@ -84,7 +84,7 @@ pub enum LogFormat {
 
 /// `--sink`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
-pub enum SinkKindArg {
+pub(crate) enum SinkKindArg {
     /// NDJSON on standard output.
     #[default]
     Stdout,
@@ -97,77 +97,78 @@ pub enum SinkKindArg {
 pub struct RunArgs {
     /// TOML file setting any of these options by their long name.
     #[arg(long, env = "SLACK_AUDIT_CONFIG")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Base URL of the Slack API; plain http:// is refused except to loopback.
     #[arg(long, env = "SLACK_AUDIT_API_URL", default_value = DEFAULT_API_URL)]
-    pub api_url: String,
+    pub(crate) api_url: String,
     /// File holding the user token (a mounted Secret); re-read when it changes. Otherwise SLACK_AUDIT_TOKEN.
     #[arg(long, env = "SLACK_AUDIT_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
+    pub(crate) token_file: Option<PathBuf>,
     /// Checkpoint and analysis state; locked, one process per directory.
     #[arg(long, env = "SLACK_AUDIT_STATE_DIR", default_value = crate::statedir::DEFAULT_STATE_DIR)]
-    pub state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
     /// How far back the very first run starts.
     #[arg(long, env = "SLACK_AUDIT_INITIAL_LOOKBACK", default_value = DEFAULT_INITIAL_LOOKBACK)]
-    pub initial_lookback: String,
+    pub(crate) initial_lookback: String,
     /// Pause between catch-ups once caught up.
     #[arg(long, env = "SLACK_AUDIT_INTERVAL", default_value = DEFAULT_INTERVAL)]
-    pub interval: String,
+    pub(crate) interval: String,
     /// Never read the newest seconds: Slack indexes late.
     #[arg(long, env = "SLACK_AUDIT_SETTLE_LAG", default_value = DEFAULT_SETTLE_LAG)]
-    pub settle_lag: String,
+    pub(crate) settle_lag: String,
     /// Re-read this span behind each window for late-indexed events; delivers only unseen ids.
     #[arg(long, env = "SLACK_AUDIT_OVERLAP", default_value = DEFAULT_OVERLAP)]
-    pub overlap: String,
+    pub(crate) overlap: String,
     /// Page size, 1..=9999.
     #[arg(long, env = "SLACK_AUDIT_LIMIT", default_value_t = MAX_LIMIT)]
-    pub limit: u32,
+    pub(crate) limit: u32,
     /// Only these actions (comma-separated, at most 30).
     #[arg(long = "action", env = "SLACK_AUDIT_ACTIONS", value_delimiter = ',')]
-    pub actions: Vec<String>,
+    pub(crate) actions: Vec<String>,
     /// Only events by this actor (a user id).
     #[arg(long, env = "SLACK_AUDIT_ACTOR")]
-    pub actor: Option<String>,
+    pub(crate) actor: Option<String>,
     /// Only events about this entity (a channel, file, workspace... id).
     #[arg(long, env = "SLACK_AUDIT_ENTITY")]
-    pub entity: Option<String>,
+    pub(crate) entity: Option<String>,
     /// Client-side request budget; Slack's Tier 3 limit (~50/min) is shared by the whole org.
     #[arg(long = "max-requests-per-minute", env = "SLACK_AUDIT_MAX_RPM", default_value_t = DEFAULT_MAX_RPM)]
-    pub max_rpm: u32,
+    pub(crate) max_rpm: u32,
     /// Give up on one Slack request after this long (then retry with backoff).
     #[arg(long, env = "SLACK_AUDIT_REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT)]
-    pub request_timeout: String,
+    pub(crate) request_timeout: String,
     /// The most a Slack answer may decode to; a larger one is abandoned and retried.
     #[arg(long, env = "SLACK_AUDIT_MAX_RESPONSE_BYTES", default_value = DEFAULT_MAX_RESPONSE_BYTES)]
-    pub max_response_bytes: String,
+    pub(crate) max_response_bytes: String,
     /// Where NDJSON goes.
     #[arg(long, env = "SLACK_AUDIT_SINK", value_enum, default_value_t = SinkKindArg::Stdout)]
-    pub sink: SinkKindArg,
+    pub(crate) sink: SinkKindArg,
     /// HTTP sink options.
     #[command(flatten)]
-    pub http: crate::sink::http::HttpArgs,
+    pub(crate) http: crate::sink::http::HttpArgs,
     /// Catch up to now minus the settle lag, deliver, checkpoint, exit 0.
     #[arg(long)]
-    pub once: bool,
+    pub(crate) once: bool,
     /// Diagnostics format on stderr.
     #[arg(long, env = "SLACK_AUDIT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Mapping options.
     #[command(flatten)]
-    pub mapping: crate::mapping::MappingArgs,
+    pub(crate) mapping: crate::mapping::MappingArgs,
     /// Metrics, health and request tracing.
     #[command(flatten)]
-    pub observability: crate::metrics::ObservabilityArgs,
+    pub(crate) observability: crate::metrics::ObservabilityArgs,
     /// Anomaly analysis options.
     #[command(flatten)]
-    pub analysis: crate::analysis::AnalysisArgs,
+    pub(crate) analysis: crate::analysis::AnalysisArgs,
 }
 
 impl RunArgs {
     /// `run` with no flag, no environment and no config file: every option at its default,
     /// read from the `#[arg]` attributes (and the constants they name), the one place each
     /// default is written. `demo` starts from these and changes only what it must.
-    pub fn defaults() -> RunArgs {
+    #[cfg(feature = "simulator")]
+    pub(crate) fn defaults() -> RunArgs {
         use clap::{CommandFactory, FromArgMatches};
         let cli = Cli::command().mut_subcommand("run", |run| {
             run.mut_args(|arg| arg.env(None::<&'static str>))
@@ -190,10 +191,10 @@ impl RunArgs {
 pub struct DemoArgs {
     /// Stop after this long.
     #[arg(long)]
-    pub duration: Option<String>,
+    pub(crate) duration: Option<String>,
     /// Keep streaming the simulated org's live traffic after the story, until Ctrl-C.
     #[arg(long)]
-    pub follow: bool,
+    pub(crate) follow: bool,
     /// Diagnostics format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -212,39 +213,39 @@ pub enum SinkConfig {
 #[derive(Debug)]
 pub struct RunConfig {
     /// `{api_url}/audit/v1/logs` is polled.
-    pub api_url: Url,
+    pub(crate) api_url: Url,
     /// Where the token comes from; it is never printed.
-    pub token: TokenSource,
+    pub(crate) token: TokenSource,
     /// Checkpoint and analysis state.
-    pub state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
     /// How far back the first run starts.
-    pub initial_lookback: Duration,
+    pub(crate) initial_lookback: Duration,
     /// Pause between catch-ups.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// Newest seconds never read.
-    pub settle_lag: Duration,
+    pub(crate) settle_lag: Duration,
     /// Span re-read behind each window for late events.
-    pub overlap: Duration,
+    pub(crate) overlap: Duration,
     /// Page size.
-    pub limit: u32,
+    pub(crate) limit: u32,
     /// Slack's filters.
-    pub filters: Filters,
+    pub(crate) filters: Filters,
     /// Requests per minute, client side.
-    pub max_rpm: u32,
+    pub(crate) max_rpm: u32,
     /// Per-request timeout.
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// The most decoded bytes of one Slack answer.
-    pub max_response_bytes: u64,
+    pub(crate) max_response_bytes: u64,
     /// The sink.
     pub sink: SinkConfig,
     /// Exit after catching up.
-    pub once: bool,
+    pub(crate) once: bool,
     /// Mapping options.
-    pub mapping: crate::mapping::MappingConfig,
+    pub(crate) mapping: crate::mapping::MappingConfig,
     /// Metrics, health and tracing.
-    pub observability: crate::metrics::ObservabilityConfig,
+    pub(crate) observability: crate::metrics::ObservabilityConfig,
     /// Analysis options.
-    pub analysis: crate::analysis::AnalysisConfig,
+    pub(crate) analysis: crate::analysis::AnalysisConfig,
 }
 
 impl RunConfig {
@@ -337,7 +338,7 @@ impl RunConfig {
     /// Settings that work but are probably not what was meant, one sentence each, saying what
     /// to change; `run` logs them at start. They are not errors because each is a valid
     /// choice in some deployment.
-    pub fn warnings(&self) -> Vec<String> {
+    pub(crate) fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         if let SinkConfig::Http(http) = &self.sink {
             // A request is waited for before the next poll (backpressure), so nothing

@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::io::AsyncWrite;
 
 /// The documents the demo delivered, kept beside its checkpoint.
-pub const DOCUMENTS_FILE: &str = "demo.ndjson";
+pub(crate) const DOCUMENTS_FILE: &str = "demo.ndjson";
 /// After the story's last step, how long before the final catch-up: the settle lag and a
 /// second for the simulator's clock.
 const STORY_SETTLE: Duration = Duration::from_secs(2);
@@ -128,7 +128,10 @@ fn demo_config(
     once: bool,
 ) -> Result<RunConfig, crate::Error> {
     let token = SecretString::from("xoxp-demo-token-not-a-real-one");
-    Ok(RunConfig::from_args_with_token(demo_args(sim, state_dir, once), Some(token))?)
+    Ok(RunConfig::from_args_with_token(
+        demo_args(sim, state_dir, once),
+        Some(token),
+    )?)
 }
 
 /// What the demo did, from the documents it kept.

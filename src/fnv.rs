@@ -10,7 +10,7 @@ const PRIME: u64 = 0x0100_0000_01b3;
 
 /// An FNV-1a hasher, fed piece by piece.
 #[derive(Debug, Clone, Copy)]
-pub struct Fnv(u64);
+pub(crate) struct Fnv(u64);
 
 impl Default for Fnv {
     fn default() -> Fnv {
@@ -20,19 +20,19 @@ impl Default for Fnv {
 
 impl Fnv {
     /// The FNV offset basis.
-    pub fn new() -> Fnv {
+    pub(crate) fn new() -> Fnv {
         Fnv(OFFSET_BASIS)
     }
 
     /// The hash of `bytes` alone.
-    pub fn hash(bytes: &[u8]) -> u64 {
+    pub(crate) fn hash(bytes: &[u8]) -> u64 {
         let mut h = Fnv::new();
         h.write(bytes);
         h.finish()
     }
 
     /// Mixes in bytes.
-    pub fn write(&mut self, bytes: &[u8]) {
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
             self.0 ^= u64::from(*b);
             self.0 = self.0.wrapping_mul(PRIME);
@@ -40,13 +40,15 @@ impl Fnv {
     }
 
     /// Mixes in an integer (little-endian bytes).
-    pub fn write_u64(&mut self, v: u64) {
+    #[cfg(feature = "simulator")]
+    pub(crate) fn write_u64(&mut self, v: u64) {
         self.write(&v.to_le_bytes());
     }
 
     /// Mixes in an optional string, keeping `None` and `Some("")` apart (and, with the end
     /// marker, `("ab", "c")` and `("a", "bc")`).
-    pub fn write_opt(&mut self, v: Option<&str>) {
+    #[cfg(feature = "simulator")]
+    pub(crate) fn write_opt(&mut self, v: Option<&str>) {
         match v {
             None => self.write(&[0]),
             Some(s) => {
@@ -58,7 +60,7 @@ impl Fnv {
     }
 
     /// The hash so far.
-    pub fn finish(self) -> u64 {
+    pub(crate) fn finish(self) -> u64 {
         self.0
     }
 }
@@ -69,7 +71,7 @@ const PRIME_128: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
 /// FNV-1a with 128 bits, for ids that name documents (finding ids), where 64 bits would make a
 /// collision across an org's history thinkable.
 #[derive(Debug, Clone, Copy)]
-pub struct Fnv128(u128);
+pub(crate) struct Fnv128(u128);
 
 impl Default for Fnv128 {
     fn default() -> Fnv128 {
@@ -79,12 +81,12 @@ impl Default for Fnv128 {
 
 impl Fnv128 {
     /// The FNV offset basis.
-    pub fn new() -> Fnv128 {
+    pub(crate) fn new() -> Fnv128 {
         Fnv128(OFFSET_BASIS_128)
     }
 
     /// Mixes in bytes.
-    pub fn write(&mut self, bytes: &[u8]) {
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
             self.0 ^= u128::from(*b);
             self.0 = self.0.wrapping_mul(PRIME_128);
@@ -92,7 +94,7 @@ impl Fnv128 {
     }
 
     /// The hash so far.
-    pub fn finish(self) -> u128 {
+    pub(crate) fn finish(self) -> u128 {
         self.0
     }
 }

@@ -1,4 +1,5 @@
-//! slack-audit-source: Slack Enterprise Grid audit logs to NDJSON, exactly once.
+//! slack-audit-source: Slack Enterprise Grid audit logs to NDJSON, delivered at least once
+//! and made idempotent by `event.id`.
 //!
 //! # Layout
 //!
@@ -22,7 +23,8 @@
 //! - [`analysis`] annotates anomaly events and emits findings; its state rides in the checkpoint.
 //! - [`progress`] shows a long backfill's progress on stderr.
 //! - [`status`] reads a state directory beside a running reader and says where it stands.
-//! - [`simulate`] is a stand-in for the Audit Logs API, used by `demo`, tests and benchmarks.
+//! - `simulate` (the `simulator` cargo feature, on by default) is a stand-in for the Audit Logs
+//!   API, used by `demo`, tests and benchmarks.
 //!
 //! [`run`] is the whole `run` command with an injectable shutdown, and the one place where
 //! the parts are built (the composition root); [`run_with`] lets tests and `demo` replace
@@ -33,8 +35,8 @@ pub mod checkpoint;
 pub mod config;
 #[cfg(feature = "simulator")]
 pub mod demo;
-pub mod error;
-pub mod fnv;
+pub(crate) mod error;
+pub(crate) mod fnv;
 pub mod mapping;
 pub mod memory;
 pub mod metrics;
@@ -42,18 +44,18 @@ pub(crate) mod pipeline;
 pub(crate) mod poller;
 pub mod progress;
 pub mod retry;
-pub mod secret_file;
+pub(crate) mod secret_file;
 pub mod serve;
 pub mod shutdown;
 #[cfg(feature = "simulator")]
 pub mod simulate;
 pub mod sink;
 pub mod slack;
-pub mod statedir;
+pub(crate) mod statedir;
 pub mod status;
-pub mod text;
+pub(crate) mod text;
 pub mod trace;
-pub mod units;
+pub(crate) mod units;
 
 pub use config::RunConfig;
 pub use error::Error;

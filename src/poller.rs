@@ -7,7 +7,7 @@
 //! page is delivered the checkpoint records the window, the next cursor, the oldest second
 //! delivered (`low`) and the ids delivered at `low`. On `invalid_cursor` the window is re-read
 //! as a narrower chain `[oldest, low]`, skipping what was delivered. When the chain ends the
-//! next window starts at `latest + 1`. See `architecture.md` for the whole argument.
+//! next window starts at `latest + 1`. See `docs/architecture.md` for the whole argument.
 //!
 //! With `--overlap`, each chain also reads a span behind the window and delivers only ids not
 //! delivered before (late-indexed events); those ids are remembered for that span only.
@@ -43,44 +43,44 @@ use std::time::Duration;
 
 /// What the poller is built from; [`crate::run`] assembles it.
 #[derive(Debug)]
-pub struct Parts {
+pub(crate) struct Parts {
     /// The Slack client; the fetch task owns it.
-    pub client: SlackClient,
+    pub(crate) client: SlackClient,
     /// Mapping and analysis.
-    pub pipeline: Pipeline,
+    pub(crate) pipeline: Pipeline,
     /// Where chunks go; the send task owns it.
-    pub sink: Sink,
+    pub(crate) sink: Sink,
     /// The checkpoint's file, in the locked state dir.
-    pub store: CheckpointStore,
+    pub(crate) store: CheckpointStore,
     /// The checkpoint to resume from (see [`resume`]); its analysis state is already handed to
     /// the pipeline.
-    pub state: Checkpoint,
+    pub(crate) state: Checkpoint,
     /// The state dir's lock, held while the poller lives.
-    pub lock: StateDir,
+    pub(crate) lock: StateDir,
     /// The reading settings.
-    pub settings: Settings,
+    pub(crate) settings: Settings,
 }
 
 /// How the poller reads, from the run's configuration.
 #[derive(Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Pause between catch-ups.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// Newest seconds never read (at least 1).
-    pub settle_lag: i64,
+    pub(crate) settle_lag: i64,
     /// Seconds re-read behind each window.
-    pub overlap: i64,
+    pub(crate) overlap: i64,
     /// Page size.
-    pub limit: u32,
+    pub(crate) limit: u32,
     /// Slack's filters.
-    pub filters: Filters,
+    pub(crate) filters: Filters,
     /// Stop once caught up.
-    pub once: bool,
+    pub(crate) once: bool,
 }
 
 /// The reading loop and what it drives.
 #[derive(Debug)]
-pub struct Poller {
+pub(crate) struct Poller {
     fetcher: fetch::Fetcher,
     pipeline: Pipeline,
     sender: send::Sender,
@@ -105,7 +105,7 @@ pub(crate) fn now() -> i64 {
 
 impl Poller {
     /// A poller over `parts`; starts the fetch and send tasks.
-    pub fn new(parts: Parts, shutdown: Shutdown) -> Poller {
+    pub(crate) fn new(parts: Parts, shutdown: Shutdown) -> Poller {
         let Parts {
             client,
             pipeline,
@@ -138,7 +138,7 @@ impl Poller {
     ///
     /// Fatal Slack answers, sink failures and checkpoint write failures; the checkpoint then
     /// stays at the last page that was delivered.
-    pub async fn run(mut self) -> Result<(), crate::Error> {
+    pub(crate) async fn run(mut self) -> Result<(), crate::Error> {
         loop {
             if self.shutdown.is_triggered() {
                 return Ok(());

@@ -7,7 +7,7 @@
 //! redraws one line every second; otherwise it writes an info log line every
 //! `--progress-interval` (30 s by default), with the figures as fields, and never a `\r`.
 //! Either way only while a backfill is behind: a window open over more than
-//! [`BEHIND`] of Slack's time. The `slack_source_backfill_progress_ratio` gauge carries the same
+//! `BEHIND` of Slack's time. The `slack_source_backfill_progress_ratio` gauge carries the same
 //! position.
 
 use crate::units::compact_duration;
@@ -19,16 +19,16 @@ use std::time::{Duration, Instant};
 
 /// A window spanning more than this much of Slack's time is a backfill worth reporting;
 /// caught up, a window spans about `--interval`.
-pub const BEHIND: i64 = 600;
+pub(crate) const BEHIND: i64 = 600;
 /// How often the line is redrawn on a terminal.
-pub const REDRAW_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const REDRAW_EVERY: Duration = Duration::from_secs(1);
 /// Default of `--progress-interval`: the log line's period when stderr is not a terminal.
-pub const DEFAULT_LOG_EVERY: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_LOG_EVERY: Duration = Duration::from_secs(30);
 /// Rates and the ETA are measured over the samples of about this long.
 const RATE_OVER: Duration = Duration::from_secs(60);
 
 /// The process-wide progress the poller records.
-pub static PROGRESS: Tracker = Tracker::new();
+pub(crate) static PROGRESS: Tracker = Tracker::new();
 
 /// True while a progress line is on the terminal: a log line must clear it first.
 static LINE_DRAWN: AtomicBool = AtomicBool::new(false);
@@ -47,7 +47,7 @@ struct Sample {
 
 /// What the poller has recorded, with enough history for a rate.
 #[derive(Debug)]
-pub struct Tracker {
+pub(crate) struct Tracker {
     inner: Mutex<Inner>,
 }
 
@@ -61,19 +61,19 @@ struct Inner {
 
 /// The figures of one report.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Figures {
+pub(crate) struct Figures {
     /// The window being read, Unix seconds, inclusive.
-    pub oldest: i64,
+    pub(crate) oldest: i64,
     /// The window's end.
-    pub latest: i64,
+    pub(crate) latest: i64,
     /// How far `low` has come down from `latest` towards `oldest`, 0 to 1.
-    pub ratio: f64,
+    pub(crate) ratio: f64,
     /// Events delivered since the process started.
-    pub events: u64,
+    pub(crate) events: u64,
     /// Events delivered per second, over the last minute.
-    pub rate: f64,
+    pub(crate) rate: f64,
     /// Time left at the current pace through the window; `None` before a pace is known.
-    pub eta: Option<Duration>,
+    pub(crate) eta: Option<Duration>,
 }
 
 impl Default for Tracker {
@@ -84,7 +84,7 @@ impl Default for Tracker {
 
 impl Tracker {
     /// Nothing recorded.
-    pub const fn new() -> Tracker {
+    pub(crate) const fn new() -> Tracker {
         Tracker {
             inner: Mutex::new(Inner {
                 samples: VecDeque::new(),
@@ -96,7 +96,12 @@ impl Tracker {
 
     /// A checkpoint was saved at `at`: the window `(oldest, latest, low)` is still open (`None`
     /// once it is done) and `events` more events were delivered.
-    pub fn checkpointed(&self, window: Option<(i64, i64, Option<i64>)>, events: u64, at: Instant) {
+    pub(crate) fn checkpointed(
+        &self,
+        window: Option<(i64, i64, Option<i64>)>,
+        events: u64,
+        at: Instant,
+    ) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.events += events;
         let total = inner.events;
@@ -131,7 +136,7 @@ impl Tracker {
     }
 
     /// The figures as of `now`, while a backfill is behind; `None` otherwise.
-    pub fn figures(&self, now: Instant) -> Option<Figures> {
+    pub(crate) fn figures(&self, now: Instant) -> Option<Figures> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let last = *inner.samples.back()?;
         if inner.caught_up || last.latest - last.oldest < BEHIND {
@@ -164,7 +169,7 @@ impl Tracker {
 
 impl Figures {
     /// The one line shown on a terminal.
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         format!(
             "backfill {} → {}  {:5.1}%  {} events  {:.0}/s  ETA {}",
             time(self.oldest),
@@ -179,7 +184,7 @@ impl Figures {
 
 /// Reports progress on stderr until `shutdown`: a redrawn line when stderr is a terminal,
 /// otherwise a log line every `log_every`.
-pub async fn report(log_every: Duration, mut shutdown: crate::shutdown::Shutdown) {
+pub(crate) async fn report(log_every: Duration, mut shutdown: crate::shutdown::Shutdown) {
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let every = if terminal { REDRAW_EVERY } else { log_every };
     let mut tick = tokio::time::interval(every);
@@ -219,7 +224,7 @@ pub async fn report(log_every: Duration, mut shutdown: crate::shutdown::Shutdown
 }
 
 /// Erases the progress line, if one is drawn, so that what follows starts on a clean line.
-pub fn clear_line() {
+pub(crate) fn clear_line() {
     if LINE_DRAWN.swap(false, Ordering::Relaxed) {
         let mut err = std::io::stderr().lock();
         let _ = write!(err, "\r\x1b[K");

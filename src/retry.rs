@@ -4,11 +4,11 @@
 //! `backoff` crate, RUSTSEC-2025-0012) and applies *full jitter* on top: each delay is drawn
 //! uniformly from `[min, d]`, where `d` doubles from `min` up to `max`. backon's own jitter
 //! adds up to `d` again, which is not full jitter; the floor at `min` keeps a storm of failures
-//! from ever becoming a tight loop. [`Backoff::reset`] starts the schedule again after a success.
+//! from ever becoming a tight loop. `Backoff::reset` starts the schedule again after a success.
 //!
-//! [`Budget`] spaces requests evenly so that at most N go out in any minute.
+//! `Budget` spaces requests evenly so that at most N go out in any minute.
 //!
-//! [`parse_retry_after`] reads a `Retry-After` header for both: it is peer input, so any
+//! `parse_retry_after` reads a `Retry-After` header for both: it is peer input, so any
 //! value parses without panic and the wait is capped by the caller's limit.
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
@@ -28,9 +28,9 @@ pub struct Backoff {
 }
 
 /// First retry delay for Slack and the sink.
-pub const DEFAULT_MIN_DELAY: Duration = Duration::from_millis(500);
+pub(crate) const DEFAULT_MIN_DELAY: Duration = Duration::from_millis(500);
 /// Longest retry delay: an outage is retried at least this often.
-pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(60);
 
 impl Backoff {
     /// A backoff from `min` doubling to `max`, with full jitter.
@@ -44,7 +44,8 @@ impl Backoff {
     }
 
     /// The same schedule without jitter: for tests of the schedule itself.
-    pub fn without_jitter(mut self) -> Backoff {
+    #[cfg(test)]
+    pub(crate) fn without_jitter(mut self) -> Backoff {
         self.jitter = false;
         self
     }
@@ -59,7 +60,7 @@ impl Backoff {
     }
 
     /// Starts the schedule again from `min` (call after a success).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.schedule = Self::schedule(self.min, self.max);
     }
 }
@@ -93,7 +94,7 @@ impl Iterator for Backoff {
 /// - garbage, a negative number or NaN: `None` (the caller uses its default wait);
 /// - a number too large for a [`Duration`] (`1e20`, `18446744073709551616`) or `inf`: `cap`;
 /// - a date in the past: zero; in the future: the time until it, at most `cap`.
-pub fn parse_retry_after(
+pub(crate) fn parse_retry_after(
     value: &str,
     now: chrono::DateTime<chrono::Utc>,
     cap: Duration,
@@ -116,14 +117,14 @@ pub fn parse_retry_after(
 /// At most `per_minute` requests in any minute, evenly spaced (no bursts: Slack's budget is
 /// shared by every app in the org, so we keep to our share smoothly).
 #[derive(Debug)]
-pub struct Budget {
+pub(crate) struct Budget {
     spacing: Duration,
     next: Option<Instant>,
 }
 
 impl Budget {
     /// A budget of `per_minute` requests (at least 1).
-    pub fn per_minute(per_minute: u32) -> Budget {
+    pub(crate) fn per_minute(per_minute: u32) -> Budget {
         Budget {
             spacing: Duration::from_secs(60) / per_minute.max(1),
             next: None,
@@ -131,14 +132,15 @@ impl Budget {
     }
 
     /// How long the next request would have to wait now.
-    pub fn wait_time(&self) -> Duration {
+    #[cfg(test)]
+    pub(crate) fn wait_time(&self) -> Duration {
         self.next
             .map(|n| n.saturating_duration_since(Instant::now()))
             .unwrap_or_default()
     }
 
     /// Waits until a request may go out, and books it.
-    pub async fn acquire(&mut self) {
+    pub(crate) async fn acquire(&mut self) {
         let now = Instant::now();
         let at = self.next.map_or(now, |n| n.max(now));
         tokio::time::sleep_until(at).await;

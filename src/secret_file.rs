@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// Largest secret file accepted: tokens and passwords are far smaller.
-pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
 /// Flags of the open: non-blocking, so a FIFO swapped in after the `stat` cannot hang it, and
 /// no controlling terminal from a tty. (Elsewhere than Unix the `stat` before the open is the
@@ -29,7 +29,7 @@ const OPEN_FLAGS: i32 = libc::O_NONBLOCK | libc::O_NOCTTY;
 const OPEN_FLAGS: i32 = 0;
 
 /// Checks a value read from the file; the reason must never quote it.
-pub type Check = fn(&SecretString) -> Result<(), String>;
+pub(crate) type Check = fn(&SecretString) -> Result<(), String>;
 
 /// What a file looked like when last read: a change in any of these means it was rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +64,7 @@ impl SecretFile {
     ///
     /// What is wrong with the file (not a regular file, too large, unreadable, or refused by
     /// `check`), without the path (the caller names it with its flag) and never the content.
-    pub fn open(path: &Path, check: Check) -> Result<SecretFile, String> {
+    pub(crate) fn open(path: &Path, check: Check) -> Result<SecretFile, String> {
         let (value, stamp) = read(path, check, None)?.ok_or("changed while being read")?;
         Ok(SecretFile {
             path: path.to_path_buf(),
@@ -77,15 +77,10 @@ impl SecretFile {
         })
     }
 
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The value now: re-read if the file changed, else the value read last. A file that
     /// became unusable is warned about (once per version) and the last good value is kept:
     /// a rotation replaces the file in steps.
-    pub fn current(&self) -> SecretString {
+    pub(crate) fn current(&self) -> SecretString {
         // A poisoned lock means a panic between two plain assignments; the state is whole.
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match read(&self.path, self.check, Some(state.stamp)) {

@@ -4,10 +4,10 @@
 //! It binds, accepts, runs each connection as its own task, and stops when shutdown is asked
 //! for or its [`Server`] handle is dropped; the open connections end with it (a kept-alive or
 //! stalled connection never outlives the loop). What one peer may cost is a [`Limits`]: the
-//! metrics listener faces a network and uses [`Limits::bounded`]; a server reached only over
+//! metrics listener faces a network and uses `Limits::bounded`; a server reached only over
 //! loopback by the process's own tests uses [`Limits::none`].
 //!
-//! When a new connection would exceed [`Limits::max_connections`], the *oldest* open one is
+//! When a new connection would exceed `Limits::max_connections`, the *oldest* open one is
 //! closed: peers that open connections and send nothing cannot starve a peer that sends its
 //! request at once (the kubelet's `/healthz` probe).
 
@@ -32,13 +32,13 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(250);
 pub struct Limits {
     /// A request's headers, or the next request on a kept-alive connection, must arrive
     /// within this; `None` waits for ever.
-    pub header_read_timeout: Option<Duration>,
+    pub(crate) header_read_timeout: Option<Duration>,
     /// No connection is served longer than this; `None` serves it for as long as it lasts.
-    pub max_connection_age: Option<Duration>,
+    pub(crate) max_connection_age: Option<Duration>,
     /// Connections open at once; beyond it the oldest is closed.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Largest read buffer of a connection (bounds a request's headers); `None` is hyper's.
-    pub max_buf_size: Option<usize>,
+    pub(crate) max_buf_size: Option<usize>,
 }
 
 impl Limits {
@@ -54,7 +54,7 @@ impl Limits {
     }
 
     /// Limits for a port that may face a network, with a 64 KiB read buffer.
-    pub const fn bounded(
+    pub(crate) const fn bounded(
         header_read_timeout: Duration,
         max_connection_age: Duration,
         max_connections: usize,

@@ -53,7 +53,7 @@ impl Shutdown {
     }
 
     /// True once shutdown has been asked for.
-    pub fn is_triggered(&self) -> bool {
+    pub(crate) fn is_triggered(&self) -> bool {
         *self.rx.borrow()
     }
 
@@ -66,7 +66,7 @@ impl Shutdown {
     }
 
     /// Sleeps for `d`, or less if shutdown comes first. Returns true if shutdown came.
-    pub async fn sleep(&mut self, d: std::time::Duration) -> bool {
+    pub(crate) async fn sleep(&mut self, d: std::time::Duration) -> bool {
         tokio::select! {
             _ = tokio::time::sleep(d) => false,
             _ = self.wait() => true,

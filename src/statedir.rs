@@ -14,11 +14,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Default `--state-dir` of `run` and `status`: beside the working directory.
-pub const DEFAULT_STATE_DIR: &str = "./state";
+pub(crate) const DEFAULT_STATE_DIR: &str = "./state";
 
 /// A locked state directory; the lock lives as long as this value.
 #[derive(Debug)]
-pub struct StateDir {
+pub(crate) struct StateDir {
     path: PathBuf,
     _lock: File,
 }
@@ -50,7 +50,7 @@ impl StateDir {
     /// # Errors
     ///
     /// [`Error::Locked`] when another process has it, [`Error::Io`] otherwise.
-    pub fn open(path: &Path) -> Result<StateDir, Error> {
+    pub(crate) fn open(path: &Path) -> Result<StateDir, Error> {
         let io = |source| Error::Io {
             path: path.to_path_buf(),
             source,
@@ -95,7 +95,7 @@ impl StateDir {
     }
 
     /// The directory.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }

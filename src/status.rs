@@ -20,17 +20,17 @@ use std::path::{Path, PathBuf};
 pub struct StatusArgs {
     /// The state directory of the reader to describe (as given to `run`).
     #[arg(long, env = "SLACK_AUDIT_STATE_DIR", default_value = crate::statedir::DEFAULT_STATE_DIR)]
-    pub state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
     /// One JSON object on stdout instead of sentences.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// Prints the status of `args.state_dir` on stdout.
 ///
 /// # Errors
 ///
-/// A missing state dir or one that cannot be read ([`crate::statedir::Error::Io`], exit 2), a
+/// A missing state dir or one that cannot be read (`crate::statedir::Error::Io`, exit 2), a
 /// corrupt checkpoint (the same error `run` gives, exit 2), or a failed write to stdout.
 pub fn run_status(args: &StatusArgs) -> Result<(), crate::Error> {
     let report = Report::read(&args.state_dir, Utc::now())?;
@@ -47,21 +47,21 @@ pub fn run_status(args: &StatusArgs) -> Result<(), crate::Error> {
 
 /// What `status` found.
 #[derive(Debug)]
-pub struct Report {
+pub(crate) struct Report {
     /// The state directory.
-    pub state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
     /// When the report was made.
-    pub now: DateTime<Utc>,
+    pub(crate) now: DateTime<Utc>,
     /// The checkpoint, or `None` before the first page was delivered.
-    pub checkpoint: Option<Checkpoint>,
+    pub(crate) checkpoint: Option<Checkpoint>,
     /// When `checkpoint.json` was last written (its modification time).
-    pub written_at: Option<DateTime<Utc>>,
+    pub(crate) written_at: Option<DateTime<Utc>>,
     /// The pid of the process holding the state dir's lock, if one does.
-    pub reader_pid: Option<u32>,
+    pub(crate) reader_pid: Option<u32>,
     /// Bytes of the analysis state in the checkpoint.
-    pub analysis_bytes: usize,
+    pub(crate) analysis_bytes: usize,
     /// Users the analysis state tracks (windows or baselines).
-    pub analysis_users: usize,
+    pub(crate) analysis_users: usize,
 }
 
 impl Report {
@@ -70,7 +70,7 @@ impl Report {
     /// # Errors
     ///
     /// As [`run_status`].
-    pub fn read(state_dir: &Path, now: DateTime<Utc>) -> Result<Report, crate::Error> {
+    pub(crate) fn read(state_dir: &Path, now: DateTime<Utc>) -> Result<Report, crate::Error> {
         let dir_error = |source| crate::statedir::Error::Io {
             path: state_dir.to_path_buf(),
             source,
@@ -108,7 +108,7 @@ impl Report {
     }
 
     /// The report as one JSON object (`--json`).
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let cp = self.checkpoint.as_ref();
         let window = cp.and_then(|c| c.window.as_ref()).map(|w| {
             json!({
@@ -136,7 +136,7 @@ impl Report {
     }
 
     /// The report in sentences.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let mut out = format!("state dir {}\n", self.state_dir.display());
         out.push_str(&match self.reader_pid {
             Some(pid) => format!("reader: running, pid {pid} holds the lock\n"),

@@ -4,16 +4,16 @@
 //! share it without an import circle.
 
 /// Slack's answers are quoted this far in errors: an HTML error page's title fits.
-pub const SLACK_SNIPPET: usize = 160;
+pub(crate) const SLACK_SNIPPET: usize = 160;
 /// A receiver's answer is quoted this far: Vector's and Fluent Bit's error bodies fit whole.
-pub const RECEIVER_SNIPPET: usize = 512;
+pub(crate) const RECEIVER_SNIPPET: usize = 512;
 /// A cursor in a log line: enough to tell two apart.
-pub const CURSOR_SNIPPET: usize = 40;
+pub(crate) const CURSOR_SNIPPET: usize = 40;
 
 /// The first `max` bytes of `body`, on one line, for a message: invalid UTF-8 replaced,
 /// control characters (newlines) as spaces, trimmed, `…` when cut, `(empty body)` for nothing.
 /// Only the first `max` bytes are read, so a large body costs nothing here.
-pub fn snippet(body: &[u8], max: usize) -> String {
+pub(crate) fn snippet(body: &[u8], max: usize) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(max)]);
     let one_line: String = text
         .chars()

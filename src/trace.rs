@@ -57,7 +57,7 @@ impl Tracer {
     /// # Errors
     ///
     /// [`crate::units::ConfigError`] when the directory cannot be used.
-    pub fn from_config(
+    pub(crate) fn from_config(
         config: &crate::metrics::ObservabilityConfig,
     ) -> Result<Option<Tracer>, crate::units::ConfigError> {
         let Some(dir) = &config.trace_requests else {
@@ -174,7 +174,7 @@ struct Exchange {
 
 /// Replaces the secret part of anything shaped like a Slack token, keeping its prefix so a
 /// reader can still tell a user token from a bot token.
-pub fn redact(text: &str) -> String {
+pub(crate) fn redact(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;

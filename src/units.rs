@@ -64,7 +64,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     /// [`ConfigError::Invalid`] for `flag`, with what is wrong and what is allowed.
-    pub fn invalid(flag: &'static str, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn invalid(flag: &'static str, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             flag,
             message: message.into(),
@@ -77,7 +77,7 @@ impl ConfigError {
 /// # Errors
 ///
 /// [`ConfigError::Duration`] quoting the value.
-pub fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, ConfigError> {
+pub(crate) fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, ConfigError> {
     let v = value.trim();
     // humantime refuses a bare 0; "0" is an obvious way to say "off".
     if v == "0" {
@@ -100,7 +100,7 @@ pub fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, Confi
 /// # Errors
 ///
 /// [`ConfigError::Invalid`] quoting the value and showing the accepted forms.
-pub fn parse_size(flag: &'static str, value: &str) -> Result<u64, ConfigError> {
+pub(crate) fn parse_size(flag: &'static str, value: &str) -> Result<u64, ConfigError> {
     let v = value.trim();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (digits, unit) = v.split_at(split);
@@ -132,7 +132,7 @@ pub fn parse_size(flag: &'static str, value: &str) -> Result<u64, ConfigError> {
 /// # Errors
 ///
 /// [`ConfigError::Url`] saying what to change.
-pub fn parse_url(flag: &'static str, value: &str) -> Result<Url, ConfigError> {
+pub(crate) fn parse_url(flag: &'static str, value: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(value).map_err(|e| ConfigError::Url {
         flag,
         message: format!("cannot parse {value:?}: {e}"),
@@ -167,7 +167,7 @@ fn is_loopback(url: &Url) -> bool {
 /// # Errors
 ///
 /// [`ConfigError::Invalid`] quoting the value.
-pub fn parse_listen(flag: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+pub(crate) fn parse_listen(flag: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
     value.parse().map_err(|_| ConfigError::Invalid {
         flag,
         message: format!("{value:?} is not an address like 127.0.0.1:9090 or [::]:9090"),
@@ -179,9 +179,9 @@ pub fn parse_listen(flag: &'static str, value: &str) -> Result<SocketAddr, Confi
 #[error("cannot listen on {addr}: {source}")]
 pub struct ListenError {
     /// The address asked for.
-    pub addr: String,
+    pub(crate) addr: String,
     /// Why binding failed.
-    pub source: std::io::Error,
+    pub(crate) source: std::io::Error,
 }
 
 /// A default duration constant, spelled as its flag takes it (`"60s"`), as a [`Duration`]:
@@ -191,7 +191,7 @@ pub struct ListenError {
 ///
 /// When `text` does not parse; every default is a literal that the unit test
 /// `every_default_parses` (and the flag's own tests) read.
-pub fn default_duration(text: &'static str) -> Duration {
+pub(crate) fn default_duration(text: &'static str) -> Duration {
     parse_duration("default", text).expect("a default duration constant parses")
 }
 
@@ -200,18 +200,19 @@ pub fn default_duration(text: &'static str) -> Duration {
 /// # Panics
 ///
 /// When `text` does not parse, as for [`default_duration`].
-pub fn default_size(text: &'static str) -> u64 {
+#[cfg(test)]
+pub(crate) fn default_size(text: &'static str) -> u64 {
     parse_size("default", text).expect("a default size constant parses")
 }
 
 /// A duration the way a flag takes it and a warning quotes it (`1m`, `2h 5m`).
-pub fn format_duration(d: Duration) -> impl std::fmt::Display {
+pub(crate) fn format_duration(d: Duration) -> impl std::fmt::Display {
     humantime::format_duration(d)
 }
 
 /// A span of time the way the progress ETA and `status` say it, in two units at most: `3s`,
 /// `4m10s`, `2h05m`, `30d02h`.
-pub fn compact_duration(d: Duration) -> String {
+pub(crate) fn compact_duration(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0..=59 => format!("{s}s"),

@@ -35,16 +35,16 @@ enum AsnEntry {
 
 /// Which entry of the allowlist an event matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AllowMatch {
+pub(crate) struct AllowMatch {
     /// `excluded_user`, `cidr`, `asn` or `user_agent`.
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     /// The entry as written in the file.
-    pub entry: String,
+    pub(crate) entry: String,
 }
 
 /// A validated allowlist.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Allowlist {
+pub(crate) struct Allowlist {
     cidrs: Vec<(IpNet, String)>,
     asns: BTreeSet<u64>,
     user_agents: Vec<Glob>,
@@ -57,7 +57,7 @@ impl Allowlist {
     /// # Errors
     ///
     /// A message naming the bad entry.
-    pub fn parse(text: &str) -> Result<Allowlist, String> {
+    pub(crate) fn parse(text: &str) -> Result<Allowlist, String> {
         let file: AllowlistFile =
             toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
         let mut cidrs = Vec::new();
@@ -100,13 +100,13 @@ impl Allowlist {
     }
 
     /// User-agent globs the allowlist adds to the expected ones.
-    pub fn user_agents(&self) -> &[Glob] {
+    pub(crate) fn user_agents(&self) -> &[Glob] {
         &self.user_agents
     }
 
     /// The first entry `doc` matches, checked in a fixed order (person, network, ASN, client)
     /// so the annotation is deterministic when several match.
-    pub fn matches(&self, doc: &Value) -> Option<AllowMatch> {
+    pub(crate) fn matches(&self, doc: &Value) -> Option<AllowMatch> {
         for path in [&["user", "id"][..], &["user", "email"][..]] {
             if let Some(u) = fields::string(doc, path) {
                 if self.users.contains(&u.to_ascii_lowercase()) {

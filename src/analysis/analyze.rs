@@ -20,7 +20,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// Loose documents per page.
-pub const BATCH: usize = 1000;
+pub(crate) const BATCH: usize = 1000;
 
 /// The `analyze` command.
 ///

@@ -27,11 +27,11 @@ pub(crate) fn count_once(d: &mut Day, event_id: &str) -> bool {
 /// inside a day give a baseline finding its context.
 pub(crate) struct Touched<'a> {
     /// The correlation window, in seconds.
-    pub window_secs: i64,
+    pub(crate) window_secs: i64,
     /// (actor, reason, day) of baseline days that gained a count.
-    pub days: &'a BTreeSet<(String, String, i64)>,
+    pub(crate) days: &'a BTreeSet<(String, String, i64)>,
     /// The actors seen.
-    pub actors: &'a BTreeMap<String, Actor>,
+    pub(crate) actors: &'a BTreeMap<String, Actor>,
 }
 
 /// Evaluates the days this page counted anomalies in; returns the baseline findings.

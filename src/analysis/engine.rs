@@ -32,13 +32,13 @@ const PLACEHOLDER_ACTORS: &[&str] = &["USLACKUSER", "USLACKSECURITY"];
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     /// The rules file in force.
-    pub rules: Arc<RuleSet>,
+    pub(crate) rules: Arc<RuleSet>,
     /// The local allowlist.
-    pub allowlist: Arc<Allowlist>,
+    pub(crate) allowlist: Arc<Allowlist>,
     /// The correlation window, in seconds.
-    pub window_secs: i64,
+    pub(crate) window_secs: i64,
     /// Reasons with a baseline.
-    pub baseline_reasons: BTreeSet<String>,
+    pub(crate) baseline_reasons: BTreeSet<String>,
 }
 
 /// A signal to record in a window.
@@ -56,11 +56,11 @@ struct Signal<'a> {
 #[derive(Default)]
 pub(crate) struct Touched {
     /// (actor, window start) of windows that gained a signal.
-    pub windows: BTreeSet<(String, i64)>,
+    pub(crate) windows: BTreeSet<(String, i64)>,
     /// (actor, reason, day) of baseline days that gained a count.
-    pub days: BTreeSet<(String, String, i64)>,
+    pub(crate) days: BTreeSet<(String, String, i64)>,
     /// The actors seen, with their latest email and name.
-    pub actors: BTreeMap<String, Actor>,
+    pub(crate) actors: BTreeMap<String, Actor>,
 }
 
 /// Processes one page against `state`: `downloads` (actor, file) noted without a document

@@ -122,14 +122,14 @@ pub(crate) fn stable_id(parts: &[&str]) -> String {
 /// ignores ASCII case. Globs rather than regexes: a UA list is written by admins who paste
 /// strings from logs, and a glob cannot be slow (no backtracking blow-up) or fail to compile.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Glob {
+pub(crate) struct Glob {
     pattern: String,
     chars: Vec<char>,
 }
 
 impl Glob {
     /// A glob from its text.
-    pub fn new(pattern: &str) -> Glob {
+    pub(crate) fn new(pattern: &str) -> Glob {
         Glob {
             pattern: pattern.to_string(),
             chars: pattern.chars().map(|c| c.to_ascii_lowercase()).collect(),
@@ -137,12 +137,12 @@ impl Glob {
     }
 
     /// The pattern as written.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.pattern
     }
 
     /// Whether `text` matches the whole pattern.
-    pub fn matches(&self, text: &str) -> bool {
+    pub(crate) fn matches(&self, text: &str) -> bool {
         let t: Vec<char> = text.chars().map(|c| c.to_ascii_lowercase()).collect();
         let p = &self.chars;
         // Linear-time wildcard matching: remember the last `*` and retry from there.

@@ -13,15 +13,15 @@ use std::collections::BTreeSet;
 
 /// `event.dataset` of findings: kept apart from `slack.audit` so that audit dashboards and
 /// retention are not mixed with alerts, as Elastic does for its own alerts datasets.
-pub const DATASET: &str = "slack.analysis";
+pub(crate) const DATASET: &str = "slack.analysis";
 /// Files named in a finding's context.
-pub const MAX_CONTEXT_FILES: usize = 20;
+pub(crate) const MAX_CONTEXT_FILES: usize = 20;
 /// Contributing event ids named in a finding.
-pub const MAX_CONTRIBUTING: usize = 100;
+pub(crate) const MAX_CONTRIBUTING: usize = 100;
 
 /// What kind of finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A rule over the reasons of one actor's window.
     Correlation,
     /// A day above the user's history.
@@ -39,84 +39,84 @@ impl Kind {
 
 /// The actor a finding is about.
 #[derive(Debug, Clone, Default)]
-pub struct Actor {
+pub(crate) struct Actor {
     /// `user.id`.
-    pub id: String,
+    pub(crate) id: String,
     /// `user.email`.
-    pub email: Option<String>,
+    pub(crate) email: Option<String>,
     /// `user.full_name`.
-    pub full_name: Option<String>,
+    pub(crate) full_name: Option<String>,
 }
 
 /// Baseline figures.
 #[derive(Debug, Clone)]
-pub struct BaselineFacts {
+pub(crate) struct BaselineFacts {
     /// The reason counted.
-    pub reason: String,
+    pub(crate) reason: String,
     /// The day's count.
-    pub count: u32,
+    pub(crate) count: u32,
     /// The user's highest count on an earlier day (0 with no history).
-    pub user_max: u32,
+    pub(crate) user_max: u32,
     /// The org's highest count on an earlier day.
-    pub org_max: u32,
+    pub(crate) org_max: u32,
     /// Days of history the user has.
-    pub history_days: usize,
+    pub(crate) history_days: usize,
     /// Counts up to this never fire.
-    pub floor: u32,
+    pub(crate) floor: u32,
 }
 
 /// Everything a finding document says.
 #[derive(Debug, Clone)]
-pub struct Finding {
+pub(crate) struct Finding {
     /// Correlation or baseline.
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     /// `rule.id`.
-    pub rule_id: String,
+    pub(crate) rule_id: String,
     /// `rule.name`.
-    pub rule_name: String,
+    pub(crate) rule_name: String,
     /// `rule.description`.
-    pub rule_description: String,
+    pub(crate) rule_description: String,
     /// Severity.
-    pub severity: Severity,
+    pub(crate) severity: Severity,
     /// `event.risk_score`.
-    pub risk_score: u8,
+    pub(crate) risk_score: u8,
     /// The actor.
-    pub actor: Actor,
+    pub(crate) actor: Actor,
     /// Window (or day) start, Unix s.
-    pub start: i64,
+    pub(crate) start: i64,
     /// Window (or day) end, Unix s, exclusive.
-    pub end: i64,
+    pub(crate) end: i64,
     /// `@timestamp`: the newest contributing event (Unix ms).
-    pub at_ms: i64,
+    pub(crate) at_ms: i64,
     /// All normalised reasons of the window.
-    pub reasons: BTreeSet<String>,
+    pub(crate) reasons: BTreeSet<String>,
     /// The reasons the rule matched on.
-    pub matched: BTreeSet<String>,
+    pub(crate) matched: BTreeSet<String>,
     /// Ids of the contributing events, sorted.
-    pub contributing: BTreeSet<String>,
+    pub(crate) contributing: BTreeSet<String>,
     /// IPs of the contributing events; `source_ip` is the newest one.
-    pub ips: BTreeSet<String>,
+    pub(crate) ips: BTreeSet<String>,
     /// `source.ip`.
-    pub source_ip: Option<String>,
+    pub(crate) source_ip: Option<String>,
     /// The downloads context, when the rule asks for it.
-    pub downloads: Option<Downloads>,
+    pub(crate) downloads: Option<Downloads>,
     /// Findings already emitted for this window that this one outranks.
-    pub supersedes: Vec<String>,
+    pub(crate) supersedes: Vec<String>,
     /// Rules that also matched but are outranked by this one.
-    pub suppressed: Vec<String>,
+    pub(crate) suppressed: Vec<String>,
     /// Baseline figures.
-    pub baseline: Option<BaselineFacts>,
+    pub(crate) baseline: Option<BaselineFacts>,
 }
 
 impl Finding {
     /// The once-per-actor-per-window key: rule, actor and window start.
-    pub fn dedupe_key(&self) -> String {
+    pub(crate) fn dedupe_key(&self) -> String {
         format!("{}|{}|{}", self.rule_id, self.actor.id, self.start)
     }
 
     /// `event.id`: a hash of the dedupe key and the contributing ids, so it is the same for the
     /// same evidence and different if a re-run over other data fires on other evidence.
-    pub fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         let mut parts: Vec<&str> = vec![self.kind.as_str(), &self.rule_id, &self.actor.id];
         let start = self.start.to_string();
         parts.push(&start);
@@ -154,7 +154,7 @@ impl Finding {
     }
 
     /// The ECS document.
-    pub fn to_document(&self) -> Value {
+    pub(crate) fn to_document(&self) -> Value {
         let id = self.id();
         let mut doc = json!({
             "@timestamp": rfc3339(from_millis(self.at_ms)),

@@ -5,28 +5,27 @@
 //! - every event whose user agent matches no expected pattern is flagged
 //!   (`slack.audit.analysis.unexpected_user_agent`);
 //! - every anomaly is annotated with its normalised reasons (Slack's built-in pairs applied)
-//!   and with the local allowlist entry it matches, if any ([`allowlist`]);
+//!   and with the local allowlist entry it matches, if any (`allowlist`);
 //! - the reasons of one actor's non-allowlisted anomalies within a window are matched against
 //!   the correlation rules ([`rules`]), and each user's daily count of chosen reasons against
-//!   their history (baselines); each hit is one `event.kind: alert` document ([`finding`])
+//!   their history (baselines); each hit is one `event.kind: alert` document (`finding`)
 //!   appended to the page, emitted once.
 //!
 //! It works on ECS documents only (the mapping's output), knows nothing of Slack's API, and
 //! never reads the clock: event time drives windows and pruning, so `analyze` over exported
-//! history behaves exactly like `run` did live. Its [`state`] is saved in the checkpoint with
+//! history behaves exactly like `run` did live. Its `state` is saved in the checkpoint with
 //! the page it reflects, so a restart neither repeats nor forgets a finding.
 
-pub mod allowlist;
+pub(crate) mod allowlist;
 mod analyze;
 mod baseline;
 mod engine;
 mod fields;
-pub mod finding;
+pub(crate) mod finding;
 pub mod rules;
-pub mod state;
+pub(crate) mod state;
 
 pub use analyze::run_analyze;
-pub use fields::Glob;
 
 use crate::units::ConfigError;
 use allowlist::Allowlist;
@@ -41,11 +40,11 @@ use std::time::Duration;
 
 /// Default for `--analysis-window`: long enough for Slack's anomaly detections about one
 /// session (logged minutes apart) to meet, short enough that unrelated days do not.
-pub const DEFAULT_WINDOW: &str = "1h";
+pub(crate) const DEFAULT_WINDOW: &str = "1h";
 /// Shortest window accepted.
-pub const MIN_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const MIN_WINDOW: Duration = Duration::from_secs(60);
 /// Longest window accepted: a day (baselines cover longer spans).
-pub const MAX_WINDOW: Duration = Duration::from_secs(86_400);
+pub(crate) const MAX_WINDOW: Duration = Duration::from_secs(86_400);
 
 /// Analysis flags for `run` (and `analyze`).
 #[derive(Debug, Clone, clap::Args)]
@@ -84,34 +83,34 @@ impl Default for AnalysisArgs {
 pub struct AnalyzeArgs {
     /// Analysis options.
     #[command(flatten)]
-    pub analysis: AnalysisArgs,
+    pub(crate) analysis: AnalysisArgs,
     /// Mapping options, for raw entries (an ASN database fills source.as.number for trusted_asns).
     #[command(flatten)]
-    pub mapping: crate::mapping::MappingArgs,
+    pub(crate) mapping: crate::mapping::MappingArgs,
     /// Also print every input document, annotated, each batch before its findings.
     #[arg(long)]
-    pub all: bool,
+    pub(crate) all: bool,
     /// Resume from this state file (JSON) if it exists, and save the state there at the end.
     #[arg(long)]
-    pub state: Option<PathBuf>,
+    pub(crate) state: Option<PathBuf>,
     /// Print the embedded default rules (a starting point for --rules) and exit.
     #[arg(long)]
-    pub print_default_rules: bool,
+    pub(crate) print_default_rules: bool,
 }
 
 /// Validated analysis options, with the rules and allowlist files loaded.
 #[derive(Debug, Clone)]
 pub struct AnalysisConfig {
     /// False with `--no-analysis`.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// Correlation window.
-    pub window: Duration,
+    pub(crate) window: Duration,
     /// The rules in force.
-    pub rules: Arc<RuleSet>,
+    pub(crate) rules: Arc<RuleSet>,
     /// The local allowlist (empty without `--allowlist`).
-    pub allowlist: Arc<Allowlist>,
+    pub(crate) allowlist: Arc<Allowlist>,
     /// Reasons with a baseline.
-    pub baseline_reasons: BTreeSet<String>,
+    pub(crate) baseline_reasons: BTreeSet<String>,
 }
 
 impl Default for AnalysisConfig {
@@ -212,7 +211,7 @@ pub struct Analyzer {
 /// The analysis state as saved in the checkpoint: serialised straight from where it lives, so
 /// saving it every page builds no copy (the state can be megabytes).
 #[derive(Debug, Clone, Copy)]
-pub enum SavedState<'a> {
+pub(crate) enum SavedState<'a> {
     /// The live state.
     Live(&'a State),
     /// A state kept untouched while the analysis is off.
@@ -250,7 +249,7 @@ impl Analyzer {
     /// # Errors
     ///
     /// [`ConfigError`] for a state it cannot read (another format version, a corrupt value).
-    pub fn from_saved(
+    pub(crate) fn from_saved(
         config: &AnalysisConfig,
         state: Option<Box<RawValue>>,
     ) -> Result<Analyzer, ConfigError> {
@@ -338,7 +337,7 @@ impl Analyzer {
     }
 
     /// The state to save with the checkpoint, ready to be serialised where it is written.
-    pub fn saved_state(&self) -> Option<SavedState<'_>> {
+    pub(crate) fn saved_state(&self) -> Option<SavedState<'_>> {
         match &self.settings {
             None => self.kept.as_deref().map(SavedState::Kept),
             Some(_) => Some(SavedState::Live(&self.state)),

@@ -15,15 +15,15 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const DEFAULT_RULES: &str = include_str!("default_rules.toml");
 
 /// Slack's documented anomaly reasons, the list metric labels are bounded by too.
-pub use crate::metrics::labels::KNOWN_REASONS;
+pub(crate) use crate::metrics::labels::KNOWN_REASONS;
 
 /// What context a finding carries.
-pub const CONTEXTS: &[&str] = &["downloads"];
+pub(crate) const CONTEXTS: &[&str] = &["downloads"];
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Severity {
+pub(crate) enum Severity {
     /// Worth a look in bulk.
     Low,
     /// Worth a look today.
@@ -36,7 +36,7 @@ pub enum Severity {
 
 impl Severity {
     /// `event.severity`: 1 (low) to 4 (critical), so that sorting by it sorts by urgency.
-    pub fn number(self) -> u8 {
+    pub(crate) fn number(self) -> u8 {
         match self {
             Severity::Low => 1,
             Severity::Medium => 2,
@@ -47,7 +47,7 @@ impl Severity {
 
     /// The default `event.risk_score`: Elastic's detection-rule defaults for each severity, so
     /// Kibana's risk views read our alerts like its own.
-    pub fn risk_score(self) -> u8 {
+    pub(crate) fn risk_score(self) -> u8 {
         match self {
             Severity::Low => 21,
             Severity::Medium => 47,
@@ -57,7 +57,7 @@ impl Severity {
     }
 
     /// The lower-case name.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Severity::Low => "low",
             Severity::Medium => "medium",
@@ -170,32 +170,32 @@ struct RuleSpec {
 
 /// One correlation rule, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
+pub(crate) struct Rule {
     /// `rule.id`; part of the finding's id.
-    pub id: String,
+    pub(crate) id: String,
     /// `rule.name`.
-    pub name: String,
+    pub(crate) name: String,
     /// `rule.description`.
-    pub description: String,
+    pub(crate) description: String,
     /// Drives `event.severity`.
-    pub severity: Severity,
+    pub(crate) severity: Severity,
     /// `event.risk_score`.
-    pub risk_score: u8,
+    pub(crate) risk_score: u8,
     /// Every one of these reasons must be present.
-    pub all: BTreeSet<String>,
+    pub(crate) all: BTreeSet<String>,
     /// At least one of these must be present (no condition when empty).
-    pub any: BTreeSet<String>,
+    pub(crate) any: BTreeSet<String>,
     /// When set, no reason outside it may be present.
-    pub only: Option<BTreeSet<String>>,
+    pub(crate) only: Option<BTreeSet<String>>,
     /// Rules this one outranks.
-    pub suppresses: BTreeSet<String>,
+    pub(crate) suppresses: BTreeSet<String>,
     /// Attach the actor's downloads in the window.
-    pub downloads_context: bool,
+    pub(crate) downloads_context: bool,
 }
 
 impl Rule {
     /// Whether the (normalised) reasons of a window satisfy this rule.
-    pub fn matches(&self, reasons: &BTreeSet<String>) -> bool {
+    pub(crate) fn matches(&self, reasons: &BTreeSet<String>) -> bool {
         self.all.is_subset(reasons)
             && (self.any.is_empty() || !self.any.is_disjoint(reasons))
             && self
@@ -205,7 +205,7 @@ impl Rule {
     }
 
     /// The reasons this rule looks at: events carrying one of them contributed to its finding.
-    pub fn reasons(&self) -> BTreeSet<String> {
+    pub(crate) fn reasons(&self) -> BTreeSet<String> {
         let mut r: BTreeSet<String> = self.all.union(&self.any).cloned().collect();
         if let Some(only) = &self.only {
             r.extend(only.iter().cloned());
@@ -216,34 +216,34 @@ impl Rule {
 
 /// The baseline settings, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Baseline {
+pub(crate) struct Baseline {
     /// Reasons counted per user per day.
-    pub reasons: BTreeSet<String>,
+    pub(crate) reasons: BTreeSet<String>,
     /// Counts up to this never fire.
-    pub floor: u32,
+    pub(crate) floor: u32,
     /// Severity above the user's own maximum.
-    pub severity: Severity,
+    pub(crate) severity: Severity,
     /// Severity when above the org's maximum too.
-    pub org_record_severity: Severity,
+    pub(crate) org_record_severity: Severity,
     /// Days of history kept.
-    pub history_days: u32,
+    pub(crate) history_days: u32,
     /// Attach the actor's downloads of that day.
-    pub downloads_context: bool,
+    pub(crate) downloads_context: bool,
 }
 
 /// A whole rules file, validated and ready to evaluate.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleSet {
+pub(crate) struct RuleSet {
     /// Reason → the reasons it implies, closed transitively.
-    pub implies: BTreeMap<String, BTreeSet<String>>,
+    pub(crate) implies: BTreeMap<String, BTreeSet<String>>,
     /// Globs of user agents that are not flagged.
-    pub expected_user_agents: Vec<Glob>,
+    pub(crate) expected_user_agents: Vec<Glob>,
     /// Whether an unexpected UA adds the reason `unexpected_user_agent` to the actor's window.
-    pub user_agent_as_reason: bool,
+    pub(crate) user_agent_as_reason: bool,
     /// Baseline settings.
-    pub baseline: Baseline,
+    pub(crate) baseline: Baseline,
     /// Rules, in file order (which is also the order findings come out in).
-    pub rules: Vec<Rule>,
+    pub(crate) rules: Vec<Rule>,
 }
 
 impl RuleSet {
@@ -252,7 +252,7 @@ impl RuleSet {
     /// # Panics
     ///
     /// Never in a tested build: `default_rules_load` checks the embedded file.
-    pub fn default_rules() -> RuleSet {
+    pub(crate) fn default_rules() -> RuleSet {
         // The embedded file is validated by the test `default_rules_load`; failing here would
         // mean a broken build, never bad input.
         RuleSet::parse(DEFAULT_RULES).expect("the embedded default_rules.toml is valid")
@@ -263,7 +263,7 @@ impl RuleSet {
     /// # Errors
     ///
     /// A message naming the key or rule at fault.
-    pub fn parse(text: &str) -> Result<RuleSet, String> {
+    pub(crate) fn parse(text: &str) -> Result<RuleSet, String> {
         let file: RulesFile =
             toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
         let mut known: BTreeSet<String> = KNOWN_REASONS.iter().map(|s| s.to_string()).collect();
@@ -332,7 +332,7 @@ impl RuleSet {
     /// # Errors
     ///
     /// The unknown name.
-    pub fn known_reason(&self, r: &str) -> Result<String, String> {
+    pub(crate) fn known_reason(&self, r: &str) -> Result<String, String> {
         let name = reason_name(r, "baseline reason")?;
         let known = KNOWN_REASONS.contains(&name.as_str())
             || self.implies.contains_key(&name)
@@ -348,7 +348,7 @@ impl RuleSet {
     }
 
     /// The reasons plus everything they imply (Slack's built-in pairs), sorted.
-    pub fn normalize<I: IntoIterator<Item = String>>(&self, reasons: I) -> BTreeSet<String> {
+    pub(crate) fn normalize<I: IntoIterator<Item = String>>(&self, reasons: I) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         for r in reasons {
             if let Some(implied) = self.implies.get(&r) {

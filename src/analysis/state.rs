@@ -12,107 +12,107 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The format of [`State`]; a state with another version is refused (with a clear message)
 /// rather than misread.
-pub const STATE_VERSION: u32 = 1;
+pub(crate) const STATE_VERSION: u32 = 1;
 /// Event ids kept per reason per window (enough to name the evidence in a finding).
-pub const MAX_IDS_PER_REASON: usize = 32;
+pub(crate) const MAX_IDS_PER_REASON: usize = 32;
 /// Event ids remembered per window to ignore an event seen twice.
-pub const MAX_SEEN_PER_WINDOW: usize = 512;
+pub(crate) const MAX_SEEN_PER_WINDOW: usize = 512;
 /// Files listed per window in the downloads context (the count goes on past it).
-pub const MAX_FILES_PER_WINDOW: usize = 50;
+pub(crate) const MAX_FILES_PER_WINDOW: usize = 50;
 /// Source IPs remembered per window.
-pub const MAX_IPS_PER_WINDOW: usize = 16;
+pub(crate) const MAX_IPS_PER_WINDOW: usize = 16;
 /// Windows kept in all: roughly two windows of a 10,000-person org's downloaders.
-pub const MAX_WINDOWS: usize = 20_000;
+pub(crate) const MAX_WINDOWS: usize = 20_000;
 /// Emitted-finding keys kept in all.
-pub const MAX_EMITTED: usize = 20_000;
+pub(crate) const MAX_EMITTED: usize = 20_000;
 /// Users with baseline history kept in all.
-pub const MAX_BASELINE_USERS: usize = 10_000;
+pub(crate) const MAX_BASELINE_USERS: usize = 10_000;
 /// Event ids remembered per user per day for baselines.
-pub const MAX_IDS_PER_DAY: usize = 64;
+pub(crate) const MAX_IDS_PER_DAY: usize = 64;
 /// Seconds in a (UTC) day: baselines count anomalies per user per day.
-pub const DAY_SECS: i64 = 86_400;
+pub(crate) const DAY_SECS: i64 = 86_400;
 /// How long (in event time behind the newest event) a finding's key is kept, so that a
 /// late-indexed or re-read event cannot make the same finding twice.
-pub const EMITTED_RETENTION_SECS: i64 = 8 * 86_400;
+pub(crate) const EMITTED_RETENTION_SECS: i64 = 8 * 86_400;
 
 /// The analysis state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct State {
+pub(crate) struct State {
     /// [`STATE_VERSION`].
-    pub version: u32,
+    pub(crate) version: u32,
     /// Pages processed so far; windows remember the page that last touched them.
     #[serde(default)]
-    pub pages: u64,
+    pub(crate) pages: u64,
     /// The window length (s) the windows were cut with; windows cut with another length are
     /// dropped on start rather than mixed.
     #[serde(default)]
-    pub window_secs: i64,
+    pub(crate) window_secs: i64,
     /// The newest `@timestamp` seen (Unix ms): the clock that ages windows and days, so that
     /// replaying history ages it exactly as living through it did.
     #[serde(default)]
-    pub high_water_ms: Option<i64>,
+    pub(crate) high_water_ms: Option<i64>,
     /// Actor (user.id) → window start (Unix s) → what the window holds.
     #[serde(default)]
-    pub windows: BTreeMap<String, BTreeMap<i64, Window>>,
+    pub(crate) windows: BTreeMap<String, BTreeMap<i64, Window>>,
     /// Dedupe key → the finding emitted under it.
     #[serde(default)]
-    pub emitted: BTreeMap<String, Emitted>,
+    pub(crate) emitted: BTreeMap<String, Emitted>,
     /// Actor → reason → day (days since the Unix epoch, UTC) → that day's count.
     #[serde(default)]
-    pub baselines: BTreeMap<String, BTreeMap<String, BTreeMap<i64, Day>>>,
+    pub(crate) baselines: BTreeMap<String, BTreeMap<String, BTreeMap<i64, Day>>>,
 }
 
 /// One actor's correlation window.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Window {
+pub(crate) struct Window {
     /// The page (see [`State::pages`]) that last added to this window.
-    pub touched: u64,
+    pub(crate) touched: u64,
     /// Normalised reason → ids of the events that carried it.
-    pub reasons: BTreeMap<String, BTreeSet<String>>,
+    pub(crate) reasons: BTreeMap<String, BTreeSet<String>>,
     /// Ids of the signal events already counted (anomalies, unexpected-UA events).
-    pub seen: BTreeSet<String>,
+    pub(crate) seen: BTreeSet<String>,
     /// The actor's email, as last seen.
-    pub email: Option<String>,
+    pub(crate) email: Option<String>,
     /// The actor's name, as last seen.
-    pub full_name: Option<String>,
+    pub(crate) full_name: Option<String>,
     /// Source IPs of the signal events.
-    pub ips: BTreeSet<String>,
+    pub(crate) ips: BTreeSet<String>,
     /// The newest signal event's time (Unix ms) and IP.
-    pub last: Option<(i64, Option<String>)>,
+    pub(crate) last: Option<(i64, Option<String>)>,
     /// The actor's `file_downloaded` events in this window.
-    pub downloads: Downloads,
+    pub(crate) downloads: Downloads,
 }
 
 /// A bounded record of downloads.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Downloads {
+pub(crate) struct Downloads {
     /// Distinct download events seen (goes on counting past the file list's cap).
-    pub count: u64,
+    pub(crate) count: u64,
     /// The newest downloads, newest first, at most [`MAX_FILES_PER_WINDOW`].
-    pub files: Vec<FileRef>,
+    pub(crate) files: Vec<FileRef>,
     /// Ids of download events counted (bounded like the list; used to ignore repeats).
-    pub seen: BTreeSet<String>,
+    pub(crate) seen: BTreeSet<String>,
 }
 
 /// One downloaded file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(default)]
-pub struct FileRef {
+pub(crate) struct FileRef {
     /// When (Unix ms).
-    pub at_ms: i64,
+    pub(crate) at_ms: i64,
     /// The `file_downloaded` event's id.
-    pub event_id: String,
+    pub(crate) event_id: String,
     /// `slack.audit.entity.id`.
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// `slack.audit.entity.name`.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
 }
 
 impl Downloads {
     /// Adds one download unless its event was counted already; keeps the newest files.
-    pub fn add(&mut self, file: FileRef) {
+    pub(crate) fn add(&mut self, file: FileRef) {
         if self.seen.contains(&file.event_id) {
             return;
         }
@@ -131,28 +131,28 @@ impl Downloads {
 
 /// A finding already emitted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Emitted {
+pub(crate) struct Emitted {
     /// Its `event.id`.
-    pub id: String,
+    pub(crate) id: String,
     /// Start of its window or day (Unix s), for pruning.
-    pub at: i64,
+    pub(crate) at: i64,
 }
 
 /// One user's count of one reason on one day.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Day {
+pub(crate) struct Day {
     /// Distinct anomaly events carrying the reason.
-    pub count: u32,
+    pub(crate) count: u32,
     /// Their ids (bounded), to ignore repeats and to cite as evidence.
-    pub ids: BTreeSet<String>,
+    pub(crate) ids: BTreeSet<String>,
     /// A baseline finding was emitted for this day.
-    pub fired: bool,
+    pub(crate) fired: bool,
 }
 
 impl State {
     /// An empty state at the current version.
-    pub fn new() -> State {
+    pub(crate) fn new() -> State {
         State {
             version: STATE_VERSION,
             ..State::default()
@@ -160,7 +160,7 @@ impl State {
     }
 
     /// Drops what can no longer matter, then enforces the caps (dropping the oldest first).
-    pub fn prune(&mut self, window_secs: i64, history_days: u32) {
+    pub(crate) fn prune(&mut self, window_secs: i64, history_days: u32) {
         let Some(hw) = self.high_water_ms.map(|ms| ms.div_euclid(1000)) else {
             return;
         };
@@ -239,13 +239,6 @@ impl State {
                 self.baselines.remove(&a);
             }
         }
-    }
-}
-
-impl Window {
-    /// Nothing recorded.
-    pub fn is_empty(&self) -> bool {
-        self.reasons.is_empty() && self.downloads.count == 0
     }
 }
 

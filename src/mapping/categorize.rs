@@ -7,13 +7,13 @@
 
 /// The ECS categorisation of one action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Categorization {
+pub(crate) struct Categorization {
     /// `event.category` (empty: left out).
-    pub category: &'static [&'static str],
+    pub(crate) category: &'static [&'static str],
     /// `event.type`, never empty.
-    pub kind: &'static [&'static str],
+    pub(crate) kind: &'static [&'static str],
     /// `event.outcome`, when the action implies one.
-    pub outcome: Option<&'static str>,
+    pub(crate) outcome: Option<&'static str>,
 }
 
 const fn cat(
@@ -29,10 +29,10 @@ const fn cat(
 }
 
 /// What an action not in the table gets.
-pub const OTHER: Categorization = cat(&[], &["info"], None);
+pub(crate) const OTHER: Categorization = cat(&[], &["info"], None);
 
 /// Looks up `action`; [`OTHER`] when it is not in the table.
-pub fn categorize(action: &str) -> Categorization {
+pub(crate) fn categorize(action: &str) -> Categorization {
     const AUTH_SESSION: &[&str] = &["authentication", "session"];
     const IAM: &[&str] = &["iam"];
     const FILE: &[&str] = &["file"];

@@ -7,7 +7,7 @@
 //!
 //! - several values on one line (concatenated JSON).
 //!
-//! The input is read by [`super::input::Reader`], the reader `analyze` uses too: memory holds
+//! The input is read by `super::input::Reader`, the reader `analyze` uses too: memory holds
 //! one line or one multi-line value at a time. Exactly one document per entry, in input order;
 //! a line (or the rest of a line) that is not JSON becomes one `pipeline_error` document, and a
 //! truncated multi-line value costs its own lines and never the entries after it.
@@ -29,7 +29,7 @@ pub struct Stats {
     /// Documents written.
     pub documents: u64,
     /// Of which `pipeline_error` documents.
-    pub pipeline_errors: u64,
+    pub(crate) pipeline_errors: u64,
 }
 
 /// The `map` command: entries on stdin, documents on stdout.

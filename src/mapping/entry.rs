@@ -17,10 +17,10 @@ use std::fmt::Display;
 use std::net::IpAddr;
 
 /// Text taken from the entry as is, or made from a number that stood where text belongs.
-pub type Text<'a> = Cow<'a, str>;
+pub(crate) type Text<'a> = Cow<'a, str>;
 
 /// Top-level keys with a place in the field table; all others go to `slack.audit.*`.
-pub const KNOWN_TOP_LEVEL: [&str; 7] = [
+pub(crate) const KNOWN_TOP_LEVEL: [&str; 7] = [
     "id",
     "date_create",
     "action",
@@ -32,85 +32,85 @@ pub const KNOWN_TOP_LEVEL: [&str; 7] = [
 
 /// Everything the document needs, decided from one entry.
 #[derive(Debug, Default)]
-pub struct Plan<'a> {
+pub(crate) struct Plan<'a> {
     /// `error.message`, in the order met.
-    pub problems: Vec<String>,
+    pub(crate) problems: Vec<String>,
     /// `event.id`.
-    pub id: Option<Text<'a>>,
+    pub(crate) id: Option<Text<'a>>,
     /// `event.action`.
-    pub action: Option<Text<'a>>,
+    pub(crate) action: Option<Text<'a>>,
     /// `event.category/type/outcome`.
-    pub category: Option<Categorization>,
+    pub(crate) category: Option<Categorization>,
     /// `@timestamp`; `None` means the fetch time.
-    pub timestamp: Option<Instant>,
+    pub(crate) timestamp: Option<Instant>,
     /// `user.id`, `user.full_name`, `user.email`.
-    pub user: [Option<Text<'a>>; 3],
+    pub(crate) user: [Option<Text<'a>>; 3],
     /// `actor`, written minus `user.{id,name,email}` as `slack.audit.actor`.
-    pub actor: Option<&'a Obj<'a>>,
+    pub(crate) actor: Option<&'a Obj<'a>>,
     /// `entity`, to write as `slack.audit.entity`.
-    pub entity: Option<Entity<'a>>,
+    pub(crate) entity: Option<Entity<'a>>,
     /// `context`, to write as `slack.audit.context`.
-    pub context: Option<Context<'a>>,
+    pub(crate) context: Option<Context<'a>>,
     /// `details`, to write as `slack.audit.details`.
-    pub details: Option<Details<'a>>,
+    pub(crate) details: Option<Details<'a>>,
     /// The entry itself, for its unknown top-level keys.
-    pub entry: Option<&'a Obj<'a>>,
+    pub(crate) entry: Option<&'a Obj<'a>>,
 }
 
 /// The parts of `entity`.
 #[derive(Debug)]
-pub struct Entity<'a> {
+pub(crate) struct Entity<'a> {
     /// The whole `entity` object.
-    pub all: &'a Obj<'a>,
+    pub(crate) all: &'a Obj<'a>,
     /// `entity.type` when it is a non-empty string.
-    pub kind: Option<&'a str>,
+    pub(crate) kind: Option<&'a str>,
     /// `entity.<kind>` when it is an object: flattened into `slack.audit.entity`.
-    pub typed: Option<&'a Obj<'a>>,
+    pub(crate) typed: Option<&'a Obj<'a>>,
     /// Keys of `entity` that clash with the flattened ones and are left out.
-    pub clashing: Vec<&'a str>,
+    pub(crate) clashing: Vec<&'a str>,
 }
 
 /// The parts of `context`.
 #[derive(Debug)]
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     /// The whole `context` object.
-    pub all: &'a Obj<'a>,
+    pub(crate) all: &'a Obj<'a>,
     /// `context.location` when it is an object.
-    pub location: Option<&'a Obj<'a>>,
+    pub(crate) location: Option<&'a Obj<'a>>,
     /// `context.ua`, non-empty.
-    pub ua: Option<Text<'a>>,
+    pub(crate) ua: Option<Text<'a>>,
     /// `context.ip_address` when it is an IP address.
-    pub ip: Option<(&'a str, IpAddr)>,
+    pub(crate) ip: Option<(&'a str, IpAddr)>,
     /// `context.ip_address` when it is not an IP (kept as sent, not an error).
-    pub ip_kept: Option<&'a Node<'a>>,
+    pub(crate) ip_kept: Option<&'a Node<'a>>,
     /// `context.session_id` as text.
-    pub session_id: Option<Text<'a>>,
+    pub(crate) session_id: Option<Text<'a>>,
     /// Keys of `context` that clash with `location`'s flattened ones and are left out.
-    pub clashing: Vec<&'a str>,
+    pub(crate) clashing: Vec<&'a str>,
 }
 
 /// The parts of `details` that are renamed, decoded or dropped; the rest is written as is.
 #[derive(Debug)]
-pub struct Details<'a> {
+pub(crate) struct Details<'a> {
     /// The whole `details` object.
-    pub all: &'a Obj<'a>,
+    pub(crate) all: &'a Obj<'a>,
     /// Keep `action_timestamp` (only when it could not be read).
-    pub keep_action_timestamp: bool,
+    pub(crate) keep_action_timestamp: bool,
     /// Keep `previous_ip_address` (only when it is an IP).
-    pub keep_previous_ip: bool,
+    pub(crate) keep_previous_ip: bool,
     /// `previous_ua`, written as `previous_user_agent`.
-    pub previous_ua: Option<Text<'a>>,
+    pub(crate) previous_ua: Option<Text<'a>>,
     /// `md5_hash`, written as `md5`; also `related.hash` and maybe `file.hash.md5`.
-    pub md5: Option<Text<'a>>,
+    pub(crate) md5: Option<Text<'a>>,
     /// `succeeded_users` / `failed_users` decoded from a JSON string.
-    pub decoded: Vec<(&'static str, Value)>,
+    pub(crate) decoded: Vec<(&'static str, Value)>,
     /// `url_private` split into URL parts.
-    pub url: Option<Map<String, Value>>,
+    pub(crate) url: Option<Map<String, Value>>,
 }
 
 impl<'a> Plan<'a> {
     /// Reads `entry` and decides the whole document.
-    pub fn read(entry: &'a Obj<'a>) -> Plan<'a> {
+    pub(crate) fn read(entry: &'a Obj<'a>) -> Plan<'a> {
         let mut plan = Plan {
             entry: Some(entry),
             ..Plan::default()
@@ -133,7 +133,7 @@ impl<'a> Plan<'a> {
     }
 
     /// Whether `file.hash.md5` applies: the entity is a file.
-    pub fn is_file(&self) -> bool {
+    pub(crate) fn is_file(&self) -> bool {
         self.entity.as_ref().and_then(|e| e.kind) == Some("file")
     }
 
@@ -436,7 +436,7 @@ fn scalar_text(v: &Node<'_>) -> String {
 }
 
 /// "a string (\"…\")", "an object", … for problem messages; long values are cut at 60 characters.
-pub fn describe(v: &Node<'_>) -> String {
+pub(crate) fn describe(v: &Node<'_>) -> String {
     let quote = |text: String| {
         let mut cut: String = text.chars().take(60).collect();
         if cut.len() < text.len() {

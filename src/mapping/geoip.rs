@@ -25,11 +25,11 @@ const CACHE_CAPACITY: usize = 16_384;
 /// The `source.geo` and `source.as` objects for one address as JSON text (either may be
 /// absent). Kept as text: the cache hands them to the document writer without copying.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Location {
+pub(crate) struct Location {
     /// `source.geo`.
-    pub geo: Option<String>,
+    pub(crate) geo: Option<String>,
     /// `source.as`.
-    pub asn: Option<String>,
+    pub(crate) asn: Option<String>,
 }
 
 /// The answer for an address in no database.
@@ -40,7 +40,7 @@ static NOWHERE: Location = Location {
 
 /// The open databases and a cache of answers.
 #[derive(Default)]
-pub struct GeoIp {
+pub(crate) struct GeoIp {
     city: Option<Reader<Vec<u8>>>,
     asn: Option<Reader<Vec<u8>>>,
     cache: HashMap<IpAddr, Location>,
@@ -68,7 +68,7 @@ impl GeoIp {
     ///
     /// [`ConfigError::Invalid`] naming the flag when a file cannot be opened, is not a MaxMind
     /// DB, or is plainly the other kind (an ASN database given as the city one, or the reverse).
-    pub fn open(city: Option<&Path>, asn: Option<&Path>) -> Result<GeoIp, ConfigError> {
+    pub(crate) fn open(city: Option<&Path>, asn: Option<&Path>) -> Result<GeoIp, ConfigError> {
         Ok(GeoIp {
             city: city.map(|p| open_db("geoip-city", p, "ASN")).transpose()?,
             asn: asn.map(|p| open_db("geoip-asn", p, "City")).transpose()?,
@@ -77,12 +77,12 @@ impl GeoIp {
     }
 
     /// True when at least one database is open.
-    pub fn is_enabled(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         self.city.is_some() || self.asn.is_some()
     }
 
     /// Looks `ip` up in both databases; an address in neither gives an empty [`Location`].
-    pub fn lookup(&mut self, ip: IpAddr) -> &Location {
+    pub(crate) fn lookup(&mut self, ip: IpAddr) -> &Location {
         if !self.is_enabled() {
             return &NOWHERE;
         }

@@ -20,14 +20,14 @@ use std::io::{self, BufRead, Read};
 
 /// The longest line, or multi-line value, held in memory. 9,999 pretty-printed entries (the
 /// API's page limit) fit comfortably.
-pub const MAX_VALUE_BYTES: usize = 256 << 20;
+pub(crate) const MAX_VALUE_BYTES: usize = 256 << 20;
 
 /// How much of an over-long line [`Piece::Bad`] keeps (the rest is read and dropped).
 const KEPT_OF_LONG_LINE: usize = 4096;
 
 /// One thing read.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Piece<'a> {
+pub(crate) enum Piece<'a> {
     /// One complete JSON value, its text exactly as read, without surrounding whitespace.
     Json {
         /// The value's text.
@@ -52,7 +52,7 @@ pub enum Piece<'a> {
 
 /// What is wrong with a [`Piece::Bad`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// UTF-8 that is not JSON (its bytes are valid UTF-8).
     NotJson,
     /// A line that is not UTF-8.
@@ -66,7 +66,7 @@ type ReplayLine = (usize, Vec<u8>, Option<(Fault, String)>);
 
 /// The streaming reader; call [`Reader::next_piece`] until it returns `None`.
 #[derive(Debug)]
-pub struct Reader<R> {
+pub(crate) struct Reader<R> {
     input: R,
     /// The current line, without its line break.
     line: Vec<u8>,
@@ -97,7 +97,7 @@ pub struct Reader<R> {
 
 impl<R: BufRead> Reader<R> {
     /// A reader of `input`.
-    pub fn new(input: R) -> Reader<R> {
+    pub(crate) fn new(input: R) -> Reader<R> {
         Reader {
             input,
             line: Vec::with_capacity(4096),
@@ -121,7 +121,7 @@ impl<R: BufRead> Reader<R> {
     /// # Errors
     ///
     /// Reading the input failed.
-    pub fn next_piece(&mut self) -> io::Result<Option<Piece<'_>>> {
+    pub(crate) fn next_piece(&mut self) -> io::Result<Option<Piece<'_>>> {
         loop {
             if let Some((line, text)) = self.ready.take() {
                 // Parked in `line` so the returned text can borrow from self.

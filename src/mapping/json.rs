@@ -11,29 +11,29 @@ use serde_json::Value;
 
 /// An object or array being written: where it started and how many members it kept.
 #[derive(Debug)]
-pub struct Open {
+pub(crate) struct Open {
     start: usize,
     kept: usize,
 }
 
 /// Appends JSON to a byte buffer, eliding empty values.
-pub struct Out<'b> {
+pub(crate) struct Out<'b> {
     buf: &'b mut Vec<u8>,
 }
 
 impl<'b> Out<'b> {
     /// A writer appending to `buf`.
-    pub fn new(buf: &'b mut Vec<u8>) -> Out<'b> {
+    pub(crate) fn new(buf: &'b mut Vec<u8>) -> Out<'b> {
         Out { buf }
     }
 
     /// Opens an object.
-    pub fn begin(&mut self) -> Open {
+    pub(crate) fn begin(&mut self) -> Open {
         self.open(b'{')
     }
 
     /// Opens an array.
-    pub fn begin_array(&mut self) -> Open {
+    pub(crate) fn begin_array(&mut self) -> Open {
         self.open(b'[')
     }
 
@@ -44,12 +44,12 @@ impl<'b> Out<'b> {
     }
 
     /// Closes an object; an empty one is removed. True when something was written.
-    pub fn end(&mut self, open: Open) -> bool {
+    pub(crate) fn end(&mut self, open: Open) -> bool {
         self.close(open, b'}')
     }
 
     /// Closes an array; an empty one is removed. True when something was written.
-    pub fn end_array(&mut self, open: Open) -> bool {
+    pub(crate) fn end_array(&mut self, open: Open) -> bool {
         self.close(open, b']')
     }
 
@@ -63,7 +63,7 @@ impl<'b> Out<'b> {
     }
 
     /// Writes `"key":` and returns the mark to pass to [`Out::keep`].
-    pub fn key(&mut self, open: &Open, key: &str) -> usize {
+    pub(crate) fn key(&mut self, open: &Open, key: &str) -> usize {
         let mark = self.buf.len();
         if open.kept > 0 {
             self.buf.push(b',');
@@ -74,7 +74,7 @@ impl<'b> Out<'b> {
     }
 
     /// Starts an array element; returns the mark to pass to [`Out::keep`].
-    pub fn element(&mut self, open: &Open) -> usize {
+    pub(crate) fn element(&mut self, open: &Open) -> usize {
         let mark = self.buf.len();
         if open.kept > 0 {
             self.buf.push(b',');
@@ -83,7 +83,7 @@ impl<'b> Out<'b> {
     }
 
     /// Keeps the member written since `mark` if `wrote`, else removes it.
-    pub fn keep(&mut self, open: &mut Open, mark: usize, wrote: bool) {
+    pub(crate) fn keep(&mut self, open: &mut Open, mark: usize, wrote: bool) {
         if wrote {
             open.kept += 1;
         } else {
@@ -92,7 +92,7 @@ impl<'b> Out<'b> {
     }
 
     /// `"key": "value"` unless `value` is empty.
-    pub fn str_field(&mut self, open: &mut Open, key: &str, value: &str) {
+    pub(crate) fn str_field(&mut self, open: &mut Open, key: &str, value: &str) {
         if !value.is_empty() {
             self.key(open, key);
             self.string(value);
@@ -101,21 +101,21 @@ impl<'b> Out<'b> {
     }
 
     /// `"key": value`, pruned, unless the pruned value is empty.
-    pub fn value_field(&mut self, open: &mut Open, key: &str, value: &Value) {
+    pub(crate) fn value_field(&mut self, open: &mut Open, key: &str, value: &Value) {
         let mark = self.key(open, key);
         let wrote = self.value(value);
         self.keep(open, mark, wrote);
     }
 
     /// `"key": <raw>` where `raw` is already valid, non-empty JSON.
-    pub fn raw_field(&mut self, open: &mut Open, key: &str, raw: &str) {
+    pub(crate) fn raw_field(&mut self, open: &mut Open, key: &str, raw: &str) {
         self.key(open, key);
         self.buf.extend_from_slice(raw.as_bytes());
         open.kept += 1;
     }
 
     /// `"key": ["a", "b"]` from string items, empty items and an empty list left out.
-    pub fn str_list_field<'s>(
+    pub(crate) fn str_list_field<'s>(
         &mut self,
         open: &mut Open,
         key: &str,
@@ -135,7 +135,7 @@ impl<'b> Out<'b> {
     }
 
     /// A JSON string, escaped.
-    pub fn string(&mut self, s: &str) {
+    pub(crate) fn string(&mut self, s: &str) {
         // Most strings need no escaping; checking that first is several times cheaper than
         // serde_json's byte-by-byte escaper, which handles the rest (writing to a Vec cannot
         // fail). The set is serde_json's: control characters, quote and backslash.
@@ -151,7 +151,7 @@ impl<'b> Out<'b> {
 
     /// Any value, with empty members removed at every depth. False (and nothing written)
     /// when the value itself is empty.
-    pub fn value(&mut self, v: &Value) -> bool {
+    pub(crate) fn value(&mut self, v: &Value) -> bool {
         match v {
             Value::Null => false,
             Value::String(s) if s.is_empty() => false,
@@ -188,14 +188,14 @@ impl<'b> Out<'b> {
     }
 
     /// `"key": node`, pruned, unless the pruned node is empty.
-    pub fn node_field(&mut self, open: &mut Open, key: &str, node: &Node<'_>) {
+    pub(crate) fn node_field(&mut self, open: &mut Open, key: &str, node: &Node<'_>) {
         let mark = self.key(open, key);
         let wrote = self.node(node);
         self.keep(open, mark, wrote);
     }
 
     /// A node of an entry, with empty members removed at every depth; like [`Out::value`].
-    pub fn node(&mut self, v: &Node<'_>) -> bool {
+    pub(crate) fn node(&mut self, v: &Node<'_>) -> bool {
         match v {
             Node::Null => false,
             Node::Str(s) if s.is_empty() => false,
@@ -229,11 +229,6 @@ impl<'b> Out<'b> {
                 self.end(o)
             }
         }
-    }
-
-    /// Appends raw bytes that are already valid JSON in this position.
-    pub fn raw(&mut self, raw: &[u8]) {
-        self.buf.extend_from_slice(raw);
     }
 }
 

@@ -7,28 +7,28 @@
 //! odd values is mapped as far as it goes with each problem in `error.message`; input that is
 //! not a JSON object becomes a `pipeline_error` document carrying `event.original`.
 //!
-//! - [`entry`]: the field table: reads an entry once into a [`entry::Plan`].
-//! - [`render`]: writes the plan as the document's JSON text; [`json`](mod@json) leaves empties out.
-//! - [`categorize`]: `event.action` → `event.category/type/outcome`.
-//! - [`timestamp`], [`url`], [`user_agent`], [`geoip`]: one field family each.
+//! - `entry`: the field table: reads an entry once into a `entry::Plan`.
+//! - `render`: writes the plan as the document's JSON text; `json` leaves empties out.
+//! - `categorize`: `event.action` → `event.category/type/outcome`.
+//! - `timestamp`, `url`, [`user_agent`], `geoip`: one field family each.
 //! - [`command`]: the `map` command (NDJSON or API responses on stdin, documents on stdout).
 //!
 //! Documents are written as text and parsed into a `Value` only for callers that want one
 //! ([`Mapper::map_entry`]); the `map` command writes the text straight out. See `json.rs` for
 //! why this beats building `Value` trees.
 
-pub mod categorize;
+pub(crate) mod categorize;
 pub mod command;
-pub mod entry;
-pub mod geoip;
-pub mod input;
-pub mod json;
-pub mod render;
+pub(crate) mod entry;
+pub(crate) mod geoip;
+pub(crate) mod input;
+pub(crate) mod json;
+pub(crate) mod render;
 #[cfg(test)]
 pub(crate) mod testdb;
-pub mod timestamp;
+pub(crate) mod timestamp;
 pub mod tree;
-pub mod url;
+pub(crate) mod url;
 pub mod user_agent;
 
 pub use command::run_map;
@@ -39,24 +39,24 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 
 /// `--tags` when none are given, spelled as the flag takes it.
-pub const DEFAULT_TAGS: &str = "forwarded,slack-audit";
+pub(crate) const DEFAULT_TAGS: &str = "forwarded,slack-audit";
 /// `--namespace` when none is given: Fleet's and Elastic Agent's default.
-pub const DEFAULT_NAMESPACE: &str = "default";
+pub(crate) const DEFAULT_NAMESPACE: &str = "default";
 
 /// Mapping flags shared by `map` and `run`; `Default` is every flag at its default.
 #[derive(Debug, Clone, clap::Args)]
-pub struct MappingArgs {
+pub(crate) struct MappingArgs {
     /// MaxMind-format city database (GeoLite2-City, GeoIP2-City or compatible) for
     /// source.geo.*; read into memory at start. Without it source.geo is left out.
     #[arg(long, env = "SLACK_AUDIT_GEOIP_CITY")]
-    pub geoip_city: Option<PathBuf>,
+    pub(crate) geoip_city: Option<PathBuf>,
     /// MaxMind-format ASN database (GeoLite2-ASN or compatible) for source.as.*; read into
     /// memory at start. Without it source.as is left out.
     #[arg(long, env = "SLACK_AUDIT_GEOIP_ASN")]
-    pub geoip_asn: Option<PathBuf>,
+    pub(crate) geoip_asn: Option<PathBuf>,
     /// Keep each raw entry in event.original and add the tag preserve_original_event.
     #[arg(long, env = "SLACK_AUDIT_PRESERVE_ORIGINAL_EVENT")]
-    pub preserve_original_event: bool,
+    pub(crate) preserve_original_event: bool,
     /// Tags on every document (comma-separated; empty items are ignored).
     #[arg(
         long,
@@ -64,10 +64,10 @@ pub struct MappingArgs {
         value_delimiter = ',',
         default_value = DEFAULT_TAGS
     )]
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     /// data_stream.namespace: lowercase, at most 100 bytes, none of \ / * ? " < > | , # : - or space.
     #[arg(long, env = "SLACK_AUDIT_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
-    pub namespace: String,
+    pub(crate) namespace: String,
 }
 
 impl Default for MappingArgs {
@@ -87,7 +87,7 @@ impl Default for MappingArgs {
 pub struct MapArgs {
     /// Mapping options.
     #[command(flatten)]
-    pub mapping: MappingArgs,
+    pub(crate) mapping: MappingArgs,
 }
 
 /// Validated mapping options; `Default` is what `run` and `map` do with no mapping flag.
@@ -119,7 +119,7 @@ impl MappingConfig {
     ///
     /// [`ConfigError::Invalid`] for a namespace Elasticsearch would refuse as part of a data
     /// stream name (so the mistake shows at start, not as rejected writes).
-    pub fn from_args(args: &MappingArgs) -> Result<MappingConfig, ConfigError> {
+    pub(crate) fn from_args(args: &MappingArgs) -> Result<MappingConfig, ConfigError> {
         validate_namespace(&args.namespace)?;
         Ok(MappingConfig {
             geoip_city: args.geoip_city.clone(),
@@ -156,7 +156,7 @@ fn validate_namespace(ns: &str) -> Result<(), ConfigError> {
 
 /// What kind of document was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DocKind {
+pub(crate) enum DocKind {
     /// A mapped entry (`event.kind: event`), possibly with `error.message`.
     Event,
     /// Input that is not an entry (`event.kind: pipeline_error`).
@@ -311,7 +311,7 @@ impl Mapper {
     }
 
     /// Appends the document for one raw entry to `out` as JSON text (no newline).
-    pub fn write_entry(
+    pub(crate) fn write_entry(
         &mut self,
         raw: &str,
         fetched_at: DateTime<Utc>,
@@ -359,7 +359,7 @@ impl Mapper {
     }
 
     /// Appends the document for an entry that is already parsed; `raw` is its text.
-    pub fn write_object(
+    pub(crate) fn write_object(
         &mut self,
         entry: &tree::Obj<'_>,
         raw: &str,
@@ -385,7 +385,7 @@ impl Mapper {
     }
 
     /// Appends a `pipeline_error` document for `raw`, with `message` as its one problem.
-    pub fn write_not_an_entry(
+    pub(crate) fn write_not_an_entry(
         &mut self,
         raw: &str,
         message: &str,
@@ -400,12 +400,12 @@ impl Mapper {
 
     /// Frees what only new input needs (the compiled user-agent rules) if the input since the
     /// last call brought nothing new. See [`user_agent::UserAgents::release_if_unused`].
-    pub fn release_if_unused(&mut self) -> bool {
+    pub(crate) fn release_if_unused(&mut self) -> bool {
         self.user_agents.release_if_unused()
     }
 
     /// Frees what only new input needs, now (the poller is caught up and waiting).
-    pub fn release(&mut self) -> bool {
+    pub(crate) fn release(&mut self) -> bool {
         self.user_agents.release()
     }
 

@@ -11,43 +11,43 @@ use super::tree::{Node, Obj};
 use super::user_agent::UserAgents;
 
 /// `ecs.version` of every document: events, and the findings the analysis writes.
-pub const ECS_VERSION: &str = "8.11.0";
+pub(crate) const ECS_VERSION: &str = "8.11.0";
 /// `event.module`.
-pub const MODULE: &str = "slack";
+pub(crate) const MODULE: &str = "slack";
 /// `event.dataset` and `data_stream.dataset`.
-pub const DATASET: &str = "slack.audit";
+pub(crate) const DATASET: &str = "slack.audit";
 /// The tag that says `event.original` is present.
-pub const PRESERVE_TAG: &str = "preserve_original_event";
+pub(crate) const PRESERVE_TAG: &str = "preserve_original_event";
 
 /// What every document gets regardless of its entry, rendered once per [`super::Mapper`].
 #[derive(Debug, Clone)]
-pub struct Common {
+pub(crate) struct Common {
     /// `tags` of a normal document as JSON (the preserve tag included when that option is on).
-    pub tags: Option<String>,
+    pub(crate) tags: Option<String>,
     /// `tags` of a `pipeline_error` document as JSON (always with the preserve tag).
-    pub error_tags: String,
+    pub(crate) error_tags: String,
     /// The `data_stream` object as JSON.
-    pub data_stream: String,
+    pub(crate) data_stream: String,
     /// Whether `event.original` is kept on normal documents.
-    pub preserve_original: bool,
+    pub(crate) preserve_original: bool,
 }
 
 /// The per-document inputs besides the plan.
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     /// The entry's text, for `event.original`.
-    pub raw: &'a str,
+    pub(crate) raw: &'a str,
     /// The fetch time as text (`event.created`, and `@timestamp` when the entry has none).
-    pub created: &'a str,
+    pub(crate) created: &'a str,
     /// Fixed parts.
-    pub common: &'a Common,
+    pub(crate) common: &'a Common,
     /// User-agent parser and cache.
-    pub user_agents: &'a mut UserAgents,
+    pub(crate) user_agents: &'a mut UserAgents,
     /// GeoIP databases and cache.
-    pub geoip: &'a mut GeoIp,
+    pub(crate) geoip: &'a mut GeoIp,
 }
 
 /// Appends the document for `plan` to `buf`.
-pub fn document(plan: &Plan<'_>, inp: Inputs<'_>, buf: &mut Vec<u8>) {
+pub(crate) fn document(plan: &Plan<'_>, inp: Inputs<'_>, buf: &mut Vec<u8>) {
     let mut out = Out::new(buf);
     let mut doc = out.begin();
     let ts = plan.timestamp.map(timestamp::format);
@@ -101,7 +101,13 @@ pub fn document(plan: &Plan<'_>, inp: Inputs<'_>, buf: &mut Vec<u8>) {
 }
 
 /// Appends a `pipeline_error` document: `raw` is not an entry, `message` says why.
-pub fn pipeline_error(raw: &str, message: &str, created: &str, common: &Common, buf: &mut Vec<u8>) {
+pub(crate) fn pipeline_error(
+    raw: &str,
+    message: &str,
+    created: &str,
+    common: &Common,
+    buf: &mut Vec<u8>,
+) {
     let mut out = Out::new(buf);
     let mut doc = out.begin();
     out.str_field(&mut doc, "@timestamp", created);
@@ -135,7 +141,7 @@ pub fn pipeline_error(raw: &str, message: &str, created: &str, common: &Common, 
 /// `"id": "…"` member (Slack writes it first, so a truncated or corrupted entry usually
 /// keeps it), a plain string of 1..=128 bytes without escapes. Ids of nested objects (the
 /// actor's, the entity's) are never taken.
-pub fn recover_id(raw: &str) -> Option<&str> {
+pub(crate) fn recover_id(raw: &str) -> Option<&str> {
     let b = raw.as_bytes();
     // One flag per open container: true for an object.
     let mut stack: Vec<bool> = Vec::new();

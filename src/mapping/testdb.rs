@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 /// A value in the MaxMind DB data format (only the types test data needs).
 #[derive(Debug, Clone)]
-pub enum Data {
+pub(crate) enum Data {
     /// UTF-8 string (type 2).
     Str(String),
     /// IEEE 754 double (type 3).
@@ -36,30 +36,30 @@ pub enum Data {
 }
 
 /// Shorthand for a map value.
-pub fn map(pairs: Vec<(&str, Data)>) -> Data {
+pub(crate) fn map(pairs: Vec<(&str, Data)>) -> Data {
     Data::Map(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }
 
 /// Shorthand for a string value.
-pub fn s(v: &str) -> Data {
+pub(crate) fn s(v: &str) -> Data {
     Data::Str(v.to_string())
 }
 
 /// `{"en": name}`, MaxMind's `names` shape.
-pub fn names(en: &str) -> Data {
+pub(crate) fn names(en: &str) -> Data {
     map(vec![("en", s(en))])
 }
 
 /// One database under construction: networks and their records.
 #[derive(Debug)]
-pub struct Writer {
+pub(crate) struct Writer {
     database_type: String,
     networks: Vec<(u128, u8, Data)>,
 }
 
 impl Writer {
     /// An empty database of the given `database_type` (e.g. "GeoLite2-City").
-    pub fn new(database_type: &str) -> Writer {
+    pub(crate) fn new(database_type: &str) -> Writer {
         Writer {
             database_type: database_type.to_string(),
             networks: Vec::new(),
@@ -68,7 +68,7 @@ impl Writer {
 
     /// Adds `network/prefix` (IPv4 networks are stored under `::/96`). Networks must not
     /// overlap: this writer does not merge a wider record into a narrower one's siblings.
-    pub fn insert(&mut self, network: &str, prefix: u8, data: Data) -> &mut Writer {
+    pub(crate) fn insert(&mut self, network: &str, prefix: u8, data: Data) -> &mut Writer {
         let ip: IpAddr = network.parse().expect("test network is a literal address");
         let (bits, prefix) = match ip {
             IpAddr::V4(v4) => (u128::from(u32::from(v4)), prefix + 96),
@@ -79,7 +79,7 @@ impl Writer {
     }
 
     /// The database file's bytes.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut data = Vec::new();
         let mut root = Node::default();
         for (bits, prefix, record) in &self.networks {
@@ -137,7 +137,7 @@ impl Writer {
     }
 
     /// Writes the database to `path`.
-    pub fn write(&self, path: &Path) {
+    pub(crate) fn write(&self, path: &Path) {
         std::fs::write(path, self.to_bytes()).expect("test database is writable");
     }
 }
@@ -230,7 +230,7 @@ fn uint(type_num: u8, be: &[u8], out: &mut Vec<u8>) {
 }
 
 /// A GeoIP2-City-shaped record.
-pub fn city_record(
+pub(crate) fn city_record(
     city: &str,
     continent: (&str, &str),
     country: (&str, &str),
@@ -286,7 +286,7 @@ pub fn city_record(
 }
 
 /// An ASN record.
-pub fn asn_record(number: u32, organization: &str) -> Data {
+pub(crate) fn asn_record(number: u32, organization: &str) -> Data {
     map(vec![
         ("autonomous_system_number", Data::U32(number)),
         ("autonomous_system_organization", s(organization)),
@@ -298,7 +298,7 @@ pub fn asn_record(number: u32, organization: &str) -> Data {
 /// City: 81.2.69.142/31, .144/28 and .160/27 → London, England, GB (as MaxMind's test data);
 /// 2a02:ffc0::/32 → Gibraltar (a country-only record). ASN: 81.2.69.0/24 → AS20712
 /// "Andrews & Arnold Ltd"; 1.128.0.0/11 → AS1221 "Telstra Pty Ltd".
-pub fn write_test_databases(dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn write_test_databases(dir: &Path) -> (PathBuf, PathBuf) {
     let london = || {
         city_record(
             "London",

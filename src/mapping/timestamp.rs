@@ -14,16 +14,16 @@ const MICROS_THRESHOLD: f64 = 1e13;
 
 /// An instant and the number of fractional digits it deserves in the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Instant {
+pub(crate) struct Instant {
     /// Microseconds since the Unix epoch.
-    pub micros: i64,
+    pub(crate) micros: i64,
     /// 3 for second or millisecond sources, 6 for microsecond sources.
-    pub digits: u8,
+    pub(crate) digits: u8,
 }
 
 /// How a numeric field was read: a number as expected, or a number found inside a string.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Numeric {
+pub(crate) enum Numeric {
     /// A JSON number.
     Number(f64),
     /// A JSON string holding a number: usable, but worth reporting.
@@ -31,7 +31,7 @@ pub enum Numeric {
 }
 
 /// Reads a JSON number, or a string holding one. `None` for anything else.
-pub fn read_numeric(v: &Node<'_>) -> Option<Numeric> {
+pub(crate) fn read_numeric(v: &Node<'_>) -> Option<Numeric> {
     match v {
         Node::Number(n) => n
             .as_i64()
@@ -49,13 +49,13 @@ pub fn read_numeric(v: &Node<'_>) -> Option<Numeric> {
 }
 
 /// `date_create` (Unix seconds, possibly fractional) → instant; `None` when out of range.
-pub fn from_unix_seconds(secs: f64) -> Option<Instant> {
+pub(crate) fn from_unix_seconds(secs: f64) -> Option<Instant> {
     let micros = secs * 1e6;
     in_range(micros).map(|micros| Instant { micros, digits: 3 })
 }
 
 /// `action_timestamp` → instant: above 1e13 microseconds, otherwise milliseconds.
-pub fn from_action_timestamp(value: f64) -> Option<Instant> {
+pub(crate) fn from_action_timestamp(value: f64) -> Option<Instant> {
     if value > MICROS_THRESHOLD {
         in_range(value).map(|micros| Instant { micros, digits: 6 })
     } else {
@@ -71,7 +71,7 @@ fn in_range(micros: f64) -> Option<i64> {
 }
 
 /// Formats as RFC 3339 UTC with `digits` fractional digits, e.g. `2018-03-16T15:32:23.000Z`.
-pub fn format(instant: Instant) -> String {
+pub(crate) fn format(instant: Instant) -> String {
     let Some(t) = DateTime::<Utc>::from_timestamp_micros(instant.micros) else {
         // Unreachable for instants built by this module (range-checked above); a fixed epoch
         // keeps the function total instead of panicking inside the poll loop.
@@ -81,7 +81,7 @@ pub fn format(instant: Instant) -> String {
 }
 
 /// Formats a chrono time the same way (used for `event.created`).
-pub fn format_datetime(t: &DateTime<Utc>, digits: u8) -> String {
+pub(crate) fn format_datetime(t: &DateTime<Utc>, digits: u8) -> String {
     let mut s = String::with_capacity(27);
     push_padded(&mut s, t.year().max(0) as u32, 4);
     s.push('-');

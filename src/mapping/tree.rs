@@ -41,33 +41,29 @@ const LINEAR_SCAN_LIMIT: usize = 32;
 
 impl<'a> Obj<'a> {
     /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&Node<'a>> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Node<'a>> {
         self.members.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
     /// Whether `key` is present.
-    pub fn contains_key(&self, key: &str) -> bool {
+    pub(crate) fn contains_key(&self, key: &str) -> bool {
         self.get(key).is_some()
     }
 
     /// Members in input order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Node<'a>)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Node<'a>)> {
         self.members.iter().map(|(k, v)| (k.as_ref(), v))
     }
 
     /// Keys in input order.
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
         self.members.iter().map(|(k, _)| k.as_ref())
     }
 
     /// Number of members.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.members.len()
-    }
-
-    /// True without members.
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
     }
 }
 
@@ -88,7 +84,7 @@ impl<'o, 'a> IntoIterator for &'o Obj<'a> {
 
 impl<'a> Node<'a> {
     /// The string, if this is one.
-    pub fn as_str(&self) -> Option<&str> {
+    pub(crate) fn as_str(&self) -> Option<&str> {
         match self {
             Node::Str(s) => Some(s),
             _ => None,
@@ -96,7 +92,7 @@ impl<'a> Node<'a> {
     }
 
     /// True for `null`.
-    pub fn is_null(&self) -> bool {
+    pub(crate) fn is_null(&self) -> bool {
         matches!(self, Node::Null)
     }
 

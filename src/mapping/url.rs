@@ -9,7 +9,7 @@
 use serde_json::{Map, Value};
 
 /// The `url` object for `raw`; `None` when `raw` is not an absolute URL.
-pub fn parts(raw: &str) -> Option<Map<String, Value>> {
+pub(crate) fn parts(raw: &str) -> Option<Map<String, Value>> {
     let u = url::Url::parse(raw).ok()?;
     let mut out = Map::new();
     out.insert("original".into(), raw.into());

@@ -1,6 +1,6 @@
 //! What `/readyz` answers: has the pipeline made progress recently, and does the sink accept?
 //!
-//! The recording helpers in [`crate::metrics`] update the process-wide [`HEALTH`]; the server
+//! The recording helpers in [`crate::metrics`] update the process-wide `HEALTH`; the server
 //! reads it with a clock it is given, so tests judge staleness with an injected time instead
 //! of sleeping. Lock-free atomics for the timestamps: they are written once per page.
 //!
@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// The health the running pipeline reports.
-pub static HEALTH: Health = Health::new();
+pub(crate) static HEALTH: Health = Health::new();
 
 /// Progress and sink state, shared between the pipeline and the health endpoints.
 #[derive(Debug)]
@@ -52,7 +52,7 @@ impl Health {
     }
 
     /// A page was delivered at `now` (the sink accepted it, or it was empty).
-    pub fn page_delivered(&self, now: i64) {
+    pub(crate) fn page_delivered(&self, now: i64) {
         self.last_ok.fetch_max(now, Ordering::Relaxed);
         self.sink_accepted();
     }
@@ -66,7 +66,7 @@ impl Health {
     }
 
     /// The sink acknowledged a batch.
-    pub fn sink_accepted(&self) {
+    pub(crate) fn sink_accepted(&self) {
         self.sink_ok.store(true, Ordering::Relaxed);
     }
 
@@ -82,7 +82,7 @@ impl Health {
     /// # Errors
     ///
     /// A short reason, served as the 503 body.
-    pub fn readiness(&self, now: i64, stale_after: Duration) -> Result<(), String> {
+    pub(crate) fn readiness(&self, now: i64, stale_after: Duration) -> Result<(), String> {
         if !self.sink_ok.load(Ordering::Relaxed) {
             let kind = *self.sink_error.lock().unwrap_or_else(|p| p.into_inner());
             return Err(format!("the sink is refusing batches ({kind})"));

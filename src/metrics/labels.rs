@@ -9,7 +9,7 @@
 use serde_json::Value;
 
 /// Actions counted under their own name; sorted, so lookup is a binary search.
-pub const KNOWN_ACTIONS: &[&str] = &[
+pub(crate) const KNOWN_ACTIONS: &[&str] = &[
     "anomaly",
     "app_installed",
     "app_uninstalled",
@@ -49,7 +49,7 @@ pub const KNOWN_ACTIONS: &[&str] = &[
 /// The documented `details.reason` values of anomaly events, sorted: every reason in Slack's
 /// anomalous-events reference (docs/slack-api.md §7), plus `unexpected_user_agent`, which our
 /// own UA check also emits. One list: the analysis rules validate reasons against it too.
-pub const KNOWN_REASONS: &[&str] = &[
+pub(crate) const KNOWN_REASONS: &[&str] = &[
     "asn",
     "excessive_downloads",
     "excessive_file_shares",
@@ -71,10 +71,10 @@ pub const KNOWN_REASONS: &[&str] = &[
 ];
 
 /// `event.kind` values the pipeline produces.
-pub const KNOWN_KINDS: &[&str] = &["alert", "event", "pipeline_error"];
+pub(crate) const KNOWN_KINDS: &[&str] = &["alert", "event", "pipeline_error"];
 
 /// The label for anything not in a list.
-pub const OTHER: &str = "other";
+pub(crate) const OTHER: &str = "other";
 
 fn index_in(list: &[&'static str], value: Option<&str>) -> usize {
     value
@@ -87,18 +87,20 @@ fn name_at(list: &[&'static str], i: usize) -> &'static str {
 }
 
 /// The label for an `event.action`.
-pub fn action(value: Option<&str>) -> &'static str {
+#[cfg(test)]
+pub(crate) fn action(value: Option<&str>) -> &'static str {
     name_at(KNOWN_ACTIONS, index_in(KNOWN_ACTIONS, value))
 }
 
 /// The label for a `details.reason` item.
-pub fn reason(value: &str) -> &'static str {
+#[cfg(test)]
+pub(crate) fn reason(value: &str) -> &'static str {
     name_at(KNOWN_REASONS, index_in(KNOWN_REASONS, Some(value)))
 }
 
 /// The label for a request status: a three-digit HTTP code or an error kind (both bounded by
 /// construction in the client); anything else is folded into `other`.
-pub fn status(value: &str) -> String {
+pub(crate) fn status(value: &str) -> String {
     let code = value.len() == 3 && value.bytes().all(|b| b.is_ascii_digit());
     let kind = !value.is_empty()
         && value.len() <= 32
@@ -113,13 +115,13 @@ pub fn status(value: &str) -> String {
 /// Counts of one page's documents by bounded labels, so that each counter is updated once
 /// per page rather than once per document.
 #[derive(Debug, Clone)]
-pub struct Tally {
+pub(crate) struct Tally {
     /// `[action][kind]`, the last row and column being `other`.
     emitted: Vec<[u64; 4]>,
     /// Per reason, the last being `other`.
     reasons: Vec<u64>,
     /// Documents with `event.kind: pipeline_error`.
-    pub pipeline_errors: u64,
+    pub(crate) pipeline_errors: u64,
     /// Findings by `(rule.id, severity)`. Rule ids come from the loaded rules file (and the
     /// analysis's own baseline rules), so the label set stays as small as that file.
     findings: Vec<(String, &'static str, u64)>,
@@ -133,7 +135,7 @@ impl Default for Tally {
 
 impl Tally {
     /// An empty tally.
-    pub fn new() -> Tally {
+    pub(crate) fn new() -> Tally {
         Tally {
             emitted: vec![[0; 4]; KNOWN_ACTIONS.len() + 1],
             reasons: vec![0; KNOWN_REASONS.len() + 1],
@@ -143,7 +145,8 @@ impl Tally {
     }
 
     /// Counts `docs`.
-    pub fn of(docs: &[Value]) -> Tally {
+    #[cfg(test)]
+    pub(crate) fn of(docs: &[Value]) -> Tally {
         let mut t = Tally::new();
         for doc in docs {
             t.add(doc);
@@ -152,7 +155,7 @@ impl Tally {
     }
 
     /// Counts one document.
-    pub fn add(&mut self, doc: &Value) {
+    pub(crate) fn add(&mut self, doc: &Value) {
         let event = doc.get("event");
         let action = event.and_then(|e| e.get("action")).and_then(Value::as_str);
         let kind = event.and_then(|e| e.get("kind")).and_then(Value::as_str);
@@ -193,7 +196,7 @@ impl Tally {
 
     /// Counts a document known only by its action and kind (written straight to text by the
     /// poller, which never does so for anomaly events: their reasons are counted too).
-    pub fn add_plain(&mut self, action: Option<&str>, kind: &str) {
+    pub(crate) fn add_plain(&mut self, action: Option<&str>, kind: &str) {
         self.add_kind(action, Some(kind));
     }
 
@@ -222,7 +225,7 @@ impl Tally {
     }
 
     /// Non-zero `(action, kind, count)` triples.
-    pub fn emitted(&self) -> impl Iterator<Item = (&'static str, &'static str, u64)> + '_ {
+    pub(crate) fn emitted(&self) -> impl Iterator<Item = (&'static str, &'static str, u64)> + '_ {
         self.emitted.iter().enumerate().flat_map(|(a, row)| {
             row.iter()
                 .enumerate()
@@ -232,12 +235,12 @@ impl Tally {
     }
 
     /// `(rule id, severity, count)` of the findings counted.
-    pub fn findings(&self) -> impl Iterator<Item = (&str, &'static str, u64)> + '_ {
+    pub(crate) fn findings(&self) -> impl Iterator<Item = (&str, &'static str, u64)> + '_ {
         self.findings.iter().map(|(r, s, n)| (r.as_str(), *s, *n))
     }
 
     /// Non-zero `(reason, count)` pairs.
-    pub fn reasons(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+    pub(crate) fn reasons(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         self.reasons
             .iter()
             .enumerate()

@@ -2,58 +2,57 @@
 //!
 //! The pipeline never names a metric itself: it calls a helper here (`page_fetched`,
 //! `page_delivered`, `retried`, …) once per request, page or batch, so names, labels and
-//! descriptions live in one file and label sets stay bounded (see [`labels`]). The helpers also
-//! feed [`health::HEALTH`], which `/readyz` reads.
+//! descriptions live in one file and label sets stay bounded (see `labels`). The helpers also
+//! feed `health::HEALTH`, which `/readyz` reads.
 //!
-//! Nothing is exported unless `--metrics-listen` is given: [`server::start_for_run`] installs
+//! Nothing is exported unless `--metrics-listen` is given: `server::start_for_run` installs
 //! the Prometheus recorder and serves `/metrics`, `/healthz` and `/readyz` on one listener.
 //! Without a recorder the `metrics` macros are no-ops, so the helpers cost next to nothing.
 //! Tests build a recorder with [`recorder_builder`] and record into it locally.
 
 pub mod health;
-pub mod labels;
+pub(crate) mod labels;
 pub mod server;
 
 use crate::units::ConfigError;
 use metrics::{describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-use serde_json::Value;
 use std::time::Duration;
 
 /// Default size at which a request-trace file is rotated: large enough for a few full pages
 /// (a 9,999-entry page is a few MiB), small enough that five files stay well under 100 MiB.
-pub const DEFAULT_TRACE_MAX_BYTES: u64 = 10 * 1024 * 1024;
+pub(crate) const DEFAULT_TRACE_MAX_BYTES: u64 = 10 * 1024 * 1024;
 
 /// Observability flags.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct ObservabilityArgs {
+pub(crate) struct ObservabilityArgs {
     /// Serve /metrics, /healthz and /readyz on this address (e.g. 0.0.0.0:9090).
     #[arg(long, env = "SLACK_AUDIT_METRICS_LISTEN")]
-    pub metrics_listen: Option<String>,
+    pub(crate) metrics_listen: Option<String>,
     /// Write every Slack request and response to NDJSON files here (token redacted). The
     /// bodies hold audit data: enable only while debugging.
     #[arg(long, env = "SLACK_AUDIT_TRACE_REQUESTS")]
-    pub trace_requests: Option<std::path::PathBuf>,
+    pub(crate) trace_requests: Option<std::path::PathBuf>,
     /// Rotate a request-trace file at this size (e.g. 10MiB, 512KiB); at most five files are kept.
     #[arg(long, env = "SLACK_AUDIT_TRACE_MAX_BYTES")]
-    pub trace_max_bytes: Option<String>,
+    pub(crate) trace_max_bytes: Option<String>,
     /// While a backfill is behind and stderr is not a terminal, log its progress this often
     /// (on a terminal a progress line is redrawn every second instead).
     #[arg(long, env = "SLACK_AUDIT_PROGRESS_INTERVAL")]
-    pub progress_interval: Option<String>,
+    pub(crate) progress_interval: Option<String>,
 }
 
 /// Validated observability options.
 #[derive(Debug, Clone)]
-pub struct ObservabilityConfig {
+pub(crate) struct ObservabilityConfig {
     /// The listener address.
-    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
     /// The tracer directory.
-    pub trace_requests: Option<std::path::PathBuf>,
+    pub(crate) trace_requests: Option<std::path::PathBuf>,
     /// Size at which the tracer rotates its file.
-    pub trace_max_bytes: u64,
+    pub(crate) trace_max_bytes: u64,
     /// Period of the progress log line when stderr is not a terminal.
-    pub progress_interval: Duration,
+    pub(crate) progress_interval: Duration,
 }
 
 impl Default for ObservabilityConfig {
@@ -73,7 +72,7 @@ impl ObservabilityConfig {
     /// # Errors
     ///
     /// [`ConfigError`] naming the flag.
-    pub fn from_args(args: &ObservabilityArgs) -> Result<ObservabilityConfig, ConfigError> {
+    pub(crate) fn from_args(args: &ObservabilityArgs) -> Result<ObservabilityConfig, ConfigError> {
         let trace_max_bytes = match args.trace_max_bytes.as_deref() {
             None => DEFAULT_TRACE_MAX_BYTES,
             Some(v) => crate::units::parse_size("trace-max-bytes", v)?,
@@ -130,7 +129,7 @@ pub fn recorder_builder() -> PrometheusBuilder {
 
 /// The kind of a metric, for its `# TYPE` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Only goes up.
     Counter,
     /// Goes up and down.
@@ -143,7 +142,7 @@ use Kind::{Counter, Gauge, Histogram};
 
 /// Every metric the binary exports: name, kind and the help text `/metrics` shows. One table,
 /// so a new metric cannot be exported without a description.
-pub const METRICS: &[(&str, Kind, &str)] = &[
+pub(crate) const METRICS: &[(&str, Kind, &str)] = &[
     ("slack_source_requests_total", Counter,
      "Requests sent to the Slack Audit Logs API, by HTTP status or error kind."),
     ("slack_source_request_duration_seconds", Histogram,
@@ -233,14 +232,14 @@ fn unix_now() -> i64 {
 }
 
 /// One request to Slack finished with `status` (a code, or an error kind).
-pub fn slack_request(status: &str, elapsed: Duration) {
+pub(crate) fn slack_request(status: &str, elapsed: Duration) {
     metrics::counter!("slack_source_requests_total", "status" => labels::status(status))
         .increment(1);
     metrics::histogram!("slack_source_request_duration_seconds").record(elapsed.as_secs_f64());
 }
 
 /// Slack asked us to wait.
-pub fn rate_limited(wait: Duration) {
+pub(crate) fn rate_limited(wait: Duration) {
     metrics::counter!("slack_source_rate_limit_waits_total").increment(1);
     // Rounded up, so that sub-second waits still show in the total.
     metrics::counter!("slack_source_rate_limit_wait_seconds_total")
@@ -249,7 +248,7 @@ pub fn rate_limited(wait: Duration) {
 }
 
 /// A request (to Slack or the sink) is being retried after an error of `kind`.
-pub fn retried(stage: &'static str, kind: &'static str) {
+pub(crate) fn retried(stage: &'static str, kind: &'static str) {
     metrics::counter!("slack_source_retries_total", "stage" => stage, "kind" => kind).increment(1);
     if stage == "sink" {
         metrics::counter!("slack_source_sink_errors_total", "kind" => kind).increment(1);
@@ -258,19 +257,20 @@ pub fn retried(stage: &'static str, kind: &'static str) {
 }
 
 /// A page of `entries` arrived.
-pub fn page_fetched(entries: usize) {
+pub(crate) fn page_fetched(entries: usize) {
     metrics::counter!("slack_source_pages_total").increment(1);
     metrics::counter!("slack_source_events_received_total").increment(entries as u64);
 }
 
 /// A page's documents were delivered: counts them by action and kind, pipeline errors, and
 /// anomaly reasons, with one counter update per label per page.
-pub fn page_delivered(docs: &[Value]) {
+#[cfg(test)]
+pub(crate) fn page_delivered(docs: &[serde_json::Value]) {
     page_delivered_tally(&labels::Tally::of(docs));
 }
 
 /// As [`page_delivered`], from counts gathered while the page was written.
-pub fn page_delivered_tally(tally: &labels::Tally) {
+pub(crate) fn page_delivered_tally(tally: &labels::Tally) {
     for (action, kind, n) in tally.emitted() {
         metrics::counter!("slack_source_events_emitted_total", "action" => action, "kind" => kind)
             .increment(n);
@@ -290,7 +290,7 @@ pub fn page_delivered_tally(tally: &labels::Tally) {
 }
 
 /// The sink accepted a batch of `events` documents after `elapsed` (retries included).
-pub fn sink_batch(events: usize, elapsed: Duration) {
+pub(crate) fn sink_batch(events: usize, elapsed: Duration) {
     if events == 0 {
         // Nothing was sent: an empty page never reaches the shipper.
         return;
@@ -302,31 +302,31 @@ pub fn sink_batch(events: usize, elapsed: Duration) {
 
 /// The checkpoint was saved; `window_oldest` is the start of the window being read and
 /// `progress` how far the reader has come down it (0 to 1, 1 once the window is done).
-pub fn checkpoint_saved(window_oldest: i64, progress: f64) {
+pub(crate) fn checkpoint_saved(window_oldest: i64, progress: f64) {
     let lag = unix_now() - window_oldest;
     metrics::gauge!("slack_source_checkpoint_lag_seconds").set(lag.max(0) as f64);
     metrics::gauge!("slack_source_backfill_progress_ratio").set(progress);
 }
 
 /// A poll (a chain, or the catch-up) completed.
-pub fn poll_succeeded() {
+pub(crate) fn poll_succeeded() {
     let now = unix_now();
     metrics::gauge!("slack_source_last_successful_poll_timestamp_seconds").set(now as f64);
     health::HEALTH.poll_succeeded(now);
 }
 
 /// Slack broke the protocol in a way labelled `kind` (a bounded set, see `describe`).
-pub fn protocol_violation(kind: &'static str) {
+pub(crate) fn protocol_violation(kind: &'static str) {
     metrics::counter!("slack_source_protocol_violations_total", "kind" => kind).increment(1);
 }
 
 /// `n` Slack requests in a row have failed (0: the last one succeeded).
-pub fn slack_failing(n: u32) {
+pub(crate) fn slack_failing(n: u32) {
     metrics::gauge!("slack_source_slack_consecutive_failures").set(f64::from(n));
 }
 
 /// Something went wrong in `stage`.
-pub fn error(stage: &'static str, kind: &'static str) {
+pub(crate) fn error(stage: &'static str, kind: &'static str) {
     metrics::counter!("slack_source_errors_total", "stage" => stage, "kind" => kind).increment(1);
     if stage == "sink" {
         metrics::counter!("slack_source_sink_errors_total", "kind" => kind).increment(1);
@@ -335,7 +335,7 @@ pub fn error(stage: &'static str, kind: &'static str) {
 }
 
 /// One HTTP request to the shipper ended with `outcome` (`delivered`, a retried failure such as `http_5xx`, or `rejected`...).
-pub fn sink_request(outcome: &'static str, events: usize, bytes: usize, elapsed: Duration) {
+pub(crate) fn sink_request(outcome: &'static str, events: usize, bytes: usize, elapsed: Duration) {
     metrics::counter!("slack_source_sink_requests_total", "outcome" => outcome).increment(1);
     metrics::histogram!("slack_source_sink_request_duration_seconds").record(elapsed.as_secs_f64());
     if outcome == "delivered" {
@@ -346,14 +346,14 @@ pub fn sink_request(outcome: &'static str, events: usize, bytes: usize, elapsed:
 
 /// A request the receiver may already have taken (after a timeout or a broken connection) is
 /// being sent again: the documented at-least-once edge, made harmless by `event.id`.
-pub fn sink_ambiguous_resend(events: usize) {
+pub(crate) fn sink_ambiguous_resend(events: usize) {
     metrics::counter!("slack_source_sink_ambiguous_resends_total").increment(1);
     metrics::counter!("slack_source_sink_ambiguous_resent_events_total").increment(events as u64);
 }
 
 /// Whether the HTTP receiver acknowledged the last request (1) or not (0). A down receiver
 /// pauses polling (backpressure) but does not make the process unhealthy.
-pub fn sink_receiver_up(up: bool) {
+pub(crate) fn sink_receiver_up(up: bool) {
     metrics::gauge!("slack_source_sink_receiver_up").set(if up { 1.0 } else { 0.0 });
 }
 

@@ -6,10 +6,10 @@
 //! handle is dropped (so it never outlives [`crate::run`]).
 //!
 //! The port may face a network (`0.0.0.0`), so a peer must not be able to take the process
-//! down through it: headers must arrive within [`Limits::header_read_timeout`] (an idle
+//! down through it: headers must arrive within `Limits::header_read_timeout` (an idle
 //! keep-alive connection waiting for its next request is closed after the same time), a
-//! connection lives at most [`Limits::max_connection_age`], and at most
-//! [`Limits::max_connections`] are open at once ([`default_limits`]). When a new connection
+//! connection lives at most `Limits::max_connection_age`, and at most
+//! `Limits::max_connections` are open at once (`default_limits`). When a new connection
 //! would exceed that, the *oldest* one is closed: peers that open connections and send nothing
 //! cannot starve the kubelet's `/healthz` probe, which sends its request at once. The cap is also kept well
 //! under the file-descriptor limit, so the poller's own sockets and the checkpoint's files
@@ -30,25 +30,25 @@ use tokio::task::JoinHandle;
 /// `/readyz` never calls progress stale sooner than this, however short `--interval` is: one
 /// request under the client-side budget (60 s / `--max-requests-per-minute`) plus Slack's own
 /// answer time must fit, or readiness would flap on every page.
-pub const MIN_STALE_AFTER: Duration = Duration::from_secs(30);
+pub(crate) const MIN_STALE_AFTER: Duration = Duration::from_secs(30);
 
 /// How often histogram samples are folded into their buckets when nobody scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Most connections served at once, whatever the file-descriptor limit allows.
-pub const MAX_CONNECTIONS: usize = 64;
+pub(crate) const MAX_CONNECTIONS: usize = 64;
 /// A request's headers, or the next request on a kept-alive connection, must arrive within
 /// this (Prometheus and the kubelet send theirs at once).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// No connection is served longer than this; a scraper keeping its connection alive simply
 /// opens a new one.
-pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(120);
+pub(crate) const MAX_CONNECTION_AGE: Duration = Duration::from_secs(120);
 
-pub use crate::serve::Limits;
+pub(crate) use crate::serve::Limits;
 
 /// The limits of this listener: [`HEADER_READ_TIMEOUT`], [`MAX_CONNECTION_AGE`], and
 /// [`MAX_CONNECTIONS`] but at most a quarter of the process's file-descriptor limit.
-pub fn default_limits() -> Limits {
+pub(crate) fn default_limits() -> Limits {
     Limits::bounded(
         HEADER_READ_TIMEOUT,
         MAX_CONNECTION_AGE,
@@ -73,7 +73,7 @@ fn fd_limit() -> usize {
 }
 
 /// The clock `/readyz` judges staleness with: Unix seconds.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+pub(crate) type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// What the endpoints serve.
 #[derive(Clone)]
@@ -117,7 +117,7 @@ impl Drop for MetricsServer {
     }
 }
 
-/// How long `/readyz` tolerates no progress: three poll intervals, at least [`MIN_STALE_AFTER`].
+/// How long `/readyz` tolerates no progress: three poll intervals, at least `MIN_STALE_AFTER`.
 pub fn stale_after(interval: Duration) -> Duration {
     (interval * 3).max(MIN_STALE_AFTER)
 }
@@ -127,7 +127,7 @@ pub fn stale_after(interval: Duration) -> Duration {
 /// # Errors
 ///
 /// A message when another recorder was installed first (a library embedding us).
-pub fn install_recorder() -> Result<PrometheusHandle, String> {
+pub(crate) fn install_recorder() -> Result<PrometheusHandle, String> {
     static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
@@ -146,7 +146,7 @@ pub fn install_recorder() -> Result<PrometheusHandle, String> {
 /// # Errors
 ///
 /// [`ListenError`] when the address cannot be bound or a recorder already exists.
-pub async fn start_for_run(
+pub(crate) async fn start_for_run(
     config: &super::ObservabilityConfig,
     interval: Duration,
     shutdown: Shutdown,
@@ -169,11 +169,11 @@ pub async fn start_for_run(
     Ok(Some(server))
 }
 
-/// Binds `addr` and serves the endpoints until `shutdown`, with [`default_limits`].
+/// Binds `addr` and serves the endpoints until `shutdown`, with `default_limits`.
 ///
 /// # Errors
 ///
-/// [`ListenError`] when the address cannot be bound.
+/// `ListenError` when the address cannot be bound.
 pub async fn start(
     addr: SocketAddr,
     endpoints: Endpoints,
@@ -187,7 +187,7 @@ pub async fn start(
 /// # Errors
 ///
 /// [`ListenError`] when the address cannot be bound.
-pub async fn start_with_limits(
+pub(crate) async fn start_with_limits(
     addr: SocketAddr,
     endpoints: Endpoints,
     shutdown: Shutdown,

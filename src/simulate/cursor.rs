@@ -16,22 +16,22 @@ use base64::Engine as _;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Cursor {
     /// The next page covers seconds `<= next_latest` (still `>= oldest`).
-    pub next_latest: i64,
+    pub(crate) next_latest: i64,
     /// `oldest` as sent with the request that issued the cursor (`None` when absent).
-    pub oldest: Option<i64>,
+    pub(crate) oldest: Option<i64>,
     /// `latest` as sent (`None` when absent).
-    pub latest: Option<i64>,
+    pub(crate) latest: Option<i64>,
     /// A fingerprint of the `action`, `actor` and `entity` filters.
-    pub filters: u64,
+    pub(crate) filters: u64,
     /// The cursor generation; [`super::SimHandle::invalidate_cursors`] bumps it.
-    pub generation: u64,
+    pub(crate) generation: u64,
 }
 
 const PREFIX: &str = "next_ts";
 
 impl Cursor {
     /// Encodes the cursor, signed with `secret`, as padded standard base64.
-    pub fn encode(&self, secret: u64) -> String {
+    pub(crate) fn encode(&self, secret: u64) -> String {
         let mut text = format!("{PREFIX}:{}", self.fields());
         text.push_str(&format!(":{:016x}", self.tag(secret)));
         // Slack's cursors end in `=`; a plain text whose length is a multiple of 3 would encode
@@ -45,7 +45,7 @@ impl Cursor {
 
     /// Decodes and checks the signature; `None` for anything that is not a cursor this
     /// simulator (with this `secret`) issued.
-    pub fn decode(s: &str, secret: u64) -> Option<Cursor> {
+    pub(crate) fn decode(s: &str, secret: u64) -> Option<Cursor> {
         let bytes = STANDARD.decode(s.as_bytes()).ok()?;
         let text = std::str::from_utf8(&bytes).ok()?.trim_end_matches(';');
         let mut parts = text.split(':');

@@ -32,10 +32,10 @@ pub struct Faults {
 
 /// [`Faults::retry_after`] by default: short, so tests and soaks do not crawl; Slack's own
 /// values are usually a few seconds to a minute.
-pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// [`Faults::stall_for`] by default: twice the client's default 60 s request timeout.
-pub const DEFAULT_STALL: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_STALL: Duration = Duration::from_secs(120);
 
 impl Default for Faults {
     /// No faults.
@@ -86,7 +86,7 @@ impl FaultKind {
     ];
 
     /// The name used in `--faults`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             FaultKind::RateLimited => "429",
             FaultKind::ServerError => "500",
@@ -108,7 +108,7 @@ impl Faults {
     }
 
     /// The probability of `kind`.
-    pub fn probability(&self, kind: FaultKind) -> f64 {
+    pub(crate) fn probability(&self, kind: FaultKind) -> f64 {
         match kind {
             FaultKind::RateLimited => self.rate_limited,
             FaultKind::ServerError => self.server_error,
@@ -133,13 +133,13 @@ impl Faults {
     }
 
     /// True when no fault can be drawn.
-    pub fn is_none(&self) -> bool {
+    pub(crate) fn is_none(&self) -> bool {
         FaultKind::ALL.iter().all(|k| self.probability(*k) <= 0.0)
     }
 
     /// Picks the fault for a uniform draw `u` in `[0, 1)`: the kinds share the unit interval
     /// in [`FaultKind::ALL`] order, so one draw decides and probabilities add up.
-    pub fn pick(&self, u: f64) -> Option<FaultKind> {
+    pub(crate) fn pick(&self, u: f64) -> Option<FaultKind> {
         let mut acc = 0.0;
         for kind in FaultKind::ALL {
             let p = self.probability(kind);
@@ -162,7 +162,7 @@ impl Faults {
     ///
     /// A message quoting the bad item: unknown kind, a probability outside 0..=1, or a sum
     /// above 1.
-    pub fn parse(spec: &str) -> Result<Faults, String> {
+    pub(crate) fn parse(spec: &str) -> Result<Faults, String> {
         let mut faults = Faults::default();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (name, value) = item

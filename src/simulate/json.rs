@@ -15,14 +15,14 @@ pub(crate) struct Json {
 
 impl Json {
     /// An empty writer with room for a typical entry.
-    pub fn new() -> Json {
+    pub(crate) fn new() -> Json {
         Json {
             buf: String::with_capacity(640),
         }
     }
 
     /// The text written so far.
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         self.buf
     }
 
@@ -43,59 +43,59 @@ impl Json {
     }
 
     /// Opens the top-level object or an object inside an array.
-    pub fn begin(&mut self) {
+    pub(crate) fn begin(&mut self) {
         self.sep();
         self.buf.push('{');
     }
 
     /// `"k":{`.
-    pub fn obj(&mut self, k: &str) {
+    pub(crate) fn obj(&mut self, k: &str) {
         self.key(k);
         self.buf.push('{');
     }
 
     /// Closes an object.
-    pub fn end(&mut self) {
+    pub(crate) fn end(&mut self) {
         self.buf.push('}');
     }
 
     /// `"k":[`.
-    pub fn arr(&mut self, k: &str) {
+    pub(crate) fn arr(&mut self, k: &str) {
         self.key(k);
         self.buf.push('[');
     }
 
     /// Closes an array.
-    pub fn end_arr(&mut self) {
+    pub(crate) fn end_arr(&mut self) {
         self.buf.push(']');
     }
 
     /// `"k":"v"`.
-    pub fn str(&mut self, k: &str, v: &str) {
+    pub(crate) fn str(&mut self, k: &str, v: &str) {
         self.key(k);
         push_str(&mut self.buf, v);
     }
 
     /// `"k":n`.
-    pub fn int(&mut self, k: &str, v: i64) {
+    pub(crate) fn int(&mut self, k: &str, v: i64) {
         self.key(k);
         let _ = write!(self.buf, "{v}");
     }
 
     /// `"k":true|false`.
-    pub fn bool(&mut self, k: &str, v: bool) {
+    pub(crate) fn bool(&mut self, k: &str, v: bool) {
         self.key(k);
         self.buf.push_str(if v { "true" } else { "false" });
     }
 
     /// `"k":null`.
-    pub fn null(&mut self, k: &str) {
+    pub(crate) fn null(&mut self, k: &str) {
         self.key(k);
         self.buf.push_str("null");
     }
 
     /// `"k":[..strings..]`.
-    pub fn strs(&mut self, k: &str, items: &[&str]) {
+    pub(crate) fn strs(&mut self, k: &str, items: &[&str]) {
         self.arr(k);
         for item in items {
             self.item(item);
@@ -104,7 +104,7 @@ impl Json {
     }
 
     /// A string inside an array.
-    pub fn item(&mut self, v: &str) {
+    pub(crate) fn item(&mut self, v: &str) {
         self.sep();
         push_str(&mut self.buf, v);
     }

@@ -29,8 +29,8 @@ pub(crate) const MAX_ACTIONS: usize = 30;
 
 /// The answer to one `/logs` request, and how long to hold it back.
 pub(crate) struct Answer {
-    pub response: Response<Full<Bytes>>,
-    pub stall: Option<Duration>,
+    pub(crate) response: Response<Full<Bytes>>,
+    pub(crate) stall: Option<Duration>,
 }
 
 /// The query parameters of `/logs`, decoded, first occurrence of each.

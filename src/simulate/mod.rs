@@ -12,12 +12,12 @@
 //!
 //! Layout: [`generator`] makes entries, `store` indexes them by second, `server` routes the
 //! connections [`crate::serve`] accepts, `logs` answers `/audit/v1/logs`, `cursor` signs cursors,
-//! `traffic` adds entries over time, [`faults`] decides what goes wrong, `catalog` serves
+//! `traffic` adds entries over time, `faults` decides what goes wrong, `catalog` serves
 //! `/actions` and `/schemas`.
 
 mod catalog;
 mod cursor;
-pub mod faults;
+pub(crate) mod faults;
 pub mod generator;
 mod json;
 mod logs;
@@ -41,58 +41,58 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Default `--listen`: a fixed loopback port, so a `run` in another terminal finds it.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8686";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8686";
 /// Default `--burst-every`.
-pub const DEFAULT_BURST_EVERY: &str = "60s";
+pub(crate) const DEFAULT_BURST_EVERY: &str = "60s";
 /// Default `--late-delay`: how long a late entry stays invisible.
-pub const DEFAULT_LATE_DELAY: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_LATE_DELAY: Duration = Duration::from_secs(120);
 
 /// Arguments of `simulate`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
     /// Address to serve on; port 0 picks a free port (the first stderr line says which).
     #[arg(long, default_value = DEFAULT_LISTEN)]
-    pub listen: String,
+    pub(crate) listen: String,
     /// Seed of every random choice: the same seed gives the same entries, cursors and faults.
     #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    pub(crate) seed: u64,
     /// Live entries per second, dated "now".
     #[arg(long, default_value_t = 1.0)]
-    pub rate: f64,
+    pub(crate) rate: f64,
     /// Entries made at start, spread over the past `--backfill-span`.
     #[arg(long, default_value_t = 1000)]
-    pub backfill: usize,
+    pub(crate) backfill: usize,
     /// How far back the backfill reaches (`90s`, `1h`, `720h`).
     #[arg(long, default_value = "24h")]
-    pub backfill_span: String,
+    pub(crate) backfill_span: String,
     /// Play the departing-salesperson story in the first minute.
     #[arg(long)]
-    pub story: bool,
+    pub(crate) story: bool,
     /// Require this bearer token (otherwise any non-empty bearer token is accepted).
     #[arg(long, env = "SLACK_AUDIT_SIM_TOKEN")]
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
     /// Fault probabilities per `/logs` request, e.g.
     /// `429=0.05,500=0.05,502=0.02,stall=0.01,truncated=0.02,empty_object=0.02,empty_page=0.01`.
     #[arg(long, default_value = "")]
-    pub faults: String,
+    pub(crate) faults: String,
     /// `Retry-After` of injected 429s (`5` or `5s`).
     #[arg(long, default_value_t = faults::DEFAULT_RETRY_AFTER.as_secs().to_string())]
-    pub retry_after: String,
+    pub(crate) retry_after: String,
     /// How long an injected stall holds a request (`120` or `2m`).
     #[arg(long, default_value_t = faults::DEFAULT_STALL.as_secs().to_string())]
-    pub stall: String,
+    pub(crate) stall: String,
     /// Entries on one second, once in the backfill and then every `--burst-every`.
     #[arg(long, default_value_t = 0)]
-    pub burst: usize,
+    pub(crate) burst: usize,
     /// Period of live bursts.
     #[arg(long, default_value = DEFAULT_BURST_EVERY)]
-    pub burst_every: String,
+    pub(crate) burst_every: String,
     /// Share of live entries indexed late (0..=1).
     #[arg(long, default_value_t = 0.0)]
-    pub late_fraction: f64,
+    pub(crate) late_fraction: f64,
     /// How long a late entry stays invisible (`120` or `2m`).
     #[arg(long, default_value_t = DEFAULT_LATE_DELAY.as_secs().to_string())]
-    pub late_delay: String,
+    pub(crate) late_delay: String,
 }
 
 /// Options of a simulator started in-process. `Default` serves nothing and injects nothing.
@@ -146,7 +146,7 @@ impl Default for SimOptions {
 impl SimOptions {
     /// What `demo` uses: an hour of backfill, two events a second, and the story in the
     /// first minute. No faults: the demo shows the data, not the retries.
-    pub fn demo() -> SimOptions {
+    pub(crate) fn demo() -> SimOptions {
         SimOptions {
             seed: 42,
             rate_per_sec: 1.0,
@@ -162,7 +162,7 @@ impl SimOptions {
     /// # Errors
     ///
     /// [`ConfigError`] naming the flag: a bad duration, fault spec, rate or fraction.
-    pub fn from_args(args: &SimulateArgs) -> Result<SimOptions, ConfigError> {
+    pub(crate) fn from_args(args: &SimulateArgs) -> Result<SimOptions, ConfigError> {
         let invalid = |flag: &'static str, message: String| ConfigError::Invalid { flag, message };
         if !(args.rate.is_finite() && args.rate >= 0.0) {
             return Err(invalid(
@@ -214,30 +214,30 @@ fn parse_secs(flag: &'static str, value: &str) -> Result<Duration, ConfigError> 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedRequest {
     /// Always `/audit/v1/logs` (other paths are not recorded).
-    pub path: String,
+    pub(crate) path: String,
     /// The raw query string.
     pub query: String,
     /// `oldest` as sent.
-    pub oldest: Option<String>,
+    pub(crate) oldest: Option<String>,
     /// `latest` as sent.
-    pub latest: Option<String>,
+    pub(crate) latest: Option<String>,
     /// `limit` as sent.
-    pub limit: Option<String>,
+    pub(crate) limit: Option<String>,
     /// `cursor` raw, still percent-encoded.
     pub cursor: Option<String>,
     /// `action` as sent.
-    pub action: Option<String>,
+    pub(crate) action: Option<String>,
     /// `actor` as sent.
-    pub actor: Option<String>,
+    pub(crate) actor: Option<String>,
     /// `entity` as sent.
-    pub entity: Option<String>,
+    pub(crate) entity: Option<String>,
     /// The `Authorization` header as sent (a test token; the simulator is never given a real
     /// one).
     pub authorization: Option<String>,
     /// The HTTP status answered.
-    pub status: u16,
+    pub(crate) status: u16,
     /// The `error` of an `ok:false` answer (`ratelimited` for injected 429s).
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// The fault injected, if any.
     pub fault: Option<FaultKind>,
     /// Entries served.

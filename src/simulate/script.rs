@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     /// HTTP status.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Extra headers, after `Content-Type: application/json`.
     pub headers: Vec<(String, String)>,
     /// The body, as sent.

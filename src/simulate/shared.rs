@@ -12,25 +12,25 @@ use std::sync::Mutex;
 /// Everything the server, the traffic task and the handle share.
 pub(crate) struct Shared {
     /// The entries.
-    pub store: Store,
+    pub(crate) store: Store,
     /// Signs cursors and picks end-of-chain spellings; derived from the seed.
-    pub secret: u64,
+    pub(crate) secret: u64,
     /// The bearer token required, if any.
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
     /// Current fault probabilities.
-    pub faults: Mutex<Faults>,
+    pub(crate) faults: Mutex<Faults>,
     /// Draws faults; seeded so a fault sequence repeats for a seed and request sequence.
-    pub fault_rng: Mutex<StdRng>,
+    pub(crate) fault_rng: Mutex<StdRng>,
     /// Cursors of older generations answer `invalid_cursor`.
-    pub generation: AtomicU64,
+    pub(crate) generation: AtomicU64,
     /// The newest requests, as many as the server keeps.
-    pub requests: Mutex<VecDeque<RecordedRequest>>,
+    pub(crate) requests: Mutex<VecDeque<RecordedRequest>>,
     /// Replies a test scripted, and the count of `/logs` requests.
-    pub script: Mutex<Script>,
+    pub(crate) script: Mutex<Script>,
     /// `/logs` requests recorded since start.
-    pub recorded: AtomicUsize,
+    pub(crate) recorded: AtomicUsize,
     /// Woken after each `/logs` request is recorded.
-    pub served: tokio::sync::Notify,
+    pub(crate) served: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Shared {

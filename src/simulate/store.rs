@@ -14,21 +14,21 @@ use tokio::time::Instant;
 #[derive(Debug, Clone)]
 pub(crate) struct Stored {
     /// `id` (empty when the entry has none).
-    pub id: Box<str>,
+    pub(crate) id: Box<str>,
     /// `action`, for the `action` filter.
-    pub action: Arc<str>,
+    pub(crate) action: Arc<str>,
     /// `actor.user.id`, for the `actor` filter.
-    pub actor: Option<Arc<str>>,
+    pub(crate) actor: Option<Arc<str>>,
     /// The id of the typed entity object, for the `entity` filter.
-    pub entity: Option<Arc<str>>,
+    pub(crate) entity: Option<Arc<str>>,
     /// The entry, compact JSON.
-    pub json: Box<str>,
+    pub(crate) json: Box<str>,
 }
 
 impl Stored {
     /// Reads what the store needs from an arbitrary entry (from [`super::SimHandle::insert`]).
     /// Returns the entry's `date_create` (0 when absent or not an integer) and the entry.
-    pub fn from_value(entry: &Value) -> (i64, Stored) {
+    pub(crate) fn from_value(entry: &Value) -> (i64, Stored) {
         let text = |v: Option<&Value>| v.and_then(Value::as_str).map(Arc::<str>::from);
         let date = entry
             .get("date_create")
@@ -53,11 +53,11 @@ impl Stored {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Filter {
     /// Any of these actions (empty: all).
-    pub actions: Vec<String>,
+    pub(crate) actions: Vec<String>,
     /// `actor.user.id` equals.
-    pub actor: Option<String>,
+    pub(crate) actor: Option<String>,
     /// The entity's id equals.
-    pub entity: Option<String>,
+    pub(crate) entity: Option<String>,
 }
 
 impl Filter {
@@ -78,11 +78,11 @@ impl Filter {
 #[derive(Debug, Default)]
 pub(crate) struct PageOut {
     /// The entries' JSON joined with commas (no brackets).
-    pub entries: String,
+    pub(crate) entries: String,
     /// How many entries.
-    pub count: usize,
+    pub(crate) count: usize,
     /// Where the next page starts (`latest` for it), when more matching entries remain.
-    pub next_latest: Option<i64>,
+    pub(crate) next_latest: Option<i64>,
 }
 
 struct Late {
@@ -145,7 +145,7 @@ impl Store {
     }
 
     /// Makes entries visible now.
-    pub fn insert(&self, entries: impl IntoIterator<Item = (i64, Stored)>) {
+    pub(crate) fn insert(&self, entries: impl IntoIterator<Item = (i64, Stored)>) {
         let mut inner = self.write();
         for (date, e) in entries {
             inner.seconds.entry(date).or_default().push(e);
@@ -154,7 +154,7 @@ impl Store {
     }
 
     /// Holds an entry back until `visible_at`.
-    pub fn insert_late(&self, date: i64, entry: Stored, visible_at: Instant) {
+    pub(crate) fn insert_late(&self, date: i64, entry: Stored, visible_at: Instant) {
         let mut inner = self.write();
         inner.late_seq += 1;
         let seq = inner.late_seq;
@@ -167,7 +167,7 @@ impl Store {
     }
 
     /// Moves late entries that are due at `now` into view.
-    pub fn release_due(&self, now: Instant) {
+    pub(crate) fn release_due(&self, now: Instant) {
         if self.read().late.peek().is_none_or(|l| l.visible_at > now) {
             return;
         }
@@ -181,12 +181,12 @@ impl Store {
     }
 
     /// How many entries are visible.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.read().visible
     }
 
     /// Every visible `(id, date_create)`, oldest second first.
-    pub fn ids(&self) -> Vec<(String, i64)> {
+    pub(crate) fn ids(&self) -> Vec<(String, i64)> {
         let inner = self.read();
         let mut out = Vec::with_capacity(inner.visible);
         for (date, bucket) in &inner.seconds {
@@ -197,7 +197,7 @@ impl Store {
 
     /// One page: matching entries in `[oldest, latest]`, newest first, whole seconds until at
     /// least `limit` entries are in (so a same-second burst makes the page exceed `limit`).
-    pub fn page(&self, oldest: i64, latest: i64, limit: usize, filter: &Filter) -> PageOut {
+    pub(crate) fn page(&self, oldest: i64, latest: i64, limit: usize, filter: &Filter) -> PageOut {
         let mut out = PageOut::default();
         if oldest > latest {
             // BTreeMap::range panics on an inverted range; an inverted window is just empty.

@@ -21,17 +21,17 @@ const TICK: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
     /// Live entries per second (0: none).
-    pub rate_per_sec: f64,
+    pub(crate) rate_per_sec: f64,
     /// Play the story's steps at [`STORY_OFFSETS`].
-    pub story: bool,
+    pub(crate) story: bool,
     /// Entries per live burst (0: none).
-    pub burst: usize,
+    pub(crate) burst: usize,
     /// Time between live bursts (at least a second).
-    pub burst_every: Duration,
+    pub(crate) burst_every: Duration,
     /// Share of live entries held back.
-    pub late_fraction: f64,
+    pub(crate) late_fraction: f64,
     /// How long they are held back.
-    pub late_delay: Duration,
+    pub(crate) late_delay: Duration,
 }
 
 impl Plan {

@@ -1,6 +1,6 @@
 //! Delivery: a chunk of a page's documents as NDJSON, to stdout or a shipper's HTTP input.
 //!
-//! [`Sink::send`] returns only when the whole batch is safe (flushed to stdout, or every HTTP
+//! `Sink::send` returns only when the whole batch is safe (flushed to stdout, or every HTTP
 //! request acknowledged with a 2xx); the poller moves the checkpoint after that and only then.
 
 pub mod http;
@@ -23,7 +23,7 @@ impl Batch {
     }
 
     /// Empties the batch, keeping its memory for the next one.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.buf.clear();
         self.ends.clear();
     }
@@ -39,7 +39,7 @@ impl Batch {
 
     /// Appends one line that `write` produces as JSON text (without the newline), returning
     /// what `write` returns. For documents written straight to text, with no JSON value.
-    pub fn push_with<T>(&mut self, write: impl FnOnce(&mut Vec<u8>) -> T) -> T {
+    pub(crate) fn push_with<T>(&mut self, write: impl FnOnce(&mut Vec<u8>) -> T) -> T {
         let r = write(&mut self.buf);
         self.buf.push(b'\n');
         self.ends.push(self.buf.len());
@@ -47,22 +47,22 @@ impl Batch {
     }
 
     /// All lines, each ending in `\n`.
-    pub fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         &self.buf
     }
 
     /// Number of documents.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ends.len()
     }
 
     /// True when there is no document.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }
 
     /// The lines, each with its trailing `\n`.
-    pub fn lines(&self) -> impl Iterator<Item = &[u8]> {
+    pub(crate) fn lines(&self) -> impl Iterator<Item = &[u8]> {
         let mut start = 0;
         self.ends.iter().map(move |&end| {
             let line = &self.buf[start..end];
@@ -122,7 +122,7 @@ impl Error {
 }
 
 /// Where batches go.
-pub enum Sink {
+pub(crate) enum Sink {
     /// NDJSON on stdout (or an injected writer).
     Stdout(stdout::StdoutSink),
     /// NDJSON POSTed to a shipper.
@@ -144,7 +144,11 @@ impl Sink {
     /// # Errors
     ///
     /// See [`Error`]; the batch is then not delivered (or not known to be).
-    pub async fn send(&mut self, batch: &Batch, shutdown: &mut Shutdown) -> Result<(), Error> {
+    pub(crate) async fn send(
+        &mut self,
+        batch: &Batch,
+        shutdown: &mut Shutdown,
+    ) -> Result<(), Error> {
         if batch.is_empty() {
             return Ok(());
         }

@@ -10,20 +10,20 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Writes batches to any async writer (stdout, or a buffer in tests).
-pub struct StdoutSink {
+pub(crate) struct StdoutSink {
     out: Box<dyn AsyncWrite + Send + Unpin>,
 }
 
 impl StdoutSink {
     /// A sink on the process's stdout.
-    pub fn stdout() -> StdoutSink {
+    pub(crate) fn stdout() -> StdoutSink {
         StdoutSink {
             out: Box::new(tokio::io::stdout()),
         }
     }
 
     /// A sink on any writer.
-    pub fn new(out: impl AsyncWrite + Send + Unpin + 'static) -> StdoutSink {
+    pub(crate) fn new(out: impl AsyncWrite + Send + Unpin + 'static) -> StdoutSink {
         StdoutSink { out: Box::new(out) }
     }
 
@@ -32,7 +32,7 @@ impl StdoutSink {
     /// # Errors
     ///
     /// [`Error::Stdout`] on any write or flush failure.
-    pub async fn send(&mut self, batch: &Batch) -> Result<(), Error> {
+    pub(crate) async fn send(&mut self, batch: &Batch) -> Result<(), Error> {
         self.out
             .write_all(batch.bytes())
             .await
@@ -43,7 +43,7 @@ impl StdoutSink {
 
 /// A writer whose bytes tests can read while the pipeline runs.
 #[derive(Debug, Clone, Default)]
-pub struct SharedWriter(pub Arc<Mutex<Vec<u8>>>);
+pub struct SharedWriter(pub(crate) Arc<Mutex<Vec<u8>>>);
 
 impl SharedWriter {
     /// Everything written so far.

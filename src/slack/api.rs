@@ -19,33 +19,33 @@ use serde_json::Value;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filters {
     /// At most 30 action names.
-    pub actions: Vec<String>,
+    pub(crate) actions: Vec<String>,
     /// A user id.
-    pub actor: Option<String>,
+    pub(crate) actor: Option<String>,
     /// An entity id.
-    pub entity: Option<String>,
+    pub(crate) entity: Option<String>,
 }
 
 /// A `/logs` response body as Slack sends it; entries borrow from the body.
 #[derive(Debug, Deserialize)]
-pub struct LogsResponse<'a> {
+pub(crate) struct LogsResponse<'a> {
     /// `true`, `false` or absent; not trusted on its own.
     #[serde(default)]
-    pub ok: Option<Value>,
+    pub(crate) ok: Option<Value>,
     /// The error code on a failed call; an empty string is no error.
     #[serde(default)]
-    pub error: Option<Value>,
+    pub(crate) error: Option<Value>,
     /// The entries, newest first. Absent means the body is not a page at all.
     #[serde(default, borrow)]
-    pub entries: Option<Vec<&'a RawValue>>,
+    pub(crate) entries: Option<Vec<&'a RawValue>>,
     /// `{next_cursor}`, `{}` or absent.
     #[serde(default)]
-    pub response_metadata: Option<Value>,
+    pub(crate) response_metadata: Option<Value>,
 }
 
 impl LogsResponse<'_> {
     /// The error code, when the body reports one (a non-empty `error`, or `ok: false` without one).
-    pub fn error_code(&self) -> Option<String> {
+    pub(crate) fn error_code(&self) -> Option<String> {
         match self.error.as_ref() {
             Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
             _ if self.ok == Some(Value::Bool(false)) && self.entries.is_none() => {
@@ -62,7 +62,7 @@ impl LogsResponse<'_> {
     ///
     /// A description of the value when `next_cursor` (or `response_metadata`) has another
     /// type: a number is not "done", so it must not end the chain silently.
-    pub fn next_cursor(&self) -> Result<Option<String>, String> {
+    pub(crate) fn next_cursor(&self) -> Result<Option<String>, String> {
         let cursor = match &self.response_metadata {
             None | Some(Value::Null) => return Ok(None),
             Some(Value::Object(m)) => m.get("next_cursor"),
@@ -112,7 +112,7 @@ impl Page {
     ///
     /// An entry that does not lie inside `body` cannot come from serde's borrowing parse; it
     /// is kept as an empty entry (mapped to a `pipeline_error`) rather than trusted.
-    pub fn from_body(
+    pub(crate) fn from_body(
         body: bytes::Bytes,
         entries: &[&RawValue],
         next_cursor: Option<String>,
@@ -148,7 +148,7 @@ impl Page {
     }
 
     /// The i-th entry's text, as Slack sent it; `None` past the end.
-    pub fn entry(&self, i: usize) -> Option<&str> {
+    pub(crate) fn entry(&self, i: usize) -> Option<&str> {
         let span = self.spans.get(i)?.clone();
         // serde checked every entry is UTF-8 when it borrowed it; this cannot fail, and if it
         // did the entry would become a `pipeline_error`, not a panic.
@@ -156,7 +156,7 @@ impl Page {
     }
 
     /// The entries' texts in Slack's order.
-    pub fn entries(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+    pub(crate) fn entries(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
         (0..self.len()).map(|i| self.entry(i).unwrap_or_default())
     }
 }
@@ -164,16 +164,16 @@ impl Page {
 /// The two fields of an entry the poller and the pipeline need: a stable identity and its
 /// second.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntryKey {
+pub(crate) struct EntryKey {
     /// `id`, or a hash of the raw bytes when Slack sent none (so dedup still works).
-    pub id: String,
+    pub(crate) id: String,
     /// `date_create` in Unix seconds; `None` when absent or unreadable.
-    pub date_create: Option<i64>,
+    pub(crate) date_create: Option<i64>,
 }
 
 impl EntryKey {
     /// Reads `id` and `date_create` from a raw entry, never failing.
-    pub fn read(raw: &str) -> EntryKey {
+    pub(crate) fn read(raw: &str) -> EntryKey {
         #[derive(Deserialize)]
         struct Head {
             #[serde(default)]

@@ -1,5 +1,5 @@
 //! The Audit Logs client: one `GET /audit/v1/logs` per [`SlackClient::fetch_page`], and the
-//! retry loop around it in [`SlackClient::fetch_page_with_retry`].
+//! retry loop around it in `SlackClient::fetch_page_with_retry`.
 //!
 //! It owns the token (a [`SecretString`], exposed only where the `Authorization` header is
 //! built, and that header is marked sensitive), the request budget and retries. Entries stay
@@ -7,8 +7,8 @@
 //!
 //! Slack is peer input: redirects are not followed (a 3xx is a configuration error), a 2xx
 //! body is read chunk by chunk as it is decoded and abandoned past `--max-response-bytes`
-//! (a gzip bomb costs at most the cap), an error body is read to [`ERROR_BODY_MAX`] only,
-//! and `Retry-After` is parsed by [`crate::retry::parse_retry_after`] and capped.
+//! (a gzip bomb costs at most the cap), an error body is read to `ERROR_BODY_MAX` only,
+//! and `Retry-After` is parsed by `crate::retry::parse_retry_after` and capped.
 
 use super::api::Filters;
 use super::api::{LogsResponse, Page};
@@ -29,7 +29,7 @@ pub enum TokenSource {
     Fixed(SecretString),
     /// A file (a mounted Kubernetes Secret), re-read when it changes so that a rotated Secret
     /// takes effect without a restart; the last good token is kept if a read fails
-    /// mid-rotation. See [`crate::secret_file`] for what a usable file is.
+    /// mid-rotation. See `crate::secret_file` for what a usable file is.
     File(crate::secret_file::SecretFile),
 }
 
@@ -54,7 +54,7 @@ impl TokenSource {
     /// # Errors
     ///
     /// [`ConfigError::TokenFile`] naming the file and what is wrong (never its content).
-    pub fn file(path: PathBuf) -> Result<TokenSource, ConfigError> {
+    pub(crate) fn file(path: PathBuf) -> Result<TokenSource, ConfigError> {
         crate::secret_file::SecretFile::open(&path, check_token)
             .map(TokenSource::File)
             .map_err(|reason| ConfigError::TokenFile { path, reason })
@@ -66,7 +66,7 @@ impl TokenSource {
     ///
     /// None today: a file was read successfully at start and its last good value is kept.
     /// The `Result` leaves room for a source that can fail.
-    pub fn current(&self) -> Result<SecretString, Error> {
+    pub(crate) fn current(&self) -> Result<SecretString, Error> {
         match self {
             TokenSource::Fixed(t) => Ok(t.clone()),
             TokenSource::File(f) => Ok(f.current()),
@@ -141,12 +141,12 @@ pub struct SlackClient {
 const MAX_RESERVE: u64 = 64 << 20;
 
 /// How much of a non-2xx body is read: enough for Slack's JSON error or an HTML page's start.
-pub const ERROR_BODY_MAX: usize = 4 << 10;
+pub(crate) const ERROR_BODY_MAX: usize = 4 << 10;
 
 /// Failed attempts in a row after which `run --once` gives up on a page (exit 1). With the
 /// default backoff (0.5 s doubling to 60 s, full jitter) that is under two minutes of
 /// retrying; a 429's `Retry-After` wait counts as one attempt too.
-pub const ONCE_MAX_ATTEMPTS: u32 = 8;
+pub(crate) const ONCE_MAX_ATTEMPTS: u32 = 8;
 
 impl SlackClient {
     /// Builds a client.
@@ -181,7 +181,7 @@ impl SlackClient {
     }
 
     /// Replaces the backoff schedule (tests use short ones).
-    pub fn set_backoff(&mut self, backoff: Backoff) {
+    pub(crate) fn set_backoff(&mut self, backoff: Backoff) {
         self.backoff = backoff;
     }
 
@@ -189,7 +189,7 @@ impl SlackClient {
     ///
     /// # Errors
     ///
-    /// Any [`Error`]; [`Error::action`] says what to do about it.
+    /// Any [`Error`]; `Error::action` says what to do about it.
     pub async fn fetch_page(&mut self, q: &Query<'_>) -> Result<Page, Error> {
         self.budget.acquire().await;
         let token = self.token.current()?;
@@ -316,7 +316,7 @@ impl SlackClient {
     /// Errors whose [`Error::action`] is [`Action::GiveUp`]: fatal answers, redirects,
     /// `invalid_cursor` and `invalid_range` (which the poller handles), and
     /// [`Error::GaveUp`] naming the last error.
-    pub async fn fetch_page_with_retry(
+    pub(crate) async fn fetch_page_with_retry(
         &mut self,
         q: &Query<'_>,
         shutdown: &mut Shutdown,

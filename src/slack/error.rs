@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// What to do after an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Wait exactly this long (Slack's `Retry-After`, capped), then retry.
     Wait(Duration),
     /// Retry after the next backoff delay.
@@ -114,13 +114,13 @@ pub enum Error {
 }
 
 /// Longest `Retry-After` we honour: a bigger value is more likely a bug than a plan.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// What to wait when a 429 carries no usable `Retry-After` (grove does the same).
-pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl Error {
     /// Classifies an `error` string from a Slack body.
-    pub fn from_code(code: &str, retry_after: Option<Duration>) -> Error {
+    pub(crate) fn from_code(code: &str, retry_after: Option<Duration>) -> Error {
         let fatal = |hint| Error::Fatal {
             code: code.to_string(),
             hint,
@@ -154,7 +154,7 @@ impl Error {
     }
 
     /// What the retry loop should do.
-    pub fn action(&self) -> Action {
+    pub(crate) fn action(&self) -> Action {
         match self {
             Error::RateLimited { retry_after } => Action::Wait(*retry_after),
             Error::Http { .. }
@@ -176,12 +176,12 @@ impl Error {
     }
 
     /// True for errors that end the process with exit code 3.
-    pub fn is_fatal(&self) -> bool {
+    pub(crate) fn is_fatal(&self) -> bool {
         matches!(self, Error::Fatal { .. } | Error::Redirect { .. })
     }
 
     /// A bounded label for metrics.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Error::RateLimited { .. } => "rate_limited",
             Error::Http { .. } => "http",
@@ -203,7 +203,7 @@ impl Error {
 }
 
 /// The first bytes of a body, on one line, for messages (an HTML error page can be long).
-pub fn snippet(body: &[u8]) -> String {
+pub(crate) fn snippet(body: &[u8]) -> String {
     crate::text::snippet(body, crate::text::SLACK_SNIPPET)
 }
 

@@ -1,13 +1,14 @@
 //! What the Slack Audit Logs API looks like, and how we talk to it.
 //!
-//! - [`api`]: lenient wire types; entries stay raw JSON until mapping.
-//! - [`error`]: every way a request can fail, classified as wait, back off, re-read or stop.
+//! - `api`: lenient wire types; entries stay raw JSON until mapping.
+//! - `error`: every way a request can fail, classified as wait, back off, re-read or stop.
 //! - [`client`]: one request per call, with the token, the request budget and retries.
 
-pub mod api;
+pub(crate) mod api;
 pub mod client;
-pub mod error;
+pub(crate) mod error;
 
-pub use api::{EntryKey, Page};
+pub(crate) use api::EntryKey;
+pub use api::Page;
 pub use client::{Query, SlackClient, TokenSource};
 pub use error::Error;

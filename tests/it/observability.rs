@@ -5,17 +5,14 @@
 //! (`metrics::with_local_recorder`), so parallel tests in this binary never share counters.
 //! Health is judged with an injected clock instead of sleeping.
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Request, Response};
 use secrecy::SecretString;
 use slack_audit_source::config::Filters;
 use slack_audit_source::metrics::health::Health;
 use slack_audit_source::metrics::server::{self, Endpoints};
 use slack_audit_source::shutdown::Shutdown;
+use slack_audit_source::simulate::Reply;
 use slack_audit_source::slack::client::{ClientConfig, Query, SlackClient, TokenSource};
 use slack_audit_source::trace::{Tracer, MAX_FILES, TRACE_FILE};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -24,37 +21,18 @@ use std::time::Duration;
 /// The token the tests send; it must never reach a trace file.
 const TOKEN: &str = "xoxp-1234-secret-test-token";
 
-/// Serves `body` for every request on 127.0.0.1:0, echoing the request's `Authorization`
-/// back in two response headers (as a misbehaving proxy might) so redaction is exercised.
-async fn mock_slack(body: String) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let body = body.clone();
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let auth = req.headers().get("authorization").cloned();
-                        let body = body.clone();
-                        async move {
-                            let mut r = Response::new(Full::new(Bytes::from(body)));
-                            r.headers_mut()
-                                .insert("content-type", "application/json".parse().unwrap());
-                            if let Some(a) = auth {
-                                r.headers_mut().insert("authorization", a.clone());
-                                r.headers_mut().insert("x-echo", a);
-                            }
-                            Ok::<_, Infallible>(r)
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
+/// The simulator answering every request with `body`, and with the test's token in two
+/// response headers (as a misbehaving proxy echoing the request's `Authorization` might), so
+/// redaction of response headers is exercised.
+async fn slack_serving(body: &str) -> slack_audit_source::simulate::SimHandle {
+    let sim = crate::support::slack().await;
+    let bearer = format!("Bearer {TOKEN}");
+    sim.always(
+        Reply::ok(body)
+            .with_header("authorization", &bearer)
+            .with_header("x-echo", &bearer),
+    );
+    sim
 }
 
 /// One page: a login, an anomaly with two documented reasons and one unknown, and an entry
@@ -71,7 +49,7 @@ fn page_body(now: i64) -> String {
     .to_string()
 }
 
-/// The metrics text after a `run --once` with `extra` flags against a mock Slack serving
+/// The metrics text after a `run --once` with `extra` flags against the simulator serving
 /// [`page_body`].
 fn scrape_after_run(extra: &[&str]) -> String {
     let recorder = slack_audit_source::metrics::recorder_builder().build_recorder();
@@ -85,10 +63,10 @@ fn scrape_after_run(extra: &[&str]) -> String {
     metrics::with_local_recorder(&recorder, || {
         slack_audit_source::metrics::describe();
         rt.block_on(async {
-            let api = mock_slack(page_body(chrono::Utc::now().timestamp())).await;
+            let api = slack_serving(&page_body(chrono::Utc::now().timestamp())).await;
             let mut flags = vec!["--initial-lookback", "5m", "--limit", "9999"];
             flags.extend_from_slice(extra);
-            let config = crate::support::run_config(&format!("http://{api}"), state.path(), &flags);
+            let config = crate::support::run_config(&api.url(), state.path(), &flags);
             let out = slack_audit_source::sink::stdout::SharedWriter::default();
             let overrides = slack_audit_source::Overrides::new().stdout(out);
             let run = slack_audit_source::run_with(config, overrides, std::future::pending());
@@ -102,7 +80,7 @@ fn scrape_after_run(extra: &[&str]) -> String {
 }
 
 /// Proves the helpers the pipeline calls record every metric named in the docs, with the
-/// bounded labels, after a real `run --once` against a mock Slack.
+/// bounded labels, after a real `run --once` against the simulator.
 #[test]
 fn a_pipeline_run_records_the_described_metrics() {
     let text = scrape_after_run(&[]);
@@ -228,11 +206,11 @@ fn trace_text(dir: &std::path::Path) -> String {
 #[tokio::test]
 async fn tracer_redacts_the_token_in_headers_url_and_body() {
     let body = format!(r#"{{"entries":[],"note":"leaked {TOKEN} and xapp-1-A0-99"}}"#);
-    let api = mock_slack(body).await;
+    let api = slack_serving(&body).await;
     let dir = tempfile::tempdir().unwrap();
     let tracer = Tracer::open(dir.path(), 1 << 20).unwrap();
     let mut client = SlackClient::new(ClientConfig {
-        api_url: format!("http://{api}").parse().unwrap(),
+        api_url: api.url().parse().unwrap(),
         token: TokenSource::fixed(SecretString::from(TOKEN)).unwrap(),
         max_rpm: 1000,
         request_timeout: Duration::from_secs(5),

@@ -123,9 +123,7 @@ async fn the_window_is_resent_with_every_cursor_and_the_cursor_is_url_encoded() 
             "the simulator's cursors are padded: {cursor}"
         );
         assert!(
-            r.query.contains("%3D")
-                && !r.query.contains("=&")
-                && !r.query.ends_with("=="),
+            r.query.contains("%3D") && !r.query.contains("=&") && !r.query.ends_with("=="),
             "cursor not encoded: {}",
             r.query
         );

@@ -7,14 +7,15 @@
 //! `context.app` only when an app acts; an entity type no mapping has heard of (`canvas_v9`);
 //! `succeeded_users` as a JSON string; `details` with a duplicated key; `ip_address: ""`.
 //!
-//! The departing-salesperson story is `Generator::story_entry`, timed by [`STORY_OFFSETS`].
+//! The departing-salesperson story is `Generator::story_entry`, timed by `STORY_OFFSETS`.
 
 mod cast;
 mod draft;
 mod events;
 mod story;
 
-pub use story::{SCRAPER_IP, SCRAPER_UA, STORY_FILES, STORY_OFFSETS};
+pub(crate) use story::STORY_OFFSETS;
+pub use story::{SCRAPER_IP, SCRAPER_UA};
 
 use crate::simulate::json::Json;
 use crate::simulate::store::Stored;
@@ -47,7 +48,7 @@ impl std::fmt::Debug for Generator {
 
 impl Generator {
     /// A generator whose cast and entries derive from `seed`.
-    pub fn new(seed: u64) -> Generator {
+    pub(crate) fn new(seed: u64) -> Generator {
         let mut rng = StdRng::seed_from_u64(seed);
         let cast = Cast::new(&mut rng);
         Generator {
@@ -64,13 +65,13 @@ impl Generator {
     /// The same cast, with entries drawn from stream `stream` of `seed`: the backfill's chunks
     /// are made in parallel, each from its own stream, so the result does not depend on how
     /// many threads made it.
-    pub fn with_stream(mut self, seed: u64, stream: u64) -> Generator {
+    pub(crate) fn with_stream(mut self, seed: u64, stream: u64) -> Generator {
         self.rng = StdRng::seed_from_u64(seed ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         self
     }
 
     /// A UUID-like id (version-4 layout) from the seeded RNG.
-    pub fn uuid(&mut self) -> String {
+    pub(crate) fn uuid(&mut self) -> String {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut b: [u8; 16] = self.rng.random();
         b[6] = (b[6] & 0x0f) | 0x40; // version 4
@@ -88,7 +89,7 @@ impl Generator {
     }
 
     /// A uniform draw in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         self.rng.random()
     }
 
@@ -163,7 +164,7 @@ impl Generator {
     }
 
     /// One random entry dated `date`.
-    pub fn entry(&mut self, date: i64) -> (i64, Stored) {
+    pub(crate) fn entry(&mut self, date: i64) -> (i64, Stored) {
         match self.rng.random_range(0..1000) {
             0..=249 => self.user_event(date, "user_login"),
             250..=329 => self.user_event(date, "user_logout"),

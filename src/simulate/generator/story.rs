@@ -14,7 +14,7 @@ pub const SCRAPER_UA: &str = "Scrapers Inc";
 /// The story's scraping client's address.
 pub const SCRAPER_IP: &str = "198.51.100.66";
 /// The files the departing salesperson downloads, first one first.
-pub const STORY_FILES: &[&str] = &[
+pub(crate) const STORY_FILES: &[&str] = &[
     "Glengarry-Leads.xlsx",
     "Glengarry-Leads-Premium.xlsx",
     "Glengarry-Leads-2026.csv",
@@ -27,12 +27,12 @@ pub const STORY_FILES: &[&str] = &[
 /// Seconds after the simulator starts at which each story entry is made: a login, the
 /// scraping anomaly, the downloads, the excessive-downloads anomaly, Slack's session reset.
 /// All inside the first minute, so the demo shows the story on its first screen.
-pub const STORY_OFFSETS: &[u64] = &[2, 4, 6, 8, 10, 12, 15, 18, 21, 24, 32, 40];
+pub(crate) const STORY_OFFSETS: &[u64] = &[2, 4, 6, 8, 10, 12, 15, 18, 21, 24, 32, 40];
 
 impl Generator {
     /// Step `step` of the departing-salesperson story (see [`STORY_OFFSETS`]), dated `date`;
     /// `None` past the end.
-    pub fn story_entry(&mut self, step: usize, date: i64) -> Option<(i64, Stored)> {
+    pub(crate) fn story_entry(&mut self, step: usize, date: i64) -> Option<(i64, Stored)> {
         let u = self.story_user.clone();
         let scraper = Ctx {
             workspace: Some(0),

@@ -10,21 +10,21 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Environment variable holding the receiver's bearer token (when no token file is given).
-pub const ENV_BEARER_TOKEN: &str = "SLACK_AUDIT_HTTP_BEARER_TOKEN";
+pub(crate) const ENV_BEARER_TOKEN: &str = "SLACK_AUDIT_HTTP_BEARER_TOKEN";
 /// Environment variable holding the basic-auth password (when no password file is given).
-pub const ENV_PASSWORD: &str = "SLACK_AUDIT_HTTP_PASSWORD";
+pub(crate) const ENV_PASSWORD: &str = "SLACK_AUDIT_HTTP_PASSWORD";
 
 /// A credential: its value now, and the file to re-read it from, if any (a mounted Secret
 /// rotated in place takes effect without a restart).
 #[derive(Debug, Clone)]
-pub struct Secret {
+pub(crate) struct Secret {
     value: SecretString,
     file: Option<Arc<SecretFile>>,
 }
 
 impl Secret {
     /// A fixed value (from the environment, or a test).
-    pub fn fixed(value: SecretString) -> Secret {
+    pub(crate) fn fixed(value: SecretString) -> Secret {
         Secret { value, file: None }
     }
 
@@ -33,7 +33,7 @@ impl Secret {
     /// # Errors
     ///
     /// [`ConfigError::Invalid`] naming the flag and the file, never the content.
-    pub fn from_file(flag: &'static str, path: &Path) -> Result<Secret, ConfigError> {
+    pub(crate) fn from_file(flag: &'static str, path: &Path) -> Result<Secret, ConfigError> {
         let file = SecretFile::open(path, check_secret).map_err(|reason| ConfigError::Invalid {
             flag,
             message: format!("{}: {reason}", path.display()),
@@ -46,7 +46,7 @@ impl Secret {
 
     /// The value to use now: re-read from the file when it changed, keeping the last good
     /// value if the file is briefly unusable mid-rotation.
-    pub fn current(&mut self) -> &SecretString {
+    pub(crate) fn current(&mut self) -> &SecretString {
         if let Some(file) = &self.file {
             self.value = file.current();
         }
@@ -68,7 +68,7 @@ fn check_secret(s: &SecretString) -> Result<(), String> {
 
 /// How the sink authenticates to the receiver.
 #[derive(Debug, Clone)]
-pub enum Auth {
+pub(crate) enum Auth {
     /// `Authorization: Bearer …`.
     Bearer(Secret),
     /// `Authorization: Basic …`.
@@ -91,7 +91,7 @@ pub struct EnvSecrets {
 
 impl EnvSecrets {
     /// Reads both variables from the process environment.
-    pub fn from_env() -> EnvSecrets {
+    pub(crate) fn from_env() -> EnvSecrets {
         let read = |name| {
             std::env::var(name)
                 .ok()
@@ -107,13 +107,13 @@ impl EnvSecrets {
 
 /// The credential flags of `--sink http`, as given.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct AuthFlags<'a> {
+pub(crate) struct AuthFlags<'a> {
     /// `--http-bearer-token-file`.
-    pub bearer_token_file: Option<&'a Path>,
+    pub(crate) bearer_token_file: Option<&'a Path>,
     /// `--http-user`.
-    pub user: Option<&'a str>,
+    pub(crate) user: Option<&'a str>,
     /// `--http-password-file`.
-    pub password_file: Option<&'a Path>,
+    pub(crate) password_file: Option<&'a Path>,
 }
 
 impl Auth {
@@ -123,7 +123,10 @@ impl Auth {
     /// # Errors
     ///
     /// [`ConfigError::Invalid`] naming the flag (and the file, never its content).
-    pub fn from_args(flags: AuthFlags<'_>, env: EnvSecrets) -> Result<Option<Auth>, ConfigError> {
+    pub(crate) fn from_args(
+        flags: AuthFlags<'_>,
+        env: EnvSecrets,
+    ) -> Result<Option<Auth>, ConfigError> {
         let bearer = match (flags.bearer_token_file, env.bearer_token) {
             (Some(path), _) => Some(Secret::from_file("http-bearer-token-file", path)?),
             (None, Some(t)) => {

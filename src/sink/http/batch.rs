@@ -13,16 +13,16 @@ use std::ops::Range;
 
 /// One request's share of a batch: a contiguous run of lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chunk {
+pub(crate) struct Chunk {
     /// Byte range in [`Batch::bytes`].
-    pub bytes: Range<usize>,
+    pub(crate) bytes: Range<usize>,
     /// Number of documents.
-    pub events: usize,
+    pub(crate) events: usize,
 }
 
 /// Splits `batch` into chunks of at most `max_events` lines and `max_bytes` bytes, in order;
 /// a line longer than `max_bytes` forms a chunk on its own.
-pub fn split(batch: &Batch, max_events: usize, max_bytes: usize) -> Vec<Chunk> {
+pub(crate) fn split(batch: &Batch, max_events: usize, max_bytes: usize) -> Vec<Chunk> {
     let max_events = max_events.max(1);
     let mut chunks = Vec::new();
     let mut current = Chunk {
@@ -57,7 +57,11 @@ pub fn split(batch: &Batch, max_events: usize, max_bytes: usize) -> Vec<Chunk> {
 ///
 /// Only if gzip fails writing to memory, which does not happen in practice; reported rather
 /// than unwrapped so the loop never panics.
-pub fn encode(page: &Bytes, chunk: &Chunk, compression: Compression) -> std::io::Result<Bytes> {
+pub(crate) fn encode(
+    page: &Bytes,
+    chunk: &Chunk,
+    compression: Compression,
+) -> std::io::Result<Bytes> {
     let raw = page.slice(chunk.bytes.clone());
     match compression {
         Compression::None => Ok(raw),

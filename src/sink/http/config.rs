@@ -6,7 +6,8 @@
 //! them (`Debug` of every type in this file redacts them, and error messages name files and
 //! variables, never values).
 
-pub use super::auth::{Auth, AuthFlags, EnvSecrets, Secret, ENV_BEARER_TOKEN, ENV_PASSWORD};
+pub use super::auth::EnvSecrets;
+pub(crate) use super::auth::{Auth, AuthFlags};
 use crate::units::{parse_duration, parse_url, ConfigError};
 use reqwest::header::{HeaderName, HeaderValue};
 use std::path::{Path, PathBuf};
@@ -15,22 +16,22 @@ use url::Url;
 
 /// Default for `--http-batch-events`: a request of 1,000 Slack entries is about 1 MB, and a
 /// page of 9,999 entries becomes ten requests, each acknowledged on its own.
-pub const DEFAULT_BATCH_EVENTS: usize = 1000;
+pub(crate) const DEFAULT_BATCH_EVENTS: usize = 1000;
 /// Default for `--http-batch-bytes`: 1 MiB. Fluent Bit's `http` input refuses a request body
 /// over its `buffer_max_size` (default 4M) and grows its buffer in `buffer_chunk_size` steps
 /// (default 512K); 1 MiB leaves 4x headroom under the default limit, so even a lone oversized
 /// document (sent alone, see `batch.rs`) usually fits; Vector's `http_server` takes it untuned.
-pub const DEFAULT_BATCH_BYTES: &str = "1MiB";
+pub(crate) const DEFAULT_BATCH_BYTES: &str = "1MiB";
 /// Default for `--http-content-type`: Fluent Bit's `http` input reads newline-delimited
 /// objects only under this type (it answers 400 to `application/x-ndjson`); Vector's
 /// `http_server` with `framing.method: newline_delimited` accepts either.
-pub const DEFAULT_CONTENT_TYPE: &str = "application/json";
+pub(crate) const DEFAULT_CONTENT_TYPE: &str = "application/json";
 /// Default for `--http-timeout`: a shipper answering slower than this is treated as down.
-pub const DEFAULT_TIMEOUT: &str = "30s";
+pub(crate) const DEFAULT_TIMEOUT: &str = "30s";
 /// Largest `--http-batch-bytes` accepted: beyond this no common receiver takes the request.
-pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 /// Largest `--http-batch-events` accepted.
-pub const MAX_BATCH_EVENTS: usize = 100_000;
+pub(crate) const MAX_BATCH_EVENTS: usize = 100_000;
 
 /// Headers the sink sets itself; `--http-header` may not override them.
 const RESERVED_HEADERS: [&str; 5] = [
@@ -144,7 +145,7 @@ pub enum Compression {
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     /// The receiver.
-    pub url: Url,
+    pub(crate) url: Url,
     /// Most documents in one request.
     pub max_events: usize,
     /// Most NDJSON bytes in one request (before compression); a larger single document goes alone.
@@ -154,13 +155,13 @@ pub struct HttpConfig {
     /// Body compression.
     pub compression: Compression,
     /// Extra headers, values marked sensitive (they may be API keys).
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     /// Credentials for the receiver.
-    pub auth: Option<Auth>,
+    pub(crate) auth: Option<Auth>,
     /// Extra CA certificates to trust.
-    pub ca_certs: Vec<reqwest::Certificate>,
+    pub(crate) ca_certs: Vec<reqwest::Certificate>,
     /// Skip TLS verification.
-    pub insecure_skip_verify: bool,
+    pub(crate) insecure_skip_verify: bool,
     /// Per-request timeout.
     pub timeout: Duration,
     /// First retry delay (not a flag; tests shorten it).
@@ -175,11 +176,11 @@ impl HttpConfig {
     /// # Errors
     ///
     /// The first [`ConfigError`] found, naming the flag.
-    pub fn from_args(args: &HttpArgs) -> Result<HttpConfig, ConfigError> {
+    pub(crate) fn from_args(args: &HttpArgs) -> Result<HttpConfig, ConfigError> {
         Self::from_args_with_env(args, EnvSecrets::from_env())
     }
 
-    /// As [`HttpConfig::from_args`], with the environment's secrets passed in.
+    /// As `HttpConfig::from_args`, with the environment's secrets passed in.
     ///
     /// # Errors
     ///
@@ -263,7 +264,7 @@ impl HttpConfig {
 
     /// The receiver as shown in logs and errors: scheme, host, port and path, without the
     /// query (query strings sometimes carry API keys).
-    pub fn receiver(&self) -> String {
+    pub(crate) fn receiver(&self) -> String {
         let mut u = self.url.clone();
         u.set_query(None);
         u.set_fragment(None);
@@ -353,7 +354,7 @@ fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
 /// # Errors
 ///
 /// [`ConfigError::Invalid`] quoting the value.
-pub fn parse_size(flag: &'static str, value: &str) -> Result<usize, ConfigError> {
+pub(crate) fn parse_size(flag: &'static str, value: &str) -> Result<usize, ConfigError> {
     let bytes = crate::units::parse_size(flag, value)?;
     usize::try_from(bytes)
         .map_err(|_| ConfigError::invalid(flag, format!("{value:?} is too large")))

@@ -1,11 +1,11 @@
 //! NDJSON POSTed to a shipper's HTTP input (Vector `http_server`, Fluent Bit `http`), with
 //! acknowledgements and backpressure.
 //!
-//! [`HttpSink::send`] cuts a page's [`Batch`] into requests ([`batch::split`]) and sends them
+//! [`HttpSink::send`] cuts a page's [`Batch`] into requests (`batch::split`) and sends them
 //! one at a time, in order; it returns `Ok` only when every request got a 2xx. While the
 //! receiver is down it keeps retrying with [`Backoff`] (the poller waits on it, so polling
 //! pauses: that is the backpressure), and warns with the next retry time. Retry decisions are
-//! made by [`response::classify`]; a refusal that retrying cannot fix becomes
+//! made by `response::classify`; a refusal that retrying cannot fix becomes
 //! [`Error::Rejected`], which stops the process before the checkpoint moves. So does a TLS
 //! certificate that fails verification ([`Error::Certificate`]): no retry can fix it, and
 //! retrying would only hide a configuration mistake behind endless warnings.
@@ -18,12 +18,13 @@
 //! Layout: `config` (flags → [`HttpConfig`]), `batch` (splitting and gzip, pure), `response`
 //! (the retry decision, pure), and the I/O loop here.
 
-pub mod auth;
-pub mod batch;
+pub(crate) mod auth;
+pub(crate) mod batch;
 pub mod config;
-pub mod response;
+pub(crate) mod response;
 
-pub use config::{Auth, Compression, HttpArgs, HttpConfig};
+pub(crate) use config::Auth;
+pub use config::{Compression, HttpArgs, HttpConfig};
 
 use super::{Batch, Error};
 use crate::retry::Backoff;
@@ -37,7 +38,7 @@ use std::time::{Duration, Instant};
 /// After shutdown is asked for, a request already in flight gets this long to be answered
 /// before it is abandoned (a healthy receiver answers in milliseconds; a hung one must not
 /// hold the process past Kubernetes' grace period).
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// At most this much of an error answer is read (it is quoted in the error, not parsed).
 const MAX_ERROR_BODY: usize = 4096;
@@ -46,7 +47,7 @@ const MAX_ERROR_BODY: usize = 4096;
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SinkStats {
     /// Requests sent, retries included.
-    pub requests: u64,
+    pub(crate) requests: u64,
     /// Requests acknowledged with a 2xx.
     pub delivered: u64,
     /// Requests that had to be retried.
@@ -127,12 +128,6 @@ impl HttpSink {
         })
     }
 
-    /// Replaces the backoff schedule (tests use short or very long ones).
-    pub fn with_backoff(mut self, backoff: Backoff) -> HttpSink {
-        *self.backoff = backoff;
-        self
-    }
-
     /// The counts so far.
     pub fn stats(&self) -> SinkStats {
         self.stats
@@ -141,7 +136,7 @@ impl HttpSink {
     /// Delivers a page: every request in order, each retried until it gets a 2xx.
     ///
     /// Shutdown interrupts only waiting (between retries) and a request that outlives
-    /// [`SHUTDOWN_GRACE`]; a healthy receiver gets the rest of the page, so the checkpoint can
+    /// `SHUTDOWN_GRACE`; a healthy receiver gets the rest of the page, so the checkpoint can
     /// move before the process stops.
     ///
     /// # Errors

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// The decision about one answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The receiver has the request.
     Delivered,
     /// Try again; `wait` is the receiver's own `Retry-After`, when it gave one.
@@ -27,7 +27,7 @@ pub enum Verdict {
 }
 
 /// Classifies a status and its headers.
-pub fn classify(status: u16, headers: &HeaderMap) -> Verdict {
+pub(crate) fn classify(status: u16, headers: &HeaderMap) -> Verdict {
     match status {
         200..=299 => Verdict::Delivered,
         429 => Verdict::Retry {
@@ -49,13 +49,13 @@ pub fn classify(status: u16, headers: &HeaderMap) -> Verdict {
 /// `Retry-After` as seconds or an HTTP date; `None` when absent or unreadable. Parsed by the
 /// parser the Slack client uses too ([`crate::retry::parse_retry_after`]); not capped here:
 /// the sink clamps every wait to its own backoff bounds when it uses it.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?;
     crate::retry::parse_retry_after(v, chrono::Utc::now(), Duration::MAX)
 }
 
 /// The start of a receiver's answer, on one line, for an error message.
-pub fn snippet(body: &[u8]) -> String {
+pub(crate) fn snippet(body: &[u8]) -> String {
     crate::text::snippet(body, crate::text::RECEIVER_SNIPPET)
 }
 

@@ -1,6 +1,7 @@
 //! Unit tests of flag validation: defaults, URLs, sizes, headers, credentials, CA files.
 
 use super::*;
+use crate::sink::http::auth::ENV_PASSWORD;
 use clap::Parser;
 use secrecy::{ExposeSecret, SecretString};
 
