@@ -12,7 +12,7 @@
 //! 1,000,000-event backfill, peak RSS 97 MB with the default and 67 MB with the fixed threshold.
 
 /// The mmap threshold we fix: blocks this large or larger get their own mapping.
-pub const MMAP_THRESHOLD: usize = 1 << 20;
+pub(crate) const MMAP_THRESHOLD: usize = 1 << 20;
 
 /// Sets the allocator up for a long-running process with large, short-lived buffers; call
 /// once at start, before other threads exist.
@@ -26,7 +26,7 @@ pub fn configure() {
 }
 
 /// Returns free heap pages to the operating system where the allocator keeps them.
-pub fn return_free_memory() {
+pub(crate) fn return_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks glibc's own arenas under their locks and releases pages
     // that hold no live allocation; it takes no pointers from us and is thread-safe.

@@ -10,7 +10,7 @@
 //! - `entry`: the field table: reads an entry once into a `entry::Plan`.
 //! - `render`: writes the plan as the document's JSON text; `json` leaves empties out.
 //! - `categorize`: `event.action` → `event.category/type/outcome`.
-//! - `timestamp`, `url`, [`user_agent`], `geoip`: one field family each.
+//! - `timestamp`, `url`, `user_agent`, `geoip`: one field family each.
 //! - [`command`]: the `map` command (NDJSON or API responses on stdin, documents on stdout).
 //!
 //! Documents are written as text and parsed into a `Value` only for callers that want one
@@ -29,7 +29,7 @@ pub(crate) mod testdb;
 pub(crate) mod timestamp;
 pub mod tree;
 pub(crate) mod url;
-pub mod user_agent;
+pub(crate) mod user_agent;
 
 pub use command::run_map;
 

@@ -33,13 +33,14 @@ const CACHE_CAPACITY: usize = 4096;
 /// Shortest literal the prefilter looks for; shorter ones would make most rules candidates.
 const MIN_ATOM_LEN: usize = 3;
 
+#[cfg(test)]
 /// Compiles every embedded rule at once, as `ua_parser` does: about 0.15 s of CPU and 25 MB
 /// of heap. [`UserAgents`] does not; this is the reference its answers are checked against.
 ///
 /// # Errors
 ///
 /// The rules do not compile; a build defect, reported as text so callers can wrap it.
-pub fn compile() -> Result<ua_parser::Extractor<'static>, String> {
+pub(crate) fn compile() -> Result<ua_parser::Extractor<'static>, String> {
     ua_parser::Extractor::try_from(read_rules()?)
         .map_err(|e| format!("cannot compile regexes.json: {e}"))
 }
@@ -127,6 +128,7 @@ impl<P, E> Domain<P, E> {
         self.compiled.get(i?)?.as_ref()
     }
 
+    #[cfg(test)]
     fn compiled_count(&self) -> usize {
         self.compiled.iter().filter(|c| c.is_some()).count()
     }
@@ -226,6 +228,7 @@ impl Rules {
         ))
     }
 
+    #[cfg(test)]
     fn compiled_count(&self) -> usize {
         self.browser.compiled_count() + self.os.compiled_count() + self.device.compiled_count()
     }
@@ -235,7 +238,7 @@ impl Rules {
 ///
 /// Nothing is compiled until the first agent that is not cached: a run that delivers nothing,
 /// or only agents already seen, compiles no rule.
-pub struct UserAgents {
+pub(crate) struct UserAgents {
     /// The rules while they are in use; `None` before the first new agent and once released
     /// (see [`UserAgents::release_if_unused`]).
     rules: Option<Box<Rules>>,
@@ -265,7 +268,7 @@ impl UserAgents {
     /// None today: the rules are read, and each compiled, only when an agent needs them (a
     /// failure then is logged and the agent delivered unparsed). The `Result` stays so the
     /// callers keep one shape whichever way the rules are loaded.
-    pub fn new() -> Result<UserAgents, String> {
+    pub(crate) fn new() -> Result<UserAgents, String> {
         Ok(UserAgents {
             rules: None,
             missed: false,
@@ -275,7 +278,7 @@ impl UserAgents {
     }
 
     /// The `user_agent` object for `ua` (which includes `original`), as JSON text.
-    pub fn render(&mut self, ua: &str) -> &str {
+    pub(crate) fn render(&mut self, ua: &str) -> &str {
         let index = match self.cache.get(ua) {
             Some(&index) => index,
             None => {
@@ -308,7 +311,7 @@ impl UserAgents {
     /// The poller calls this after each page. Once the agents of an org are cached (a few
     /// pages into a backfill, and at rest) the rules are not needed. A new agent later reads
     /// them again, builds the prefilter and compiles what it needs.
-    pub fn release_if_unused(&mut self) -> bool {
+    pub(crate) fn release_if_unused(&mut self) -> bool {
         if std::mem::take(&mut self.missed) {
             return false;
         }
@@ -317,7 +320,7 @@ impl UserAgents {
 
     /// Frees the compiled rules now; true if they were held. The poller calls this when it is
     /// caught up and waits for the next poll.
-    pub fn release(&mut self) -> bool {
+    pub(crate) fn release(&mut self) -> bool {
         self.missed = false;
         if self.rules.take().is_none() {
             return false;
@@ -327,13 +330,15 @@ impl UserAgents {
         true
     }
 
+    #[cfg(test)]
     /// True while the rules are held (tests and diagnostics).
-    pub fn is_compiled(&self) -> bool {
+    pub(crate) fn is_compiled(&self) -> bool {
         self.rules.is_some()
     }
 
+    #[cfg(test)]
     /// How many regexes are compiled now (tests and diagnostics).
-    pub fn compiled_rules(&self) -> usize {
+    pub(crate) fn compiled_rules(&self) -> usize {
         self.rules.as_ref().map_or(0, |r| r.compiled_count())
     }
 
@@ -355,14 +360,16 @@ impl UserAgents {
         self.rules.as_deref_mut()
     }
 
+    #[cfg(test)]
     /// The `user_agent` object for `ua` as a value (tests and tools).
-    pub fn parse(&mut self, ua: &str) -> Value {
+    pub(crate) fn parse(&mut self, ua: &str) -> Value {
         serde_json::from_str(self.render(ua)).unwrap_or_default()
     }
 }
 
+#[cfg(test)]
 /// Parses with every rule compiled ([`compile`]), without the cache.
-pub fn parse_uncached(extractor: &ua_parser::Extractor<'_>, ua: &str) -> Value {
+pub(crate) fn parse_uncached(extractor: &ua_parser::Extractor<'_>, ua: &str) -> Value {
     let (agent, os, device) = extractor.extract(ua);
     render(ua, agent, os, device)
 }

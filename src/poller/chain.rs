@@ -307,13 +307,19 @@ mod tests {
         w.low = Some(1_800_000_050);
         w.ids_at_low.insert("a".into());
         let c = clamp_window(w, 1_800_000_000);
-        assert_eq!((c.latest, c.chain_latest, c.low), (1_799_999_999, 1_799_999_999, None));
+        assert_eq!(
+            (c.latest, c.chain_latest, c.low),
+            (1_799_999_999, 1_799_999_999, None)
+        );
         assert!(c.ids_at_low.is_empty());
         // A low inside the clamped window stays, and bounds the chain.
         let mut w = Window::open(1_700_000_000, 1_800_000_100);
         w.low = Some(1_750_000_000);
         let c = clamp_window(w, 1_800_000_000);
-        assert_eq!((c.chain_latest, c.low), (1_750_000_000, Some(1_750_000_000)));
+        assert_eq!(
+            (c.chain_latest, c.low),
+            (1_750_000_000, Some(1_750_000_000))
+        );
     }
 
     fn key(id: &str, ts: i64) -> EntryKey {
