@@ -9,7 +9,7 @@
 
 use crate::support::{bin, delivered_ids_lenient, run_command};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use serde_json::Value;
 use slack_audit_source::serve::Server;
 use slack_audit_source::shutdown::Shutdown;
@@ -271,12 +271,7 @@ async fn flaky_receiver() -> (Server, Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) 
         move |req: hyper::Request<hyper::body::Incoming>| {
             let (g, d) = (g.clone(), d.clone());
             async move {
-                let body = req
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
+                let body = crate::support::body_bytes(req.into_body()).await;
                 if d.load(Ordering::SeqCst) {
                     return hyper::Response::builder()
                         .status(503)

@@ -17,7 +17,7 @@
 //! `shippers.rs`.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::{Request, Response};
 use serde_json::{json, Map, Value};
 use slack_audit_source::serve::Limits;
@@ -59,12 +59,7 @@ where
             let handle = handle.clone();
             async move {
                 let path = req.uri().path().to_string();
-                let body = req
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
+                let body = super::body_bytes(req.into_body()).await;
                 let (status, text) = handle(path, body).await;
                 let mut r = Response::new(Full::new(Bytes::from(text)));
                 *r.status_mut() =

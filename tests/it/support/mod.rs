@@ -179,3 +179,12 @@ pub async fn slack() -> slack_audit_source::simulate::SimHandle {
 pub fn bin() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_slack-audit-source"))
 }
+
+/// A request's whole body, for the test receivers; empty when the client hung up mid-body.
+pub async fn body_bytes(body: hyper::body::Incoming) -> bytes::Bytes {
+    use http_body_util::BodyExt;
+    body.collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
+}

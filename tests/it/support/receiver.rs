@@ -15,7 +15,7 @@
 //! no key or certificate is checked in and none can expire in the repository.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Request, Response};
 use serde_json::Value;
@@ -309,11 +309,7 @@ impl State {
             }
         };
         let (parts, body) = req.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = super::body_bytes(body).await;
         let result = match step {
             Step::Take => Ok(self.take(parts.headers, &body)),
             Step::Answer {
