@@ -19,6 +19,7 @@
 pub mod allowlist;
 mod analyze;
 mod baseline;
+pub mod detect;
 mod engine;
 mod fields;
 pub mod finding;

@@ -7,6 +7,7 @@
 //! ids that a `suppresses` list cannot find — so a bad file stops the binary at start, with
 //! the file and the problem named, rather than silently never firing.
 
+use super::detect::model::{PackSpec, RulePack};
 use super::fields::Glob;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -80,6 +81,11 @@ struct RulesFile {
     baseline: BaselineSpec,
     #[serde(default)]
     rule: Vec<RuleSpec>,
+    #[serde(default)]
+    detections: PackSpec,
+    /// Read as tables first, so that an error inside one names the rule it is in.
+    #[serde(default)]
+    detection: Vec<toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,6 +250,8 @@ pub struct RuleSet {
     pub baseline: Baseline,
     /// Rules, in file order (which is also the order findings come out in).
     pub rules: Vec<Rule>,
+    /// Detection rules over raw entries (`[[detection]]`), see [`super::detect`].
+    pub detections: RulePack,
 }
 
 impl RuleSet {
@@ -324,6 +332,7 @@ impl RuleSet {
             user_agent_as_reason: file.user_agents.as_reason,
             baseline,
             rules,
+            detections: RulePack::build(file.detections, file.detection)?,
         })
     }
 
