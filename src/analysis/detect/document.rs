@@ -76,7 +76,11 @@ impl Hit<'_> {
             severity: self.severity,
             risk_score: self.risk_score,
             actor: Actor {
-                id: if actor.id.is_empty() { "unknown".into() } else { actor.id.clone() },
+                id: if actor.id.is_empty() {
+                    "unknown".into()
+                } else {
+                    actor.id.clone()
+                },
                 email: actor.email.clone(),
                 full_name: actor.name.clone(),
             },
@@ -99,7 +103,11 @@ impl Hit<'_> {
             fields::set(doc, path, v);
         };
         set(&mut doc, &["event", "id"], json!(id));
-        set(&mut doc, &["event", "action"], json!(format!("detection_{}", self.rule.kind.as_str())));
+        set(
+            &mut doc,
+            &["event", "action"],
+            json!(format!("detection_{}", self.rule.kind.as_str())),
+        );
         set(&mut doc, &["event", "reason"], json!(self.reason()));
         set(&mut doc, &["rule", "category"], json!(self.rule.category));
         set(&mut doc, &["rule", "version"], json!(self.rule.version));
@@ -135,15 +143,21 @@ impl Hit<'_> {
                 // Anomaly reasons mean nothing for a detection.
                 obj.remove("reasons");
                 obj.remove("matched_reasons");
-                obj.insert("finding".into(), json!({
-                    "type": FINDING_TYPE,
-                    "dedupe_key": self.dedupe_key,
-                    "window": {"start": fields::rfc3339(fields::from_millis(start * 1000)),
-                               "end": fields::rfc3339(fields::from_millis(self.at * 1000))},
-                }));
+                obj.insert(
+                    "finding".into(),
+                    json!({
+                        "type": FINDING_TYPE,
+                        "dedupe_key": self.dedupe_key,
+                        "window": {"start": fields::rfc3339(fields::from_millis(start * 1000)),
+                                   "end": fields::rfc3339(fields::from_millis(self.at * 1000))},
+                    }),
+                );
                 let mut detection = self.facts.clone();
                 detection.insert("kind".into(), json!(self.rule.kind.as_str()));
-                detection.insert("key".into(), json!({"type": self.key.0, "value": self.key.1}));
+                detection.insert(
+                    "key".into(),
+                    json!({"type": self.key.0, "value": self.key.1}),
+                );
                 detection.insert("event_count".into(), json!(self.evidence.len()));
                 if !self.sessions.is_empty() {
                     detection.insert("session_ids".into(), json!(self.sessions));
@@ -169,7 +183,10 @@ impl Hit<'_> {
             .unwrap_or_else(|| "unknown actor".into());
         let mut s = format!("{who}: {}", self.rule.name);
         if let Some(t) = &self.target {
-            s.push_str(&format!(" (target {})", t.email.as_deref().unwrap_or(&t.id)));
+            s.push_str(&format!(
+                " (target {})",
+                t.email.as_deref().unwrap_or(&t.id)
+            ));
         }
         if self.evidence.len() > 1 {
             s.push_str(&format!("; {} events", self.evidence.len()));

@@ -241,7 +241,11 @@ mod tests {
         let f = Facts::read(&e);
         assert_eq!(f.missing, vec!["id", "entity", "date_create"]);
         assert!(f.id.starts_with("synthetic-"));
-        assert_eq!(f.id, Facts::read(&e.clone()).id, "the synthetic id is stable");
+        assert_eq!(
+            f.id,
+            Facts::read(&e.clone()).id,
+            "the synthetic id is stable"
+        );
         assert_eq!(f.at, None);
     }
 
@@ -263,11 +267,17 @@ mod tests {
     #[test]
     fn networks_and_agents() {
         assert_eq!(prefix("203.0.113.9".parse().unwrap()), "203.0.0.0/16");
-        assert_eq!(prefix("2001:db8:1:2::1".parse().unwrap()), "2001:db8:1::/48");
+        assert_eq!(
+            prefix("2001:db8:1:2::1".parse().unwrap()),
+            "2001:db8:1::/48"
+        );
         assert_eq!(
             normalise_ua("Slack/4.36.140 Chrome/118"),
             normalise_ua("Slack/4.37.1 Chrome/119")
         );
-        assert_ne!(normalise_ua("Slack/4.36"), normalise_ua("python-requests/2.31"));
+        assert_ne!(
+            normalise_ua("Slack/4.36"),
+            normalise_ua("python-requests/2.31")
+        );
     }
 }

@@ -130,19 +130,33 @@ impl Detector {
         for (i, rule) in d.rules.detections.rules.iter().enumerate() {
             let mut reach = 0;
             match &rule.kind {
-                RuleKind::Event { matcher, .. } => d.actions.extend(matcher.actions.iter().cloned()),
-                RuleKind::Threshold { matcher, window_secs, .. } => {
+                RuleKind::Event { matcher, .. } => {
+                    d.actions.extend(matcher.actions.iter().cloned())
+                }
+                RuleKind::Threshold {
+                    matcher,
+                    window_secs,
+                    ..
+                } => {
                     d.actions.extend(matcher.actions.iter().cloned());
                     reach = *window_secs;
                 }
-                RuleKind::Sequence { first, then, within_secs, unless } => {
+                RuleKind::Sequence {
+                    first,
+                    then,
+                    within_secs,
+                    unless,
+                } => {
                     d.actions.extend(first.matcher.actions.iter().cloned());
                     d.actions.extend(then.matcher.actions.iter().cloned());
                     d.actions.extend(unless.iter().cloned());
                     d.any_action |= then.matcher.actions.is_empty();
                     reach = *within_secs;
                 }
-                RuleKind::Session { check: SessionCheck::NewCountry, history_secs } => {
+                RuleKind::Session {
+                    check: SessionCheck::NewCountry,
+                    history_secs,
+                } => {
                     if !d.geo.has_country() {
                         d.off.push(Off {
                             rule: rule.id.clone(),
@@ -156,7 +170,8 @@ impl Detector {
                 RuleKind::Session { .. } => d.network_rules = true,
             }
             d.dedup_secs = d.dedup_secs.max(rule.dedup_secs);
-            d.reach.insert(rule.id.clone(), reach.saturating_add(rule.dedup_secs));
+            d.reach
+                .insert(rule.id.clone(), reach.saturating_add(rule.dedup_secs));
             d.active.push(i);
         }
         for off in &d.off {
@@ -187,7 +202,11 @@ impl Detector {
     /// Evaluates one batch (a page, or any run of entries): in event-time order whatever the
     /// order given, then prunes the state. Returns the finding documents.
     pub fn evaluate_batch(&mut self, entries: &[Value]) -> Vec<Value> {
-        let mut facts: Vec<Facts<'_>> = entries.iter().filter(|e| e.is_object()).map(Facts::read).collect();
+        let mut facts: Vec<Facts<'_>> = entries
+            .iter()
+            .filter(|e| e.is_object())
+            .map(Facts::read)
+            .collect();
         // Entries without a time first (they touch no window), then by time; ties by id and
         // then content, so the order never depends on arrival.
         facts.sort_by(|a, b| {
@@ -248,9 +267,10 @@ impl Detector {
                 }
                 RuleKind::Threshold { .. } => stateful::threshold(self, rule, f),
                 RuleKind::Sequence { .. } => stateful::sequence(self, rule, f),
-                RuleKind::Session { check, history_secs } => {
-                    stateful::session(self, rule, *check, *history_secs, f)
-                }
+                RuleKind::Session {
+                    check,
+                    history_secs,
+                } => stateful::session(self, rule, *check, *history_secs, f),
             };
             hits.extend(found);
         }
@@ -296,7 +316,9 @@ impl Detector {
 fn rule_allows(rule: &DetectionRule, f: &Facts<'_>) -> bool {
     let actor = f.actor.iter().any(|a| {
         rule.allow_users.contains(&a.id.to_ascii_lowercase())
-            || a.email.as_ref().is_some_and(|e| rule.allow_users.contains(&e.to_ascii_lowercase()))
+            || a.email
+                .as_ref()
+                .is_some_and(|e| rule.allow_users.contains(&e.to_ascii_lowercase()))
     });
     actor || f.apps.iter().any(|a| rule.allow_apps.contains(*a))
 }
@@ -312,7 +334,13 @@ fn severity(rule: &DetectionRule, entry: &Value) -> (crate::analysis::rules::Sev
         .iter()
         .filter(|e| e.matcher.conditions(entry))
         .map(|e| (e.severity, e.risk_score))
-        .fold((rule.severity, rule.risk_score), |best, e| if e.0 > best.0 { e } else { best })
+        .fold((rule.severity, rule.risk_score), |best, e| {
+            if e.0 > best.0 {
+                e
+            } else {
+                best
+            }
+        })
 }
 
 fn event_hit<'r>(

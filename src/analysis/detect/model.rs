@@ -356,7 +356,10 @@ impl RulePack {
     ///
     /// A message naming the rule and the key at fault.
     pub(crate) fn build(pack: PackSpec, tables: Vec<toml::Table>) -> Result<RulePack, String> {
-        let default_dedup = duration("detections.dedup", pack.dedup.as_deref().unwrap_or(DEFAULT_DEDUP))?;
+        let default_dedup = duration(
+            "detections.dedup",
+            pack.dedup.as_deref().unwrap_or(DEFAULT_DEDUP),
+        )?;
         let mut rules: Vec<DetectionRule> = Vec::new();
         for (i, table) in tables.into_iter().enumerate() {
             let name = match table.get("id").and_then(toml::Value::as_str) {
@@ -380,7 +383,7 @@ fn duration(at: &str, text: &str) -> Result<i64, String> {
     let d = humantime::parse_duration(text.trim())
         .map_err(|e| format!("{at}: {text:?} is not a duration ({e}); write e.g. 5m, 24h, 30d"))?;
     let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-    if secs < 1 || secs > MAX_SPAN_SECS {
+    if !(1..=MAX_SPAN_SECS).contains(&secs) {
         return Err(format!("{at}: {text:?} is out of range; give 1s to 366d"));
     }
     Ok(secs)
@@ -397,8 +400,14 @@ fn actions(list: &[String], at: &str) -> Result<BTreeSet<String>, String> {
     list.iter()
         .map(|a| {
             let a = a.trim();
-            if a.is_empty() || !a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.') {
-                Err(format!("{at}: {a:?} is not an action name (e.g. user_login_failed)"))
+            if a.is_empty()
+                || !a
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+            {
+                Err(format!(
+                    "{at}: {a:?} is not an action name (e.g. user_login_failed)"
+                ))
             } else {
                 Ok(a.to_string())
             }
@@ -452,7 +461,10 @@ fn threat(t: ThreatSpec, at: &str) -> Result<Threat, String> {
             && (sub.is_empty() || (sub.len() == 3 && sub.bytes().all(|b| b.is_ascii_digit())))
     };
     if !ok_id(&t.tactic_id, "TA") || t.tactic_id.contains('.') {
-        return Err(format!("{at}: threat.tactic_id: {:?} is not an ATT&CK tactic id (e.g. TA0004)", t.tactic_id));
+        return Err(format!(
+            "{at}: threat.tactic_id: {:?} is not an ATT&CK tactic id (e.g. TA0004)",
+            t.tactic_id
+        ));
     }
     if !ok_id(&t.technique_id, "T") {
         return Err(format!("{at}: threat.technique_id: {:?} is not an ATT&CK technique id (e.g. T1098 or T1098.001)", t.technique_id));
@@ -468,17 +480,44 @@ fn threat(t: ThreatSpec, at: &str) -> Result<Threat, String> {
 /// Keys that belong to other kinds must not be given: they would be silently ignored.
 fn refuse(spec: &RuleSpec, kind: &str, at: &str) -> Result<(), String> {
     let given: [(&str, bool, &[&str]); 9] = [
-        ("actions", !spec.actions.is_empty(), &["event", "threshold", "session"]),
-        ("all", !spec.all.is_empty(), &["event", "threshold", "session"]),
-        ("any", !spec.any.is_empty(), &["event", "threshold", "session"]),
+        (
+            "actions",
+            !spec.actions.is_empty(),
+            &["event", "threshold", "session"],
+        ),
+        (
+            "all",
+            !spec.all.is_empty(),
+            &["event", "threshold", "session"],
+        ),
+        (
+            "any",
+            !spec.any.is_empty(),
+            &["event", "threshold", "session"],
+        ),
         ("key", spec.key.is_some(), &["event", "threshold"]),
         ("count", spec.count.is_some(), &["threshold"]),
         ("window", spec.window.is_some(), &["threshold"]),
-        ("first", spec.first.is_some() || spec.then.is_some(), &["sequence"]),
-        ("within", spec.within.is_some() || !spec.unless.is_empty(), &["sequence"]),
-        ("check", spec.check.is_some() || spec.history.is_some(), &["session"]),
+        (
+            "first",
+            spec.first.is_some() || spec.then.is_some(),
+            &["sequence"],
+        ),
+        (
+            "within",
+            spec.within.is_some() || !spec.unless.is_empty(),
+            &["sequence"],
+        ),
+        (
+            "check",
+            spec.check.is_some() || spec.history.is_some(),
+            &["session"],
+        ),
     ];
-    match given.iter().find(|(_, set, kinds)| *set && !kinds.contains(&kind)) {
+    match given
+        .iter()
+        .find(|(_, set, kinds)| *set && !kinds.contains(&kind))
+    {
         Some((k, _, kinds)) => Err(format!(
             "{at}: {k} has no meaning for kind = {kind:?} (only for {})",
             kinds.join(", ")
@@ -490,7 +529,9 @@ fn refuse(spec: &RuleSpec, kind: &str, at: &str) -> Result<(), String> {
 fn build_rule(spec: RuleSpec, at: &str, default_dedup: i64) -> Result<DetectionRule, String> {
     let id = spec.id.trim().to_string();
     if id.is_empty() || id.chars().any(char::is_whitespace) {
-        return Err(format!("{at}: id: give a non-empty id without spaces, e.g. slack.detect.owner_transferred"));
+        return Err(format!(
+            "{at}: id: give a non-empty id without spaces, e.g. slack.detect.owner_transferred"
+        ));
     }
     let kind_name = spec.kind.trim().to_string();
     refuse(&spec, &kind_name, at)?;
@@ -511,21 +552,37 @@ fn build_rule(spec: RuleSpec, at: &str, default_dedup: i64) -> Result<DetectionR
     }
     let kind = match kind_name.as_str() {
         "event" => RuleKind::Event {
-            matcher: matcher(&spec.actions, &spec.all, &spec.any, &format!("{at}: "), true)?,
+            matcher: matcher(
+                &spec.actions,
+                &spec.all,
+                &spec.any,
+                &format!("{at}: "),
+                true,
+            )?,
             key: key(spec.key.as_deref(), KeyBy::Event, &format!("{at}: key"))?,
         },
         "threshold" => {
             let count = count(spec.count, &format!("{at}: count"))?;
             if spec.count.is_none() || count < 2 {
-                return Err(format!("{at}: count: a threshold needs count >= 2 (use kind = \"event\" for one)"));
+                return Err(format!(
+                    "{at}: count: a threshold needs count >= 2 (use kind = \"event\" for one)"
+                ));
             }
             RuleKind::Threshold {
-                matcher: matcher(&spec.actions, &spec.all, &spec.any, &format!("{at}: "), true)?,
+                matcher: matcher(
+                    &spec.actions,
+                    &spec.all,
+                    &spec.any,
+                    &format!("{at}: "),
+                    true,
+                )?,
                 key: key(spec.key.as_deref(), KeyBy::Actor, &format!("{at}: key"))?,
                 count,
                 window_secs: duration(
                     &format!("{at}: window"),
-                    spec.window.as_deref().ok_or_else(|| format!("{at}: window: give one, e.g. 5m"))?,
+                    spec.window
+                        .as_deref()
+                        .ok_or_else(|| format!("{at}: window: give one, e.g. 5m"))?,
                 )?,
             }
         }
@@ -534,10 +591,18 @@ fn build_rule(spec: RuleSpec, at: &str, default_dedup: i64) -> Result<DetectionR
                 let s = s.ok_or_else(|| format!("{at}: {name}: give the [{name}] table"))?;
                 let c = count(s.count, &format!("{at}: {name}.count"))?;
                 if c > max_count {
-                    return Err(format!("{at}: {name}.count: only `first` can ask for more than one"));
+                    return Err(format!(
+                        "{at}: {name}.count: only `first` can ask for more than one"
+                    ));
                 }
                 Ok(Step {
-                    matcher: matcher(&s.actions, &s.all, &s.any, &format!("{at}: {name}."), name == "first")?,
+                    matcher: matcher(
+                        &s.actions,
+                        &s.all,
+                        &s.any,
+                        &format!("{at}: {name}."),
+                        name == "first",
+                    )?,
                     key: key(s.key.as_deref(), KeyBy::Actor, &format!("{at}: {name}.key"))?,
                     count: c,
                 })
@@ -546,7 +611,9 @@ fn build_rule(spec: RuleSpec, at: &str, default_dedup: i64) -> Result<DetectionR
             let then = step(spec.then.as_ref(), "then", 1)?;
             for (name, k) in [("first", first.key), ("then", then.key)] {
                 if matches!(k, KeyBy::Event) {
-                    return Err(format!("{at}: {name}.key: a sequence needs a key shared by two entries, not event"));
+                    return Err(format!(
+                        "{at}: {name}.key: a sequence needs a key shared by two entries, not event"
+                    ));
                 }
             }
             RuleKind::Sequence {
@@ -554,7 +621,9 @@ fn build_rule(spec: RuleSpec, at: &str, default_dedup: i64) -> Result<DetectionR
                 then,
                 within_secs: duration(
                     &format!("{at}: within"),
-                    spec.within.as_deref().ok_or_else(|| format!("{at}: within: give one, e.g. 1h"))?,
+                    spec.within
+                        .as_deref()
+                        .ok_or_else(|| format!("{at}: within: give one, e.g. 1h"))?,
                 )?,
                 unless: actions(&spec.unless, &format!("{at}: unless"))?,
             }
@@ -575,15 +644,24 @@ fn build_rule(spec: RuleSpec, at: &str, default_dedup: i64) -> Result<DetectionR
                 (_, Some(_)) => return Err(format!("{at}: history: only new_country takes one")),
                 (_, None) => 0,
             };
-            RuleKind::Session { check, history_secs }
+            RuleKind::Session {
+                check,
+                history_secs,
+            }
         }
-        other => return Err(format!("{at}: kind: {other:?} is not a kind; give event, threshold, sequence or session")),
+        other => {
+            return Err(format!(
+                "{at}: kind: {other:?} is not a kind; give event, threshold, sequence or session"
+            ))
+        }
     };
     let mut escalate = Vec::new();
     for (i, e) in spec.escalate.iter().enumerate() {
         let at_e = format!("{at}: escalate[{i}].");
         if e.all.is_empty() && e.any.is_empty() {
-            return Err(format!("{at_e}all: give at least one condition in all or any"));
+            return Err(format!(
+                "{at_e}all: give at least one condition in all or any"
+            ));
         }
         if e.risk_score.is_some_and(|r| r > 100) {
             return Err(format!("{at_e}risk_score must be 0..=100"));
@@ -600,15 +678,27 @@ fn build_rule(spec: RuleSpec, at: &str, default_dedup: i64) -> Result<DetectionR
             Some(d) => duration(&format!("{at}: dedup"), d)?,
             None => default_dedup,
         },
-        allow_users: spec.allow_users.iter().map(|u| u.trim().to_ascii_lowercase()).filter(|u| !u.is_empty()).collect(),
-        allow_apps: spec.allow_apps.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect(),
+        allow_users: spec
+            .allow_users
+            .iter()
+            .map(|u| u.trim().to_ascii_lowercase())
+            .filter(|u| !u.is_empty())
+            .collect(),
+        allow_apps: spec
+            .allow_apps
+            .iter()
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
+            .collect(),
         name: spec.name,
         description: spec.description,
         category,
         reference: spec.reference,
         version: spec.version.unwrap_or_else(|| "1".into()),
         severity: spec.severity,
-        risk_score: spec.risk_score.unwrap_or_else(|| spec.severity.risk_score()),
+        risk_score: spec
+            .risk_score
+            .unwrap_or_else(|| spec.severity.risk_score()),
         respond,
         escalate,
         kind,

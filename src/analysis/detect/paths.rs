@@ -14,7 +14,15 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// Top-level keys of an entry and what may follow them.
-const ROOTS: &[&str] = &["id", "action", "date_create", "actor", "entity", "context", "details"];
+const ROOTS: &[&str] = &[
+    "id",
+    "action",
+    "date_create",
+    "actor",
+    "entity",
+    "context",
+    "details",
+];
 /// `actor.user.*`, `entity.user.*` and the like.
 const USER_KEYS: &[&str] = &["id", "name", "email", "team"];
 /// Entity types Slack documents (the set grows; `entity.type` itself is always allowed).
@@ -197,7 +205,9 @@ impl FieldPath {
     pub(crate) fn parse(text: &str) -> Result<FieldPath, String> {
         let keys: Vec<String> = text.trim().split('.').map(str::to_string).collect();
         if keys.iter().any(String::is_empty) {
-            return Err(format!("{text:?} is not a dotted path (e.g. details.new_scopes)"));
+            return Err(format!(
+                "{text:?} is not a dotted path (e.g. details.new_scopes)"
+            ));
         }
         let k: Vec<&str> = keys.iter().map(String::as_str).collect();
         let known = match k.as_slice() {
@@ -224,11 +234,6 @@ impl FieldPath {
             text: text.trim().to_string(),
             keys,
         })
-    }
-
-    /// The path as written.
-    pub(crate) fn as_str(&self) -> &str {
-        &self.text
     }
 
     /// The value at this path in `entry`, if any (`null` counts as absent).
@@ -331,16 +336,13 @@ impl Condition {
                 Test::Contains(want) => contains(v, want),
                 Test::AddsTo(other) => {
                     let before = list(other.get(entry));
-                    list(Some(v)).iter().any(|x| !before.iter().any(|b| same(x, b)))
+                    list(Some(v))
+                        .iter()
+                        .any(|x| !before.iter().any(|b| same(x, b)))
                 }
             },
         };
         raw != self.not
-    }
-
-    /// The path it reads.
-    pub(crate) fn field(&self) -> &FieldPath {
-        &self.field
     }
 }
 
@@ -404,15 +406,22 @@ mod tests {
     #[test]
     fn unknown_paths_are_errors_naming_the_path() {
         let e = cond("field = 'details.new_scope'\ncontains = 'admin'").unwrap_err();
-        assert!(e.contains("rule \"r\"") && e.contains("details.new_scope"), "{e}");
-        assert!(cond("field = 'detail.x'\nequals = 1").unwrap_err().contains("paths start"));
+        assert!(
+            e.contains("rule \"r\"") && e.contains("details.new_scope"),
+            "{e}"
+        );
+        assert!(cond("field = 'detail.x'\nequals = 1")
+            .unwrap_err()
+            .contains("paths start"));
         assert!(cond("field = 'details.new_value.anything.deep'\nequals = 1").is_ok());
         assert!(cond("field = 'entity.app.scopes'\ncontains = 'admin'").is_ok());
     }
 
     #[test]
     fn exactly_one_test() {
-        assert!(cond("field = 'action'").unwrap_err().contains("exactly one"));
+        assert!(cond("field = 'action'")
+            .unwrap_err()
+            .contains("exactly one"));
         assert!(cond("field = 'action'\nequals = 'a'\ncontains = 'b'")
             .unwrap_err()
             .contains("exactly one"));
@@ -423,18 +432,34 @@ mod tests {
         let e = json!({"action": "App_Scopes_Expanded", "details": {
             "new_scopes": ["chat:write", "admin"], "previous_scopes": ["chat:write"],
             "bot_scopes": "[\"admin.users:write\"]", "name": "x"}});
-        assert!(cond("field = 'action'\nequals = 'app_scopes_expanded'").unwrap().holds(&e));
-        assert!(cond("field = 'action'\nin = ['a', 'app_scopes_expanded']").unwrap().holds(&e));
-        assert!(cond("field = 'details.new_scopes'\ncontains = 'admin'").unwrap().holds(&e));
-        assert!(!cond("field = 'details.bot_scopes'\ncontains = 'admin'").unwrap().holds(&e));
-        assert!(cond("field = 'details.new_scopes'\nadds_to = 'details.previous_scopes'")
+        assert!(cond("field = 'action'\nequals = 'app_scopes_expanded'")
             .unwrap()
             .holds(&e));
-        assert!(!cond("field = 'details.previous_scopes'\nadds_to = 'details.new_scopes'")
+        assert!(cond("field = 'action'\nin = ['a', 'app_scopes_expanded']")
             .unwrap()
             .holds(&e));
+        assert!(cond("field = 'details.new_scopes'\ncontains = 'admin'")
+            .unwrap()
+            .holds(&e));
+        assert!(!cond("field = 'details.bot_scopes'\ncontains = 'admin'")
+            .unwrap()
+            .holds(&e));
+        assert!(
+            cond("field = 'details.new_scopes'\nadds_to = 'details.previous_scopes'")
+                .unwrap()
+                .holds(&e)
+        );
+        assert!(
+            !cond("field = 'details.previous_scopes'\nadds_to = 'details.new_scopes'")
+                .unwrap()
+                .holds(&e)
+        );
         // Absent: false, and true when negated.
-        assert!(!cond("field = 'details.type'\nequals = 'x'").unwrap().holds(&e));
-        assert!(cond("field = 'details.type'\nequals = 'x'\nnot = true").unwrap().holds(&e));
+        assert!(!cond("field = 'details.type'\nequals = 'x'")
+            .unwrap()
+            .holds(&e));
+        assert!(cond("field = 'details.type'\nequals = 'x'\nnot = true")
+            .unwrap()
+            .holds(&e));
     }
 }

@@ -196,7 +196,10 @@ impl DetectState {
             let mut all: Vec<(u64, i64, String, String)> = self
                 .keys
                 .iter()
-                .flat_map(|(r, ks)| ks.iter().map(move |(k, e)| (e.touched, e.newest(), r.clone(), k.clone())))
+                .flat_map(|(r, ks)| {
+                    ks.iter()
+                        .map(move |(k, e)| (e.touched, e.newest(), r.clone(), k.clone()))
+                })
                 .collect();
             all.sort();
             for (_, _, r, k) in all.into_iter().take(total - MAX_KEYS) {
@@ -206,8 +209,9 @@ impl DetectState {
             }
             self.keys.retain(|_, k| !k.is_empty());
         }
-        self.sessions
-            .retain(|_, s| s.last >= hw.saturating_sub(SESSION_TTL_SECS) || recent(s.touched, batches));
+        self.sessions.retain(|_, s| {
+            s.last >= hw.saturating_sub(SESSION_TTL_SECS) || recent(s.touched, batches)
+        });
         evict(&mut self.sessions, MAX_SESSIONS, |s| (s.touched, s.last));
         let country_from = hw.saturating_sub(reach.country_secs);
         for c in self.countries.values_mut() {
@@ -216,9 +220,12 @@ impl DetectState {
             }
         }
         self.countries.retain(|_, c| !c.seen.is_empty());
-        evict(&mut self.countries, MAX_COUNTRY_USERS, |c| (c.touched, c.newest()));
+        evict(&mut self.countries, MAX_COUNTRY_USERS, |c| {
+            (c.touched, c.newest())
+        });
         // A period's key must outlive every event that could still fall into it.
-        let keep_from = hw.saturating_sub(reach.dedup_secs.saturating_add(super::EMITTED_SLACK_SECS));
+        let keep_from =
+            hw.saturating_sub(reach.dedup_secs.saturating_add(super::EMITTED_SLACK_SECS));
         self.emitted.retain(|_, start| *start >= keep_from);
         evict(&mut self.emitted, MAX_EMITTED, |start| (0, *start));
     }
@@ -228,7 +235,8 @@ fn evict<V, F: Fn(&V) -> (u64, i64)>(map: &mut BTreeMap<String, V>, cap: usize, 
     if map.len() <= cap {
         return;
     }
-    let mut ages: Vec<((u64, i64), String)> = map.iter().map(|(k, v)| (age(v), k.clone())).collect();
+    let mut ages: Vec<((u64, i64), String)> =
+        map.iter().map(|(k, v)| (age(v), k.clone())).collect();
     ages.sort();
     for (_, k) in ages.into_iter().take(map.len() - cap) {
         map.remove(&k);

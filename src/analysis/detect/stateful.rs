@@ -88,8 +88,18 @@ fn from(list: &[Ev], t: i64) -> usize {
 }
 
 /// At least `count` matching entries for one key within a sliding window.
-pub(super) fn threshold<'r>(d: &mut Detector, rule: &'r DetectionRule, f: &Facts<'_>) -> Vec<Hit<'r>> {
-    let RuleKind::Threshold { matcher, key: key_by, count, window_secs } = &rule.kind else {
+pub(super) fn threshold<'r>(
+    d: &mut Detector,
+    rule: &'r DetectionRule,
+    f: &Facts<'_>,
+) -> Vec<Hit<'r>> {
+    let RuleKind::Threshold {
+        matcher,
+        key: key_by,
+        count,
+        window_secs,
+    } = &rule.kind
+    else {
         return Vec::new();
     };
     if !matcher.matches(f.action, f.entry) {
@@ -130,7 +140,10 @@ pub(super) fn threshold<'r>(d: &mut Detector, rule: &'r DetectionRule, f: &Facts
             events[lo..=end].to_vec(),
             f,
         );
-        h.facts.insert("threshold".into(), json!({"count": count, "window_seconds": window_secs}));
+        h.facts.insert(
+            "threshold".into(),
+            json!({"count": count, "window_seconds": window_secs}),
+        );
         hits.push(h);
     }
     hits
@@ -145,8 +158,18 @@ fn step_key(d: &Detector, step: &Step, f: &Facts<'_>) -> Option<String> {
 }
 
 /// `first` (`count` of them) then `then`, for one key, within a time, unless cancelled.
-pub(super) fn sequence<'r>(d: &mut Detector, rule: &'r DetectionRule, f: &Facts<'_>) -> Vec<Hit<'r>> {
-    let RuleKind::Sequence { first, then, within_secs, unless } = &rule.kind else {
+pub(super) fn sequence<'r>(
+    d: &mut Detector,
+    rule: &'r DetectionRule,
+    f: &Facts<'_>,
+) -> Vec<Hit<'r>> {
+    let RuleKind::Sequence {
+        first,
+        then,
+        within_secs,
+        unless,
+    } = &rule.kind
+    else {
         return Vec::new();
     };
     let Some(at) = f.at else {
@@ -159,7 +182,9 @@ pub(super) fn sequence<'r>(d: &mut Detector, rule: &'r DetectionRule, f: &Facts<
             if insert(&mut rec.a, f.ev(at)) {
                 // A late `first`: every held `then` it may precede is checked again.
                 let lo = from(&rec.b, at);
-                let hi = rec.b.partition_point(|e| e.at <= at.saturating_add(*within_secs));
+                let hi = rec
+                    .b
+                    .partition_point(|e| e.at <= at.saturating_add(*within_secs));
                 check.push((key, rec.b[lo..hi].to_vec()));
             }
         }
@@ -188,9 +213,21 @@ pub(super) fn sequence<'r>(d: &mut Detector, rule: &'r DetectionRule, f: &Facts<
             let Some(rec) = d.state.keys.get(&rule.id).and_then(|k| k.get(&key)) else {
                 continue;
             };
-            let cancelled = rec.cancel.iter().filter(|c| c.at <= b.at).map(|c| c.at + 1).max();
-            let lo = b.at.saturating_sub(*within_secs).max(cancelled.unwrap_or(i64::MIN));
-            let before: Vec<Ev> = rec.a.iter().filter(|a| a.at >= lo && a.at <= b.at && a.id != b.id).cloned().collect();
+            let cancelled = rec
+                .cancel
+                .iter()
+                .filter(|c| c.at <= b.at)
+                .map(|c| c.at + 1)
+                .max();
+            let lo =
+                b.at.saturating_sub(*within_secs)
+                    .max(cancelled.unwrap_or(i64::MIN));
+            let before: Vec<Ev> = rec
+                .a
+                .iter()
+                .filter(|a| a.at >= lo && a.at <= b.at && a.id != b.id)
+                .cloned()
+                .collect();
             if before.len() < first.count as usize {
                 continue;
             }
@@ -203,8 +240,18 @@ pub(super) fn sequence<'r>(d: &mut Detector, rule: &'r DetectionRule, f: &Facts<
             let mut evidence = before;
             let b_id = b.id.clone();
             evidence.push(b);
-            let mut h = hit(rule, dedupe_key, (then.key.as_str(), key.clone()), who, evidence, f);
-            h.facts.insert("sequence".into(), json!({"then_event_id": b_id, "within_seconds": within_secs}));
+            let mut h = hit(
+                rule,
+                dedupe_key,
+                (then.key.as_str(), key.clone()),
+                who,
+                evidence,
+                f,
+            );
+            h.facts.insert(
+                "sequence".into(),
+                json!({"then_event_id": b_id, "within_seconds": within_secs}),
+            );
             hits.push(h);
         }
     }
@@ -246,6 +293,7 @@ pub(super) fn track_session(d: &mut Detector, f: &Facts<'_>) {
             let c = d.state.countries.entry(user.id.clone()).or_default();
             c.touched = batches;
             let ev = f.ev(at);
+            let room = c.seen.len() < MAX_COUNTRIES_PER_USER;
             match c.seen.get_mut(&country) {
                 Some(seen) => {
                     if ev < seen.first {
@@ -253,8 +301,14 @@ pub(super) fn track_session(d: &mut Detector, f: &Facts<'_>) {
                     }
                     seen.last = seen.last.max(at);
                 }
-                None if c.seen.len() < MAX_COUNTRIES_PER_USER => {
-                    c.seen.insert(country, CountrySeen { first: ev, last: at });
+                None if room => {
+                    c.seen.insert(
+                        country,
+                        CountrySeen {
+                            first: ev,
+                            last: at,
+                        },
+                    );
                 }
                 None => {}
             }
@@ -264,10 +318,11 @@ pub(super) fn track_session(d: &mut Detector, f: &Facts<'_>) {
 
 /// Keeps the earliest event per value, for at most [`MAX_PER_SESSION`] values.
 fn earliest(map: &mut std::collections::BTreeMap<String, Ev>, value: String, ev: &Ev) {
+    let room = map.len() < MAX_PER_SESSION;
     match map.get_mut(&value) {
         Some(held) if *ev < *held => *held = ev.clone(),
         Some(_) => {}
-        None if map.len() < MAX_PER_SESSION => {
+        None if room => {
             map.insert(value, ev.clone());
         }
         None => {}
@@ -297,10 +352,21 @@ fn second(map: &std::collections::BTreeMap<String, Ev>) -> Option<Ev> {
     evs.get(1).map(|e| (*e).clone())
 }
 
-fn network<'r>(d: &mut Detector, rule: &'r DetectionRule, with_ua: bool, f: &Facts<'_>) -> Vec<Hit<'r>> {
-    let Some(id) = &f.session else { return Vec::new() };
-    let Some(s) = d.state.sessions.get(id) else { return Vec::new() };
-    let Some(net) = second(&s.networks) else { return Vec::new() };
+fn network<'r>(
+    d: &mut Detector,
+    rule: &'r DetectionRule,
+    with_ua: bool,
+    f: &Facts<'_>,
+) -> Vec<Hit<'r>> {
+    let Some(id) = &f.session else {
+        return Vec::new();
+    };
+    let Some(s) = d.state.sessions.get(id) else {
+        return Vec::new();
+    };
+    let Some(net) = second(&s.networks) else {
+        return Vec::new();
+    };
     let ua = if with_ua {
         match second(&s.agents) {
             Some(ua) => Some(ua),
@@ -318,7 +384,10 @@ fn network<'r>(d: &mut Detector, rule: &'r DetectionRule, with_ua: bool, f: &Fac
     evidence.dedup_by(|a, b| a.id == b.id);
     let networks: Vec<String> = s.networks.keys().cloned().collect();
     let agents = s.agents.len();
-    let user = Person { id: s.user.clone(), ..Person::default() };
+    let user = Person {
+        id: s.user.clone(),
+        ..Person::default()
+    };
     let ips = s.ips.clone();
     let start = period(at, rule.dedup_secs);
     let dedupe_key = format!("{}|{id}|{start}", rule.id);
@@ -326,21 +395,40 @@ fn network<'r>(d: &mut Detector, rule: &'r DetectionRule, with_ua: bool, f: &Fac
         return Vec::new();
     }
     let actor = f.actor.clone().filter(|a| a.id == user.id).unwrap_or(user);
-    let mut h = hit(rule, dedupe_key, ("session", id.clone()), Some(actor), evidence, f);
+    let mut h = hit(
+        rule,
+        dedupe_key,
+        ("session", id.clone()),
+        Some(actor),
+        evidence,
+        f,
+    );
     h.at = h.at.max(at);
     h.ips = ips;
     h.sessions = vec![id.clone()];
-    h.facts.insert("session".into(), json!({"networks": networks, "user_agents": agents,
-        "network_kind": if d.geo.has_asn() { "asn" } else { "prefix" }}));
+    h.facts.insert(
+        "session".into(),
+        json!({"networks": networks, "user_agents": agents,
+        "network_kind": if d.geo.has_asn() { "asn" } else { "prefix" }}),
+    );
     vec![h]
 }
 
-fn country<'r>(d: &mut Detector, rule: &'r DetectionRule, history_secs: i64, f: &Facts<'_>) -> Vec<Hit<'r>> {
+fn country<'r>(
+    d: &mut Detector,
+    rule: &'r DetectionRule,
+    history_secs: i64,
+    f: &Facts<'_>,
+) -> Vec<Hit<'r>> {
     if f.action != "user_login" {
         return Vec::new();
     }
-    let Some(user) = f.person_actor().cloned() else { return Vec::new() };
-    let Some(c) = d.state.countries.get(&user.id) else { return Vec::new() };
+    let Some(user) = f.person_actor().cloned() else {
+        return Vec::new();
+    };
+    let Some(c) = d.state.countries.get(&user.id) else {
+        return Vec::new();
+    };
     // A country is new when another country's logins reach into the history before its first
     // login: the user was already known, from elsewhere.
     let mut found: Vec<(String, Ev, Ev, Vec<String>)> = Vec::new();
@@ -353,7 +441,12 @@ fn country<'r>(d: &mut Detector, rule: &'r DetectionRule, history_secs: i64, f: 
             .collect();
         if let Some((_, prior)) = earlier.iter().min_by(|a, b| a.1.first.cmp(&b.1.first)) {
             let previous = earlier.iter().map(|(k, _)| (*k).clone()).collect();
-            found.push((code.clone(), prior.first.clone(), seen.first.clone(), previous));
+            found.push((
+                code.clone(),
+                prior.first.clone(),
+                seen.first.clone(),
+                previous,
+            ));
         }
     }
     let mut hits = Vec::new();
@@ -364,7 +457,14 @@ fn country<'r>(d: &mut Detector, rule: &'r DetectionRule, history_secs: i64, f: 
             continue;
         }
         let actor = Some(user.clone());
-        let mut h = hit(rule, dedupe_key, ("actor", user.id.clone()), actor, vec![prior, first], f);
+        let mut h = hit(
+            rule,
+            dedupe_key,
+            ("actor", user.id.clone()),
+            actor,
+            vec![prior, first],
+            f,
+        );
         h.facts.insert("country".into(), Value::from(code));
         h.facts.insert("previous_countries".into(), json!(previous));
         hits.push(h);

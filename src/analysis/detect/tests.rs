@@ -46,7 +46,12 @@ impl GeoLookup for FakeGeo {
 }
 
 fn detector_with(rules: RuleSet, allowlist: Allowlist, state: Option<DetectState>) -> Detector {
-    Detector::new(Arc::new(rules), Arc::new(allowlist), Box::new(FakeGeo), state)
+    Detector::new(
+        Arc::new(rules),
+        Arc::new(allowlist),
+        Box::new(FakeGeo),
+        state,
+    )
 }
 
 fn detector() -> Detector {
@@ -60,7 +65,10 @@ fn fixture(name: &str) -> Value {
 }
 
 fn entries(v: &Value, key: &str) -> Vec<Value> {
-    v.get(key).and_then(Value::as_array).cloned().unwrap_or_default()
+    v.get(key)
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn rule_of(doc: &Value) -> String {
@@ -71,7 +79,9 @@ fn rule_of(doc: &Value) -> String {
 fn keys(docs: &[Value]) -> BTreeSet<(String, String)> {
     docs.iter()
         .map(|d| {
-            let k = d["slack"]["audit"]["analysis"]["finding"]["dedupe_key"].as_str().unwrap();
+            let k = d["slack"]["audit"]["analysis"]["finding"]["dedupe_key"]
+                .as_str()
+                .unwrap();
             (rule_of(d), k.to_string())
         })
         .collect()
@@ -84,32 +94,58 @@ fn one_by_one(entries: &[Value]) -> Vec<Value> {
 }
 
 fn default_ids() -> Vec<String> {
-    RuleSet::default_rules().detections.rules.iter().map(|r| r.id.clone()).collect()
+    RuleSet::default_rules()
+        .detections
+        .rules
+        .iter()
+        .map(|r| r.id.clone())
+        .collect()
 }
 
 #[test]
 fn every_default_rule_fires_on_its_positive_and_nothing_on_its_negative_in_both_orders() {
     let mut on_disk: BTreeSet<String> = std::fs::read_dir(FIXTURES)
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".json").to_string())
+        .map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".json")
+                .to_string()
+        })
         .collect();
     on_disk.remove("ordinary_traffic");
     let ids = default_ids();
-    let expected: BTreeSet<String> = ids.iter().map(|id| id.trim_start_matches(PREFIX).to_string()).collect();
-    assert_eq!(on_disk, expected, "one fixture per default rule, and no stray ones");
+    let expected: BTreeSet<String> = ids
+        .iter()
+        .map(|id| id.trim_start_matches(PREFIX).to_string())
+        .collect();
+    assert_eq!(
+        on_disk, expected,
+        "one fixture per default rule, and no stray ones"
+    );
     for id in &ids {
         let fx = fixture(id.trim_start_matches(PREFIX));
         let allowed = |list: &str| -> BTreeSet<String> {
-            entries(&fx, list).iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
+            entries(&fx, list)
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
         };
         let mut positive = entries(&fx, "positive");
         assert!(!positive.is_empty(), "{id}: no positive case");
         let oldest_first = detector().evaluate_batch(&positive);
         positive.reverse();
         let newest_first = detector().evaluate_batch(&positive);
-        assert_eq!(oldest_first, newest_first, "{id}: one batch gives the same documents in both orders");
+        assert_eq!(
+            oldest_first, newest_first,
+            "{id}: one batch gives the same documents in both orders"
+        );
         let fired: BTreeSet<String> = oldest_first.iter().map(rule_of).collect();
-        assert!(fired.contains(id), "{id}: the positive case fired {fired:?}");
+        assert!(
+            fired.contains(id),
+            "{id}: the positive case fired {fired:?}"
+        );
         let also = allowed("also");
         assert!(
             fired.iter().all(|r| r == id || also.contains(r)),
@@ -119,12 +155,25 @@ fn every_default_rule_fires_on_its_positive_and_nothing_on_its_negative_in_both_
         let newest_singly = keys(&one_by_one(&positive));
         positive.reverse();
         let oldest_singly = keys(&one_by_one(&positive));
-        assert_eq!(newest_singly, keys(&oldest_first), "{id}: entry by entry, newest first");
-        assert_eq!(oldest_singly, keys(&oldest_first), "{id}: entry by entry, oldest first");
+        assert_eq!(
+            newest_singly,
+            keys(&oldest_first),
+            "{id}: entry by entry, newest first"
+        );
+        assert_eq!(
+            oldest_singly,
+            keys(&oldest_first),
+            "{id}: entry by entry, oldest first"
+        );
         if let Some(sev) = fx.get("severities").and_then(Value::as_object) {
             for doc in oldest_first.iter().filter(|d| rule_of(d) == *id) {
-                let key = doc["slack"]["audit"]["analysis"]["detection"]["key"]["value"].as_str().unwrap();
-                assert_eq!(doc["event"]["severity"], sev[key], "{id}: severity for {key}");
+                let key = doc["slack"]["audit"]["analysis"]["detection"]["key"]["value"]
+                    .as_str()
+                    .unwrap();
+                assert_eq!(
+                    doc["event"]["severity"], sev[key],
+                    "{id}: severity for {key}"
+                );
             }
         }
         let mut negative = entries(&fx, "negative");
@@ -134,8 +183,13 @@ fn every_default_rule_fires_on_its_positive_and_nothing_on_its_negative_in_both_
             if order == 1 {
                 negative.reverse();
             }
-            let fired: BTreeSet<String> = detector().evaluate_batch(&negative).iter().map(rule_of).collect();
-            let fired_singly: BTreeSet<String> = one_by_one(&negative).iter().map(rule_of).collect();
+            let fired: BTreeSet<String> = detector()
+                .evaluate_batch(&negative)
+                .iter()
+                .map(rule_of)
+                .collect();
+            let fired_singly: BTreeSet<String> =
+                one_by_one(&negative).iter().map(rule_of).collect();
             for f in fired.union(&fired_singly) {
                 assert!(neg_also.contains(f), "{id}: the negative case fired {f}");
             }
@@ -173,7 +227,10 @@ fn findings_carry_the_finding_format() {
     assert_eq!(a["detection"]["respond"], "invalidate_sessions");
     assert_eq!(a["detection"]["session_ids"], json!(["910001"]));
     assert_eq!(a["contributing_event_ids"].as_array().unwrap().len(), 2);
-    assert_eq!(doc["related"]["ip"], json!(["198.51.100.44", "203.0.113.10"]));
+    assert_eq!(
+        doc["related"]["ip"],
+        json!(["198.51.100.44", "203.0.113.10"])
+    );
     assert!(a.get("reasons").is_none());
 
     let fx = fixture("role_change_to_admin");
@@ -183,7 +240,12 @@ fn findings_carry_the_finding_format() {
     assert_eq!(doc["user"]["target"]["email"], "alice@example.com");
     assert_eq!(
         doc["related"]["user"],
-        json!(["U0ADMIN", "admin@example.com", "U0ALICE", "alice@example.com"])
+        json!([
+            "U0ADMIN",
+            "admin@example.com",
+            "U0ALICE",
+            "alice@example.com"
+        ])
     );
 }
 
@@ -199,8 +261,15 @@ fn a_rule_fires_once_per_key_per_dedup_period() {
     };
     assert_eq!(d.evaluate(&base).len(), 1);
     assert!(d.evaluate(&base).is_empty(), "the same entry again");
-    assert!(d.evaluate(&again("later-same-day", 3600)).is_empty(), "same target, same day");
-    assert_eq!(d.evaluate(&again("next-day", 86_400)).len(), 1, "the next period fires again");
+    assert!(
+        d.evaluate(&again("later-same-day", 3600)).is_empty(),
+        "same target, same day"
+    );
+    assert_eq!(
+        d.evaluate(&again("next-day", 86_400)).len(),
+        1,
+        "the next period fires again"
+    );
 }
 
 #[test]
@@ -212,22 +281,41 @@ fn state_round_trips_through_serde_without_repeats() {
     let text = serde_json::to_string(d.state()).unwrap();
     let restored: DetectState = serde_json::from_str(&text).unwrap();
     assert_eq!(&restored, d.state());
-    let mut d = detector_with(RuleSet::default_rules(), Allowlist::default(), Some(restored));
-    assert_eq!(d.evaluate_batch(tail).len(), 1, "the threshold completes after the restart");
+    let mut d = detector_with(
+        RuleSet::default_rules(),
+        Allowlist::default(),
+        Some(restored),
+    );
+    assert_eq!(
+        d.evaluate_batch(tail).len(),
+        1,
+        "the threshold completes after the restart"
+    );
     let text = serde_json::to_string(d.state()).unwrap();
-    let mut d = detector_with(RuleSet::default_rules(), Allowlist::default(), serde_json::from_str(&text).ok());
-    assert!(d.evaluate_batch(&positive).is_empty(), "a replay after a restart repeats nothing");
+    let mut d = detector_with(
+        RuleSet::default_rules(),
+        Allowlist::default(),
+        serde_json::from_str(&text).ok(),
+    );
+    assert!(
+        d.evaluate_batch(&positive).is_empty(),
+        "a replay after a restart repeats nothing"
+    );
 }
 
 #[test]
 fn entries_lacking_id_entity_or_date_create_are_evaluated_and_say_so() {
-    let bare = json!({"action": "role_change_to_owner", "actor": {"type": "user", "user": {"id": "U0X"}}});
+    let bare =
+        json!({"action": "role_change_to_owner", "actor": {"type": "user", "user": {"id": "U0X"}}});
     let docs = detector().evaluate(&bare);
     assert_eq!(docs.len(), 1);
     let a = &docs[0]["slack"]["audit"]["analysis"];
     assert_eq!(a["missing_fields"], json!(["id", "entity", "date_create"]));
     assert_eq!(a["detection"]["key"]["type"], "event");
-    assert!(a["contributing_event_ids"][0].as_str().unwrap().starts_with("synthetic-"));
+    assert!(a["contributing_event_ids"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("synthetic-"));
 }
 
 #[test]
@@ -235,7 +323,10 @@ fn allowlists_silence_rules() {
     let fx = fixture("role_change_to_admin");
     let allow = Allowlist::parse("excluded_users = [\"admin@example.com\"]").unwrap();
     let mut d = detector_with(RuleSet::default_rules(), allow, None);
-    assert!(d.evaluate_batch(&entries(&fx, "positive")).is_empty(), "excluded_users applies to every rule");
+    assert!(
+        d.evaluate_batch(&entries(&fx, "positive")).is_empty(),
+        "excluded_users applies to every rule"
+    );
 
     let text = DEFAULT_RULES.replacen(
         "allow_apps = []",
@@ -244,12 +335,17 @@ fn allowlists_silence_rules() {
     );
     let rules = RuleSet::parse(&text).unwrap();
     let mut d = detector_with(rules, Allowlist::default(), None);
-    assert!(d.evaluate_batch(&entries(&fixture("app_installed"), "positive")).is_empty(), "a rule's own allow_apps");
+    assert!(
+        d.evaluate_batch(&entries(&fixture("app_installed"), "positive"))
+            .is_empty(),
+        "a rule's own allow_apps"
+    );
 
     let trusted = Allowlist::parse("trusted_cidrs = [\"198.51.100.0/24\"]").unwrap();
     let mut d = detector_with(RuleSet::default_rules(), trusted, None);
     assert!(
-        d.evaluate_batch(&entries(&fixture("session_new_network"), "positive")).is_empty(),
+        d.evaluate_batch(&entries(&fixture("session_new_network"), "positive"))
+            .is_empty(),
         "a trusted network is not a new network"
     );
 }
@@ -264,7 +360,9 @@ fn without_geoip_networks_are_prefixes_and_the_country_rule_is_off() {
     );
     assert_eq!(d.off().len(), 1);
     assert_eq!(d.off()[0].rule, "slack.detect.login_new_country");
-    assert!(d.evaluate_batch(&entries(&fixture("login_new_country"), "positive")).is_empty());
+    assert!(d
+        .evaluate_batch(&entries(&fixture("login_new_country"), "positive"))
+        .is_empty());
     let docs = d.evaluate_batch(&entries(&fixture("session_new_network"), "positive"));
     assert_eq!(docs.len(), 1);
     let networks = &docs[0]["slack"]["audit"]["analysis"]["detection"]["session"]["networks"];
@@ -282,9 +380,20 @@ fn interest_is_by_action_and_session() {
     assert!(d.interest("role_change_to_admin").rules);
     // The activity-after-deactivation rule takes any action by a deactivated user.
     assert!(d.interest("message_sent").rules);
-    assert!(d.interest("message_sent").session, "session tracking reads every entry's session");
-    let only = RuleSet::parse(&one_rule("kind = \"event\"\nactions = [\"role_change_to_admin\"]")).unwrap();
-    let d = Detector::new(Arc::new(only), Arc::new(Allowlist::default()), Box::new(NoGeo), None);
+    assert!(
+        d.interest("message_sent").session,
+        "session tracking reads every entry's session"
+    );
+    let only = RuleSet::parse(&one_rule(
+        "kind = \"event\"\nactions = [\"role_change_to_admin\"]",
+    ))
+    .unwrap();
+    let d = Detector::new(
+        Arc::new(only),
+        Arc::new(Allowlist::default()),
+        Box::new(NoGeo),
+        None,
+    );
     assert!(d.interest("role_change_to_admin").any());
     assert!(!d.interest("message_sent").any());
 }
@@ -297,10 +406,19 @@ fn state_stays_within_its_caps() {
                "actor": {"type": "user", "user": {"id": format!("U{i}")}},
                "context": {"ip_address": ip, "session_id": i, "ua": "Mozilla/5.0 (X)"}})
     };
-    let batch: Vec<Value> = (0..MAX_SESSIONS + 50).map(|i| login(i, "203.0.113.1")).collect();
+    let batch: Vec<Value> = (0..MAX_SESSIONS + 50)
+        .map(|i| login(i, "203.0.113.1"))
+        .collect();
     d.evaluate_batch(&batch);
-    assert_eq!(d.state().sessions.len(), MAX_SESSIONS, "the least recently seen sessions go first");
-    assert!(d.state().sessions.contains_key(&(MAX_SESSIONS + 49).to_string()));
+    assert_eq!(
+        d.state().sessions.len(),
+        MAX_SESSIONS,
+        "the least recently seen sessions go first"
+    );
+    assert!(d
+        .state()
+        .sessions
+        .contains_key(&(MAX_SESSIONS + 49).to_string()));
     assert!(!d.state().sessions.contains_key("0"));
     let fails: Vec<Value> = (0..MAX_EVENTS_PER_KEY + 20)
         .map(|i| json!({"id": format!("f{i}"), "date_create": 1_717_405_200 + 86_400 * i as i64,
@@ -313,7 +431,11 @@ fn state_stays_within_its_caps() {
 
 #[test]
 fn contributing_ids_are_capped_for_big_thresholds() {
-    let text = DEFAULT_RULES.replacen("count = 60\nwindow = \"24h\"", "count = 150\nwindow = \"24h\"", 1);
+    let text = DEFAULT_RULES.replacen(
+        "count = 60\nwindow = \"24h\"",
+        "count = 150\nwindow = \"24h\"",
+        1,
+    );
     let mut d = detector_with(RuleSet::parse(&text).unwrap(), Allowlist::default(), None);
     let resets: Vec<Value> = (0..150)
         .map(|i| json!({"id": format!("r{i:03}"), "date_create": 1_717_405_200 + i, "action": "user_session_reset_by_admin",
@@ -343,9 +465,15 @@ fn bad_rules_name_the_rule_and_the_field() {
     ];
     for (body, field) in cases {
         let e = err(body);
-        assert!(e.contains("\"x.bad\"") && e.contains(field), "{body:?} gave {e:?}");
+        assert!(
+            e.contains("\"x.bad\"") && e.contains(field),
+            "{body:?} gave {e:?}"
+        );
     }
-    assert!(RuleSet::parse(&one_rule("kind = \"event\"\nactions = [\"a\"]\nrespond = \"reset_sessions\"")).is_ok());
+    assert!(RuleSet::parse(&one_rule(
+        "kind = \"event\"\nactions = [\"a\"]\nrespond = \"reset_sessions\""
+    ))
+    .is_ok());
 }
 
 #[test]
@@ -357,27 +485,71 @@ fn the_default_pack_covers_every_action_the_issue_lists() {
         .rules
         .iter()
         .flat_map(|r| match &r.kind {
-            RuleKind::Event { matcher, .. } | RuleKind::Threshold { matcher, .. } => matcher.actions.clone(),
-            RuleKind::Sequence { first, then, .. } => first.matcher.actions.union(&then.matcher.actions).cloned().collect(),
+            RuleKind::Event { matcher, .. } | RuleKind::Threshold { matcher, .. } => {
+                matcher.actions.clone()
+            }
+            RuleKind::Sequence { first, then, .. } => first
+                .matcher
+                .actions
+                .union(&then.matcher.actions)
+                .cloned()
+                .collect(),
             RuleKind::Session { .. } => BTreeSet::new(),
         })
         .collect();
     let listed = [
-        "role_change_to_admin", "role_change_to_owner", "owner_transferred", "service_owner_transferred",
-        "permissions_assigned", "role_change_to_user", "pref.sso_setting_changed", "pref.two_factor_auth_changed",
-        "idp_configuration_added", "idp_configuration_deleted", "idp_prod_configuration_updated",
-        "native_dlp_rule_deactivated", "native_dlp_violation_deleted", "ekm_unenrolled", "ekm_logging_config_set",
-        "ekm_slackbot_unenroll_notification_sent", "intune_disabled", "barrier_deleted", "barrier_updated",
-        "legal_hold_policy_entities_deleted", "legal_hold_policy_exclusion_added", "legal_hold_policy_released",
-        "legal_hold_policy_updated", "app_installed", "app_approved", "org_app_workspace_added",
-        "app_scopes_expanded", "app_resources_added", "app_resources_granted", "bot_token_upgraded",
-        "app_restricted", "app_uninstalled", "org_app_workspace_removed", "organization_created",
-        "organization_deleted", "manual_export_started", "channels_export_started", "corporate_exports_approved",
-        "private_channel_converted_to_public", "file_malicious_content_detected", "user_login_failed", "user_login",
-        "user_deactivated", "user_session_reset_by_admin", "bulk_session_reset_by_admin", "user_session_invalidated",
+        "role_change_to_admin",
+        "role_change_to_owner",
+        "owner_transferred",
+        "service_owner_transferred",
+        "permissions_assigned",
+        "role_change_to_user",
+        "pref.sso_setting_changed",
+        "pref.two_factor_auth_changed",
+        "idp_configuration_added",
+        "idp_configuration_deleted",
+        "idp_prod_configuration_updated",
+        "native_dlp_rule_deactivated",
+        "native_dlp_violation_deleted",
+        "ekm_unenrolled",
+        "ekm_logging_config_set",
+        "ekm_slackbot_unenroll_notification_sent",
+        "intune_disabled",
+        "barrier_deleted",
+        "barrier_updated",
+        "legal_hold_policy_entities_deleted",
+        "legal_hold_policy_exclusion_added",
+        "legal_hold_policy_released",
+        "legal_hold_policy_updated",
+        "app_installed",
+        "app_approved",
+        "org_app_workspace_added",
+        "app_scopes_expanded",
+        "app_resources_added",
+        "app_resources_granted",
+        "bot_token_upgraded",
+        "app_restricted",
+        "app_uninstalled",
+        "org_app_workspace_removed",
+        "organization_created",
+        "organization_deleted",
+        "manual_export_started",
+        "channels_export_started",
+        "corporate_exports_approved",
+        "private_channel_converted_to_public",
+        "file_malicious_content_detected",
+        "user_login_failed",
+        "user_login",
+        "user_deactivated",
+        "user_session_reset_by_admin",
+        "bulk_session_reset_by_admin",
+        "user_session_invalidated",
     ];
     for action in listed {
-        assert!(covered.contains(action), "no default rule looks at {action}");
+        assert!(
+            covered.contains(action),
+            "no default rule looks at {action}"
+        );
     }
     let responders: Vec<&str> = rules
         .detections
@@ -388,6 +560,9 @@ fn the_default_pack_covers_every_action_the_issue_lists() {
         .collect();
     assert_eq!(
         responders,
-        ["slack.detect.activity_after_deactivation", "slack.detect.session_new_network_and_user_agent"]
+        [
+            "slack.detect.activity_after_deactivation",
+            "slack.detect.session_new_network_and_user_agent"
+        ]
     );
 }
