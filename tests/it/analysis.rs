@@ -438,3 +438,33 @@ async fn simulator_background_traffic_gives_no_finding() {
         );
     }
 }
+
+/// The detection rules ride in the printed default, and a typo in one of them stops `analyze`
+/// with exit 2, naming the file, the rule and the field.
+#[test]
+fn a_bad_detection_rule_exits_2_naming_the_rule_and_the_field() {
+    let out = Command::new(BIN)
+        .args(["analyze", "--print-default-rules"])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let reloaded = slack_audit_source::analysis::rules::RuleSet::parse(&printed).unwrap();
+    assert!(reloaded.detections.rules.len() >= 30);
+    let bad = printed.replacen(
+        "field = \"details.new_scopes\", adds_to",
+        "field = \"details.new_scope\", adds_to",
+        1,
+    );
+    assert_ne!(bad, printed);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.toml");
+    std::fs::write(&path, bad).unwrap();
+    let (code, _, err) = analyze(&["--rules", path.to_str().unwrap()], "");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("rules.toml")
+            && err.contains("slack.detect.app_scopes_expanded")
+            && err.contains("details.new_scope\""),
+        "{err}"
+    );
+}

@@ -285,6 +285,9 @@ impl Detector {
 
     /// Whether a person is in the allowlist's `excluded_users`.
     fn is_excluded(&self, p: &entry::Person) -> bool {
+        if self.allowlist_empty {
+            return false;
+        }
         let doc = json!({"user": {"id": p.id, "email": p.email}});
         self.allowlist
             .matches(&doc)
