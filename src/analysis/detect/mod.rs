@@ -317,6 +317,9 @@ impl Detector {
 
 /// The rule's own allowlist: actors (id or email) and app ids.
 fn rule_allows(rule: &DetectionRule, f: &Facts<'_>) -> bool {
+    if rule.allow_users.is_empty() && rule.allow_apps.is_empty() {
+        return false;
+    }
     let actor = f.actor.iter().any(|a| {
         rule.allow_users.contains(&a.id.to_ascii_lowercase())
             || a.email

@@ -23,6 +23,11 @@ pub const MAX_KEYS: usize = 20_000;
 /// Events held per key per rule (and per step of a sequence). At the cap the events farthest
 /// from the key's newest are dropped; a threshold up to this count still fires.
 pub const MAX_EVENTS_PER_KEY: usize = 256;
+/// A sequence's `then` events held per key: the earliest ones. They only matter when a `first`
+/// arrives late (newest-first input), and then the earliest `then` after it is the one that
+/// decides; `then` entries that arrive after their `first` are checked on arrival. A small cap
+/// keeps "any action by this user" (activity after deactivation) cheap for every user.
+pub const MAX_THEN_PER_KEY: usize = 2;
 /// Sessions tracked. At the cap the least recently seen sessions are forgotten; a forgotten
 /// session starts afresh with the next network it is seen from.
 pub const MAX_SESSIONS: usize = 20_000;
@@ -76,6 +81,22 @@ impl KeyEvents {
             .max()
             .unwrap_or(i64::MIN)
     }
+}
+
+/// Adds `ev` to a sorted list of at most [`MAX_THEN_PER_KEY`], keeping the earliest events.
+/// Returns whether it was new; a later event than all of a full list's is not kept, and the
+/// check for it runs on arrival all the same.
+pub fn insert_earliest(list: &mut Vec<Ev>, ev: Ev) -> bool {
+    if list.iter().any(|e| e.id == ev.id) {
+        return false;
+    }
+    if list.len() >= MAX_THEN_PER_KEY && list.last().is_some_and(|l| *l < ev) {
+        return true;
+    }
+    let pos = list.partition_point(|e| e < &ev);
+    list.insert(pos, ev);
+    list.truncate(MAX_THEN_PER_KEY);
+    true
 }
 
 /// Adds `ev` to a sorted list unless its id is there; at the cap, drops the event farthest

@@ -9,7 +9,9 @@
 use super::document::Hit;
 use super::entry::{normalise_ua, prefix, Facts, Person};
 use super::model::{DetectionRule, KeyBy, RuleKind, SessionCheck, Step};
-use super::state::{insert, CountrySeen, Ev, KeyEvents, MAX_COUNTRIES_PER_USER, MAX_PER_SESSION};
+use super::state::{
+    insert, insert_earliest, CountrySeen, Ev, KeyEvents, MAX_COUNTRIES_PER_USER, MAX_PER_SESSION,
+};
 use super::{period, severity, Detector};
 use serde_json::{json, Map, Value};
 
@@ -57,17 +59,20 @@ fn hit<'r>(
     }
 }
 
-fn record<'a>(d: &'a mut Detector, rule: &str, key: &str) -> &'a mut KeyEvents {
+/// The record of `key` for `rule`, made if new. Looked up before inserting: most calls find it,
+/// and need not copy the strings. `None` cannot happen (the record was just made).
+fn record<'a>(d: &'a mut Detector, rule: &str, key: &str) -> Option<&'a mut KeyEvents> {
     let batches = d.state.batches;
-    let rec = d
-        .state
-        .keys
-        .entry(rule.to_string())
-        .or_default()
-        .entry(key.to_string())
-        .or_default();
+    if !d.state.keys.contains_key(rule) {
+        d.state.keys.insert(rule.to_string(), Default::default());
+    }
+    let keys = d.state.keys.get_mut(rule)?;
+    if !keys.contains_key(key) {
+        keys.insert(key.to_string(), KeyEvents::default());
+    }
+    let rec = keys.get_mut(key)?;
     rec.touched = batches;
-    rec
+    Some(rec)
 }
 
 /// The person a key stands for, when the key is a user.
@@ -108,7 +113,9 @@ pub(super) fn threshold<'r>(
     let (Some(at), Some(key)) = (f.at, f.key(*key_by)) else {
         return Vec::new();
     };
-    let rec = record(d, &rule.id, &key);
+    let Some(rec) = record(d, &rule.id, &key) else {
+        return Vec::new();
+    };
     if let Some(a) = &f.actor {
         if *key_by == KeyBy::Actor {
             rec.who = Some((a.email.clone(), a.name.clone()));
@@ -178,8 +185,9 @@ pub(super) fn sequence<'r>(
     let mut check: Vec<(String, Vec<Ev>)> = Vec::new();
     if first.matcher.matches(f.action, f.entry) {
         if let Some(key) = step_key(d, first, f) {
-            let rec = record(d, &rule.id, &key);
-            if insert(&mut rec.a, f.ev(at)) {
+            if let Some(rec) = record(d, &rule.id, &key)
+                .and_then(|rec| insert(&mut rec.a, f.ev(at)).then_some(rec))
+            {
                 // A late `first`: every held `then` it may precede is checked again.
                 let lo = from(&rec.b, at);
                 let hi = rec
@@ -191,18 +199,22 @@ pub(super) fn sequence<'r>(
     }
     if unless.contains(f.action) {
         if let Some(key) = step_key(d, first, f) {
-            insert(&mut record(d, &rule.id, &key).cancel, f.ev(at));
+            if let Some(rec) = record(d, &rule.id, &key) {
+                insert(&mut rec.cancel, f.ev(at));
+            }
         }
     }
     if then.matcher.matches(f.action, f.entry) {
         if let Some(key) = step_key(d, then, f) {
-            let rec = record(d, &rule.id, &key);
+            let Some(rec) = record(d, &rule.id, &key) else {
+                return Vec::new();
+            };
             if then.key == KeyBy::Actor {
                 if let Some(a) = &f.actor {
                     rec.who = Some((a.email.clone(), a.name.clone()));
                 }
             }
-            if insert(&mut rec.b, f.ev(at)) {
+            if insert_earliest(&mut rec.b, f.ev(at)) {
                 check.push((key, vec![f.ev(at)]));
             }
         }
@@ -270,20 +282,26 @@ pub(super) fn track_session(d: &mut Detector, f: &Facts<'_>) {
             let asn = if d.geo.has_asn() { d.geo.asn(ip) } else { None };
             if !d.trusted_network(ip, asn) {
                 let network = asn.map_or_else(|| prefix(ip), |n| format!("AS{n}"));
-                let s = d.state.sessions.entry(session.clone()).or_default();
+                if !d.state.sessions.contains_key(session.as_str()) {
+                    d.state.sessions.insert(session.clone(), Default::default());
+                }
+                let Some(s) = d.state.sessions.get_mut(session.as_str()) else {
+                    return;
+                };
                 s.touched = batches;
                 if s.user.is_empty() {
                     s.user.clone_from(&user.id);
                 }
                 s.last = s.last.max(at);
-                let ev = f.ev(at);
-                earliest(&mut s.networks, network, &ev);
+                earliest(&mut s.networks, network, f, at);
                 if let Some(ua) = f.ua {
-                    earliest(&mut s.agents, normalise_ua(ua), &ev);
+                    earliest(&mut s.agents, normalise_ua(ua), f, at);
                 }
-                let ip = ip.to_string();
-                if !s.ips.contains(&ip) && s.ips.len() < MAX_PER_SESSION {
-                    s.ips.push(ip);
+                if s.ips.len() < MAX_PER_SESSION {
+                    let ip = ip.to_string();
+                    if !s.ips.contains(&ip) {
+                        s.ips.push(ip);
+                    }
                 }
             }
         }
@@ -316,14 +334,20 @@ pub(super) fn track_session(d: &mut Detector, f: &Facts<'_>) {
     }
 }
 
-/// Keeps the earliest event per value, for at most [`MAX_PER_SESSION`] values.
-fn earliest(map: &mut std::collections::BTreeMap<String, Ev>, value: String, ev: &Ev) {
+/// Keeps the earliest event per value, for at most [`MAX_PER_SESSION`] values. The event is
+/// only built (its strings copied) when it is kept.
+fn earliest(
+    map: &mut std::collections::BTreeMap<String, Ev>,
+    value: String,
+    f: &Facts<'_>,
+    at: i64,
+) {
     let room = map.len() < MAX_PER_SESSION;
     match map.get_mut(&value) {
-        Some(held) if *ev < *held => *held = ev.clone(),
+        Some(held) if (at, f.id.as_str()) < (held.at, held.id.as_str()) => *held = f.ev(at),
         Some(_) => {}
         None if room => {
-            map.insert(value, ev.clone());
+            map.insert(value, f.ev(at));
         }
         None => {}
     }
