@@ -566,3 +566,63 @@ fn the_default_pack_covers_every_action_the_issue_lists() {
         ]
     );
 }
+
+/// `n` entries of ordinary traffic: 500 users, each with one session and network, logins,
+/// logouts, downloads, uploads, channel joins and a failed login now and then; one a second.
+fn ordinary(n: usize) -> Vec<Value> {
+    let actions = [
+        "file_downloaded",
+        "file_downloaded",
+        "file_downloaded",
+        "user_channel_join",
+        "file_uploaded",
+        "user_login",
+        "user_logout",
+        "file_downloaded",
+        "user_channel_join",
+        "user_login_failed",
+    ];
+    (0..n)
+        .map(|i| {
+            let u = (i * 7919) % 500;
+            let user = json!({"id": format!("U{u:05}"), "name": format!("User {u}"),
+                              "email": format!("user{u}@example.com"), "team": "E0ORG"});
+            json!({"id": format!("ev-{i:08}"), "date_create": 1_717_405_200 + i as i64,
+                   "action": actions[i % actions.len()],
+                   "actor": {"type": "user", "user": user},
+                   "context": {"location": {"type": "enterprise", "id": "E0ORG", "name": "Example", "domain": "example"},
+                               "ua": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 Chrome/125.0.0.0 Safari/537.36",
+                               "ip_address": format!("203.{}.{}.10", u % 200, u % 250), "session_id": 900_000 + u},
+                   "entity": {"type": "file", "file": {"id": format!("F{i:08}"), "name": "report.pdf", "filetype": "pdf", "title": "Q3"}}})
+        })
+        .collect()
+}
+
+/// The cost of the detection pass on ordinary traffic, in pages of 1,000 newest first as a
+/// backfill reads them: `cargo test --lib detect::tests::cost -- --ignored --nocapture`
+/// (with `CARGO_PROFILE_DEV_OPT_LEVEL=2` for figures worth quoting). Prints, asserts nothing
+/// about time.
+#[test]
+#[ignore]
+fn cost_per_ordinary_entry() {
+    let n = 200_000;
+    let entries = ordinary(n);
+    let texts: Vec<String> = entries.iter().map(Value::to_string).collect();
+    let t = std::time::Instant::now();
+    let parsed: usize = texts
+        .iter()
+        .map(|t| serde_json::from_str::<Value>(t).map_or(0, |_| 1))
+        .sum();
+    let parse_ns = t.elapsed().as_nanos() as f64 / n as f64;
+    assert_eq!(parsed, n);
+    let mut d = detector();
+    let t = std::time::Instant::now();
+    let mut found = 0;
+    for page in entries.chunks(1000).rev() {
+        found += d.evaluate_batch(page).len();
+    }
+    let eval_ns = t.elapsed().as_nanos() as f64 / n as f64;
+    println!(
+        "detection: {eval_ns:.0} ns per ordinary entry ({found} findings); parsing the entry into a Value: {parse_ns:.0} ns"
+    );
+}
