@@ -7,6 +7,7 @@
 use super::model::KeyBy;
 use crate::analysis::fields::stable_id;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// Slack's stand-in actors: events without a person behind them, never keyed together.
@@ -23,29 +24,77 @@ pub struct Person {
     pub name: Option<String>,
 }
 
+/// A person as an entry names them, borrowed from the entry where possible.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PersonRef<'a> {
+    /// Slack user id.
+    pub id: Cow<'a, str>,
+    /// Email.
+    pub email: Option<Cow<'a, str>>,
+    /// Display name.
+    pub name: Option<Cow<'a, str>>,
+}
+
+impl PersonRef<'_> {
+    /// An owned copy, for a finding.
+    pub fn to_person(&self) -> Person {
+        Person {
+            id: self.id.to_string(),
+            email: self.email.as_ref().map(|e| e.to_string()),
+            name: self.name.as_ref().map(|n| n.to_string()),
+        }
+    }
+}
+
+/// What the engine reads of an entry that is not at hand as a JSON value: the fields the
+/// mapper has already read, borrowed. Only for entries with an `id` and an integer
+/// `date_create`, and only when [`super::Detector::needs_entry`] is false for their action
+/// (no rule that looks at it reads more than these).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Light<'a> {
+    /// `action`.
+    pub action: &'a str,
+    /// `id`, trimmed, non-empty.
+    pub id: &'a str,
+    /// `date_create`, Unix seconds.
+    pub at: i64,
+    /// Whether `entity` is an object.
+    pub has_entity: bool,
+    /// `actor.user.id`, `.email`, `.name`, trimmed, non-empty.
+    pub actor: [Option<&'a str>; 3],
+    /// `context.ip_address`, when it parses.
+    pub ip: Option<IpAddr>,
+    /// `context.ua`, non-blank.
+    pub ua: Option<&'a str>,
+    /// `context.session_id` as text, trimmed, not "0".
+    pub session: Option<&'a str>,
+    /// `context.app` is present and not null.
+    pub by_app: bool,
+}
+
 /// The parts of an entry rules and findings use.
 #[derive(Debug, Clone)]
 pub struct Facts<'a> {
-    /// The entry.
-    pub entry: &'a Value,
+    /// The entry, when it is at hand as a value (conditions read it).
+    pub entry: Option<&'a Value>,
     /// `action` ("" when absent).
     pub action: &'a str,
     /// `id`, or `synthetic-<hash of the entry>`.
-    pub id: String,
+    pub id: Cow<'a, str>,
     /// Event time, Unix s: `date_create`, else `details.action_timestamp`.
     pub at: Option<i64>,
     /// `actor.user`.
-    pub actor: Option<Person>,
+    pub actor: Option<PersonRef<'a>>,
     /// `entity.user`.
-    pub target: Option<Person>,
+    pub target: Option<PersonRef<'a>>,
     /// The entity's id, whatever its type.
-    pub entity_id: Option<String>,
+    pub entity_id: Option<Cow<'a, str>>,
     /// `context.ip_address`, when it parses.
     pub ip: Option<IpAddr>,
     /// `context.ua`.
     pub ua: Option<&'a str>,
     /// `context.session_id` as text (Slack sends a number or a string).
-    pub session: Option<String>,
+    pub session: Option<Cow<'a, str>>,
     /// App ids in `context.app.id`, `entity.app.id`, `details.app_id`.
     pub apps: Vec<&'a str>,
     /// Whether an app triggered it (`context.app` present): its UA and IP are the app's.
@@ -54,10 +103,10 @@ pub struct Facts<'a> {
     pub missing: Vec<&'static str>,
 }
 
-fn text(v: Option<&Value>) -> Option<String> {
+fn text(v: Option<&Value>) -> Option<Cow<'_, str>> {
     match v? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.trim().is_empty() => Some(Cow::Borrowed(s.trim())),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
         _ => None,
     }
 }
@@ -66,9 +115,9 @@ fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(v, |v, key| v.as_object()?.get(*key))
 }
 
-fn person(v: Option<&Value>) -> Option<Person> {
+fn person(v: Option<&Value>) -> Option<PersonRef<'_>> {
     let v = v?;
-    Some(Person {
+    Some(PersonRef {
         id: text(v.get("id"))?,
         email: text(v.get("email")),
         name: text(v.get("name")),
@@ -116,7 +165,10 @@ impl<'a> Facts<'a> {
             None => {
                 missing.push("id");
                 // serde_json's maps are sorted, so the same entry always gives the same text.
-                format!("synthetic-{}", stable_id(&[&entry.to_string()]))
+                Cow::Owned(format!(
+                    "synthetic-{}",
+                    stable_id(&[&entry.to_string()])
+                ))
             }
         };
         let entity = entry.get("entity").filter(|e| e.is_object());
@@ -159,7 +211,37 @@ impl<'a> Facts<'a> {
             apps,
             by_app: context_app.is_some(),
             missing,
-            entry,
+            entry: Some(entry),
+        }
+    }
+
+    /// Reads what the mapper read. Without the entry, the target, the entity's id and the
+    /// app ids are unknown: [`super::Detector::needs_entry`] sends entries whose rules read
+    /// them the other way.
+    pub fn light(l: &Light<'a>) -> Facts<'a> {
+        let missing = if l.has_entity {
+            Vec::new()
+        } else {
+            vec!["entity"]
+        };
+        Facts {
+            entry: None,
+            action: l.action,
+            id: Cow::Borrowed(l.id),
+            at: Some(l.at),
+            actor: l.actor[0].map(|id| PersonRef {
+                id: Cow::Borrowed(id),
+                email: l.actor[1].map(Cow::Borrowed),
+                name: l.actor[2].map(Cow::Borrowed),
+            }),
+            target: None,
+            entity_id: None,
+            ip: l.ip,
+            ua: l.ua,
+            session: l.session.map(Cow::Borrowed),
+            apps: Vec::new(),
+            by_app: l.by_app,
+            missing,
         }
     }
 
@@ -167,54 +249,73 @@ impl<'a> Facts<'a> {
     pub fn ev(&self, at: i64) -> super::state::Ev {
         super::state::Ev {
             at,
-            id: self.id.clone(),
+            id: self.id.to_string(),
             ip: self.ip.map(|ip| ip.to_string()),
-            session: self.session.clone(),
+            session: self.session.as_ref().map(|s| s.to_string()),
         }
     }
 
     /// The actor's id unless it is one of Slack's placeholders.
-    pub fn person_actor(&self) -> Option<&Person> {
+    pub fn person_actor(&self) -> Option<&PersonRef<'a>> {
         self.actor
             .as_ref()
-            .filter(|a| !PLACEHOLDER_ACTORS.contains(&a.id.as_str()))
+            .filter(|a| !PLACEHOLDER_ACTORS.contains(&a.id.as_ref()))
     }
 
-    /// The value of a key for this entry, if it has one.
-    pub fn key(&self, by: KeyBy) -> Option<String> {
+    /// The value of a key for this entry, if it has one; borrowed unless it is an IP.
+    pub fn key(&self, by: KeyBy) -> Option<Cow<'_, str>> {
+        fn b<'s>(c: &'s Cow<'_, str>) -> Cow<'s, str> {
+            Cow::Borrowed(c.as_ref())
+        }
         match by {
-            KeyBy::Actor => self.person_actor().map(|a| a.id.clone()),
+            KeyBy::Actor => self.person_actor().map(|a| b(&a.id)),
             KeyBy::Target => self
                 .target
                 .as_ref()
-                .map(|t| t.id.clone())
-                .or_else(|| self.entity_id.clone()),
-            KeyBy::Ip => self.ip.map(|ip| ip.to_string()),
-            KeyBy::Session => self.session.clone(),
-            KeyBy::Entity => self.entity_id.clone(),
-            KeyBy::Event => Some(self.id.clone()),
+                .map(|t| b(&t.id))
+                .or_else(|| self.entity_id.as_ref().map(b)),
+            KeyBy::Ip => self.ip.map(|ip| Cow::Owned(ip.to_string())),
+            KeyBy::Session => self.session.as_ref().map(b),
+            KeyBy::Entity => self.entity_id.as_ref().map(b),
+            KeyBy::Event => Some(b(&self.id)),
         }
     }
 }
 
 /// `ip` as a network: its /16 (IPv4) or /48 (IPv6), written as a CIDR.
 pub fn prefix(ip: IpAddr) -> String {
-    match ip {
+    let mut out = String::new();
+    prefix_into(ip, &mut out);
+    out
+}
+
+/// [`prefix`] into `out` (cleared first), so a reused buffer costs no allocation.
+pub fn prefix_into(ip: IpAddr, out: &mut String) {
+    use std::fmt::Write;
+    out.clear();
+    let _ = match ip {
         IpAddr::V4(v4) => {
             let o = v4.octets();
-            format!("{}.{}.0.0/16", o[0], o[1])
+            write!(out, "{}.{}.0.0/16", o[0], o[1])
         }
         IpAddr::V6(v6) => {
             let s = v6.segments();
-            format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+            write!(out, "{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
         }
-    }
+    };
 }
 
 /// A user agent with its version numbers blanked, so that the desktop app updating itself
 /// mid-session is not "a new user agent".
 pub fn normalise_ua(ua: &str) -> String {
     let mut out = String::with_capacity(ua.len());
+    normalise_ua_into(ua, &mut out);
+    out
+}
+
+/// [`normalise_ua`] into `out` (cleared first).
+pub fn normalise_ua_into(ua: &str, out: &mut String) {
+    out.clear();
     let mut in_digits = false;
     for c in ua.trim().chars() {
         if c.is_ascii_digit() {
@@ -227,7 +328,6 @@ pub fn normalise_ua(ua: &str) -> String {
             out.push(c.to_ascii_lowercase());
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -258,7 +358,11 @@ mod tests {
         assert_eq!(f(json!([1])), None);
         let e = json!({"details": {"action_timestamp": 1_644_428_253_989_994_i64}});
         assert_eq!(Facts::read(&e).at, Some(1_644_428_253));
-        let s = |v: Value| Facts::read(&json!({"context": {"session_id": v}})).session;
+        let s = |v: Value| {
+            Facts::read(&json!({"context": {"session_id": v}}))
+                .session
+                .map(std::borrow::Cow::into_owned)
+        };
         assert_eq!(s(json!(1656410836837_i64)), Some("1656410836837".into()));
         assert_eq!(s(json!("847288190092")), Some("847288190092".into()));
         assert_eq!(s(json!(null)), None);

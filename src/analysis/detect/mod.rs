@@ -20,8 +20,10 @@
 //! fired cannot retract the finding (pages arrive contiguous in time, so this needs pages
 //! out of order).
 //!
-//! **Not wired yet.** The pipeline feeds this engine once its restructuring lands; until then
-//! only the rules file (validation, `--print-default-rules`) and the tests use it.
+//! **Cost.** Rules are indexed by action at load ([`ActionIndex`]): an entry whose action no rule
+//! names meets only the rules that take any action and session tracking, and those read a
+//! few fields ([`Light`]) the mapper has already read, so the pipeline need not parse the entry
+//! into a value. On that path nothing is allocated unless something is remembered.
 
 pub mod document;
 pub mod entry;
@@ -37,12 +39,13 @@ mod tests;
 use crate::analysis::allowlist::Allowlist;
 use crate::analysis::rules::RuleSet;
 use document::Hit;
-use entry::Facts;
+pub use entry::Light;
+use entry::{Facts, PersonRef};
 use geo::GeoLookup;
-use model::{DetectionRule, RuleKind, SessionCheck};
+use model::{DetectionRule, KeyBy, RuleKind, SessionCheck};
 use serde_json::{json, Value};
 use state::{DetectState, Reach};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Emitted dedup keys outlive their period by this much (event time), so that a late-indexed
@@ -74,6 +77,99 @@ pub struct Off {
     pub why: &'static str,
 }
 
+/// One entry for [`Detector::evaluate_items`]: the entry as a value, or what the mapper read
+/// of it.
+#[derive(Debug, Clone, Copy)]
+pub enum Item<'a> {
+    /// The entry.
+    Entry(&'a Value),
+    /// What the mapper read ([`Detector::needs_entry`] is false for its action).
+    Light(Light<'a>),
+}
+
+/// Which rules look at which action, built once: an entry whose action no rule names costs
+/// one hash lookup and the rules that take any action.
+#[derive(Debug, Default)]
+struct ActionIndex {
+    /// Action → indexes of the rules in force that may fire on it, in file order.
+    by_action: HashMap<String, Vec<usize>>,
+    /// The rules for any other action: sequences whose `then` takes any action, and the
+    /// session-network rules.
+    other: Vec<usize>,
+    /// Actions some rule reads more of than [`Light`] carries.
+    needs_entry: HashSet<String>,
+    /// A rule taking any action reads more than [`Light`] carries.
+    any_needs_entry: bool,
+}
+
+/// Keys a [`Light`] entry carries.
+fn light_key(k: KeyBy) -> bool {
+    matches!(k, KeyBy::Actor | KeyBy::Ip | KeyBy::Session | KeyBy::Event)
+}
+
+impl ActionIndex {
+    fn build(rules: &[DetectionRule], active: &[usize]) -> ActionIndex {
+        let mut ix = ActionIndex::default();
+        let mut named: Vec<(String, usize)> = Vec::new();
+        for &i in active {
+            let rule = &rules[i];
+            // Escalations and app allowlists read the entry.
+            let plain = rule.escalate.is_empty() && rule.allow_apps.is_empty();
+            let mut name = |acts: &std::collections::BTreeSet<String>, light: bool| {
+                for a in acts {
+                    named.push((a.clone(), i));
+                    if !light {
+                        ix.needs_entry.insert(a.clone());
+                    }
+                }
+            };
+            match &rule.kind {
+                RuleKind::Event { matcher, .. } => name(&matcher.actions, false),
+                RuleKind::Threshold { matcher, key, .. } => {
+                    name(&matcher.actions, plain && matcher.action_only() && light_key(*key))
+                }
+                RuleKind::Sequence {
+                    first,
+                    then,
+                    unless,
+                    ..
+                } => {
+                    let step_light = |s: &model::Step| {
+                        plain && s.matcher.action_only() && light_key(s.key)
+                    };
+                    name(&first.matcher.actions, step_light(first));
+                    name(unless, plain && light_key(first.key));
+                    if then.matcher.actions.is_empty() {
+                        ix.other.push(i);
+                        ix.any_needs_entry |= !step_light(then);
+                    } else {
+                        name(&then.matcher.actions, step_light(then));
+                    }
+                }
+                RuleKind::Session {
+                    check: SessionCheck::NewCountry,
+                    ..
+                } => named.push(("user_login".into(), i)),
+                RuleKind::Session { .. } => ix.other.push(i),
+            }
+        }
+        for (action, i) in named {
+            ix.by_action.entry(action).or_default().push(i);
+        }
+        for list in ix.by_action.values_mut() {
+            list.extend(&ix.other);
+            list.sort_unstable();
+            list.dedup();
+        }
+        ix.other.sort_unstable();
+        ix
+    }
+
+    fn rules(&self, action: &str) -> &[usize] {
+        self.by_action.get(action).unwrap_or(&self.other)
+    }
+}
+
 /// The detection engine with its state.
 pub struct Detector {
     rules: Arc<RuleSet>,
@@ -91,6 +187,9 @@ pub struct Detector {
     country_secs: i64,
     dedup_secs: i64,
     allowlist_empty: bool,
+    index: Arc<ActionIndex>,
+    /// Reused text buffers for session tracking (network, user agent, IP).
+    scratch: [String; 3],
 }
 
 impl std::fmt::Debug for Detector {
@@ -123,6 +222,8 @@ impl Detector {
             country_secs: 0,
             dedup_secs: 0,
             allowlist_empty: *allowlist == Allowlist::default(),
+            index: Arc::default(),
+            scratch: Default::default(),
             rules,
             allowlist,
             geo,
@@ -174,6 +275,7 @@ impl Detector {
                 .insert(rule.id.clone(), reach.saturating_add(rule.dedup_secs));
             d.active.push(i);
         }
+        d.index = Arc::new(ActionIndex::build(&d.rules.detections.rules, &d.active));
         for off in &d.off {
             tracing::warn!(rule = %off.rule, "detection rule {} is off: {}", off.rule, off.why);
         }
@@ -199,20 +301,44 @@ impl Detector {
         }
     }
 
+    /// Whether an entry with this action must come as a value ([`Item::Entry`]): some rule
+    /// that looks at it reads more than [`Light`] carries (conditions, the target, apps).
+    pub fn needs_entry(&self, action: &str) -> bool {
+        self.index.any_needs_entry || self.index.needs_entry.contains(action)
+    }
+
     /// Evaluates one batch (a page, or any run of entries): in event-time order whatever the
     /// order given, then prunes the state. Returns the finding documents.
     pub fn evaluate_batch(&mut self, entries: &[Value]) -> Vec<Value> {
-        let mut facts: Vec<Facts<'_>> = entries
+        let facts: Vec<Facts<'_>> = entries
             .iter()
             .filter(|e| e.is_object())
             .map(Facts::read)
             .collect();
+        self.evaluate_facts_batch(facts)
+    }
+
+    /// [`Detector::evaluate_batch`] over entries as values or as what the mapper read.
+    pub fn evaluate_items(&mut self, items: &[Item<'_>]) -> Vec<Value> {
+        let facts: Vec<Facts<'_>> = items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Entry(e) => e.is_object().then(|| Facts::read(e)),
+                Item::Light(l) => Some(Facts::light(l)),
+            })
+            .collect();
+        self.evaluate_facts_batch(facts)
+    }
+
+    fn evaluate_facts_batch(&mut self, mut facts: Vec<Facts<'_>>) -> Vec<Value> {
         // Entries without a time first (they touch no window), then by time; ties by id and
         // then content, so the order never depends on arrival.
         facts.sort_by(|a, b| {
-            (a.at, &a.id)
-                .cmp(&(b.at, &b.id))
-                .then_with(|| a.entry.to_string().cmp(&b.entry.to_string()))
+            (a.at, &a.id).cmp(&(b.at, &b.id)).then_with(|| {
+                a.entry
+                    .map(Value::to_string)
+                    .cmp(&b.entry.map(Value::to_string))
+            })
         });
         let mut out = Vec::new();
         for f in &facts {
@@ -247,19 +373,19 @@ impl Detector {
             self.state.high_water = Some(self.state.high_water.map_or(at, |h| h.max(at)));
         }
         let rules = self.rules.clone();
+        let index = self.index.clone();
         let mut hits: Vec<Hit<'_>> = Vec::new();
         if interest.session {
             stateful::track_session(self, f);
         }
-        for n in 0..self.active.len() {
-            let i = self.active[n];
+        for &i in index.rules(f.action) {
             let rule = &rules.detections.rules[i];
             if rule_allows(rule, f) {
                 continue;
             }
             let found = match &rule.kind {
                 RuleKind::Event { matcher, key } => {
-                    if matcher.matches(f.action, f.entry) {
+                    if matcher.matches_facts(f) {
                         event_hit(self, rule, *key, f)
                     } else {
                         Vec::new()
@@ -284,7 +410,7 @@ impl Detector {
     }
 
     /// Whether a person is in the allowlist's `excluded_users`.
-    fn is_excluded(&self, p: &entry::Person) -> bool {
+    fn is_excluded(&self, p: &PersonRef<'_>) -> bool {
         if self.allowlist_empty {
             return false;
         }
@@ -335,10 +461,10 @@ fn period(at: i64, secs: i64) -> i64 {
 }
 
 /// Severity after escalations (the highest that matches; never lower than the base).
-fn severity(rule: &DetectionRule, entry: &Value) -> (crate::analysis::rules::Severity, u8) {
+fn severity(rule: &DetectionRule, f: &Facts<'_>) -> (crate::analysis::rules::Severity, u8) {
     rule.escalate
         .iter()
-        .filter(|e| e.matcher.conditions(entry))
+        .filter(|e| f.entry.is_some_and(|entry| e.matcher.conditions(entry)))
         .map(|e| (e.severity, e.risk_score))
         .fold((rule.severity, rule.risk_score), |best, e| {
             if e.0 > best.0 {
@@ -357,8 +483,8 @@ fn event_hit<'r>(
 ) -> Vec<Hit<'r>> {
     // An entry without the key (no entity, say) is still evaluated: it is its own key.
     let (key_by, key) = match f.key(key_by) {
-        Some(k) => (key_by, k),
-        None => (model::KeyBy::Event, f.id.clone()),
+        Some(k) => (key_by, k.into_owned()),
+        None => (model::KeyBy::Event, f.id.to_string()),
     };
     // No time: the newest time seen stands in (event data, never the clock).
     let at = f.at.or(d.state.high_water).unwrap_or(0);
@@ -367,19 +493,19 @@ fn event_hit<'r>(
     if !d.claim(&dedupe_key, start) {
         return Vec::new();
     }
-    let (severity, risk_score) = severity(rule, f.entry);
+    let (severity, risk_score) = severity(rule, f);
     vec![Hit {
         rule,
         dedupe_key,
         key: (key_by.as_str(), key),
         severity,
         risk_score,
-        actor: f.actor.clone(),
-        target: f.target.clone(),
+        actor: f.actor.as_ref().map(PersonRef::to_person),
+        target: f.target.as_ref().map(PersonRef::to_person),
         evidence: vec![f.ev(at)],
         at,
         ips: f.ip.iter().map(ToString::to_string).collect(),
-        sessions: f.session.iter().cloned().collect(),
+        sessions: f.session.iter().map(|s| s.to_string()).collect(),
         missing: f.missing.clone(),
         facts: serde_json::Map::new(),
     }]

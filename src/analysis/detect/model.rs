@@ -194,9 +194,25 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    /// Whether the entry (with its action) matches.
-    pub(crate) fn matches(&self, action: &str, entry: &serde_json::Value) -> bool {
-        (self.actions.is_empty() || self.actions.contains(action)) && self.conditions(entry)
+    /// Whether an entry matches, read from its facts: without the entry at hand only the
+    /// conditions on `action` can be tested ([`Matcher::action_only`]), and others fail.
+    pub(crate) fn matches_facts(&self, f: &super::entry::Facts<'_>) -> bool {
+        if !(self.actions.is_empty() || self.actions.contains(f.action)) {
+            return false;
+        }
+        match f.entry {
+            Some(entry) => self.conditions(entry),
+            None => {
+                self.action_only()
+                    && self.all.iter().all(|c| c.holds_action(f.action))
+                    && (self.any.is_empty() || self.any.iter().any(|c| c.holds_action(f.action)))
+            }
+        }
+    }
+
+    /// Whether every condition is on `action` alone, so the action decides the match.
+    pub(crate) fn action_only(&self) -> bool {
+        self.all.iter().chain(&self.any).all(Condition::on_action)
     }
 
     /// The conditions alone.

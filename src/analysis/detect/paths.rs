@@ -326,6 +326,28 @@ impl Condition {
         })
     }
 
+    /// Whether the condition reads `action` alone (and can be tested on it without the entry).
+    pub(crate) fn on_action(&self) -> bool {
+        self.field.keys.len() == 1 && self.field.keys[0] == "action" && !matches!(self.test, Test::AddsTo(_))
+    }
+
+    /// [`Condition::holds`] for an entry whose `action` is `action` (non-empty), for a
+    /// condition [`Condition::on_action`]; the same answer, without the entry.
+    pub(crate) fn holds_action(&self, action: &str) -> bool {
+        let str_same = |want: &Value| match want {
+            Value::String(b) => action.trim().eq_ignore_ascii_case(b.trim()),
+            Value::Number(n) => action.trim() == n.to_string(),
+            _ => false,
+        };
+        let raw = match &self.test {
+            Test::Equals(want) => str_same(want),
+            Test::In(list) => list.iter().any(str_same),
+            Test::Contains(want) => contains(&Value::String(action.to_string()), want),
+            Test::AddsTo(_) => false,
+        };
+        raw != self.not
+    }
+
     /// Whether `entry` satisfies the condition.
     pub(crate) fn holds(&self, entry: &Value) -> bool {
         let raw = match self.field.get(entry) {

@@ -83,16 +83,23 @@ impl KeyEvents {
     }
 }
 
-/// Adds `ev` to a sorted list of at most [`MAX_THEN_PER_KEY`], keeping the earliest events.
-/// Returns whether it was new; a later event than all of a full list's is not kept, and the
-/// check for it runs on arrival all the same.
-pub fn insert_earliest(list: &mut Vec<Ev>, ev: Ev) -> bool {
-    if list.iter().any(|e| e.id == ev.id) {
+/// Adds the event at `at` with id `id` (made by `ev` only when kept) to a sorted list of at
+/// most [`MAX_THEN_PER_KEY`], keeping the earliest events. Returns whether it was new; a later
+/// event than all of a full list's is not kept, and the check for it runs on arrival all the
+/// same.
+pub fn insert_earliest(list: &mut Vec<Ev>, at: i64, id: &str, ev: impl FnOnce() -> Ev) -> bool {
+    if list.iter().any(|e| e.id == id) {
         return false;
     }
-    if list.len() >= MAX_THEN_PER_KEY && list.last().is_some_and(|l| *l < ev) {
+    // Ids differ from every held one, so (time, id) orders it as the whole event would.
+    if list.len() >= MAX_THEN_PER_KEY
+        && list
+            .last()
+            .is_some_and(|l| (l.at, l.id.as_str()) < (at, id))
+    {
         return true;
     }
+    let ev = ev();
     let pos = list.partition_point(|e| e < &ev);
     list.insert(pos, ev);
     list.truncate(MAX_THEN_PER_KEY);

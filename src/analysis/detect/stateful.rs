@@ -7,7 +7,7 @@
 //! same set of events claims the same keys in any order.
 
 use super::document::Hit;
-use super::entry::{normalise_ua, prefix, Facts, Person};
+use super::entry::{normalise_ua_into, prefix_into, Facts, Person, PersonRef};
 use super::model::{DetectionRule, KeyBy, RuleKind, SessionCheck, Step};
 use super::state::{
     insert, insert_earliest, CountrySeen, Ev, KeyEvents, MAX_COUNTRIES_PER_USER, MAX_PER_SESSION,
@@ -24,7 +24,7 @@ fn hit<'r>(
     evidence: Vec<Ev>,
     f: &Facts<'_>,
 ) -> Hit<'r> {
-    let (severity, risk_score) = severity(rule, f.entry);
+    let (severity, risk_score) = severity(rule, f);
     let at = evidence.iter().map(|e| e.at).max().unwrap_or(0);
     let mut ips: Vec<String> = Vec::new();
     let mut sessions: Vec<String> = Vec::new();
@@ -75,6 +75,19 @@ fn record<'a>(d: &'a mut Detector, rule: &str, key: &str) -> Option<&'a mut KeyE
     Some(rec)
 }
 
+/// Remembers the actor's email and name for the finding; copies only when they changed.
+fn set_who(rec: &mut KeyEvents, a: &PersonRef<'_>) {
+    let now = (a.email.as_deref(), a.name.as_deref());
+    if rec
+        .who
+        .as_ref()
+        .is_some_and(|(e, n)| (e.as_deref(), n.as_deref()) == now)
+    {
+        return;
+    }
+    rec.who = Some((now.0.map(str::to_string), now.1.map(str::to_string)));
+}
+
 /// The person a key stands for, when the key is a user.
 fn keyed_person(by: KeyBy, key: &str, rec: Option<&KeyEvents>) -> Option<Person> {
     matches!(by, KeyBy::Actor | KeyBy::Target).then(|| {
@@ -107,7 +120,7 @@ pub(super) fn threshold<'r>(
     else {
         return Vec::new();
     };
-    if !matcher.matches(f.action, f.entry) {
+    if !matcher.matches_facts(f) {
         return Vec::new();
     }
     let (Some(at), Some(key)) = (f.at, f.key(*key_by)) else {
@@ -118,22 +131,30 @@ pub(super) fn threshold<'r>(
     };
     if let Some(a) = &f.actor {
         if *key_by == KeyBy::Actor {
-            rec.who = Some((a.email.clone(), a.name.clone()));
+            set_who(rec, a);
         }
     }
     if !insert(&mut rec.a, f.ev(at)) {
         return Vec::new();
     }
+    // Every window the new event can complete ends at an event in [at, at + window]; most
+    // complete none, and then nothing is copied.
+    let full: Vec<(usize, usize)> = {
+        let events = &rec.a;
+        let last = events.partition_point(|e| e.at <= at.saturating_add(*window_secs));
+        (from(events, at)..last)
+            .map(|end| (from(events, events[end].at.saturating_sub(*window_secs)), end))
+            .filter(|(lo, end)| end + 1 - lo >= *count as usize)
+            .collect()
+    };
+    if full.is_empty() {
+        return Vec::new();
+    }
     let events = rec.a.clone();
     let who = keyed_person(*key_by, &key, Some(&*rec));
+    let key = key.into_owned();
     let mut hits = Vec::new();
-    // Every window the new event can complete ends at an event in [at, at + window].
-    let last = events.partition_point(|e| e.at <= at.saturating_add(*window_secs));
-    for end in from(&events, at)..last {
-        let lo = from(&events, events[end].at.saturating_sub(*window_secs));
-        if end + 1 - lo < *count as usize {
-            continue;
-        }
+    for (lo, end) in full {
         let start = period(events[end].at, rule.dedup_secs);
         let dedupe_key = format!("{}|{key}|{start}", rule.id);
         if !d.claim(&dedupe_key, start) {
@@ -143,7 +164,8 @@ pub(super) fn threshold<'r>(
             rule,
             dedupe_key,
             (key_by.as_str(), key.clone()),
-            who.clone().or_else(|| f.actor.clone()),
+            who.clone()
+                .or_else(|| f.actor.as_ref().map(PersonRef::to_person)),
             events[lo..=end].to_vec(),
             f,
         );
@@ -157,7 +179,7 @@ pub(super) fn threshold<'r>(
 }
 
 /// The key of a sequence step for this entry; a step keyed on an excluded target is skipped.
-fn step_key(d: &Detector, step: &Step, f: &Facts<'_>) -> Option<String> {
+fn step_key<'f>(d: &Detector, step: &Step, f: &'f Facts<'_>) -> Option<std::borrow::Cow<'f, str>> {
     if step.key == KeyBy::Target && f.target.as_ref().is_some_and(|t| d.is_excluded(t)) {
         return None;
     }
@@ -183,7 +205,7 @@ pub(super) fn sequence<'r>(
         return Vec::new();
     };
     let mut check: Vec<(String, Vec<Ev>)> = Vec::new();
-    if first.matcher.matches(f.action, f.entry) {
+    if first.matcher.matches_facts(f) {
         if let Some(key) = step_key(d, first, f) {
             if let Some(rec) = record(d, &rule.id, &key)
                 .and_then(|rec| insert(&mut rec.a, f.ev(at)).then_some(rec))
@@ -193,7 +215,7 @@ pub(super) fn sequence<'r>(
                 let hi = rec
                     .b
                     .partition_point(|e| e.at <= at.saturating_add(*within_secs));
-                check.push((key, rec.b[lo..hi].to_vec()));
+                check.push((key.into_owned(), rec.b[lo..hi].to_vec()));
             }
         }
     }
@@ -204,18 +226,21 @@ pub(super) fn sequence<'r>(
             }
         }
     }
-    if then.matcher.matches(f.action, f.entry) {
+    if then.matcher.matches_facts(f) {
         if let Some(key) = step_key(d, then, f) {
             let Some(rec) = record(d, &rule.id, &key) else {
                 return Vec::new();
             };
             if then.key == KeyBy::Actor {
                 if let Some(a) = &f.actor {
-                    rec.who = Some((a.email.clone(), a.name.clone()));
+                    set_who(rec, a);
                 }
             }
-            if insert_earliest(&mut rec.b, f.ev(at)) {
-                check.push((key, vec![f.ev(at)]));
+            // Checked on arrival only when enough `first` entries are held to fire.
+            if insert_earliest(&mut rec.b, at, &f.id, || f.ev(at))
+                && rec.a.len() >= first.count as usize
+            {
+                check.push((key.into_owned(), vec![f.ev(at)]));
             }
         }
     }
@@ -271,7 +296,7 @@ pub(super) fn sequence<'r>(
 }
 
 /// Records the session's network and user agent, and the user's login country; shared by
-/// every session rule.
+/// every session rule. Copies text only for what it newly remembers.
 pub(super) fn track_session(d: &mut Detector, f: &Facts<'_>) {
     let (Some(at), Some(user), Some(ip)) = (f.at, f.person_actor(), f.ip) else {
         return;
@@ -281,34 +306,52 @@ pub(super) fn track_session(d: &mut Detector, f: &Facts<'_>) {
         if let Some(session) = &f.session {
             let asn = if d.geo.has_asn() { d.geo.asn(ip) } else { None };
             if !d.trusted_network(ip, asn) {
-                let network = asn.map_or_else(|| prefix(ip), |n| format!("AS{n}"));
-                if !d.state.sessions.contains_key(session.as_str()) {
-                    d.state.sessions.insert(session.clone(), Default::default());
+                let [mut network, mut ua, mut ip_text] = std::mem::take(&mut d.scratch);
+                match asn {
+                    Some(n) => {
+                        network.clear();
+                        let _ = std::fmt::Write::write_fmt(&mut network, format_args!("AS{n}"));
+                    }
+                    None => prefix_into(ip, &mut network),
                 }
-                let Some(s) = d.state.sessions.get_mut(session.as_str()) else {
-                    return;
-                };
-                s.touched = batches;
-                if s.user.is_empty() {
-                    s.user.clone_from(&user.id);
+                if !d.state.sessions.contains_key(session.as_ref()) {
+                    d.state
+                        .sessions
+                        .insert(session.to_string(), Default::default());
                 }
-                s.last = s.last.max(at);
-                earliest(&mut s.networks, network, f, at);
-                if let Some(ua) = f.ua {
-                    earliest(&mut s.agents, normalise_ua(ua), f, at);
-                }
-                if s.ips.len() < MAX_PER_SESSION {
-                    let ip = ip.to_string();
-                    if !s.ips.contains(&ip) {
-                        s.ips.push(ip);
+                if let Some(s) = d.state.sessions.get_mut(session.as_ref()) {
+                    s.touched = batches;
+                    if s.user.is_empty() {
+                        s.user = user.id.to_string();
+                    }
+                    s.last = s.last.max(at);
+                    earliest(&mut s.networks, &network, f, at);
+                    if let Some(agent) = f.ua {
+                        normalise_ua_into(agent, &mut ua);
+                        earliest(&mut s.agents, &ua, f, at);
+                    }
+                    if s.ips.len() < MAX_PER_SESSION {
+                        ip_text.clear();
+                        let _ = std::fmt::Write::write_fmt(&mut ip_text, format_args!("{ip}"));
+                        if !s.ips.contains(&ip_text) {
+                            s.ips.push(ip_text.clone());
+                        }
                     }
                 }
+                d.scratch = [network, ua, ip_text];
             }
         }
     }
     if d.country_rules && f.action == "user_login" {
         if let Some(country) = d.geo.country(ip) {
-            let c = d.state.countries.entry(user.id.clone()).or_default();
+            if !d.state.countries.contains_key(user.id.as_ref()) {
+                d.state
+                    .countries
+                    .insert(user.id.to_string(), Default::default());
+            }
+            let Some(c) = d.state.countries.get_mut(user.id.as_ref()) else {
+                return;
+            };
             c.touched = batches;
             let ev = f.ev(at);
             let room = c.seen.len() < MAX_COUNTRIES_PER_USER;
@@ -334,20 +377,15 @@ pub(super) fn track_session(d: &mut Detector, f: &Facts<'_>) {
     }
 }
 
-/// Keeps the earliest event per value, for at most [`MAX_PER_SESSION`] values. The event is
-/// only built (its strings copied) when it is kept.
-fn earliest(
-    map: &mut std::collections::BTreeMap<String, Ev>,
-    value: String,
-    f: &Facts<'_>,
-    at: i64,
-) {
+/// Keeps the earliest event per value, for at most [`MAX_PER_SESSION`] values. The event and
+/// the value are only copied when they are kept.
+fn earliest(map: &mut std::collections::BTreeMap<String, Ev>, value: &str, f: &Facts<'_>, at: i64) {
     let room = map.len() < MAX_PER_SESSION;
-    match map.get_mut(&value) {
-        Some(held) if (at, f.id.as_str()) < (held.at, held.id.as_str()) => *held = f.ev(at),
+    match map.get_mut(value) {
+        Some(held) if (at, f.id.as_ref()) < (held.at, held.id.as_str()) => *held = f.ev(at),
         Some(_) => {}
         None if room => {
-            map.insert(value, f.ev(at));
+            map.insert(value.to_string(), f.ev(at));
         }
         None => {}
     }
@@ -385,9 +423,13 @@ fn network<'r>(
     let Some(id) = &f.session else {
         return Vec::new();
     };
-    let Some(s) = d.state.sessions.get(id) else {
+    let Some(s) = d.state.sessions.get(id.as_ref()) else {
         return Vec::new();
     };
+    // Most sessions stay on one network (and agent): nothing to look at.
+    if s.networks.len() < 2 || (with_ua && s.agents.len() < 2) {
+        return Vec::new();
+    }
     let Some(net) = second(&s.networks) else {
         return Vec::new();
     };
@@ -418,18 +460,22 @@ fn network<'r>(
     if !d.claim(&dedupe_key, start) {
         return Vec::new();
     }
-    let actor = f.actor.clone().filter(|a| a.id == user.id).unwrap_or(user);
+    let actor = f
+        .actor
+        .as_ref()
+        .filter(|a| a.id == user.id.as_str())
+        .map_or(user, PersonRef::to_person);
     let mut h = hit(
         rule,
         dedupe_key,
-        ("session", id.clone()),
+        ("session", id.to_string()),
         Some(actor),
         evidence,
         f,
     );
     h.at = h.at.max(at);
     h.ips = ips;
-    h.sessions = vec![id.clone()];
+    h.sessions = vec![id.to_string()];
     h.facts.insert(
         "session".into(),
         json!({"networks": networks, "user_agents": agents,
@@ -447,12 +493,13 @@ fn country<'r>(
     if f.action != "user_login" {
         return Vec::new();
     }
-    let Some(user) = f.person_actor().cloned() else {
+    let Some(user) = f.person_actor() else {
         return Vec::new();
     };
-    let Some(c) = d.state.countries.get(&user.id) else {
+    let Some(c) = d.state.countries.get(user.id.as_ref()) else {
         return Vec::new();
     };
+    let user = user.to_person();
     // A country is new when another country's logins reach into the history before its first
     // login: the user was already known, from elsewhere.
     let mut found: Vec<(String, Ev, Ev, Vec<String>)> = Vec::new();
