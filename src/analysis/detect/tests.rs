@@ -592,7 +592,7 @@ fn ordinary(n: usize) -> Vec<Value> {
                    "actor": {"type": "user", "user": user},
                    "context": {"location": {"type": "enterprise", "id": "E0ORG", "name": "Example", "domain": "example"},
                                "ua": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 Chrome/125.0.0.0 Safari/537.36",
-                               "ip_address": format!("203.{}.{}.10", u % 200, u % 250), "session_id": 900_000 + u},
+                               "ip_address": format!("203.{}.{}.10", u % 200, u % 250), "session_id": (900_000 + u).to_string()},
                    "entity": {"type": "file", "file": {"id": format!("F{i:08}"), "name": "report.pdf", "filetype": "pdf", "title": "Q3"}}})
         })
         .collect()
@@ -615,25 +615,38 @@ fn cost_per_ordinary_entry() {
         .sum();
     let parse_ns = t.elapsed().as_nanos() as f64 / n as f64;
     assert_eq!(parsed, n);
-    let mut d = detector();
-    let t = std::time::Instant::now();
-    let mut found = 0;
-    for page in entries.chunks(1000).rev() {
-        found += d.evaluate_batch(page).len();
-    }
-    let eval_ns = t.elapsed().as_nanos() as f64 / n as f64;
-    let mut d = detector();
+    // The best of three runs, each with a fresh detector: the machine is shared.
+    let best = |run: &dyn Fn() -> usize| {
+        (0..3)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                let found = run();
+                (t.elapsed().as_nanos() as f64 / n as f64, found)
+            })
+            .fold((f64::MAX, 0), |a, b| if b.0 < a.0 { b } else { a })
+    };
+    let (eval_ns, found) = best(&|| {
+        let mut d = detector();
+        entries
+            .chunks(1000)
+            .rev()
+            .map(|page| d.evaluate_batch(page).len())
+            .sum()
+    });
+    let d = detector();
     let items: Vec<super::Item<'_>> = entries.iter().map(|e| item(&d, e)).collect();
     let light = items
         .iter()
         .filter(|i| matches!(i, super::Item::Light(_)))
         .count();
-    let t = std::time::Instant::now();
-    let mut found_light = 0;
-    for page in items.chunks(1000).rev() {
-        found_light += d.evaluate_items(page).len();
-    }
-    let light_ns = t.elapsed().as_nanos() as f64 / n as f64;
+    let (light_ns, found_light) = best(&|| {
+        let mut d = detector();
+        items
+            .chunks(1000)
+            .rev()
+            .map(|page| d.evaluate_items(page).len())
+            .sum()
+    });
     println!(
         "detection: {eval_ns:.0} ns per ordinary entry as a value ({found} findings); \
          {light_ns:.0} ns as the pipeline hands it ({light} of {n} light, {found_light} findings); \
