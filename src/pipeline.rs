@@ -514,6 +514,80 @@ mod tests {
         );
     }
 
+    /// The pipeline's cost per ordinary entry (mapping, analysis, batch) with the default
+    /// detection rules and without any: `cargo test --lib pipeline::tests::cost -- --ignored
+    /// --nocapture`, with `CARGO_PROFILE_DEV_OPT_LEVEL=2` for figures worth quoting. Prints
+    /// the best of three pages of 9,999 each way; asserts only that both deliver everything.
+    #[test]
+    #[ignore]
+    fn cost_of_the_detections_per_ordinary_entry() {
+        use serde_json::json;
+        let actions = [
+            "file_downloaded",
+            "user_channel_join",
+            "file_uploaded",
+            "user_login",
+            "user_logout",
+            "file_downloaded",
+            "user_channel_join",
+            "file_downloaded",
+            "user_login",
+            "user_login_failed",
+        ];
+        let n = 9999;
+        let entries: Vec<Value> = (0..n)
+            .map(|i| {
+                let u = (i * 7919) % 500;
+                json!({"id": format!("ev-{i:08}"), "date_create": 1_717_405_200 + i as i64,
+                       "action": actions[i % actions.len()],
+                       "actor": {"type": "user", "user": {"id": format!("U{u:05}"), "name": format!("User {u}"),
+                                 "email": format!("user{u}@example.com"), "team": "E0ORG"}},
+                       "context": {"location": {"type": "enterprise", "id": "E0ORG", "name": "Example", "domain": "example"},
+                                   "ua": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 Chrome/125.0.0.0 Safari/537.36",
+                                   "ip_address": format!("203.{}.{}.10", u % 200, u % 250), "session_id": 900_000 + u},
+                       "entity": {"type": "file", "file": {"id": format!("F{i:08}"), "name": "report.pdf", "filetype": "pdf", "title": "Q3"}}})
+            })
+            .collect();
+        let page = page(&entries);
+        let run = |with_rules: bool| -> f64 {
+            let mut rules = crate::analysis::rules::RuleSet::default_rules();
+            if !with_rules {
+                rules.detections = Default::default();
+            }
+            let config = crate::analysis::AnalysisConfig {
+                rules: std::sync::Arc::new(rules),
+                ..Default::default()
+            };
+            (0..3)
+                .map(|_| {
+                    let mapper = Mapper::new(&crate::mapping::MappingConfig::default()).unwrap();
+                    let analyzer = Analyzer::new(&config, None).unwrap();
+                    let mut pipeline = Pipeline::new(mapper, analyzer);
+                    let w = Window::open(1_717_405_200, 1_717_405_200 + n as i64);
+                    let recent = BTreeMap::new();
+                    let t = std::time::Instant::now();
+                    let keys = Pipeline::keys(&page);
+                    let mut chunks =
+                        pipeline.page(&page, keys, seen(&w, &recent, 0, w.oldest), Utc::now());
+                    let mut batch = Batch::new();
+                    let mut lines = 0;
+                    while chunks.next_into(&mut batch) {
+                        lines += batch.lines().count();
+                    }
+                    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+                    assert!(lines >= n);
+                    ns
+                })
+                .fold(f64::MAX, f64::min)
+        };
+        let without = run(false);
+        let with = run(true);
+        println!(
+            "pipeline per ordinary entry: {without:.0} ns without detection rules, {with:.0} ns with the default pack: +{:.0} ns",
+            with - without
+        );
+    }
+
     /// The checkpoint's JSON is unchanged: arrays, and an old file with a repeated id loads.
     #[test]
     fn id_sets_are_written_and_read_as_arrays() {

@@ -229,7 +229,12 @@ impl DetectFacts {
         fn text(slot: &mut Option<String>, v: Option<&Node<'_>>) {
             match v {
                 Some(Node::Str(s)) if !s.trim().is_empty() => put(slot, Some(s.trim())),
-                Some(Node::Number(n)) => *slot = Some(n.to_string()),
+                Some(Node::Number(n)) => {
+                    // Into the slot's buffer: session ids are numbers, on every entry.
+                    let s = slot.get_or_insert_with(String::new);
+                    s.clear();
+                    let _ = std::fmt::Write::write_fmt(s, format_args!("{n}"));
+                }
                 _ => *slot = None,
             }
         }

@@ -188,8 +188,6 @@ pub struct Detector {
     dedup_secs: i64,
     allowlist_empty: bool,
     index: Arc<ActionIndex>,
-    /// Reused text buffers for session tracking (network, user agent, IP).
-    scratch: [String; 3],
 }
 
 impl std::fmt::Debug for Detector {
@@ -223,7 +221,6 @@ impl Detector {
             dedup_secs: 0,
             allowlist_empty: *allowlist == Allowlist::default(),
             index: Arc::default(),
-            scratch: Default::default(),
             rules,
             allowlist,
             geo,
@@ -359,8 +356,11 @@ impl Detector {
     }
 
     fn evaluate_facts(&mut self, f: &Facts<'_>) -> Vec<Value> {
-        let interest = self.interest(f.action);
-        if !interest.any() {
+        // One lookup: the rules for this action include the session rules that apply to it,
+        // so an empty list is what `interest(action).any()` is false for.
+        let index = self.index.clone();
+        let list = index.rules(f.action);
+        if list.is_empty() {
             if let Some(at) = f.at {
                 self.state.high_water = Some(self.state.high_water.map_or(at, |h| h.max(at)));
             }
@@ -373,12 +373,11 @@ impl Detector {
             self.state.high_water = Some(self.state.high_water.map_or(at, |h| h.max(at)));
         }
         let rules = self.rules.clone();
-        let index = self.index.clone();
         let mut hits: Vec<Hit<'_>> = Vec::new();
-        if interest.session {
+        if self.network_rules || (self.country_rules && f.action == "user_login") {
             stateful::track_session(self, f);
         }
-        for &i in index.rules(f.action) {
+        for &i in list {
             let rule = &rules.detections.rules[i];
             if rule_allows(rule, f) {
                 continue;

@@ -121,7 +121,7 @@ pub fn insert(list: &mut Vec<Ev>, ev: Ev) -> bool {
 }
 
 /// One session.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Session {
     /// The batch that last touched it.
@@ -136,7 +136,24 @@ pub struct Session {
     pub agents: BTreeMap<String, Ev>,
     /// Source IPs seen (for `related.ip`), at most [`MAX_PER_SESSION`].
     pub ips: Vec<String>,
+    /// The last entry's IP and network, and its user agent as sent and normalised: most
+    /// entries of a session repeat them, and need neither formatted again. Not saved.
+    #[serde(skip)]
+    pub last_seen: Option<(std::net::IpAddr, String)>,
+    /// See `last_seen`.
+    #[serde(skip)]
+    pub last_ua: Option<(String, String)>,
 }
+
+/// What is saved, without the caches.
+impl PartialEq for Session {
+    fn eq(&self, o: &Session) -> bool {
+        (self.touched, &self.user, self.last, &self.networks, &self.agents, &self.ips)
+            == (o.touched, &o.user, o.last, &o.networks, &o.agents, &o.ips)
+    }
+}
+
+impl Eq for Session {}
 
 /// One user's login countries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

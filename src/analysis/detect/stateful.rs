@@ -306,39 +306,51 @@ pub(super) fn track_session(d: &mut Detector, f: &Facts<'_>) {
         if let Some(session) = &f.session {
             let asn = if d.geo.has_asn() { d.geo.asn(ip) } else { None };
             if !d.trusted_network(ip, asn) {
-                let [mut network, mut ua, mut ip_text] = std::mem::take(&mut d.scratch);
-                match asn {
-                    Some(n) => {
-                        network.clear();
-                        let _ = std::fmt::Write::write_fmt(&mut network, format_args!("AS{n}"));
-                    }
-                    None => prefix_into(ip, &mut network),
-                }
                 if !d.state.sessions.contains_key(session.as_ref()) {
                     d.state
                         .sessions
                         .insert(session.to_string(), Default::default());
                 }
-                if let Some(s) = d.state.sessions.get_mut(session.as_ref()) {
-                    s.touched = batches;
-                    if s.user.is_empty() {
-                        s.user = user.id.to_string();
+                let Some(s) = d.state.sessions.get_mut(session.as_ref()) else {
+                    return;
+                };
+                s.touched = batches;
+                if s.user.is_empty() {
+                    s.user = user.id.to_string();
+                }
+                s.last = s.last.max(at);
+                let same_ip = s.last_seen.as_ref().is_some_and(|(last, _)| *last == ip);
+                if !same_ip {
+                    let mut network = String::new();
+                    match asn {
+                        Some(n) => {
+                            let _ =
+                                std::fmt::Write::write_fmt(&mut network, format_args!("AS{n}"));
+                        }
+                        None => prefix_into(ip, &mut network),
                     }
-                    s.last = s.last.max(at);
-                    earliest(&mut s.networks, &network, f, at);
-                    if let Some(agent) = f.ua {
-                        normalise_ua_into(agent, &mut ua);
-                        earliest(&mut s.agents, &ua, f, at);
-                    }
+                    s.last_seen = Some((ip, network));
+                    // A new IP for this session: remember it (an IP seen before is held).
                     if s.ips.len() < MAX_PER_SESSION {
-                        ip_text.clear();
-                        let _ = std::fmt::Write::write_fmt(&mut ip_text, format_args!("{ip}"));
-                        if !s.ips.contains(&ip_text) {
-                            s.ips.push(ip_text.clone());
+                        let text = ip.to_string();
+                        if !s.ips.contains(&text) {
+                            s.ips.push(text);
                         }
                     }
                 }
-                d.scratch = [network, ua, ip_text];
+                if let Some((_, network)) = &s.last_seen {
+                    earliest(&mut s.networks, network, f, at);
+                }
+                if let Some(agent) = f.ua {
+                    if s.last_ua.as_ref().is_none_or(|(raw, _)| raw != agent) {
+                        let mut normal = String::new();
+                        normalise_ua_into(agent, &mut normal);
+                        s.last_ua = Some((agent.to_string(), normal));
+                    }
+                    if let Some((_, normal)) = &s.last_ua {
+                        earliest(&mut s.agents, normal, f, at);
+                    }
+                }
             }
         }
     }
