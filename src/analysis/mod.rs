@@ -24,6 +24,7 @@ mod engine;
 mod fields;
 pub mod finding;
 pub mod rules;
+pub mod severity;
 pub mod state;
 
 pub use analyze::run_analyze;
@@ -413,17 +414,17 @@ impl Analyzer {
 
 /// The detections' state saved beside the analysis state (absent in checkpoints written before
 /// the detections: they start afresh).
-fn restore_detections(
-    raw: &RawValue,
-) -> Result<Option<detect::state::DetectState>, ConfigError> {
+fn restore_detections(raw: &RawValue) -> Result<Option<detect::state::DetectState>, ConfigError> {
     #[derive(serde::Deserialize)]
     struct Saved {
         #[serde(default)]
         detections: Option<Box<RawValue>>,
     }
-    let problem = |m: String| ConfigError::Invalid {
+    let problem = |m: String| {
+        ConfigError::Invalid {
         flag: "state-dir",
         message: format!("cannot read the detection state saved in the checkpoint: {m}; remove the \"detections\" key of its \"analysis\" to start the detections afresh"),
+    }
     };
     let saved: Saved = serde_json::from_str(raw.get()).map_err(|e| problem(e.to_string()))?;
     let Some(raw) = saved.detections else {

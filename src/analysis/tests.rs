@@ -977,11 +977,18 @@ fn the_detection_state_rides_with_the_analysis_state() {
     let saved = a.state().unwrap();
     assert_eq!(saved["detections"]["batches"], 1, "{saved}");
     let mut resumed = Analyzer::new(&AnalysisConfig::default(), Some(&saved)).unwrap();
-    assert!(resumed.detect(&items).is_empty(), "no repeat after a restart");
+    assert!(
+        resumed.detect(&items).is_empty(),
+        "no repeat after a restart"
+    );
     let mut old = saved.clone();
     old.as_object_mut().unwrap().remove("detections");
     let mut fresh = Analyzer::new(&AnalysisConfig::default(), Some(&old)).unwrap();
-    assert_eq!(fresh.detect(&items).len(), 1, "an old state starts the detections afresh");
+    assert_eq!(
+        fresh.detect(&items).len(),
+        1,
+        "an old state starts the detections afresh"
+    );
     let mut bad = saved;
     bad["detections"]["version"] = json!(99);
     let err = Analyzer::new(&AnalysisConfig::default(), Some(&bad)).unwrap_err();

@@ -499,7 +499,11 @@ async fn detections_come_out_of_run_and_analyze_alike_in_both_orders() {
     }
     let mut seen = BTreeSet::new();
     all.retain(|e| seen.insert(e["id"].as_str().unwrap().to_string()));
-    let newest = all.iter().filter_map(|e| e["date_create"].as_i64()).max().unwrap();
+    let newest = all
+        .iter()
+        .filter_map(|e| e["date_create"].as_i64())
+        .max()
+        .unwrap();
     let shift = crate::support::now() - 600 - newest;
     for e in &mut all {
         let t = e["date_create"].as_i64().unwrap();

@@ -4,7 +4,7 @@
 //! may be absent or of the wrong type. Nothing here panics; an entry that lacks `id`, `entity`
 //! or `date_create` is still read, and says what it lacked.
 
-use super::model::KeyBy;
+use super::model::{KeyBy, Matcher};
 use crate::analysis::fields::stable_id;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -165,10 +165,7 @@ impl<'a> Facts<'a> {
             None => {
                 missing.push("id");
                 // serde_json's maps are sorted, so the same entry always gives the same text.
-                Cow::Owned(format!(
-                    "synthetic-{}",
-                    stable_id(&[&entry.to_string()])
-                ))
+                Cow::Owned(format!("synthetic-{}", stable_id(&[&entry.to_string()])))
             }
         };
         let entity = entry.get("entity").filter(|e| e.is_object());
@@ -245,6 +242,23 @@ impl<'a> Facts<'a> {
         }
     }
 
+    /// Whether an entry matches, read from its facts: without the entry at hand only the
+    /// conditions on `action` can be tested ([`Matcher::action_only`]), and others fail.
+    pub(crate) fn matches(&self, m: &Matcher) -> bool {
+        let f = self;
+        if !(m.actions.is_empty() || m.actions.contains(f.action)) {
+            return false;
+        }
+        match f.entry {
+            Some(entry) => m.conditions(entry),
+            None => {
+                m.action_only()
+                    && m.all.iter().all(|c| c.holds_action(f.action))
+                    && (m.any.is_empty() || m.any.iter().any(|c| c.holds_action(f.action)))
+            }
+        }
+    }
+
     /// This entry as remembered evidence, at time `at`.
     pub fn ev(&self, at: i64) -> super::state::Ev {
         super::state::Ev {
@@ -264,20 +278,18 @@ impl<'a> Facts<'a> {
 
     /// The value of a key for this entry, if it has one; borrowed unless it is an IP.
     pub fn key(&self, by: KeyBy) -> Option<Cow<'_, str>> {
-        fn b<'s>(c: &'s Cow<'_, str>) -> Cow<'s, str> {
-            Cow::Borrowed(c.as_ref())
-        }
+        let b = Cow::Borrowed;
         match by {
-            KeyBy::Actor => self.person_actor().map(|a| b(&a.id)),
+            KeyBy::Actor => self.person_actor().map(|a| b(a.id.as_ref())),
             KeyBy::Target => self
                 .target
                 .as_ref()
-                .map(|t| b(&t.id))
-                .or_else(|| self.entity_id.as_ref().map(b)),
+                .map(|t| b(t.id.as_ref()))
+                .or_else(|| self.entity_id.as_deref().map(b)),
             KeyBy::Ip => self.ip.map(|ip| Cow::Owned(ip.to_string())),
-            KeyBy::Session => self.session.as_ref().map(b),
-            KeyBy::Entity => self.entity_id.as_ref().map(b),
-            KeyBy::Event => Some(b(&self.id)),
+            KeyBy::Session => self.session.as_deref().map(b),
+            KeyBy::Entity => self.entity_id.as_deref().map(b),
+            KeyBy::Event => Some(b(self.id.as_ref())),
         }
     }
 }

@@ -48,9 +48,7 @@ use state::{DetectState, Reach};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-/// Emitted dedup keys outlive their period by this much (event time), so that a late-indexed
-/// or re-read entry cannot fire the same finding twice.
-pub const EMITTED_SLACK_SECS: i64 = 8 * 86_400;
+pub use state::EMITTED_SLACK_SECS;
 
 /// What the pipeline needs to hand an entry to the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -125,18 +123,18 @@ impl ActionIndex {
             };
             match &rule.kind {
                 RuleKind::Event { matcher, .. } => name(&matcher.actions, false),
-                RuleKind::Threshold { matcher, key, .. } => {
-                    name(&matcher.actions, plain && matcher.action_only() && light_key(*key))
-                }
+                RuleKind::Threshold { matcher, key, .. } => name(
+                    &matcher.actions,
+                    plain && matcher.action_only() && light_key(*key),
+                ),
                 RuleKind::Sequence {
                     first,
                     then,
                     unless,
                     ..
                 } => {
-                    let step_light = |s: &model::Step| {
-                        plain && s.matcher.action_only() && light_key(s.key)
-                    };
+                    let step_light =
+                        |s: &model::Step| plain && s.matcher.action_only() && light_key(s.key);
                     name(&first.matcher.actions, step_light(first));
                     name(unless, plain && light_key(first.key));
                     if then.matcher.actions.is_empty() {
@@ -384,7 +382,7 @@ impl Detector {
             }
             let found = match &rule.kind {
                 RuleKind::Event { matcher, key } => {
-                    if matcher.matches_facts(f) {
+                    if f.matches(matcher) {
                         event_hit(self, rule, *key, f)
                     } else {
                         Vec::new()

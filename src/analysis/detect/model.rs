@@ -9,7 +9,7 @@
 //! with the rule's id and names the key at fault.
 
 use super::paths::{Condition, ConditionSpec};
-use crate::analysis::rules::Severity;
+use crate::analysis::severity::Severity;
 use serde::Deserialize;
 use std::collections::BTreeSet;
 
@@ -194,22 +194,6 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    /// Whether an entry matches, read from its facts: without the entry at hand only the
-    /// conditions on `action` can be tested ([`Matcher::action_only`]), and others fail.
-    pub(crate) fn matches_facts(&self, f: &super::entry::Facts<'_>) -> bool {
-        if !(self.actions.is_empty() || self.actions.contains(f.action)) {
-            return false;
-        }
-        match f.entry {
-            Some(entry) => self.conditions(entry),
-            None => {
-                self.action_only()
-                    && self.all.iter().all(|c| c.holds_action(f.action))
-                    && (self.any.is_empty() || self.any.iter().any(|c| c.holds_action(f.action)))
-            }
-        }
-    }
-
     /// Whether every condition is on `action` alone, so the action decides the match.
     pub(crate) fn action_only(&self) -> bool {
         self.all.iter().chain(&self.any).all(Condition::on_action)

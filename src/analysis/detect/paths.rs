@@ -328,7 +328,9 @@ impl Condition {
 
     /// Whether the condition reads `action` alone (and can be tested on it without the entry).
     pub(crate) fn on_action(&self) -> bool {
-        self.field.keys.len() == 1 && self.field.keys[0] == "action" && !matches!(self.test, Test::AddsTo(_))
+        self.field.keys.len() == 1
+            && self.field.keys[0] == "action"
+            && !matches!(self.test, Test::AddsTo(_))
     }
 
     /// [`Condition::holds`] for an entry whose `action` is `action` (non-empty), for a

@@ -12,6 +12,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// Emitted dedup keys outlive their period by this much (event time), so that a late-indexed
+/// or re-read entry cannot fire the same finding twice.
+pub const EMITTED_SLACK_SECS: i64 = 8 * 86_400;
 /// Format of [`DetectState`]; another version is refused rather than misread.
 pub const DETECT_STATE_VERSION: u32 = 1;
 /// Dedup keys of emitted findings kept. At the cap the oldest periods go first; a finding for
@@ -148,8 +151,14 @@ pub struct Session {
 /// What is saved, without the caches.
 impl PartialEq for Session {
     fn eq(&self, o: &Session) -> bool {
-        (self.touched, &self.user, self.last, &self.networks, &self.agents, &self.ips)
-            == (o.touched, &o.user, o.last, &o.networks, &o.agents, &o.ips)
+        (
+            self.touched,
+            &self.user,
+            self.last,
+            &self.networks,
+            &self.agents,
+            &self.ips,
+        ) == (o.touched, &o.user, o.last, &o.networks, &o.agents, &o.ips)
     }
 }
 
@@ -269,8 +278,7 @@ impl DetectState {
             (c.touched, c.newest())
         });
         // A period's key must outlive every event that could still fall into it.
-        let keep_from =
-            hw.saturating_sub(reach.dedup_secs.saturating_add(super::EMITTED_SLACK_SECS));
+        let keep_from = hw.saturating_sub(reach.dedup_secs.saturating_add(EMITTED_SLACK_SECS));
         self.emitted.retain(|_, start| *start >= keep_from);
         evict(&mut self.emitted, MAX_EMITTED, |start| (0, *start));
     }

@@ -120,7 +120,7 @@ pub(super) fn threshold<'r>(
     else {
         return Vec::new();
     };
-    if !matcher.matches_facts(f) {
+    if !f.matches(matcher) {
         return Vec::new();
     }
     let (Some(at), Some(key)) = (f.at, f.key(*key_by)) else {
@@ -143,7 +143,12 @@ pub(super) fn threshold<'r>(
         let events = &rec.a;
         let last = events.partition_point(|e| e.at <= at.saturating_add(*window_secs));
         (from(events, at)..last)
-            .map(|end| (from(events, events[end].at.saturating_sub(*window_secs)), end))
+            .map(|end| {
+                (
+                    from(events, events[end].at.saturating_sub(*window_secs)),
+                    end,
+                )
+            })
             .filter(|(lo, end)| end + 1 - lo >= *count as usize)
             .collect()
     };
@@ -205,7 +210,7 @@ pub(super) fn sequence<'r>(
         return Vec::new();
     };
     let mut check: Vec<(String, Vec<Ev>)> = Vec::new();
-    if first.matcher.matches_facts(f) {
+    if f.matches(&first.matcher) {
         if let Some(key) = step_key(d, first, f) {
             if let Some(rec) = record(d, &rule.id, &key)
                 .and_then(|rec| insert(&mut rec.a, f.ev(at)).then_some(rec))
@@ -226,7 +231,7 @@ pub(super) fn sequence<'r>(
             }
         }
     }
-    if then.matcher.matches_facts(f) {
+    if f.matches(&then.matcher) {
         if let Some(key) = step_key(d, then, f) {
             let Some(rec) = record(d, &rule.id, &key) else {
                 return Vec::new();
@@ -324,8 +329,7 @@ pub(super) fn track_session(d: &mut Detector, f: &Facts<'_>) {
                     let mut network = String::new();
                     match asn {
                         Some(n) => {
-                            let _ =
-                                std::fmt::Write::write_fmt(&mut network, format_args!("AS{n}"));
+                            let _ = std::fmt::Write::write_fmt(&mut network, format_args!("AS{n}"));
                         }
                         None => prefix_into(ip, &mut network),
                     }

@@ -683,7 +683,9 @@ fn item<'a>(d: &Detector, entry: &'a Value) -> super::Item<'a> {
             s("/actor/user/name"),
         ],
         ip: s("/context/ip_address").and_then(|ip| ip.parse().ok()),
-        ua: entry["context"]["ua"].as_str().filter(|u| !u.trim().is_empty()),
+        ua: entry["context"]["ua"]
+            .as_str()
+            .filter(|u| !u.trim().is_empty()),
         session: s("/context/session_id").filter(|s| *s != "0"),
         by_app: !entry["context"]["app"].is_null(),
     })
