@@ -43,18 +43,24 @@ pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
         None => None,
     };
     let mut analyzer = Analyzer::new(&config, saved.as_ref())?;
-    let mut emit = |docs: &mut Vec<Value>| -> std::io::Result<()> {
+    // Documents and the raw entries among them (the detection rules read raw entries: an ECS
+    // document given as input goes through the anomaly analysis only).
+    let mut emit = |(docs, raws): &mut (Vec<Value>, Vec<Value>)| -> std::io::Result<()> {
         let before = docs.len();
         analyzer.process(docs);
+        let items: Vec<super::detect::Item<'_>> =
+            raws.iter().map(super::detect::Item::Entry).collect();
+        let detections = analyzer.detect(&items);
         let from = if args.all { 0 } else { before };
-        for d in &docs[from..] {
+        for d in docs[from..].iter().chain(&detections) {
             serde_json::to_writer(&mut out, d)?;
             out.write_all(b"\n")?;
         }
         docs.clear();
+        raws.clear();
         Ok(())
     };
-    let mut loose = Vec::new();
+    let mut loose = (Vec::new(), Vec::new());
     let stdin = std::io::stdin().lock();
     let mut reader = Reader::new(std::io::BufReader::with_capacity(1 << 20, stdin));
     loop {
@@ -68,13 +74,13 @@ pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
         match item(piece) {
             Item::Page(entries) => {
                 emit(&mut loose).map_err(io)?;
-                let mut page: Vec<Value> = entries
-                    .into_iter()
-                    .map(|e| to_document(&mut mapper, e))
-                    .collect();
+                let mut page = (Vec::new(), Vec::new());
+                for e in entries {
+                    to_document(&mut mapper, e, &mut page);
+                }
                 emit(&mut page).map_err(io)?;
             }
-            Item::Doc(v) => loose.push(to_document(&mut mapper, v)),
+            Item::Doc(v) => to_document(&mut mapper, v, &mut loose),
             Item::Garbage {
                 line,
                 column,
@@ -86,10 +92,10 @@ pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
                     column,
                     "stdin line {line}, column {column}: {reason}: it becomes a pipeline_error document (printed with --all)"
                 );
-                loose.push(mapper.map_entry_bytes(&bytes, Utc::now()));
+                loose.0.push(mapper.map_entry_bytes(&bytes, Utc::now()));
             }
         }
-        if loose.len() >= BATCH {
+        if loose.0.len() >= BATCH {
             emit(&mut loose).map_err(io)?;
         }
     }
@@ -163,16 +169,20 @@ fn classify(v: Value) -> Item {
 }
 
 /// An ECS document as it is; anything else through the mapping (which turns non-objects into
-/// `pipeline_error` documents).
-fn to_document(mapper: &mut Mapper, v: Value) -> Value {
+/// `pipeline_error` documents). Appended to `into.0`; a raw entry (an object) also to `into.1`,
+/// for the detection rules.
+fn to_document(mapper: &mut Mapper, v: Value, into: &mut (Vec<Value>, Vec<Value>)) {
     let is_ecs = v.get("ecs").is_some()
         || v.get("event")
             .and_then(|e| e.get("action").or_else(|| e.get("kind")))
             .is_some();
     if is_ecs {
-        v
+        into.0.push(v);
     } else {
-        mapper.map_entry(&v.to_string(), Utc::now())
+        into.0.push(mapper.map_entry(&v.to_string(), Utc::now()));
+        if v.is_object() {
+            into.1.push(v);
+        }
     }
 }
 

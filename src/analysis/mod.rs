@@ -19,10 +19,12 @@
 pub(crate) mod allowlist;
 mod analyze;
 mod baseline;
+pub(crate) mod detect;
 mod engine;
 mod fields;
 pub(crate) mod finding;
 pub mod rules;
+pub(crate) mod severity;
 pub(crate) mod state;
 
 pub use analyze::run_analyze;
@@ -206,14 +208,16 @@ pub struct Analyzer {
     /// Downloads noted by [`Analyzer::note_plain`] since the last [`Analyzer::process`]:
     /// (actor, file), recorded when that page is processed.
     pending_downloads: Vec<(String, state::FileRef)>,
+    /// The detection rules over raw entries; `None` with `--no-analysis`.
+    detector: Option<detect::Detector>,
 }
 
 /// The analysis state as saved in the checkpoint: serialised straight from where it lives, so
 /// saving it every page builds no copy (the state can be megabytes).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum SavedState<'a> {
-    /// The live state.
-    Live(&'a State),
+    /// The live state, and the detections' (under `detections`).
+    Live(&'a State, Option<&'a detect::state::DetectState>),
     /// A state kept untouched while the analysis is off.
     Kept(&'a RawValue),
 }
@@ -221,7 +225,20 @@ pub(crate) enum SavedState<'a> {
 impl serde::Serialize for SavedState<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            SavedState::Live(state) => state.serialize(s),
+            SavedState::Live(state, detections) => {
+                #[derive(serde::Serialize)]
+                struct Live<'a> {
+                    #[serde(flatten)]
+                    state: &'a State,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    detections: Option<&'a detect::state::DetectState>,
+                }
+                Live {
+                    state,
+                    detections: *detections,
+                }
+                .serialize(s)
+            }
             SavedState::Kept(raw) => raw.serialize(s),
         }
     }
@@ -260,16 +277,23 @@ impl Analyzer {
                 state: State::new(),
                 kept: state,
                 pending_downloads: Vec::new(),
+                detector: None,
             });
         }
         let window_secs = i64::try_from(config.window.as_secs())
             .unwrap_or(3600)
             .max(1);
-        let mut restored = match &state {
-            None => State::new(),
-            Some(raw) => restore(raw)?,
+        let (mut restored, detections) = match &state {
+            None => (State::new(), None),
+            Some(raw) => (restore(raw)?, restore_detections(raw)?),
         };
         drop(state);
+        let detector = detect::Detector::new(
+            config.rules.clone(),
+            config.allowlist.clone(),
+            Box::new(detect::geo::NoGeo),
+            detections,
+        );
         if restored.window_secs != window_secs {
             // Windows cut with another length cannot be compared; findings already emitted
             // and baselines stay.
@@ -287,7 +311,35 @@ impl Analyzer {
             state: restored,
             kept: None,
             pending_downloads: Vec::new(),
+            detector: Some(detector),
         })
+    }
+
+    /// Whether an entry with this action must reach [`Analyzer::detect`] as a value rather
+    /// than as what the mapper read ([`detect::Light`]). False with the analysis off.
+    pub(crate) fn detect_needs_entry(&self, action: &str) -> bool {
+        self.detector
+            .as_ref()
+            .is_some_and(|d| d.needs_entry(action))
+    }
+
+    /// Whether the detections run (the analysis is on).
+    pub(crate) fn detects(&self) -> bool {
+        self.detector.is_some()
+    }
+
+    /// Runs the detection rules over one page's entries (in any order) and returns their
+    /// findings. Nothing with the analysis off.
+    pub fn detect(&mut self, items: &[detect::Item<'_>]) -> Vec<Value> {
+        match &mut self.detector {
+            Some(d) => d.evaluate_items(items),
+            None => Vec::new(),
+        }
+    }
+
+    /// Detection rules that are off, and why.
+    pub fn detections_off(&self) -> &[detect::Off] {
+        self.detector.as_ref().map_or(&[], |d| d.off())
     }
 
     /// Annotates `docs` in place (one page, in order) and appends findings after them.
@@ -340,7 +392,15 @@ impl Analyzer {
     pub(crate) fn saved_state(&self) -> Option<SavedState<'_>> {
         match &self.settings {
             None => self.kept.as_deref().map(SavedState::Kept),
-            Some(_) => Some(SavedState::Live(&self.state)),
+            Some(_) => Some(SavedState::Live(
+                &self.state,
+                // Nothing until the detections have seen a page: an analysis state that never
+                // met them is written as before.
+                self.detector
+                    .as_ref()
+                    .map(detect::Detector::state)
+                    .filter(|d| d.batches > 0),
+            )),
         }
     }
 
@@ -349,6 +409,36 @@ impl Analyzer {
         // Cannot fail: every map key is a string or an integer.
         serde_json::to_value(self.saved_state()?).ok()
     }
+}
+
+/// The detections' state saved beside the analysis state (absent in checkpoints written before
+/// the detections: they start afresh).
+fn restore_detections(raw: &RawValue) -> Result<Option<detect::state::DetectState>, ConfigError> {
+    #[derive(serde::Deserialize)]
+    struct Saved {
+        #[serde(default)]
+        detections: Option<Box<RawValue>>,
+    }
+    let problem = |m: String| {
+        ConfigError::Invalid {
+        flag: "state-dir",
+        message: format!("cannot read the detection state saved in the checkpoint: {m}; remove the \"detections\" key of its \"analysis\" to start the detections afresh"),
+    }
+    };
+    let saved: Saved = serde_json::from_str(raw.get()).map_err(|e| problem(e.to_string()))?;
+    let Some(raw) = saved.detections else {
+        return Ok(None);
+    };
+    let state: detect::state::DetectState =
+        serde_json::from_str(raw.get()).map_err(|e| problem(e.to_string()))?;
+    if state.version != detect::state::DETECT_STATE_VERSION {
+        return Err(problem(format!(
+            "format version {}, this binary reads {}",
+            state.version,
+            detect::state::DETECT_STATE_VERSION
+        )));
+    }
+    Ok(Some(state))
 }
 
 fn restore(raw: &RawValue) -> Result<State, ConfigError> {

@@ -7,6 +7,7 @@
 //! ids that a `suppresses` list cannot find — so a bad file stops the binary at start, with
 //! the file and the problem named, rather than silently never firing.
 
+use super::detect::model::{PackSpec, RulePack};
 use super::fields::Glob;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,52 +21,7 @@ pub(crate) use crate::metrics::labels::KNOWN_REASONS;
 /// What context a finding carries.
 pub(crate) const CONTEXTS: &[&str] = &["downloads"];
 
-/// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Severity {
-    /// Worth a look in bulk.
-    Low,
-    /// Worth a look today.
-    Medium,
-    /// Worth a look now.
-    High,
-    /// Drop everything.
-    Critical,
-}
-
-impl Severity {
-    /// `event.severity`: 1 (low) to 4 (critical), so that sorting by it sorts by urgency.
-    pub(crate) fn number(self) -> u8 {
-        match self {
-            Severity::Low => 1,
-            Severity::Medium => 2,
-            Severity::High => 3,
-            Severity::Critical => 4,
-        }
-    }
-
-    /// The default `event.risk_score`: Elastic's detection-rule defaults for each severity, so
-    /// Kibana's risk views read our alerts like its own.
-    pub(crate) fn risk_score(self) -> u8 {
-        match self {
-            Severity::Low => 21,
-            Severity::Medium => 47,
-            Severity::High => 73,
-            Severity::Critical => 99,
-        }
-    }
-
-    /// The lower-case name.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
+pub(crate) use super::severity::Severity;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,6 +36,11 @@ struct RulesFile {
     baseline: BaselineSpec,
     #[serde(default)]
     rule: Vec<RuleSpec>,
+    #[serde(default)]
+    detections: PackSpec,
+    /// Read as tables first, so that an error inside one names the rule it is in.
+    #[serde(default)]
+    detection: Vec<toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,6 +205,8 @@ pub(crate) struct RuleSet {
     pub(crate) baseline: Baseline,
     /// Rules, in file order (which is also the order findings come out in).
     pub(crate) rules: Vec<Rule>,
+    /// Detection rules over raw entries (`[[detection]]`), see `super::detect`.
+    pub(crate) detections: RulePack,
 }
 
 impl RuleSet {
@@ -324,6 +287,7 @@ impl RuleSet {
             user_agent_as_reason: file.user_agents.as_reason,
             baseline,
             rules,
+            detections: RulePack::build(file.detections, file.detection)?,
         })
     }
 

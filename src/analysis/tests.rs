@@ -963,3 +963,34 @@ fn noted_downloads_leave_the_same_state_as_processed_ones() {
         "{files:?}"
     );
 }
+
+/// The detections' state rides in the analysis state under `detections`, and an analyzer
+/// resumed from it repeats no finding; a state saved before the detections existed loads.
+#[test]
+fn the_detection_state_rides_with_the_analysis_state() {
+    let owner = json!({"id": "E1", "date_create": T0, "action": "role_change_to_owner",
+        "actor": {"type": "user", "user": {"id": "U0ADMIN"}},
+        "entity": {"type": "user", "user": {"id": "U0ALICE"}}});
+    let items = [crate::analysis::detect::Item::Entry(&owner)];
+    let mut a = analyzer();
+    assert_eq!(a.detect(&items).len(), 1);
+    let saved = a.state().unwrap();
+    assert_eq!(saved["detections"]["batches"], 1, "{saved}");
+    let mut resumed = Analyzer::new(&AnalysisConfig::default(), Some(&saved)).unwrap();
+    assert!(
+        resumed.detect(&items).is_empty(),
+        "no repeat after a restart"
+    );
+    let mut old = saved.clone();
+    old.as_object_mut().unwrap().remove("detections");
+    let mut fresh = Analyzer::new(&AnalysisConfig::default(), Some(&old)).unwrap();
+    assert_eq!(
+        fresh.detect(&items).len(),
+        1,
+        "an old state starts the detections afresh"
+    );
+    let mut bad = saved;
+    bad["detections"]["version"] = json!(99);
+    let err = Analyzer::new(&AnalysisConfig::default(), Some(&bad)).unwrap_err();
+    assert!(err.to_string().contains("detections"), "{err}");
+}

@@ -184,6 +184,108 @@ pub(crate) struct Facts {
     pub(crate) entity_id: Option<String>,
     /// `slack.audit.entity.name`.
     pub(crate) entity_name: Option<String>,
+    /// What the detections read of the entry, read as they read it.
+    pub(crate) detect: DetectFacts,
+}
+
+/// What the detection rules read of an entry that they need not see whole (the analysis's
+/// `detect::Light`), read from the entry as the detections read a JSON value: strings trimmed
+/// and non-empty, numbers as their text. Reused from entry to entry.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct DetectFacts {
+    /// `action`, when a non-empty string (as sent).
+    pub(crate) action: Option<String>,
+    /// `id`, when a non-blank string.
+    pub(crate) id: Option<String>,
+    /// `date_create`, when an integer.
+    pub(crate) date_create: Option<i64>,
+    /// `entity` is an object.
+    pub(crate) has_entity: bool,
+    /// `actor.user.id`, `.email`, `.name`.
+    pub(crate) actor: [Option<String>; 3],
+    /// `context.ip_address`, when it parses.
+    pub(crate) ip: Option<std::net::IpAddr>,
+    /// `context.ua`, when a non-blank string.
+    pub(crate) ua: Option<String>,
+    /// `context.session_id`, not "0".
+    pub(crate) session: Option<String>,
+    /// `context.app` is present and not null.
+    pub(crate) by_app: bool,
+}
+
+impl DetectFacts {
+    fn read(&mut self, entry: &tree::Obj<'_>) {
+        use tree::Node;
+        fn put(slot: &mut Option<String>, v: Option<&str>) {
+            match v {
+                Some(v) => {
+                    let s = slot.get_or_insert_with(String::new);
+                    s.clear();
+                    s.push_str(v);
+                }
+                None => *slot = None,
+            }
+        }
+        fn text(slot: &mut Option<String>, v: Option<&Node<'_>>) {
+            match v {
+                Some(Node::Str(s)) if !s.trim().is_empty() => put(slot, Some(s.trim())),
+                Some(Node::Number(n)) => {
+                    // Into the slot's buffer: session ids are numbers, on every entry.
+                    let s = slot.get_or_insert_with(String::new);
+                    s.clear();
+                    let _ = std::fmt::Write::write_fmt(s, format_args!("{n}"));
+                }
+                _ => *slot = None,
+            }
+        }
+        fn obj<'o, 'a>(v: Option<&'o Node<'a>>) -> Option<&'o tree::Obj<'a>> {
+            match v {
+                Some(Node::Object(o)) => Some(o),
+                _ => None,
+            }
+        }
+        put(
+            &mut self.action,
+            match entry.get("action") {
+                Some(Node::Str(s)) if !s.is_empty() => Some(s.as_ref()),
+                _ => None,
+            },
+        );
+        put(
+            &mut self.id,
+            match entry.get("id") {
+                Some(Node::Str(s)) if !s.trim().is_empty() => Some(s.trim()),
+                _ => None,
+            },
+        );
+        self.date_create = match entry.get("date_create") {
+            Some(Node::Number(n)) => n.as_i64(),
+            _ => None,
+        };
+        self.has_entity = obj(entry.get("entity")).is_some();
+        let user = obj(entry.get("actor")).and_then(|a| obj(a.get("user")));
+        for (slot, key) in self.actor.iter_mut().zip(["id", "email", "name"]) {
+            text(slot, user.and_then(|u| u.get(key)));
+        }
+        let context = obj(entry.get("context"));
+        let field = |key: &str| context.and_then(|c| c.get(key));
+        self.ip = match field("ip_address") {
+            Some(Node::Str(s)) => s.trim().parse().ok(),
+            _ => None,
+        };
+        put(
+            &mut self.ua,
+            match field("ua") {
+                Some(Node::Str(s)) if !s.trim().is_empty() => Some(s.as_ref()),
+                _ => None,
+            },
+        );
+        text(&mut self.session, field("session_id"));
+        if self.session.as_deref() == Some("0") {
+            self.session = None;
+        }
+        self.by_app = !matches!(field("app"), None | Some(Node::Null));
+    }
 }
 
 impl Facts {
@@ -346,11 +448,14 @@ impl Mapper {
                 self.set_created(fetched_at);
                 let plan = entry::Plan::read(&entry);
                 facts.read(&plan, fetched_at);
+                facts.detect.read(&entry);
                 self.render(&plan, raw, out)
             }
             _ => {
+                facts.detect.action = None;
                 *facts = Facts {
                     timestamp_ms: fetched_at.timestamp_millis(),
+                    detect: std::mem::take(&mut facts.detect),
                     ..Facts::default()
                 };
                 self.write_entry(raw, fetched_at, out)
