@@ -118,6 +118,12 @@ fn demo_args(sim: std::net::SocketAddr, state_dir: &Path, once: bool) -> RunArgs
         max_rpm: 600,
         request_timeout: "10s".into(),
         once,
+        // The kept documents carry their raw entries, so that `analyze` over them finds what
+        // the detection rules found live (they read raw entries, not ECS).
+        mapping: crate::mapping::MappingArgs {
+            preserve_original_event: true,
+            ..RunArgs::defaults().mapping
+        },
         ..RunArgs::defaults()
     }
 }

@@ -44,7 +44,7 @@ pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
     };
     let mut analyzer = Analyzer::new(&config, saved.as_ref())?;
     // Documents and the raw entries among them (the detection rules read raw entries: an ECS
-    // document given as input goes through the anomaly analysis only).
+    // document given as input reaches them only through its `event.original`).
     let mut emit = |(docs, raws): &mut (Vec<Value>, Vec<Value>)| -> std::io::Result<()> {
         let before = docs.len();
         analyzer.process(docs);
@@ -177,6 +177,16 @@ fn to_document(mapper: &mut Mapper, v: Value, into: &mut (Vec<Value>, Vec<Value>
             .and_then(|e| e.get("action").or_else(|| e.get("kind")))
             .is_some();
     if is_ecs {
+        // A document mapped with `--preserve-original-event` carries its raw entry, which the
+        // detection rules read; without it, the document goes through the anomaly analysis only.
+        let original = v
+            .pointer("/event/original")
+            .and_then(Value::as_str)
+            .and_then(|text| serde_json::from_str::<Value>(text).ok())
+            .filter(Value::is_object);
+        if let Some(raw) = original {
+            into.1.push(raw);
+        }
         into.0.push(v);
     } else {
         into.0.push(mapper.map_entry(&v.to_string(), Utc::now()));
