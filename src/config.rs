@@ -61,7 +61,7 @@ pub enum Command {
     /// Map raw Slack audit entries on stdin to ECS documents on stdout.
     Map(crate::mapping::MapArgs),
     /// Read raw entries or ECS documents on stdin and print the analysis findings.
-    Analyze(crate::analysis::AnalyzeArgs),
+    Analyze(AnalyzeCmd),
     /// Serve a stand-in for the Audit Logs API with generated events.
     #[cfg(feature = "simulator")]
     Simulate(crate::simulate::SimulateArgs),
@@ -161,6 +161,9 @@ pub struct RunArgs {
     /// Anomaly analysis options.
     #[command(flatten)]
     pub(crate) analysis: crate::analysis::AnalysisArgs,
+    /// Response options (containment).
+    #[command(flatten)]
+    pub(crate) respond: crate::respond::RespondArgs,
 }
 
 impl RunArgs {
@@ -184,6 +187,17 @@ impl RunArgs {
             _ => unreachable!("the command line asked for `run`"),
         }
     }
+}
+
+/// Arguments of `analyze`: the analysis's own, and the response plan (`--respond plan`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AnalyzeCmd {
+    /// Analysis options.
+    #[command(flatten)]
+    pub(crate) analyze: crate::analysis::AnalyzeArgs,
+    /// Response options: `--respond plan` prints the plan; `analyze` never acts.
+    #[command(flatten)]
+    pub(crate) respond: crate::respond::RespondArgs,
 }
 
 /// Arguments of `demo`.
@@ -246,6 +260,8 @@ pub struct RunConfig {
     pub(crate) observability: crate::metrics::ObservabilityConfig,
     /// Analysis options.
     pub(crate) analysis: crate::analysis::AnalysisConfig,
+    /// Response options.
+    pub(crate) respond: crate::respond::RespondConfig,
 }
 
 impl RunConfig {
@@ -332,6 +348,7 @@ impl RunConfig {
             mapping: crate::mapping::MappingConfig::from_args(&args.mapping)?,
             observability: crate::metrics::ObservabilityConfig::from_args(&args.observability)?,
             analysis: crate::analysis::AnalysisConfig::from_args(&args.analysis)?,
+            respond: crate::respond::RespondConfig::from_args(&args.respond, false)?,
         })
     }
 
@@ -560,6 +577,10 @@ mod tests {
             format!("{:?}", crate::analysis::AnalysisArgs::default()),
             format!("{:?}", defaults.analysis)
         );
+        assert_eq!(
+            format!("{:?}", crate::respond::RespondArgs::default()),
+            format!("{:?}", defaults.respond)
+        );
         let config = RunConfig::from_args_with_token(defaults, token()).unwrap();
         assert_eq!(
             format!("{:?}", config.mapping),
@@ -577,6 +598,7 @@ mod tests {
             crate::units::default_size(DEFAULT_MAX_RESPONSE_BYTES)
         );
         assert_eq!(config.overlap, Duration::ZERO);
+        assert_eq!(config.respond, crate::respond::RespondConfig::default());
     }
 
     #[test]

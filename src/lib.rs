@@ -43,6 +43,7 @@ pub mod metrics;
 pub(crate) mod pipeline;
 pub(crate) mod poller;
 pub mod progress;
+pub(crate) mod respond;
 pub mod retry;
 pub(crate) mod secret_file;
 pub mod serve;
@@ -101,6 +102,24 @@ impl Overrides {
         self.slack_backoff = Some(backoff);
         self
     }
+}
+
+/// The `analyze` command: the analysis over an export, and with `--respond plan` the
+/// response plan after each finding that would act. It never acts.
+///
+/// # Errors
+///
+/// `--respond enforce` (exit 2), and what [`analysis::run_analyze`] returns.
+pub async fn analyze(cmd: config::AnalyzeCmd) -> Result<(), Error> {
+    if cmd.respond.respond == respond::Mode::Enforce {
+        return Err(units::ConfigError::Invalid {
+            flag: "respond",
+            message: "analyze never acts; give --respond plan to print what run would do".into(),
+        }
+        .into());
+    }
+    let config = respond::RespondConfig::from_args(&cmd.respond, false)?;
+    analysis::run_analyze_with(cmd.analyze, respond::Responder::analyze_plan(config)).await
 }
 
 /// Runs the `run` command until it has caught up (`--once`) or `shutdown` resolves.
@@ -174,7 +193,13 @@ pub(crate) fn assemble(
     // Handed to the analyzer and not kept with the checkpoint: each save writes the live state.
     let saved = state.analysis.take().map(|a| a.0);
     let analyzer = analysis::Analyzer::from_saved(&config.analysis, saved)?;
-    let pipeline = pipeline::Pipeline::new(mapping::Mapper::new(&config.mapping)?, analyzer);
+    let mut pipeline = pipeline::Pipeline::new(mapping::Mapper::new(&config.mapping)?, analyzer);
+    let responder = respond::Responder::build(
+        &config.respond,
+        &config.analysis,
+        state.response.take(),
+        &mut pipeline,
+    );
     let tracer = trace::Tracer::from_config(&config.observability)?;
     let mut client = slack::SlackClient::new(slack::client::ClientConfig {
         api_url: config.api_url,
@@ -209,6 +234,7 @@ pub(crate) fn assemble(
         state,
         lock,
         settings,
+        responder,
     };
     Ok(poller::Poller::new(parts, shutdown))
 }
@@ -236,6 +262,7 @@ fn resume(store: &CheckpointStore, initial_lookback: Duration) -> Result<Checkpo
                 window: None,
                 recent: Default::default(),
                 analysis: None,
+                response: None,
                 updated_at: chrono::Utc::now(),
             }
         }

@@ -23,10 +23,12 @@
 //! - [`chain`]: the checks on each page and how a chain restarts.
 //! - [`fetch`]: the task that owns the Slack client; one page is fetched ahead.
 //! - [`send`]: the task that owns the sink; one chunk is sent while the next is mapped.
+//! - [`respond`]: where the response stage (`--respond`) runs: after each page's checkpoint.
 //! - What a page's entries become is the [`crate::pipeline`]'s business.
 
 mod chain;
 mod fetch;
+mod respond;
 mod send;
 
 use crate::checkpoint::{Checkpoint, CheckpointStore, Window};
@@ -59,6 +61,8 @@ pub(crate) struct Parts {
     pub(crate) lock: StateDir,
     /// The reading settings.
     pub(crate) settings: Settings,
+    /// The response stage, with `--respond plan|enforce`.
+    pub(crate) responder: Option<crate::respond::Responder>,
 }
 
 /// How the poller reads, from the run's configuration.
@@ -88,6 +92,7 @@ pub(crate) struct Poller {
     state: Checkpoint,
     shutdown: Shutdown,
     settings: Settings,
+    responder: Option<crate::respond::Responder>,
     _lock: StateDir,
 }
 
@@ -114,6 +119,7 @@ impl Poller {
             state,
             lock,
             settings,
+            responder,
         } = parts;
         Poller {
             fetcher: fetch::Fetcher::spawn(
@@ -128,6 +134,7 @@ impl Poller {
             state,
             shutdown,
             settings,
+            responder,
             _lock: lock,
         }
     }
@@ -139,6 +146,7 @@ impl Poller {
     /// Fatal Slack answers, sink failures and checkpoint write failures; the checkpoint then
     /// stays at the last page that was delivered.
     pub(crate) async fn run(mut self) -> Result<(), crate::Error> {
+        self.respond().await?; // what a crash left planned and not reported
         loop {
             if self.shutdown.is_triggered() {
                 return Ok(());
@@ -290,9 +298,11 @@ impl Poller {
         }
         let delivered = chunks.finish();
         self.sender.acknowledged().await?;
+        self.plan_responses(&delivered.findings);
         let mut next = delivered.window.clone();
         next.cursor = page.next_cursor.clone();
         self.checkpoint(&w, next.clone(), &delivered, fetched_at)?;
+        self.respond().await?;
         // A page of known user agents only: the rules are not needed until a new one comes.
         self.pipeline.release_if_unused();
         crate::metrics::page_delivered_tally(&delivered.tally);
@@ -325,6 +335,7 @@ impl Poller {
             window: Some(next),
             recent: self.state.recent.clone(),
             analysis: None,
+            response: self.response_ledger(),
             updated_at: fetched_at,
         };
         remember(&mut cp.recent, &delivered.keys, w, self.settings.overlap);
