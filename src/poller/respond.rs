@@ -38,8 +38,10 @@ impl Poller {
         let Some(r) = self.responder.as_mut().filter(|r| r.has_work()) else {
             return Ok(());
         };
-        let (store, state, pipeline) = (&self.store, &mut self.state, &self.pipeline);
-        r.enforce(|ledger| {
+        // Moved into the closure as `&mut`: a shared `&Pipeline` held across the calls would
+        // need the pipeline to be `Sync`, which its GeoIP readers are not.
+        let (store, state, pipeline) = (&self.store, &mut self.state, &mut self.pipeline);
+        r.enforce(move |ledger| {
             state.response = (!ledger.is_empty()).then(|| ledger.clone());
             store.save_with(state, pipeline.saved_state().as_ref())
         })

@@ -10,6 +10,7 @@ mod mapping;
 mod observability;
 mod ops;
 mod poll;
+mod respond;
 mod restart;
 mod shippers;
 mod simulate;
