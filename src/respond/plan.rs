@@ -21,8 +21,14 @@ use std::sync::Arc;
 
 /// Slack's stand-in actors: a user id that is no person (the same list the analysis skips).
 const PLACEHOLDER_ACTORS: &[&str] = &["USLACKBOT", "USLACKUSER", "USLACKSECURITY"];
-/// Why an action that would be called is only planned.
+/// Why an action that would be called is only planned: the breaker is open.
 pub(crate) const HELD_BY_BREAKER: &str = "circuit_breaker_open";
+/// Why an action that would be called is only planned: its finding is older than [`MAX_AGE`].
+pub(crate) const HELD_STALE: &str = "stale";
+/// In `enforce`, findings older than this when read (a backfill, a restart after days) are
+/// only planned: ending a session a day after the fact is no containment, and a first run
+/// with a 30-day lookback must not sign out a month of users.
+pub(crate) const MAX_AGE: i64 = 24 * HOUR;
 
 /// Decides, for each finding, whether and how it acts.
 #[derive(Debug, Clone)]
@@ -49,7 +55,9 @@ impl Planner {
     /// Reads one delivered document: a finding that acts becomes an [`Action`] in `ledger`
     /// (and, if the breaker holds it and had not yet said so, a [`BreakerAlert`]). True when
     /// something was added.
-    pub(crate) fn plan(&self, doc: &Value, ledger: &mut Ledger) -> bool {
+    /// `now` (wall clock, Unix s) is given by `run` only: in `enforce` a finding older than
+    /// [`MAX_AGE`] is held as stale, and counts nothing in the breaker.
+    pub(crate) fn plan(&self, doc: &Value, ledger: &mut Ledger, now: Option<i64>) -> bool {
         if self.config.mode == Mode::Off {
             return false;
         }
@@ -93,6 +101,24 @@ impl Planner {
         if ledger.actions.iter().any(|a| a.id == id) {
             return false;
         }
+        let enforce = self.config.mode == Mode::Enforce;
+        if enforce && now.is_some_and(|now| now - at > MAX_AGE) {
+            ledger.actions.push(Action {
+                held: Some(HELD_STALE.into()),
+                act: false,
+                ..action(
+                    id,
+                    finding_id,
+                    rule_id,
+                    kind,
+                    user,
+                    session_ids,
+                    timestamp,
+                    at,
+                )
+            });
+            return true;
+        }
         let allowed = breaker_allows(ledger, at, self.config.max_per_hour);
         let mut held = None;
         if allowed {
@@ -112,20 +138,18 @@ impl Planner {
             }
         }
         ledger.actions.push(Action {
-            id,
-            finding_id,
-            rule_id: rule_id.to_string(),
-            kind,
-            user,
-            session_ids,
-            timestamp,
-            at,
-            act: allowed && self.config.mode == Mode::Enforce,
+            act: allowed && enforce,
             held,
-            calls_done: 0,
-            outcome: None,
-            error: None,
-            reported: false,
+            ..action(
+                id,
+                finding_id,
+                rule_id,
+                kind,
+                user,
+                session_ids,
+                timestamp,
+                at,
+            )
         });
         true
     }
@@ -190,6 +214,36 @@ impl Planner {
             email: email.filter(|e| e.len() <= MAX_TEXT),
             full_name: text(doc, "/user/full_name").filter(|n| n.len() <= MAX_TEXT),
         })
+    }
+}
+
+/// A planned action, not called yet.
+#[allow(clippy::too_many_arguments)]
+fn action(
+    id: String,
+    finding_id: String,
+    rule_id: &str,
+    kind: Kind,
+    user: Target,
+    session_ids: Vec<String>,
+    timestamp: String,
+    at: i64,
+) -> Action {
+    Action {
+        id,
+        finding_id,
+        rule_id: rule_id.to_string(),
+        kind,
+        user,
+        session_ids,
+        timestamp,
+        at,
+        act: false,
+        held: None,
+        calls_done: 0,
+        outcome: None,
+        error: None,
+        reported: false,
     }
 }
 
@@ -309,7 +363,8 @@ pub(crate) mod tests {
                 "2024-06-03T09:00:00.000Z",
                 &["s2", "s1", "s1"]
             ),
-            &mut l
+            &mut l,
+            None
         ));
         let a = &l.actions[0];
         assert_eq!(a.kind, Kind::SessionInvalidate);
@@ -318,14 +373,16 @@ pub(crate) mod tests {
         assert!(!a.act, "plan calls nothing");
         assert!(p.plan(
             &finding(DEACTIVATED, "U2", "high", "2024-06-03T09:00:01.000Z", &[]),
-            &mut l
+            &mut l,
+            None
         ));
         assert_eq!(l.actions[1].kind, Kind::SessionReset);
         let e = planner(Mode::Enforce, &[], "");
         let mut l = Ledger::default();
         assert!(e.plan(
             &finding(STOLEN, "U1", "high", "2024-06-03T09:00:00.000Z", &["s1"]),
-            &mut l
+            &mut l,
+            None
         ));
         assert!(l.actions[0].act);
     }
@@ -347,19 +404,19 @@ pub(crate) mod tests {
             "U8",
         ] {
             assert!(
-                !p.plan(&finding(STOLEN, user, "high", at, &["s1"]), &mut l),
+                !p.plan(&finding(STOLEN, user, "high", at, &["s1"]), &mut l, None),
                 "{user}"
             );
         }
         let mut trusted = finding(STOLEN, "U1", "high", at, &["s1"]);
         trusted["source"]["ip"] = json!("203.0.113.9");
-        assert!(!p.plan(&trusted, &mut l), "allowlisted network");
+        assert!(!p.plan(&trusted, &mut l, None), "allowlisted network");
         assert!(
-            !p.plan(&finding(STOLEN, "U1", "medium", at, &["s1"]), &mut l),
+            !p.plan(&finding(STOLEN, "U1", "medium", at, &["s1"]), &mut l, None),
             "below high"
         );
         assert!(
-            !p.plan(&finding(STOLEN, "U1", "high", at, &[]), &mut l),
+            !p.plan(&finding(STOLEN, "U1", "high", at, &[]), &mut l, None),
             "no session"
         );
         assert!(
@@ -371,14 +428,17 @@ pub(crate) mod tests {
                     at,
                     &["s1"]
                 ),
-                &mut l
+                &mut l,
+                None
             ),
             "the rule does not ask"
         );
         assert!(l.is_empty(), "{l:?}");
-        assert!(
-            !planner(Mode::Off, &[], "").plan(&finding(STOLEN, "U1", "high", at, &["s1"]), &mut l)
-        );
+        assert!(!planner(Mode::Off, &[], "").plan(
+            &finding(STOLEN, "U1", "high", at, &["s1"]),
+            &mut l,
+            None
+        ));
     }
 
     #[test]
@@ -389,7 +449,8 @@ pub(crate) mod tests {
             let at = format!("2024-06-03T09:{:02}:00.000Z", i * 5);
             assert!(p.plan(
                 &finding(DEACTIVATED, &format!("U{i}"), "high", &at, &[]),
-                &mut l
+                &mut l,
+                None
             ));
         }
         let acted: Vec<bool> = l.actions.iter().map(|a| a.act).collect();
@@ -402,9 +463,38 @@ pub(crate) mod tests {
         // Two hours later (event time) the breaker lets actions through again.
         assert!(p.plan(
             &finding(DEACTIVATED, "U100", "high", "2024-06-03T11:30:00.000Z", &[]),
-            &mut l
+            &mut l,
+            None
         ));
         assert!(l.actions.last().unwrap().act);
         assert_eq!(l.open_since, None);
+    }
+
+    /// `run --respond enforce` reading a finding more than a day old (a backfill) only plans
+    /// it; `plan` and `analyze` (no clock) plan it as usual.
+    #[test]
+    fn enforce_holds_stale_findings_and_leaves_the_breaker_alone() {
+        let at = "2024-06-03T09:00:00.000Z";
+        let now = chrono::DateTime::parse_from_rfc3339(at)
+            .unwrap()
+            .timestamp()
+            + MAX_AGE
+            + 1;
+        let mut l = Ledger::default();
+        assert!(planner(Mode::Enforce, &[], "").plan(
+            &finding(DEACTIVATED, "U1", "high", at, &[]),
+            &mut l,
+            Some(now)
+        ));
+        assert!(!l.actions[0].act);
+        assert_eq!(l.actions[0].held.as_deref(), Some(HELD_STALE));
+        assert!(l.taken.is_empty());
+        let mut l = Ledger::default();
+        assert!(planner(Mode::Enforce, &[], "").plan(
+            &finding(DEACTIVATED, "U1", "high", at, &[]),
+            &mut l,
+            Some(now - 2)
+        ));
+        assert!(l.actions[0].act);
     }
 }

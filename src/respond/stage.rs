@@ -76,8 +76,9 @@ impl Responder {
 
     /// Plans the findings among a page's delivered documents.
     pub(crate) fn plan(&mut self, docs: &[Value]) {
+        let now = chrono::Utc::now().timestamp();
         for d in docs {
-            self.planner.plan(d, &mut self.ledger);
+            self.planner.plan(d, &mut self.ledger, Some(now));
         }
     }
 
@@ -187,7 +188,7 @@ impl Responder {
             let planner = Planner::new(config, analysis.rules.clone(), analysis.allowlist.clone());
             let mut r = Responder::new(planner, Ledger::default(), None);
             Some(Box::new(move |doc: &Value, out: &mut Vec<Value>| {
-                if r.planner.plan(doc, &mut r.ledger) {
+                if r.planner.plan(doc, &mut r.ledger, None) {
                     r.report_with(|d| out.push(d));
                 }
             }))
@@ -242,22 +243,16 @@ pub(crate) mod tests {
         }
     }
 
+    /// Two findings from the last minutes (older ones would be held as stale in enforce).
     fn docs() -> Vec<Value> {
+        let at = |ago: i64| {
+            chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() - ago, 0)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
         vec![
-            finding(
-                STOLEN,
-                "U1",
-                "high",
-                "2024-06-03T09:00:00.000Z",
-                &["s1", "s2"],
-            ),
-            finding(
-                DEACTIVATED,
-                "U2",
-                "critical",
-                "2024-06-03T09:01:00.000Z",
-                &[],
-            ),
+            finding(STOLEN, "U1", "high", &at(120), &["s1", "s2"]),
+            finding(DEACTIVATED, "U2", "critical", &at(60), &[]),
         ]
     }
 
