@@ -132,8 +132,11 @@ impl Kind {
 pub(crate) enum Outcome {
     /// Slack said ok to every call.
     Success,
-    /// Slack answered with an error.
+    /// Slack answered with an error: it did not act.
     Failure,
+    /// The call failed on the way (a timeout, a broken connection, a 5xx): Slack may have
+    /// acted or not.
+    Unknown,
 }
 
 /// The breaker opened: one critical finding says so.

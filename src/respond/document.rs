@@ -20,7 +20,7 @@ pub(crate) fn outcome(a: &Action) -> &'static str {
     match a.outcome {
         Some(Outcome::Success) => "success",
         Some(Outcome::Failure) => "failure",
-        None => "unknown",
+        Some(Outcome::Unknown) | None => "unknown",
     }
 }
 
@@ -58,6 +58,9 @@ pub(crate) fn response(a: &Action) -> Value {
         (_, Some(held), ..) => format!("would {what}; held: {held}"),
         (false, None, ..) => format!("would {what} (plan)"),
         (true, _, Some(Outcome::Success), _) => format!("ended: {what}"),
+        (true, _, Some(Outcome::Unknown), Some(e)) => {
+            format!("{what}: the call failed on the way ({e}); Slack may or may not have acted")
+        }
         (true, _, _, Some(e)) => format!("could not {what}: Slack answered {e}"),
         (true, ..) => format!("{what}: outcome unknown"),
     };

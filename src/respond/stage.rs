@@ -16,10 +16,29 @@ use std::future::Future;
 use std::pin::Pin;
 
 /// A call's future.
-pub(crate) type Call<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+pub(crate) type Call<'a> = Pin<Box<dyn Future<Output = Result<(), Refused>> + Send + 'a>>;
 
-/// What makes the calls: Slack's Web API, or a recording double in tests. An `Err` is Slack's
-/// error code (`missing_scope`, `ratelimited`, …); it never holds a token.
+/// A call that did not succeed. It never holds a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused {
+    /// Slack's error code (`missing_scope`, `ratelimited`, …) or one word for what went wrong
+    /// on the way (`timeout`, `transport_error`).
+    pub(crate) code: String,
+    /// True when Slack may have acted even so (the answer was lost on the way).
+    pub(crate) maybe_acted: bool,
+}
+
+impl Refused {
+    /// Slack said no: it did not act.
+    pub(crate) fn slack(code: &str) -> Refused {
+        Refused {
+            code: code.to_string(),
+            maybe_acted: false,
+        }
+    }
+}
+
+/// What makes the calls: Slack's Web API, or a recording double in tests.
 pub(crate) trait Executor: Send + Sync + std::fmt::Debug {
     /// `admin.users.session.invalidate` for one session of `user`.
     fn invalidate<'a>(&'a self, user: &'a str, session: &'a str) -> Call<'a>;
@@ -101,7 +120,7 @@ impl Responder {
         for i in 0..self.ledger.actions.len() {
             while let Some(a) = self.ledger.actions.get(i).filter(|a| a.is_due()) {
                 let result = match (&self.executor, a.kind) {
-                    (None, _) => Err("no_admin_token".to_string()),
+                    (None, _) => Err(Refused::slack("no_admin_token")),
                     (Some(x), Kind::SessionReset) => x.reset(&a.user.id).await,
                     (Some(x), Kind::SessionInvalidate) => match a.session_ids.get(a.calls_done) {
                         Some(s) => x.invalidate(&a.user.id, s).await,
@@ -118,9 +137,13 @@ impl Responder {
                             a.outcome = Some(Outcome::Success);
                         }
                     }
-                    Err(code) => {
-                        a.outcome = Some(Outcome::Failure);
-                        a.error = Some(bounded(&code));
+                    Err(refused) => {
+                        a.outcome = Some(if refused.maybe_acted {
+                            Outcome::Unknown
+                        } else {
+                            Outcome::Failure
+                        });
+                        a.error = Some(bounded(&refused.code));
                     }
                 }
                 if let Some(outcome) = a.outcome {
@@ -223,13 +246,13 @@ pub(crate) mod tests {
     }
 
     impl Recorder {
-        fn answer(&self, call: String) -> Result<(), String> {
+        fn answer(&self, call: String) -> Result<(), Refused> {
             self.calls.lock().unwrap().push(call);
             let mut e = self.errors.lock().unwrap();
             if e.is_empty() {
                 Ok(())
             } else {
-                Err(e.remove(0))
+                Err(Refused::slack(&e.remove(0)))
             }
         }
     }
