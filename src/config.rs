@@ -161,6 +161,9 @@ pub struct RunArgs {
     /// Anomaly analysis options.
     #[command(flatten)]
     pub(crate) analysis: crate::analysis::AnalysisArgs,
+    /// Slack's Web API: the admin token, its URL, Slack's own allowlist.
+    #[command(flatten)]
+    pub(crate) web_api: crate::slack::web_api::WebApiArgs,
 }
 
 impl RunArgs {
@@ -246,6 +249,8 @@ pub struct RunConfig {
     pub(crate) observability: crate::metrics::ObservabilityConfig,
     /// Analysis options.
     pub(crate) analysis: crate::analysis::AnalysisConfig,
+    /// The Web API's URL, the admin token's file and `--slack-allowlist`.
+    pub(crate) web_api: crate::slack::web_api::WebApiConfig,
 }
 
 impl RunConfig {
@@ -332,6 +337,7 @@ impl RunConfig {
             mapping: crate::mapping::MappingConfig::from_args(&args.mapping)?,
             observability: crate::metrics::ObservabilityConfig::from_args(&args.observability)?,
             analysis: crate::analysis::AnalysisConfig::from_args(&args.analysis)?,
+            web_api: crate::slack::web_api::WebApiConfig::from_args(&args.web_api)?,
         })
     }
 
@@ -559,6 +565,10 @@ mod tests {
         assert_eq!(
             format!("{:?}", crate::analysis::AnalysisArgs::default()),
             format!("{:?}", defaults.analysis)
+        );
+        assert_eq!(
+            format!("{:?}", crate::slack::web_api::WebApiArgs::default()),
+            format!("{:?}", defaults.web_api)
         );
         let config = RunConfig::from_args_with_token(defaults, token()).unwrap();
         assert_eq!(

@@ -15,3 +15,4 @@ mod shippers;
 mod simulate;
 mod soak;
 mod support;
+mod web_api;
