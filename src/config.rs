@@ -161,6 +161,9 @@ pub struct RunArgs {
     /// Anomaly analysis options.
     #[command(flatten)]
     pub(crate) analysis: crate::analysis::AnalysisArgs,
+    /// Slack's Web API: the admin token, its URL, Slack's own allowlist.
+    #[command(flatten)]
+    pub(crate) web_api: crate::slack::web_api::WebApiArgs,
     /// Response options (containment).
     #[command(flatten)]
     pub(crate) respond: crate::respond::RespondArgs,
@@ -260,6 +263,8 @@ pub struct RunConfig {
     pub(crate) observability: crate::metrics::ObservabilityConfig,
     /// Analysis options.
     pub(crate) analysis: crate::analysis::AnalysisConfig,
+    /// The Web API's URL, the admin token's file and `--slack-allowlist`.
+    pub(crate) web_api: crate::slack::web_api::WebApiConfig,
     /// Response options.
     pub(crate) respond: crate::respond::RespondConfig,
 }
@@ -348,7 +353,8 @@ impl RunConfig {
             mapping: crate::mapping::MappingConfig::from_args(&args.mapping)?,
             observability: crate::metrics::ObservabilityConfig::from_args(&args.observability)?,
             analysis: crate::analysis::AnalysisConfig::from_args(&args.analysis)?,
-            respond: crate::respond::RespondConfig::from_args(&args.respond, false)?,
+            web_api: crate::slack::web_api::WebApiConfig::from_args(&args.web_api)?,
+            respond: crate::respond::RespondConfig::from_args(&args.respond, args.web_api.respond_token_file.is_some())?,
         })
     }
 
@@ -576,6 +582,10 @@ mod tests {
         assert_eq!(
             format!("{:?}", crate::analysis::AnalysisArgs::default()),
             format!("{:?}", defaults.analysis)
+        );
+        assert_eq!(
+            format!("{:?}", crate::slack::web_api::WebApiArgs::default()),
+            format!("{:?}", defaults.web_api)
         );
         assert_eq!(
             format!("{:?}", crate::respond::RespondArgs::default()),

@@ -175,7 +175,7 @@ pub async fn run_with(
 /// A locked or unusable state dir, a corrupt checkpoint, unreadable mapping or analysis files,
 /// a client or sink that cannot be set up.
 pub(crate) fn assemble(
-    config: RunConfig,
+    mut config: RunConfig,
     overrides: Overrides,
     shutdown: Shutdown,
 ) -> Result<poller::Poller, Error> {
@@ -194,13 +194,22 @@ pub(crate) fn assemble(
     let saved = state.analysis.take().map(|a| a.0);
     let analyzer = analysis::Analyzer::from_saved(&config.analysis, saved)?;
     let mut pipeline = pipeline::Pipeline::new(mapping::Mapper::new(&config.mapping)?, analyzer);
+    let tracer = trace::Tracer::from_config(&config.observability)?;
+    // The Web API client, with the admin token (`--respond-token-file`): what the response
+    // stage calls, and what reads Slack's allowlist. Apart from the Audit Logs client, which
+    // never sees the admin token.
+    let web_api = slack::web_api::WebApi::from_config(&mut config.web_api)
+        .map_err(|e| slack::Error::Transport(e.to_string()))?;
+    if web_api.is_some() {
+        tracing::info!(url = %config.web_api.base_url, "Web API admin token loaded");
+    }
     let responder = respond::Responder::build(
         &config.respond,
         &config.analysis,
         state.response.take(),
         &mut pipeline,
+        web_api.clone(),
     );
-    let tracer = trace::Tracer::from_config(&config.observability)?;
     let mut client = slack::SlackClient::new(slack::client::ClientConfig {
         api_url: config.api_url,
         token: config.token,

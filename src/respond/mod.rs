@@ -27,7 +27,7 @@ use std::collections::BTreeSet;
 
 pub(crate) use crate::checkpoint::response::Ledger;
 pub(crate) use plan::Planner;
-pub(crate) use stage::{Executor, Responder};
+pub(crate) use stage::Responder;
 
 /// Findings below this severity never act: high is where a rule says "look now".
 pub(crate) const DEFAULT_MIN_SEVERITY: &str = "high";

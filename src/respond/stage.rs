@@ -11,6 +11,7 @@ use super::document;
 use super::{Mode, Planner};
 use crate::checkpoint::response::{Kind, Ledger, Outcome, MAX_TEXT};
 use crate::sink::Batch;
+use crate::slack::web_api::{WebApi, WebApiError};
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
@@ -46,6 +47,26 @@ pub(crate) trait Executor: Send + Sync + std::fmt::Debug {
     fn reset<'a>(&'a self, user: &'a str) -> Call<'a>;
 }
 
+impl From<WebApiError> for Refused {
+    fn from(e: WebApiError) -> Refused {
+        Refused {
+            maybe_acted: e.outcome_unknown(),
+            code: e.code(),
+        }
+    }
+}
+
+/// Slack's Web API ends the sessions.
+impl Executor for WebApi {
+    fn invalidate<'a>(&'a self, user: &'a str, session: &'a str) -> Call<'a> {
+        Box::pin(async move { Ok(self.invalidate_session(user, session).await?) })
+    }
+
+    fn reset<'a>(&'a self, user: &'a str) -> Call<'a> {
+        Box::pin(async move { Ok(self.reset_sessions(user).await?) })
+    }
+}
+
 /// The response stage of `run`.
 #[derive(Debug)]
 pub(crate) struct Responder {
@@ -75,17 +96,22 @@ impl Responder {
         analysis: &crate::analysis::AnalysisConfig,
         ledger: Option<Ledger>,
         pipeline: &mut crate::pipeline::Pipeline,
+        web_api: Option<WebApi>,
     ) -> Option<Responder> {
         if config.mode == Mode::Off {
             return None;
         }
+        // Only `enforce` gets something that can call: `plan` cannot, by construction.
+        let executor = web_api
+            .filter(|_| config.mode == Mode::Enforce)
+            .map(|w| Box::new(w) as Box<dyn Executor>);
         pipeline.keep_findings = true;
         let planner = Planner::new(
             config.clone(),
             analysis.rules.clone(),
             analysis.allowlist.clone(),
         );
-        Some(Responder::new(planner, ledger.unwrap_or_default(), None))
+        Some(Responder::new(planner, ledger.unwrap_or_default(), executor))
     }
 
     /// The ledger, as the checkpoint saves it.

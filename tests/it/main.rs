@@ -16,3 +16,4 @@ mod shippers;
 mod simulate;
 mod soak;
 mod support;
+mod web_api;
