@@ -354,7 +354,10 @@ impl RunConfig {
             observability: crate::metrics::ObservabilityConfig::from_args(&args.observability)?,
             analysis: crate::analysis::AnalysisConfig::from_args(&args.analysis)?,
             web_api: crate::slack::web_api::WebApiConfig::from_args(&args.web_api)?,
-            respond: crate::respond::RespondConfig::from_args(&args.respond, args.web_api.respond_token_file.is_some())?,
+            respond: crate::respond::RespondConfig::from_args(
+                &args.respond,
+                args.web_api.respond_token_file.is_some(),
+            )?,
         })
     }
 

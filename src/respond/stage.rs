@@ -111,7 +111,11 @@ impl Responder {
             analysis.rules.clone(),
             analysis.allowlist.clone(),
         );
-        Some(Responder::new(planner, ledger.unwrap_or_default(), executor))
+        Some(Responder::new(
+            planner,
+            ledger.unwrap_or_default(),
+            executor,
+        ))
     }
 
     /// The ledger, as the checkpoint saves it.
@@ -424,6 +428,43 @@ pub(crate) mod tests {
             .await
             .unwrap();
         assert_eq!(*rec.calls.lock().unwrap(), ["invalidate U1 s2", "reset U2"]);
+    }
+
+    /// A crash between a call and its save: the ledger saved before the call (the plan) is
+    /// what restarts, so that one call is made again, then the rest; nothing else repeats.
+    #[tokio::test]
+    async fn a_crash_between_a_call_and_its_save_repeats_that_call_only() {
+        let rec = Recorder::default();
+        let mut r = Responder::new(
+            planner(Mode::Enforce, &[], ""),
+            Ledger::default(),
+            Some(Box::new(rec.clone())),
+        );
+        r.plan(&docs());
+        let planned = r.ledger().clone();
+        let mut first = None;
+        r.enforce(|l| -> Result<(), ()> {
+            first.get_or_insert_with(|| l.clone());
+            Ok(())
+        })
+        .await
+        .unwrap();
+        // The first call was made; its save is lost: restart from the plan.
+        let made = rec.calls.lock().unwrap()[0].clone();
+        rec.calls.lock().unwrap().clear();
+        let mut resumed = Responder::new(
+            planner(Mode::Enforce, &[], ""),
+            planned,
+            Some(Box::new(rec.clone())),
+        );
+        resumed
+            .enforce(|_| -> Result<(), ()> { Ok(()) })
+            .await
+            .unwrap();
+        assert_eq!(
+            *rec.calls.lock().unwrap(),
+            [made.as_str(), "invalidate U1 s2", "reset U2"]
+        );
     }
 
     #[tokio::test]

@@ -201,3 +201,347 @@ async fn enforce_without_an_admin_token_and_analyze_enforce_are_config_errors() 
     assert_eq!(code, 2);
     assert!(stderr.contains("analyze never acts"), "{stderr}");
 }
+
+/// The admin token the enforcing tests give `run` (in a file) and require at the simulator.
+const ADMIN_TOKEN: &str = "xoxp-admin-9876543210-ADMINSECRET-fedcba";
+
+/// The simulator requiring [`TEST_TOKEN`] on the Audit Logs API and [`ADMIN_TOKEN`] on the Web
+/// API, serving `entries`.
+async fn sim_with_tokens(entries: Vec<Value>) -> slack_audit_source::simulate::SimHandle {
+    let sim = slack_audit_source::simulate::start(
+        "127.0.0.1:0".parse().unwrap(),
+        slack_audit_source::simulate::SimOptions {
+            token: Some(TEST_TOKEN.into()),
+            admin_token: Some(ADMIN_TOKEN.into()),
+            ..Default::default()
+        },
+        slack_audit_source::shutdown::Shutdown::never(),
+    )
+    .await
+    .unwrap();
+    sim.insert(entries);
+    sim
+}
+
+/// `user` logs in with one session, which is then used from another network with another
+/// client: `slack.detect.session_new_network_and_user_agent` asks to invalidate it.
+fn stolen_session(user: &str, ts: i64, session: i64) -> Vec<Value> {
+    let entry = |id: &str, at: i64, action: &str, ip: &str, ua: &str| {
+        json!({"id": id, "date_create": at, "action": action,
+               "actor": {"type": "user", "user": person(user)},
+               "entity": {"type": "user", "user": person(user)},
+               "context": {"location": {"type": "enterprise", "id": "E0123", "name": "Acme", "domain": "acme"},
+                           "ua": ua, "ip_address": ip, "session_id": session}})
+    };
+    vec![
+        entry(&format!("ss-a-{user}"), ts, "user_login", "192.0.2.10",
+              "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 Chrome/125.0.0.0 Safari/537.36"),
+        entry(&format!("ss-b-{user}"), ts + 300, "user_channel_join", "198.51.100.20", "python-requests/2.31.0"),
+    ]
+}
+
+/// The state dir, the admin token's file and the flags of an enforcing run.
+struct Enforcing {
+    dir: tempfile::TempDir,
+    token_file: String,
+}
+
+impl Enforcing {
+    fn new() -> Enforcing {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin-token");
+        std::fs::write(&path, ADMIN_TOKEN).unwrap();
+        Enforcing {
+            token_file: path.to_string_lossy().to_string(),
+            dir,
+        }
+    }
+
+    fn state(&self) -> std::path::PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn command(
+        &self,
+        sim: &slack_audit_source::simulate::SimHandle,
+        mode: &str,
+        extra: &[&str],
+    ) -> std::process::Command {
+        let mut args = vec![
+            "--respond",
+            mode,
+            "--respond-token-file",
+            &self.token_file,
+            "--web-api-url",
+        ];
+        let url = sim.web_api_url();
+        args.push(&url);
+        args.extend_from_slice(extra);
+        run_command(&sim.url(), &self.state(), &args)
+    }
+}
+
+async fn output(mut cmd: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// A Web API call as `method user [session]`.
+fn call_text(c: &slack_audit_source::simulate::WebApiCall) -> String {
+    let mut s = format!(
+        "{} {}",
+        c.method,
+        c.params.get("user_id").cloned().unwrap_or_default()
+    );
+    if let Some(session) = c.params.get("session_id") {
+        s.push(' ');
+        s.push_str(session);
+    }
+    s
+}
+
+/// The calls a response document plans.
+fn planned_calls(r: &Value) -> Vec<String> {
+    let user = r["user"]["target"]["id"].as_str().unwrap();
+    match r["event"]["action"].as_str().unwrap() {
+        "session_reset" => vec![format!("admin.users.session.reset {user}")],
+        _ => r["slack"]["response"]["session_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                format!(
+                    "admin.users.session.invalidate {user} {}",
+                    s.as_str().unwrap()
+                )
+            })
+            .collect(),
+    }
+}
+
+fn enforce_story() -> Vec<Value> {
+    let mut entries = story(&["U0AAA"]);
+    entries.extend(stolen_session("U0SSS", now() - 1800, 4242424242));
+    entries
+}
+
+/// `plan` calls nothing even with the admin token at hand; `enforce` over the same history
+/// calls exactly what the plan said, with the admin token, and delivers the outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_calls_nothing_and_enforce_calls_exactly_what_the_plan_said() {
+    let sim = sim_with_tokens(enforce_story()).await;
+    let plan = Enforcing::new();
+    let out = output(plan.command(&sim, "plan", &["--once"])).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan_docs = docs(&out.stdout);
+    let planned = responses(&plan_docs);
+    assert!(sim.web_api_calls().is_empty(), "plan calls nothing");
+    let expected: Vec<String> = planned.iter().flat_map(|r| planned_calls(r)).collect();
+    assert_eq!(
+        expected,
+        [
+            "admin.users.session.reset U0AAA",
+            "admin.users.session.invalidate U0SSS 4242424242"
+        ],
+        "{plan_docs:#?}"
+    );
+
+    let enforce = Enforcing::new();
+    let out = output(enforce.command(&sim, "enforce", &["--once"])).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let calls = sim.web_api_calls();
+    assert_eq!(calls.iter().map(call_text).collect::<Vec<_>>(), expected);
+    assert!(calls
+        .iter()
+        .all(|c| c.authorization.as_deref() == Some(&format!("Bearer {ADMIN_TOKEN}")[..])));
+    let enforced_docs = docs(&out.stdout);
+    let enforced = responses(&enforced_docs);
+    assert_eq!(enforced.len(), 2);
+    for (e, p) in enforced.iter().zip(&planned) {
+        assert_eq!(e["event"]["outcome"], "success");
+        assert_eq!(e["slack"]["response"]["mode"], "enforce");
+        assert_eq!(planned_calls(e), planned_calls(p));
+        assert_eq!(
+            e["slack"]["response"]["finding_id"],
+            p["slack"]["response"]["finding_id"]
+        );
+    }
+    // One warn line per enforced action, naming the user, never a token.
+    assert_eq!(stderr.matches("response enforced").count(), 2, "{stderr}");
+}
+
+/// Slack refusing every call (missing_scope) fails the actions and nothing else: every audit
+/// event is delivered, the run ends 0, and the documents carry Slack's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slack_error_leaves_delivery_running() {
+    let mut entries = enforce_story();
+    entries.extend(crate::support::entries("plain", 30, now() - 1500, 600));
+    let sim = sim_with_tokens(entries.clone()).await;
+    sim.always_web_api(Some(slack_audit_source::simulate::Reply::error(
+        "missing_scope",
+    )));
+    let e = Enforcing::new();
+    let out = output(e.command(&sim, "enforce", &["--once"])).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let delivered = docs(&out.stdout);
+    for entry in &entries {
+        let id = entry["id"].as_str().unwrap();
+        assert!(
+            delivered.iter().any(|d| d["event"]["id"] == id),
+            "{id} not delivered"
+        );
+    }
+    let r = responses(&delivered);
+    assert_eq!(r.len(), 2);
+    for d in r {
+        assert_eq!(d["event"]["outcome"], "failure");
+        assert_eq!(d["slack"]["response"]["error"], "missing_scope");
+    }
+    assert_eq!(
+        sim.web_api_calls().len(),
+        2,
+        "each action tried once, not retried"
+    );
+}
+
+/// SIGKILL right after a call reached Slack, again and again, then a last run: every action
+/// is taken, and the only calls made twice are the call in flight, repeated first thing on
+/// restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkills_in_the_middle_of_enforcement_repeat_only_the_call_in_flight() {
+    use rand::Rng;
+    let users = ["U0K1", "U0K2", "U0K3", "U0K4"];
+    let sim = sim_with_tokens(story(&users)).await;
+    let e = Enforcing::new();
+    let out_path = e.dir.path().join("out.ndjson");
+    let append = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&out_path)
+            .unwrap()
+    };
+    let mut kills = 0;
+    let mut rng = rand::rng();
+    let distinct_calls = |sim: &slack_audit_source::simulate::SimHandle| {
+        let mut c: Vec<String> = sim.web_api_calls().iter().map(call_text).collect();
+        c.sort();
+        c.dedup();
+        c.len()
+    };
+    // Until every action has reached Slack at least once (a run whose calls are all saved
+    // would make none), and at most eight kills.
+    while distinct_calls(&sim) < users.len() && kills < 8 {
+        if kills == 1 {
+            // This run's call is answered with a short 429: the client waits to call again,
+            // and the kill lands while the call is in flight, certainly before its save.
+            sim.script_web_api([slack_audit_source::simulate::Reply::rate_limited(5)]);
+        }
+        let before = sim.web_api_calls().len();
+        let mut child = e
+            .command(&sim, "enforce", &[])
+            .stdout(append())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let called = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            sim.wait_web_api_calls(before + 1),
+        )
+        .await;
+        // The moment after the call reached Slack, before or after its save, is the point.
+        let delay = std::time::Duration::from_millis(rng.random_range(0..40));
+        tokio::time::sleep(delay).await;
+        tokio::task::spawn_blocking(move || {
+            let _ = child.kill();
+            let _ = child.wait();
+        })
+        .await
+        .unwrap();
+        kills += 1;
+        called.expect("each run makes a call within a minute");
+    }
+    let out = output({
+        let mut c = e.command(&sim, "enforce", &["--once"]);
+        c.stdout(append());
+        c
+    })
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls: Vec<String> = sim.web_api_calls().iter().map(call_text).collect();
+    let mut distinct = calls.clone();
+    distinct.dedup();
+    let expected: Vec<String> = users
+        .iter()
+        .map(|u| format!("admin.users.session.reset {u}"))
+        .collect();
+    assert_eq!(
+        distinct, expected,
+        "every action once, in order; a repeat only right after itself: {calls:?}"
+    );
+    assert!(
+        calls.len() - expected.len() <= kills,
+        "{calls:?} for {kills} kills"
+    );
+    let delivered = docs(&std::fs::read(&out_path).unwrap());
+    for u in users {
+        assert!(
+            responses(&delivered)
+                .iter()
+                .any(|r| r["user"]["target"]["id"] == u && r["event"]["outcome"] == "success"),
+            "no successful response for {u}"
+        );
+    }
+}
+
+/// Neither token shows in the documents, the logs (every level on), or the state dir; the
+/// admin token goes only to the Web API and the audit token only to the Audit Logs API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neither_token_leaks_into_output_logs_or_state_nor_to_the_other_api() {
+    let sim = sim_with_tokens(enforce_story()).await;
+    sim.script_web_api([slack_audit_source::simulate::Reply::error(
+        "cannot_reset_primary_owner",
+    )]);
+    let e = Enforcing::new();
+    let mut cmd = e.command(&sim, "enforce", &["--once", "--log-format", "json"]);
+    cmd.env("SLACK_AUDIT_LOG", "trace");
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(0));
+    let mut seen = String::from_utf8_lossy(&out.stdout).to_string();
+    seen.push_str(&String::from_utf8_lossy(&out.stderr));
+    for f in std::fs::read_dir(e.state()).unwrap() {
+        seen.push_str(&String::from_utf8_lossy(
+            &std::fs::read(f.unwrap().path()).unwrap_or_default(),
+        ));
+    }
+    assert!(seen.contains("slack.response"), "the run responded");
+    for secret in [TEST_TOKEN, ADMIN_TOKEN, "ADMINSECRET", "SECRET-abcdef"] {
+        assert!(!seen.contains(secret), "{secret} leaked");
+    }
+    assert!(sim
+        .requests()
+        .iter()
+        .all(|r| r.authorization.as_deref() == Some(&format!("Bearer {TEST_TOKEN}")[..])));
+    assert!(!sim.web_api_calls().is_empty());
+    assert!(sim
+        .web_api_calls()
+        .iter()
+        .all(|c| c.authorization.as_deref() == Some(&format!("Bearer {ADMIN_TOKEN}")[..])));
+}
