@@ -212,6 +212,10 @@ pub struct DemoArgs {
     /// Keep streaming the simulated org's live traffic after the story, until Ctrl-C.
     #[arg(long)]
     pub(crate) follow: bool,
+    /// `plan`: show the response stage, a response document after each finding that would
+    /// act (the demo never acts: enforce needs a real admin token).
+    #[arg(long = "respond", value_enum, default_value_t = crate::respond::Mode::Off)]
+    pub(crate) respond: crate::respond::Mode,
     /// Diagnostics format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -378,6 +382,9 @@ impl RunConfig {
                     format_duration(self.interval),
                 ));
             }
+        }
+        if self.respond.mode != crate::respond::Mode::Off && !self.analysis.enabled {
+            warnings.push("--respond with --no-analysis: no finding is made, so nothing is planned or enforced; drop --no-analysis or --respond".into());
         }
         warnings
     }

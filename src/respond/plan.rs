@@ -101,56 +101,43 @@ impl Planner {
         if ledger.actions.iter().any(|a| a.id == id) {
             return false;
         }
+        let mut action = Action {
+            id,
+            finding_id,
+            rule_id: rule_id.to_string(),
+            kind,
+            user,
+            session_ids,
+            timestamp,
+            at,
+            act: false,
+            held: None,
+            calls_done: 0,
+            outcome: None,
+            error: None,
+            reported: false,
+        };
         let enforce = self.config.mode == Mode::Enforce;
         if enforce && now.is_some_and(|now| now - at > MAX_AGE) {
-            ledger.actions.push(Action {
-                held: Some(HELD_STALE.into()),
-                act: false,
-                ..action(
-                    id,
-                    finding_id,
-                    rule_id,
-                    kind,
-                    user,
-                    session_ids,
-                    timestamp,
-                    at,
-                )
-            });
-            return true;
-        }
-        let allowed = breaker_allows(ledger, at, self.config.max_per_hour);
-        let mut held = None;
-        if allowed {
+            action.held = Some(HELD_STALE.into());
+        } else if breaker_allows(ledger, at, self.config.max_per_hour) {
             ledger.taken.push(at);
             ledger.open_since = None;
+            action.act = enforce;
         } else {
-            held = Some(HELD_BY_BREAKER.to_string());
+            action.held = Some(HELD_BY_BREAKER.into());
             if ledger.open_since.is_none_or(|since| at - since >= HOUR) {
                 ledger.open_since = Some(at);
                 ledger.alerts.push(BreakerAlert {
-                    timestamp: timestamp.clone(),
+                    timestamp: action.timestamp.clone(),
                     at,
-                    finding_id: finding_id.clone(),
+                    finding_id: action.finding_id.clone(),
                     max_per_hour: self.config.max_per_hour,
                     reported: false,
                 });
             }
         }
-        ledger.actions.push(Action {
-            act: allowed && enforce,
-            held,
-            ..action(
-                id,
-                finding_id,
-                rule_id,
-                kind,
-                user,
-                session_ids,
-                timestamp,
-                at,
-            )
-        });
+        ledger.actions.push(action);
         true
     }
 
@@ -214,36 +201,6 @@ impl Planner {
             email: email.filter(|e| e.len() <= MAX_TEXT),
             full_name: text(doc, "/user/full_name").filter(|n| n.len() <= MAX_TEXT),
         })
-    }
-}
-
-/// A planned action, not called yet.
-#[allow(clippy::too_many_arguments)]
-fn action(
-    id: String,
-    finding_id: String,
-    rule_id: &str,
-    kind: Kind,
-    user: Target,
-    session_ids: Vec<String>,
-    timestamp: String,
-    at: i64,
-) -> Action {
-    Action {
-        id,
-        finding_id,
-        rule_id: rule_id.to_string(),
-        kind,
-        user,
-        session_ids,
-        timestamp,
-        at,
-        act: false,
-        held: None,
-        calls_done: 0,
-        outcome: None,
-        error: None,
-        reported: false,
     }
 }
 
