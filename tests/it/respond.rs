@@ -545,3 +545,65 @@ async fn neither_token_leaks_into_output_logs_or_state_nor_to_the_other_api() {
         .iter()
         .all(|c| c.authorization.as_deref() == Some(&format!("Bearer {ADMIN_TOKEN}")[..])));
 }
+
+/// The metrics say what the responses did, and that they are failing, after an in-process
+/// `run --once --respond enforce` whose every call Slack refuses.
+#[test]
+fn the_metrics_count_responses_and_say_they_are_failing() {
+    let recorder = slack_audit_source::metrics::recorder_builder().build_recorder();
+    let handle = recorder.handle();
+    let e = Enforcing::new();
+    // A current-thread runtime keeps every task on this thread, where the local recorder is.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        slack_audit_source::metrics::describe();
+        rt.block_on(async {
+            let sim = sim_with_tokens(enforce_story()).await;
+            sim.always_web_api(Some(slack_audit_source::simulate::Reply::error(
+                "missing_scope",
+            )));
+            let web = sim.web_api_url();
+            let config = crate::support::run_config(
+                &sim.url(),
+                &e.state(),
+                &[
+                    "--respond",
+                    "enforce",
+                    "--respond-token-file",
+                    &e.token_file,
+                    "--web-api-url",
+                    &web,
+                ],
+            );
+            let out = slack_audit_source::sink::stdout::SharedWriter::default();
+            let overrides = slack_audit_source::Overrides::new().stdout(out);
+            let run = slack_audit_source::run_with(config, overrides, std::future::pending());
+            tokio::time::timeout(std::time::Duration::from_secs(60), run)
+                .await
+                .expect("run --once finishes")
+                .expect("run succeeds");
+        });
+    });
+    let text = handle.render();
+    let counted = |action: &str| {
+        text.lines().any(|l| {
+            l.starts_with("slack_source_responses_total{")
+                && l.contains(&format!("action=\"{action}\""))
+                && l.contains("outcome=\"failure\"")
+                && l.contains("mode=\"enforce\"")
+                && l.ends_with(" 1")
+        })
+    };
+    assert!(
+        counted("session_reset") && counted("session_invalidate"),
+        "{text}"
+    );
+    assert!(text.contains("slack_source_responses_failing 1"), "{text}");
+    assert!(
+        text.contains("# HELP slack_source_responses_total"),
+        "{text}"
+    );
+}
