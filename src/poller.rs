@@ -23,7 +23,6 @@
 //! - [`chain`]: the checks on each page and how a chain restarts.
 //! - [`fetch`]: the task that owns the Slack client; one page is fetched ahead.
 //! - [`send`]: the task that owns the sink; one chunk is sent while the next is mapped.
-//! - [`respond`]: where the response stage (`--respond`) runs: after each page's checkpoint.
 //! - What a page's entries become is the [`crate::pipeline`]'s business.
 
 mod chain;
@@ -298,12 +297,11 @@ impl Poller {
         }
         let delivered = chunks.finish();
         self.sender.acknowledged().await?;
-        self.plan_responses(&delivered.findings);
         let mut next = delivered.window.clone();
         next.cursor = page.next_cursor.clone();
         self.checkpoint(&w, next.clone(), &delivered, fetched_at)?;
-        self.respond().await?;
-        // A page of known user agents only: the rules are not needed until a new one comes.
+        self.respond().await?; // the calls the plan saved with the page, then their documents
+                               // A page of known user agents only: the rules are not needed until a new one comes.
         self.pipeline.release_if_unused();
         crate::metrics::page_delivered_tally(&delivered.tally);
         match &self.state.window {
@@ -335,7 +333,7 @@ impl Poller {
             window: Some(next),
             recent: self.state.recent.clone(),
             analysis: None,
-            response: self.response_ledger(),
+            response: self.plan_responses(&delivered.findings),
             updated_at: fetched_at,
         };
         remember(&mut cp.recent, &delivered.keys, w, self.settings.overlap);

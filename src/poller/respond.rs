@@ -1,4 +1,4 @@
-//! The response stage's place in the reading loop.
+//! The response stage's place in the reading loop (`--respond`).
 //!
 //! A page's findings are planned into the ledger before the page's checkpoint, which saves
 //! the plan with the page: a crash before it re-reads the page and plans again, having called
@@ -12,11 +12,13 @@ use crate::respond::Ledger;
 use serde_json::Value;
 
 impl Poller {
-    /// Plans the findings of a delivered page.
-    pub(super) fn plan_responses(&mut self, findings: &[Value]) {
+    /// Plans the findings of a delivered page; returns the ledger to save with the page's
+    /// checkpoint.
+    pub(super) fn plan_responses(&mut self, findings: &[Value]) -> Option<Ledger> {
         if let Some(r) = self.responder.as_mut() {
             r.plan(findings);
         }
+        self.response_ledger()
     }
 
     /// The ledger to save with the checkpoint; `None` when there is nothing to remember.
