@@ -296,6 +296,12 @@ impl RunConfig {
         env_token: Option<SecretString>,
     ) -> Result<RunConfig, ConfigError> {
         let api_url = parse_url("api-url", &args.api_url)?;
+        let mut analysis = crate::analysis::AnalysisConfig::from_args(&args.analysis)?;
+        let web_api = crate::slack::web_api::WebApiConfig::from_args(&args.web_api)?;
+        if web_api.slack_allowlist {
+            // Slack's list joins the local one in a live part that `run` keeps filled.
+            analysis.allowlist = std::sync::Arc::new(analysis.allowlist.with_slack().0);
+        }
         let token = match (&args.token_file, env_token) {
             (Some(path), _) => TokenSource::file(path.clone())?,
             (None, Some(t)) => TokenSource::fixed(t)?,
@@ -356,8 +362,8 @@ impl RunConfig {
             once: args.once,
             mapping: crate::mapping::MappingConfig::from_args(&args.mapping)?,
             observability: crate::metrics::ObservabilityConfig::from_args(&args.observability)?,
-            analysis: crate::analysis::AnalysisConfig::from_args(&args.analysis)?,
-            web_api: crate::slack::web_api::WebApiConfig::from_args(&args.web_api)?,
+            analysis,
+            web_api,
             respond: crate::respond::RespondConfig::from_args(
                 &args.respond,
                 args.web_api.respond_token_file.is_some(),

@@ -161,11 +161,34 @@ pub async fn run_with(
         config.observability.progress_interval,
         shutdown.clone(),
     ));
-    let result = async { assemble(config, overrides, shutdown.clone())?.run().await }.await;
+    // With --slack-allowlist, Slack's list is read before the first page is analysed.
+    let slack_allowlist = config
+        .web_api
+        .slack_allowlist
+        .then(|| config.analysis.allowlist.slack_part())
+        .flatten();
+    let result = async {
+        let poller = assemble(config, overrides, shutdown.clone())?;
+        if let Some(part) = slack_allowlist {
+            let mut stop = shutdown.clone();
+            tokio::select! {
+                read = part.wait_first_read(SLACK_ALLOWLIST_FIRST_READ) => if !read {
+                    tracing::warn!(wait_secs = SLACK_ALLOWLIST_FIRST_READ.as_secs(), "Slack's allowlist is not read yet; starting with the local allowlist, Slack's joins when read");
+                },
+                _ = stop.wait() => {}
+            }
+        }
+        poller.run().await
+    }
+    .await;
     progress.abort();
     progress::clear_line();
     result
 }
+
+/// How long `run --slack-allowlist` waits for the first read of Slack's allowlist before it
+/// reads audit logs: a call's timeout and its 429 waits, with room.
+const SLACK_ALLOWLIST_FIRST_READ: Duration = Duration::from_secs(120);
 
 /// The composition root: locks the state dir, loads the checkpoint and builds every part
 /// (pipeline, client, sink), then hands them to the poller.
@@ -202,6 +225,17 @@ pub(crate) fn assemble(
         .map_err(|e| slack::Error::Transport(e.to_string()))?;
     if web_api.is_some() {
         tracing::info!(url = %config.web_api.base_url, "Web API admin token loaded");
+    }
+    if let (true, Some(api), Some(part)) = (
+        config.web_api.slack_allowlist,
+        &web_api,
+        config.analysis.allowlist.slack_part(),
+    ) {
+        tokio::spawn(analysis::allowlist::keep_slack_allowlist(
+            api.clone(),
+            part,
+            shutdown.clone(),
+        ));
     }
     let responder = respond::Responder::build(
         &config.respond,
