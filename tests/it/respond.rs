@@ -607,3 +607,43 @@ fn the_metrics_count_responses_and_say_they_are_failing() {
         "{text}"
     );
 }
+
+/// Activity Slack's own allowlist trusts (read with `--slack-allowlist`) is never acted on:
+/// the user who came back from a trusted network keeps their sessions; the other does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_on_slacks_allowlist_is_never_acted_on() {
+    let mut entries = story(&["U0TRUSTED"]);
+    // The same story for another user, back from a network nobody trusts.
+    for mut e in story(&["U0OTHER"]) {
+        if e["action"] == "user_login" {
+            e["context"]["ip_address"] = json!("203.0.113.9");
+        }
+        entries.push(e);
+    }
+    let sim = sim_with_tokens(entries).await;
+    sim.set_slack_allowlist(slack_audit_source::simulate::SimAllowlist {
+        trusted_cidr: vec!["192.0.2.0/24".into()],
+        trusted_asns: Vec::new(),
+    });
+    let e = Enforcing::new();
+    let out = output(e.command(&sim, "enforce", &["--once", "--slack-allowlist"])).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sessions: Vec<String> = sim
+        .web_api_calls()
+        .iter()
+        .filter(|c| c.method.starts_with("admin.users.session"))
+        .map(call_text)
+        .collect();
+    assert_eq!(sessions, ["admin.users.session.reset U0OTHER"]);
+    let delivered = docs(&out.stdout);
+    let targets: Vec<&Value> = responses(&delivered)
+        .iter()
+        .map(|r| &r["user"]["target"]["id"])
+        .collect();
+    assert_eq!(targets, [&json!("U0OTHER")]);
+}
