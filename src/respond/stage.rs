@@ -111,11 +111,8 @@ impl Responder {
             analysis.rules.clone(),
             analysis.allowlist.clone(),
         );
-        Some(Responder::new(
-            planner,
-            ledger.unwrap_or_default(),
-            executor,
-        ))
+        let ledger = resumed(ledger.unwrap_or_default(), config.mode);
+        Some(Responder::new(planner, ledger, executor))
     }
 
     /// The ledger, as the checkpoint saves it.
@@ -248,6 +245,22 @@ impl Responder {
         }
     }
 }
+
+/// The checkpoint's ledger as a run in `mode` takes it up: calls left by an `enforce` run are
+/// only planned when this run does not enforce (`held: not_enforcing`), never failed for want
+/// of a token nor made.
+fn resumed(mut ledger: Ledger, mode: Mode) -> Ledger {
+    if mode != Mode::Enforce {
+        for a in ledger.actions.iter_mut().filter(|a| a.is_due()) {
+            a.act = false;
+            a.held = Some(HELD_NOT_ENFORCING.into());
+        }
+    }
+    ledger
+}
+
+/// Why a call an earlier `enforce` run planned was not made.
+pub(crate) const HELD_NOT_ENFORCING: &str = "not_enforcing";
 
 /// A Slack error code as kept: printable ASCII, bounded.
 fn bounded(code: &str) -> String {
@@ -485,6 +498,30 @@ pub(crate) mod tests {
         assert_eq!(d[0]["event"]["outcome"], "failure");
         assert_eq!(d[0]["slack"]["response"]["error"], "missing_scope");
         assert_eq!(d[1]["event"]["outcome"], "success");
+    }
+
+    /// An enforce run's plan taken up by a plan run: nothing is called, and the actions are
+    /// reported as planned, held because this run does not enforce.
+    #[tokio::test]
+    async fn calls_left_by_enforce_are_only_planned_by_a_run_that_does_not_enforce() {
+        let rec = Recorder::default();
+        let mut e = Responder::new(planner(Mode::Enforce, &[], ""), Ledger::default(), None);
+        e.plan(&docs());
+        let left = e.ledger().clone();
+        assert!(left.actions.iter().all(|a| a.is_due()));
+        let mut p = Responder::new(
+            planner(Mode::Plan, &[], ""),
+            resumed(left, Mode::Plan),
+            Some(Box::new(rec.clone())),
+        );
+        p.enforce(|_| -> Result<(), ()> { Ok(()) }).await.unwrap();
+        assert!(rec.calls.lock().unwrap().is_empty());
+        let mut batch = Batch::new();
+        p.report(&mut batch);
+        let d = lines(&batch);
+        assert_eq!(d.len(), 2);
+        assert!(d.iter().all(|d| d["event"]["outcome"] == "unknown"
+            && d["slack"]["response"]["held"] == HELD_NOT_ENFORCING));
     }
 
     #[tokio::test]
