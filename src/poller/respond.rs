@@ -8,6 +8,7 @@
 //! their `event.id` makes harmless.
 
 use super::Poller;
+use crate::metrics::labels::Tally;
 use crate::respond::Ledger;
 use serde_json::Value;
 
@@ -50,10 +51,16 @@ impl Poller {
         .await?;
         let mut batch = self.sender.batch();
         batch.clear();
-        r.report(&mut batch);
+        // Counted like the page's documents: the breaker's finding among the findings.
+        let mut tally = Tally::new();
+        r.report_with(|doc| {
+            tally.add(&doc);
+            batch.push(&doc);
+        });
         if !batch.is_empty() {
             self.sender.send(batch).await?;
             self.sender.acknowledged().await?;
+            crate::metrics::page_delivered_tally(&tally);
         }
         self.state.response = self.response_ledger();
         Ok(())

@@ -3,14 +3,13 @@
 //!
 //! The poller drives it (see `poller/respond.rs`): [`Responder::plan`] before the page's
 //! checkpoint, so the plan is saved with the page; [`Responder::enforce`] after it, saving
-//! the ledger after every call; then [`Responder::report`] into a batch delivered after the
+//! the ledger after every call; then [`Responder::report_with`] into a batch delivered after the
 //! page. A Slack error is recorded in the action (and its document), counted and shown on
 //! `/readyz`; it never stops the reader.
 
 use super::document;
 use super::{Mode, Planner};
 use crate::checkpoint::response::{Kind, Ledger, Outcome, MAX_TEXT};
-use crate::sink::Batch;
 use crate::slack::web_api::{WebApi, WebApiError};
 use serde_json::Value;
 use std::future::Future;
@@ -196,7 +195,8 @@ impl Responder {
     /// Writes the documents of every action and alert not yet reported into `batch`, each
     /// breaker alert right after the action it held first, and marks them reported: they
     /// leave the ledger at its next save.
-    pub(crate) fn report(&mut self, batch: &mut Batch) {
+    #[cfg(test)]
+    pub(crate) fn report(&mut self, batch: &mut crate::sink::Batch) {
         self.report_with(|doc| batch.push(&doc));
     }
 
@@ -279,6 +279,7 @@ fn bounded(code: &str) -> String {
 pub(crate) mod tests {
     use super::super::plan::tests::{finding, planner, DEACTIVATED, STOLEN};
     use super::*;
+    use crate::sink::Batch;
     use std::sync::{Arc, Mutex};
 
     /// Records each call; answers with the scripted errors first, then ok.
