@@ -647,3 +647,54 @@ async fn activity_on_slacks_allowlist_is_never_acted_on() {
         .collect();
     assert_eq!(targets, [&json!("U0OTHER")]);
 }
+
+/// A daemon whose enforced actions Slack refuses: `/readyz` says responses are failing, and
+/// the audit events keep being delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_says_responses_are_failing_while_delivery_goes_on() {
+    let mut entries = enforce_story();
+    entries.extend(crate::support::entries("plain", 10, now() - 1500, 600));
+    let sim = sim_with_tokens(entries.clone()).await;
+    sim.always_web_api(Some(slack_audit_source::simulate::Reply::error(
+        "not_allowed_token_type",
+    )));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let e = Enforcing::new();
+    let out_path = e.dir.path().join("out.ndjson");
+    let mut child = e
+        .command(&sim, "enforce", &["--metrics-listen", &listen])
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    sim.wait_web_api_calls(2).await;
+    // The daemon answers /readyz from its own process: ask until it has taken the failure in
+    // (bounded), rather than sleeping a guessed time.
+    let mut body = String::new();
+    for _ in 0..100 {
+        if let Ok(r) = reqwest::get(format!("http://{listen}/readyz")).await {
+            let status = r.status().as_u16();
+            body = r.text().await.unwrap_or_default();
+            if status == 503 && body.contains("responses are failing") {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let delivered = docs(&std::fs::read(&out_path).unwrap());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(body.contains("not_allowed_token_type"), "{body}");
+    for entry in &entries {
+        let id = entry["id"].as_str().unwrap();
+        assert!(
+            delivered.iter().any(|d| d["event"]["id"] == id),
+            "{id} not delivered"
+        );
+    }
+}
