@@ -320,9 +320,20 @@ impl Allowlist {
 pub(crate) async fn keep_slack_allowlist(
     api: crate::slack::web_api::WebApi,
     part: SlackPart,
-    mut shutdown: crate::shutdown::Shutdown,
+    shutdown: crate::shutdown::Shutdown,
 ) {
-    let mut backoff = crate::retry::Backoff::new(SLACK_RETRY_MIN, SLACK_REFRESH);
+    keep_slack_allowlist_every(api, part, shutdown, SLACK_REFRESH, SLACK_RETRY_MIN).await;
+}
+
+/// [`keep_slack_allowlist`] with its periods given (tests shorten them).
+async fn keep_slack_allowlist_every(
+    api: crate::slack::web_api::WebApi,
+    part: SlackPart,
+    mut shutdown: crate::shutdown::Shutdown,
+    refresh: Duration,
+    retry_min: Duration,
+) {
+    let mut backoff = crate::retry::Backoff::new(retry_min, refresh);
     loop {
         let result = tokio::select! {
             r = api.anomaly_allowlist() => r,
@@ -339,10 +350,10 @@ pub(crate) async fn keep_slack_allowlist(
                 tracing::info!(cidrs, asns, "read Slack's anomaly allowlist");
                 part.replace(entries);
                 backoff.reset();
-                SLACK_REFRESH
+                refresh
             }
             Err(e) => {
-                let wait = backoff.next().unwrap_or(SLACK_REFRESH);
+                let wait = backoff.next().unwrap_or(refresh);
                 tracing::warn!(error = %e, code = %e.code(), retry_in_secs = wait.as_secs(), "cannot read Slack's anomaly allowlist; keeping the last list read");
                 wait
             }
@@ -523,5 +534,79 @@ mod tests {
         assert!(Allowlist::parse("trusted_ips = []")
             .unwrap_err()
             .contains("trusted_ips"));
+    }
+}
+
+/// The reader of Slack's list against the simulator: retried after a failure, refreshed, and
+/// stopped by shutdown.
+#[cfg(test)]
+#[cfg(feature = "simulator")]
+mod against_simulator {
+    use super::*;
+    use crate::shutdown::Shutdown;
+    use crate::simulate::{start, Reply, SimAllowlist, SimOptions};
+    use crate::slack::web_api::{Limits, WebApi};
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn a_failed_read_is_retried_and_each_refresh_replaces_slacks_list() {
+        let sim = start(
+            "127.0.0.1:0".parse().unwrap(),
+            SimOptions {
+                admin_token: Some("xoxp-admin".into()),
+                slack_allowlist: SimAllowlist {
+                    trusted_cidr: vec!["192.0.2.0/24".into()],
+                    trusted_asns: vec![],
+                },
+                ..SimOptions::default()
+            },
+            Shutdown::never(),
+        )
+        .await
+        .unwrap();
+        sim.script_web_api([Reply::error("missing_scope")]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin");
+        std::fs::write(&path, "xoxp-admin").unwrap();
+        let token =
+            crate::secret_file::SecretFile::open(&path, crate::slack::client::check_token).unwrap();
+        let limits = Limits {
+            calls_per_minute: 60_000,
+            ..Limits::default()
+        };
+        let api = WebApi::new(url::Url::parse(&sim.web_api_url()).unwrap(), token, limits).unwrap();
+        let (list, part) = Allowlist::default().with_slack();
+        let (trigger, shutdown) = Shutdown::new();
+        let task = tokio::spawn(keep_slack_allowlist_every(
+            api,
+            part.clone(),
+            shutdown,
+            Duration::from_millis(20),
+            Duration::from_millis(1),
+        ));
+        let kind = |ip: &str| list.matches(&json!({"source": {"ip": ip}})).map(|m| m.kind);
+        // The first read fails (missing_scope); a retry reads the list. A call's answer
+        // is applied before the next call goes out, so the third call says the second's is in.
+        assert!(part.wait_first_read(Duration::from_secs(30)).await);
+        sim.wait_web_api_calls(3).await;
+        assert_eq!(kind("192.0.2.7"), Some("slack_cidr"));
+        // Slack's list changes: a later refresh replaces ours, entry removed included.
+        sim.set_slack_allowlist(SimAllowlist {
+            trusted_cidr: vec!["198.51.100.0/24".into()],
+            trusted_asns: vec![],
+        });
+        // The call after the next one read the new list (the next may have been answered
+        // before the change), and the one after it says that answer is in.
+        let seen = sim.web_api_calls().len();
+        sim.wait_web_api_calls(seen + 3).await;
+        assert_eq!(kind("198.51.100.7"), Some("slack_cidr"));
+        assert_eq!(kind("192.0.2.7"), None);
+        let calls = sim.web_api_calls();
+        assert_eq!(calls[0].error.as_deref(), Some("missing_scope"));
+        assert!(calls
+            .iter()
+            .all(|c| c.method == "admin.audit.anomaly.allow.getItem"));
+        trigger.trigger();
+        task.await.unwrap();
     }
 }
