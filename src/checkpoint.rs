@@ -12,6 +12,8 @@
 //! (an impossible window would otherwise skip history silently) and proves the directory
 //! writable, so that no page is delivered that could not be checkpointed.
 
+pub(crate) mod response;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -39,6 +41,11 @@ pub struct Checkpoint {
     /// [`CheckpointStore::save`] writes this one.
     #[serde(default, skip_serializing)]
     pub(crate) analysis: Option<AnalysisState>,
+    /// The response stage's ledger (`--respond`): actions planned and not yet reported, their
+    /// outcome so far, and the circuit breaker's memory. Absent when empty and in checkpoints
+    /// written before the stage existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) response: Option<response::Ledger>,
     /// When this was saved (for people reading the file).
     pub(crate) updated_at: DateTime<Utc>,
 }
@@ -485,6 +492,9 @@ pub(crate) fn validate(cp: &Checkpoint, now: i64) -> Result<(), String> {
         in_range("a second in recent", *ts)?;
         check_ids("recent", ids.len(), ids.iter())?;
     }
+    if let Some(r) = &cp.response {
+        r.validate()?;
+    }
     Ok(())
 }
 
@@ -572,6 +582,7 @@ mod tests {
             }),
             recent: BTreeMap::new(),
             analysis: None,
+            response: None,
             updated_at: DateTime::parse_from_rfc3339("2026-11-21T08:00:00Z")
                 .unwrap()
                 .with_timezone(&Utc),
@@ -608,6 +619,26 @@ mod tests {
             CheckpointStore::new(dir.path()).load().unwrap(),
             Some(sample())
         );
+    }
+
+    /// The response ledger rides in the checkpoint and is checked at load; a checkpoint
+    /// written before it (the golden file above) loads without one.
+    #[test]
+    fn the_response_ledger_round_trips_and_an_impossible_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::new(dir.path());
+        let mut cp = sample();
+        let text = r#"{"taken":[1700000000],"actions":[{"id":"r1","finding_id":"f1","rule_id":"x","kind":"session_reset","user":{"id":"U1"},"timestamp":"2023-11-14T22:13:20.000Z","at":1700000000,"act":true,"calls_done":0}]}"#;
+        cp.response = Some(serde_json::from_str(text).unwrap());
+        store.save(&cp).unwrap();
+        assert_eq!(store.load().unwrap(), Some(cp.clone()));
+        let mut bad = cp;
+        if let Some(r) = bad.response.as_mut() {
+            r.actions[0].calls_done = 2;
+        }
+        store.save(&bad).unwrap();
+        let e = store.load().unwrap_err().to_string();
+        assert!(e.contains("calls done"), "{e}");
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub enum Command {
     /// Map raw Slack audit entries on stdin to ECS documents on stdout.
     Map(crate::mapping::MapArgs),
     /// Read raw entries or ECS documents on stdin and print the analysis findings.
-    Analyze(crate::analysis::AnalyzeArgs),
+    Analyze(AnalyzeCmd),
     /// Serve a stand-in for the Audit Logs API with generated events.
     #[cfg(feature = "simulator")]
     Simulate(crate::simulate::SimulateArgs),
@@ -161,6 +161,12 @@ pub struct RunArgs {
     /// Anomaly analysis options.
     #[command(flatten)]
     pub(crate) analysis: crate::analysis::AnalysisArgs,
+    /// Slack's Web API: the admin token, its URL, Slack's own allowlist.
+    #[command(flatten)]
+    pub(crate) web_api: crate::slack::web_api::WebApiArgs,
+    /// Response options (containment).
+    #[command(flatten)]
+    pub(crate) respond: crate::respond::RespondArgs,
 }
 
 impl RunArgs {
@@ -186,6 +192,17 @@ impl RunArgs {
     }
 }
 
+/// Arguments of `analyze`: the analysis's own, and the response plan (`--respond plan`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AnalyzeCmd {
+    /// Analysis options.
+    #[command(flatten)]
+    pub(crate) analyze: crate::analysis::AnalyzeArgs,
+    /// Response options: `--respond plan` prints the plan; `analyze` never acts.
+    #[command(flatten)]
+    pub(crate) respond: crate::respond::RespondArgs,
+}
+
 /// Arguments of `demo`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -195,6 +212,10 @@ pub struct DemoArgs {
     /// Keep streaming the simulated org's live traffic after the story, until Ctrl-C.
     #[arg(long)]
     pub(crate) follow: bool,
+    /// `plan`: show the response stage, a response document after each finding that would
+    /// act (the demo never acts: enforce needs a real admin token).
+    #[arg(long = "respond", value_enum, default_value_t = crate::respond::Mode::Off)]
+    pub(crate) respond: crate::respond::Mode,
     /// Diagnostics format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -246,6 +267,10 @@ pub struct RunConfig {
     pub(crate) observability: crate::metrics::ObservabilityConfig,
     /// Analysis options.
     pub(crate) analysis: crate::analysis::AnalysisConfig,
+    /// The Web API's URL, the admin token's file and `--slack-allowlist`.
+    pub(crate) web_api: crate::slack::web_api::WebApiConfig,
+    /// Response options.
+    pub(crate) respond: crate::respond::RespondConfig,
 }
 
 impl RunConfig {
@@ -271,6 +296,12 @@ impl RunConfig {
         env_token: Option<SecretString>,
     ) -> Result<RunConfig, ConfigError> {
         let api_url = parse_url("api-url", &args.api_url)?;
+        let mut analysis = crate::analysis::AnalysisConfig::from_args(&args.analysis)?;
+        let web_api = crate::slack::web_api::WebApiConfig::from_args(&args.web_api)?;
+        if web_api.slack_allowlist {
+            // Slack's list joins the local one in a live part that `run` keeps filled.
+            analysis.allowlist = std::sync::Arc::new(analysis.allowlist.with_slack().0);
+        }
         let token = match (&args.token_file, env_token) {
             (Some(path), _) => TokenSource::file(path.clone())?,
             (None, Some(t)) => TokenSource::fixed(t)?,
@@ -331,7 +362,12 @@ impl RunConfig {
             once: args.once,
             mapping: crate::mapping::MappingConfig::from_args(&args.mapping)?,
             observability: crate::metrics::ObservabilityConfig::from_args(&args.observability)?,
-            analysis: crate::analysis::AnalysisConfig::from_args(&args.analysis)?,
+            analysis,
+            web_api,
+            respond: crate::respond::RespondConfig::from_args(
+                &args.respond,
+                args.web_api.respond_token_file.is_some(),
+            )?,
         })
     }
 
@@ -352,6 +388,9 @@ impl RunConfig {
                     format_duration(self.interval),
                 ));
             }
+        }
+        if self.respond.mode != crate::respond::Mode::Off && !self.analysis.enabled {
+            warnings.push("--respond with --no-analysis: no finding is made, so nothing is planned or enforced; drop --no-analysis or --respond".into());
         }
         warnings
     }
@@ -560,6 +599,14 @@ mod tests {
             format!("{:?}", crate::analysis::AnalysisArgs::default()),
             format!("{:?}", defaults.analysis)
         );
+        assert_eq!(
+            format!("{:?}", crate::slack::web_api::WebApiArgs::default()),
+            format!("{:?}", defaults.web_api)
+        );
+        assert_eq!(
+            format!("{:?}", crate::respond::RespondArgs::default()),
+            format!("{:?}", defaults.respond)
+        );
         let config = RunConfig::from_args_with_token(defaults, token()).unwrap();
         assert_eq!(
             format!("{:?}", config.mapping),
@@ -577,6 +624,7 @@ mod tests {
             crate::units::default_size(DEFAULT_MAX_RESPONSE_BYTES)
         );
         assert_eq!(config.overlap, Duration::ZERO);
+        assert_eq!(config.respond, crate::respond::RespondConfig::default());
     }
 
     #[test]

@@ -66,7 +66,14 @@ pub async fn run_demo(
         addr = sim.addr,
         state = state_dir.display()
     );
-    let config = |once| demo_config(sim.addr, &state_dir, once);
+    if args.respond == crate::respond::Mode::Enforce {
+        return Err(crate::units::ConfigError::invalid(
+            "respond",
+            "the demo shows the plan only: give --respond plan (enforce needs a real org admin token, see docs/response.md)",
+        )
+        .into());
+    }
+    let config = |once| demo_config(sim.addr, &state_dir, once, args.respond);
     // The documents go to stdout and to a file beside the state, for `analyze` afterwards.
     let parts = || -> Result<crate::Overrides, crate::Error> {
         Ok(crate::Overrides::new().stdout(Tee::open(&documents)?))
@@ -107,8 +114,18 @@ pub async fn run_demo(
 /// The flags `demo` gives `run`; every other option is at its default. A small window and
 /// short pauses, so the story shows within seconds; a generous request budget, since the
 /// simulator is local.
-fn demo_args(sim: std::net::SocketAddr, state_dir: &Path, once: bool) -> RunArgs {
+fn demo_args(
+    sim: std::net::SocketAddr,
+    state_dir: &Path,
+    once: bool,
+    respond: crate::respond::Mode,
+) -> RunArgs {
+    let defaults = RunArgs::defaults();
     RunArgs {
+        respond: crate::respond::RespondArgs {
+            respond,
+            ..defaults.respond.clone()
+        },
         api_url: format!("http://{sim}"),
         state_dir: state_dir.to_path_buf(),
         initial_lookback: "1h".into(),
@@ -122,9 +139,9 @@ fn demo_args(sim: std::net::SocketAddr, state_dir: &Path, once: bool) -> RunArgs
         // the detection rules found live (they read raw entries, not ECS).
         mapping: crate::mapping::MappingArgs {
             preserve_original_event: true,
-            ..RunArgs::defaults().mapping
+            ..defaults.mapping.clone()
         },
-        ..RunArgs::defaults()
+        ..defaults
     }
 }
 
@@ -132,10 +149,11 @@ fn demo_config(
     sim: std::net::SocketAddr,
     state_dir: &Path,
     once: bool,
+    respond: crate::respond::Mode,
 ) -> Result<RunConfig, crate::Error> {
     let token = SecretString::from("xoxp-demo-token-not-a-real-one");
     Ok(RunConfig::from_args_with_token(
-        demo_args(sim, state_dir, once),
+        demo_args(sim, state_dir, once, respond),
         Some(token),
     )?)
 }
@@ -143,7 +161,8 @@ fn demo_config(
 /// What the demo did, from the documents it kept.
 fn summary(state_dir: &Path, documents: &Path) -> String {
     let text = std::fs::read_to_string(documents).unwrap_or_default();
-    let (mut events, mut findings) = (0usize, BTreeMap::<(String, String), usize>::new());
+    let (mut events, mut responses, mut findings) =
+        (0usize, 0usize, BTreeMap::<(String, String), usize>::new());
     for doc in text
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -158,6 +177,8 @@ fn summary(state_dir: &Path, documents: &Path) -> String {
             *findings
                 .entry((field("/rule/id"), field("/slack/audit/analysis/severity")))
                 .or_default() += 1;
+        } else if doc.pointer("/event/dataset").and_then(Value::as_str) == Some("slack.response") {
+            responses += 1;
         } else {
             events += 1;
         }
@@ -168,6 +189,11 @@ fn summary(state_dir: &Path, documents: &Path) -> String {
     );
     for ((rule, severity), n) in &findings {
         out.push_str(&format!("  {rule} ({severity}): {n}\n"));
+    }
+    if responses > 0 {
+        out.push_str(&format!(
+            "{responses} response document(s) (slack.response): what --respond would do\n"
+        ));
     }
     out.push_str(&format!(
         "State (checkpoint and analysis) is in {}, the documents in {}.\n\

@@ -43,6 +43,7 @@ pub mod metrics;
 pub(crate) mod pipeline;
 pub(crate) mod poller;
 pub mod progress;
+pub(crate) mod respond;
 pub mod retry;
 pub(crate) mod secret_file;
 pub mod serve;
@@ -103,6 +104,24 @@ impl Overrides {
     }
 }
 
+/// The `analyze` command: the analysis over an export, and with `--respond plan` the
+/// response plan after each finding that would act. It never acts.
+///
+/// # Errors
+///
+/// `--respond enforce` (exit 2), and what [`analysis::run_analyze`] returns.
+pub async fn analyze(cmd: config::AnalyzeCmd) -> Result<(), Error> {
+    if cmd.respond.respond == respond::Mode::Enforce {
+        return Err(units::ConfigError::Invalid {
+            flag: "respond",
+            message: "analyze never acts; give --respond plan to print what run would do".into(),
+        }
+        .into());
+    }
+    let config = respond::RespondConfig::from_args(&cmd.respond, false)?;
+    analysis::run_analyze_with(cmd.analyze, respond::Responder::analyze_plan(config)).await
+}
+
 /// Runs the `run` command until it has caught up (`--once`) or `shutdown` resolves.
 ///
 /// Returns once the page in hand, if any, has been delivered and checkpointed.
@@ -142,11 +161,34 @@ pub async fn run_with(
         config.observability.progress_interval,
         shutdown.clone(),
     ));
-    let result = async { assemble(config, overrides, shutdown.clone())?.run().await }.await;
+    // With --slack-allowlist, Slack's list is read before the first page is analysed.
+    let slack_allowlist = config
+        .web_api
+        .slack_allowlist
+        .then(|| config.analysis.allowlist.slack_part())
+        .flatten();
+    let result = async {
+        let poller = assemble(config, overrides, shutdown.clone())?;
+        if let Some(part) = slack_allowlist {
+            let mut stop = shutdown.clone();
+            tokio::select! {
+                read = part.wait_first_read(SLACK_ALLOWLIST_FIRST_READ) => if !read {
+                    tracing::warn!(wait_secs = SLACK_ALLOWLIST_FIRST_READ.as_secs(), "Slack's allowlist is not read yet; starting with the local allowlist, Slack's joins when read");
+                },
+                _ = stop.wait() => {}
+            }
+        }
+        poller.run().await
+    }
+    .await;
     progress.abort();
     progress::clear_line();
     result
 }
+
+/// How long `run --slack-allowlist` waits for the first read of Slack's allowlist before it
+/// reads audit logs: a call's timeout and its 429 waits, with room.
+const SLACK_ALLOWLIST_FIRST_READ: Duration = Duration::from_secs(120);
 
 /// The composition root: locks the state dir, loads the checkpoint and builds every part
 /// (pipeline, client, sink), then hands them to the poller.
@@ -156,7 +198,7 @@ pub async fn run_with(
 /// A locked or unusable state dir, a corrupt checkpoint, unreadable mapping or analysis files,
 /// a client or sink that cannot be set up.
 pub(crate) fn assemble(
-    config: RunConfig,
+    mut config: RunConfig,
     overrides: Overrides,
     shutdown: Shutdown,
 ) -> Result<poller::Poller, Error> {
@@ -174,8 +216,34 @@ pub(crate) fn assemble(
     // Handed to the analyzer and not kept with the checkpoint: each save writes the live state.
     let saved = state.analysis.take().map(|a| a.0);
     let analyzer = analysis::Analyzer::from_saved(&config.analysis, saved)?;
-    let pipeline = pipeline::Pipeline::new(mapping::Mapper::new(&config.mapping)?, analyzer);
+    let mut pipeline = pipeline::Pipeline::new(mapping::Mapper::new(&config.mapping)?, analyzer);
     let tracer = trace::Tracer::from_config(&config.observability)?;
+    // The Web API client, with the admin token (`--respond-token-file`): what the response
+    // stage calls, and what reads Slack's allowlist. Apart from the Audit Logs client, which
+    // never sees the admin token.
+    let web_api = slack::web_api::WebApi::from_config(&mut config.web_api)
+        .map_err(|e| slack::Error::Transport(e.to_string()))?;
+    if web_api.is_some() {
+        tracing::info!(url = %config.web_api.base_url, "Web API admin token loaded");
+    }
+    if let (true, Some(api), Some(part)) = (
+        config.web_api.slack_allowlist,
+        &web_api,
+        config.analysis.allowlist.slack_part(),
+    ) {
+        tokio::spawn(analysis::allowlist::keep_slack_allowlist(
+            api.clone(),
+            part,
+            shutdown.clone(),
+        ));
+    }
+    let responder = respond::Responder::build(
+        &config.respond,
+        &config.analysis,
+        state.response.take(),
+        &mut pipeline,
+        web_api.clone(),
+    );
     let mut client = slack::SlackClient::new(slack::client::ClientConfig {
         api_url: config.api_url,
         token: config.token,
@@ -209,6 +277,7 @@ pub(crate) fn assemble(
         state,
         lock,
         settings,
+        responder,
     };
     Ok(poller::Poller::new(parts, shutdown))
 }
@@ -236,6 +305,7 @@ fn resume(store: &CheckpointStore, initial_lookback: Duration) -> Result<Checkpo
                 window: None,
                 recent: Default::default(),
                 analysis: None,
+                response: None,
                 updated_at: chrono::Utc::now(),
             }
         }

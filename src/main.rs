@@ -67,7 +67,7 @@ async fn dispatch(command: Command) -> Result<(), Error> {
             slack_audit_source::run(config, shutdown::signals()).await
         }
         Command::Map(args) => slack_audit_source::mapping::run_map(args).await,
-        Command::Analyze(args) => slack_audit_source::analysis::run_analyze(args).await,
+        Command::Analyze(args) => slack_audit_source::analyze(args).await,
         #[cfg(feature = "simulator")]
         Command::Simulate(args) => {
             slack_audit_source::simulate::run_simulate(

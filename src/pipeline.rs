@@ -48,6 +48,8 @@ pub(crate) struct Pipeline {
     lit: usize,
     /// The entries the detections read whole, as values.
     entries: Vec<Value>,
+    /// Whether [`Delivered::findings`] is kept (a response stage reads it).
+    pub(crate) keep_findings: bool,
 }
 
 /// How one delivered entry reaches the detections.
@@ -90,6 +92,8 @@ pub(crate) struct Delivered {
     pub(crate) keys: Vec<EntryKey>,
     /// The documents delivered, by kind and action, for the metrics.
     pub(crate) tally: Tally,
+    /// The findings delivered, in order, when the pipeline keeps them (`--respond`).
+    pub(crate) findings: Vec<Value>,
 }
 
 impl Pipeline {
@@ -106,6 +110,7 @@ impl Pipeline {
             lights: Vec::new(),
             lit: 0,
             entries: Vec::new(),
+            keep_findings: false,
         }
     }
 
@@ -128,6 +133,7 @@ impl Pipeline {
             window: seen.window.clone(),
             keys: Vec::with_capacity(page.len()),
             tally: Tally::new(),
+            findings: Vec::new(),
         };
         self.slots.clear();
         self.slots.reserve(CHUNK.min(page.len()));
@@ -238,6 +244,9 @@ impl Chunks<'_> {
         for finding in p.docs[analysed..].iter().chain(&findings) {
             batch.push(finding);
             tally.add(finding);
+            if p.keep_findings {
+                self.delivered.findings.push(finding.clone());
+            }
         }
         p.docs.clear();
         true

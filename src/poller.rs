@@ -27,6 +27,7 @@
 
 mod chain;
 mod fetch;
+mod respond;
 mod send;
 
 use crate::checkpoint::{Checkpoint, CheckpointStore, Window};
@@ -59,6 +60,8 @@ pub(crate) struct Parts {
     pub(crate) lock: StateDir,
     /// The reading settings.
     pub(crate) settings: Settings,
+    /// The response stage, with `--respond plan|enforce`.
+    pub(crate) responder: Option<crate::respond::Responder>,
 }
 
 /// How the poller reads, from the run's configuration.
@@ -88,6 +91,7 @@ pub(crate) struct Poller {
     state: Checkpoint,
     shutdown: Shutdown,
     settings: Settings,
+    responder: Option<crate::respond::Responder>,
     _lock: StateDir,
 }
 
@@ -114,6 +118,7 @@ impl Poller {
             state,
             lock,
             settings,
+            responder,
         } = parts;
         Poller {
             fetcher: fetch::Fetcher::spawn(
@@ -128,6 +133,7 @@ impl Poller {
             state,
             shutdown,
             settings,
+            responder,
             _lock: lock,
         }
     }
@@ -139,6 +145,7 @@ impl Poller {
     /// Fatal Slack answers, sink failures and checkpoint write failures; the checkpoint then
     /// stays at the last page that was delivered.
     pub(crate) async fn run(mut self) -> Result<(), crate::Error> {
+        self.respond().await?; // what a crash left planned and not reported
         loop {
             if self.shutdown.is_triggered() {
                 return Ok(());
@@ -293,7 +300,8 @@ impl Poller {
         let mut next = delivered.window.clone();
         next.cursor = page.next_cursor.clone();
         self.checkpoint(&w, next.clone(), &delivered, fetched_at)?;
-        // A page of known user agents only: the rules are not needed until a new one comes.
+        self.respond().await?; // the calls the plan saved with the page, then their documents
+                               // A page of known user agents only: the rules are not needed until a new one comes.
         self.pipeline.release_if_unused();
         crate::metrics::page_delivered_tally(&delivered.tally);
         match &self.state.window {
@@ -325,6 +333,7 @@ impl Poller {
             window: Some(next),
             recent: self.state.recent.clone(),
             analysis: None,
+            response: self.plan_responses(&delivered.findings),
             updated_at: fetched_at,
         };
         remember(&mut cp.recent, &delivered.keys, w, self.settings.overlap);

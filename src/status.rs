@@ -132,7 +132,17 @@ impl Report {
             "reader_pid": self.reader_pid,
             "analysis_state_bytes": self.analysis_bytes,
             "analysis_users": self.analysis_users,
+            "responses_pending": self.responses_pending(),
         })
+    }
+
+    /// Response actions planned and not yet reported (`--respond`): a crash left them, or
+    /// the reader is making their calls.
+    fn responses_pending(&self) -> usize {
+        self.checkpoint
+            .as_ref()
+            .and_then(|c| c.response.as_ref())
+            .map_or(0, |r| r.actions.len())
     }
 
     /// The report in sentences.
@@ -185,6 +195,12 @@ impl Report {
             bytes(self.analysis_bytes),
             self.analysis_users
         ));
+        let pending = self.responses_pending();
+        if pending > 0 {
+            out.push_str(&format!(
+                "responses: {pending} action(s) planned and not yet reported (the reader takes them up when it runs)\n"
+            ));
+        }
         out
     }
 }

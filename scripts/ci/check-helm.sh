@@ -5,7 +5,9 @@
 # kubernetes-validate --strict (the oldest supported Kubernetes and the newest known) and
 # yamllint. The ServiceMonitor and the PrometheusRule are CRDs kubernetes-validate has no
 # schema for: they are checked against small schemas of their fields here, and the optional
-# PrometheusRule and dashboard ConfigMap must carry the files under examples/. Bad values must be refused too.
+# PrometheusRule and dashboard ConfigMap must carry the files under examples/. Containment
+# (respond.*) must keep the admin token in its own Secret, mounted as a file, never in the
+# environment, and pass the flags respond.* asks for. Bad values must be refused too.
 # Also hadolint on the Dockerfile, the image the chart runs (no Docker engine here to build it).
 # Needs scripts/ci/install-ops.sh. Takes about 10 s.
 set -euo pipefail
@@ -43,6 +45,21 @@ variants = {
         },
         "traceRequests": {"enabled": True},
         "source": {"actions": ["user_login", "anomaly"], "extraArgs": ["--overlap=5m"]},
+        "respond": {
+            "mode": "enforce",
+            "existingSecret": "slack-admin",
+            "existingSecretKey": "xoxp",
+            "exemptUsers": ["U0OWNER", "breakglass@example.com"],
+            "maxPerHour": 3,
+            "minSeverity": "critical",
+            "slackAllowlist": True,
+        },
+    },
+    # Containment: planned with an admin token the chart keeps in a Secret of its own; and
+    # only Slack's allowlist read (a bare `off` from YAML is false, and means off).
+    "respond-plan": {"respond": {"mode": "plan", "token": "xoxp-admin-placeholder"}},
+    "respond-allowlist-only": {
+        "respond": {"mode": False, "slackAllowlist": True, "token": "xoxp-admin-placeholder"},
     },
 }
 # Each variant replaces the token defaults only where it says so.
@@ -155,6 +172,73 @@ def check_monitoring(name, values, docs):
             print(f"check-helm: {name}: the dashboard ConfigMap differs from the example or lacks its label", file=sys.stderr)
             failed = True
 
+# Containment: the admin token rides in its own Secret, mounted as a file beside (never in)
+# the audit token's, never in an environment variable; the flags follow respond.*.
+RESPOND_DIR = "/var/run/secrets/slack-audit-source-respond"
+def check_respond(name, values, docs):
+    global failed
+    def bad(message):
+        global failed
+        print(f"check-helm: {name}: {message}", file=sys.stderr)
+        failed = True
+    respond = values.get("respond", {})
+    mode = respond.get("mode", "off")
+    mode = "off" if mode is False else mode
+    has_token = bool(respond.get("existingSecret") or respond.get("token"))
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    containers = pod.get("initContainers", []) + pod["containers"]
+    reader = next(c for c in pod["containers"] if c["name"] == "reader")
+    args = reader["args"]
+    secrets = [d for d in docs if d["kind"] == "Secret"]
+    made = [d for d in secrets if d["metadata"]["name"].endswith("-respond-token")]
+    if respond.get("token") and not respond.get("existingSecret"):
+        if len(made) != 1 or set(made[0]["data"]) != {"token"}:
+            bad("no Secret of its own for the admin token")
+    elif made:
+        bad("an admin token Secret was made without respond.token")
+    want_secret = respond.get("existingSecret") or (made[0]["metadata"]["name"] if made else None)
+    vols = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m for m in reader["volumeMounts"]}
+    flag = f"--respond-token-file={RESPOND_DIR}/token"
+    if has_token:
+        vol = vols.get("respond-token", {}).get("secret", {})
+        if vol.get("secretName") != want_secret or vol.get("secretName") == vols["token"]["secret"]["secretName"]:
+            bad(f"the admin token volume is {vol}, not its own Secret {want_secret}")
+        key = respond.get("existingSecretKey", "token") if respond.get("existingSecret") else "token"
+        if vol.get("items") != [{"key": key, "path": "token"}]:
+            bad(f"the admin token volume maps {vol.get('items')}")
+        m = mounts.get("respond-token", {})
+        if m.get("mountPath") != RESPOND_DIR or m.get("readOnly") is not True:
+            bad(f"the admin token is mounted as {m}")
+        if flag not in args or not any(a.startswith("--web-api-url=") for a in args):
+            bad(f"the reader is not given the admin token file: {args}")
+    elif "respond-token" in vols or flag in args:
+        bad("an admin token is mounted without one configured")
+    # Never an environment variable: no container reads the admin token's Secret from env.
+    for c in containers:
+        for e in c.get("env", []) or []:
+            ref = (e.get("valueFrom") or {}).get("secretKeyRef") or {}
+            if want_secret and ref.get("name") == want_secret:
+                bad(f"container {c['name']} reads the admin token from env {e['name']}")
+        for ef in c.get("envFrom", []) or []:
+            if want_secret and (ef.get("secretRef") or {}).get("name") == want_secret:
+                bad(f"container {c['name']} loads the admin token's Secret into its environment")
+    if "xoxp-admin-placeholder" in json.dumps(deploy):
+        bad("the admin token shows in the Deployment")
+    respond_args = sorted(a for a in args if a.startswith("--respond") and not a.startswith("--respond-token-file"))
+    if mode == "off":
+        want = []
+    else:
+        want = [f"--respond={mode}", f"--respond-max-per-hour={respond.get('maxPerHour', 5)}",
+                f"--respond-min-severity={respond.get('minSeverity', 'high')}"]
+        if respond.get("exemptUsers"):
+            want.append("--respond-exempt-users=" + ",".join(respond["exemptUsers"]))
+    if respond_args != sorted(want):
+        bad(f"respond flags {respond_args}, expected {sorted(want)}")
+    if ("--slack-allowlist" in args) != bool(respond.get("slackAllowlist")):
+        bad(f"--slack-allowlist does not follow respond.slackAllowlist: {args}")
+
 with helm.Chart.load(chart) as c:
     for name, values in variants.items():
         rendered = c.render(merged(values), name="sas", namespace="audit", is_install=True)
@@ -169,6 +253,7 @@ with helm.Chart.load(chart) as c:
         for doc in crds:
             jsonschema.validate(doc, crd_schemas[doc["kind"]])
         check_monitoring(name, values, core + crds)
+        check_respond(name, values, core)
         kinds = sorted(d["kind"] for d in core + crds)
         print(f"  {name}: {' '.join(kinds)}")
         want = {"ConfigMap", "Deployment", "Service", "ServiceAccount"}
@@ -192,6 +277,9 @@ with helm.Chart.load(chart) as c:
         "unknown shipper": {**token, "shipper": {"kind": "logstash"}},
         "no token": {},
         "31 actions": {**token, "source": {"actions": [f"a{i}" for i in range(31)]}},
+        "enforce without an admin token": {**token, "respond": {"mode": "enforce"}},
+        "Slack's allowlist without an admin token": {**token, "respond": {"slackAllowlist": True}},
+        "an unknown respond mode": {**token, "respond": {"mode": "on", "token": "xoxp-a"}},
     }.items():
         try:
             c.render(values, name="sas", namespace="audit")

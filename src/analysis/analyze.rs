@@ -6,6 +6,10 @@
 //! see it; loose documents are grouped in pages of [`BATCH`]. Input is streamed through
 //! `map`'s reader ([`crate::mapping::input`]): one value in memory at a time.
 //!
+//! `analyze` never acts. With `--respond plan` it prints, after each finding that would act,
+//! the response document `run --respond plan` would deliver for it: the plan is made by the
+//! response stage, handed in as a [`Plan`] so that the analysis does not depend on it.
+//!
 //! Input is bytes, not text: a line that is not JSON (or not UTF-8) becomes one
 //! `pipeline_error` document (printed with `--all`) and a warning naming its line and column,
 //! and reading goes on after it, as in `map`.
@@ -22,12 +26,27 @@ use std::path::Path;
 /// Loose documents per page.
 pub(crate) const BATCH: usize = 1000;
 
+/// What a response plan adds after a finding: the documents it pushes.
+pub(crate) type Plan = Box<dyn FnMut(&Value, &mut Vec<Value>)>;
+
 /// The `analyze` command.
 ///
 /// # Errors
 ///
 /// Bad options or files; an unreadable `--state`; stdin or stdout failing.
 pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
+    run_analyze_with(args, |_| None).await
+}
+
+/// [`run_analyze`] with a response plan, built from the analysis options in force.
+///
+/// # Errors
+///
+/// As [`run_analyze`].
+pub(crate) async fn run_analyze_with(
+    args: AnalyzeArgs,
+    respond: impl FnOnce(&AnalysisConfig) -> Option<Plan>,
+) -> Result<(), crate::Error> {
     let io = |e: std::io::Error| crate::Error::Sink(crate::sink::Error::Stdout(e));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.print_default_rules {
@@ -43,6 +62,8 @@ pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
         None => None,
     };
     let mut analyzer = Analyzer::new(&config, saved.as_ref())?;
+    let mut plan = respond(&config);
+    let mut responses = Vec::new();
     // Documents and the raw entries among them (the detection rules read raw entries: an ECS
     // document given as input reaches them only through its `event.original`).
     let mut emit = |(docs, raws): &mut (Vec<Value>, Vec<Value>)| -> std::io::Result<()> {
@@ -55,6 +76,13 @@ pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
         for d in docs[from..].iter().chain(&detections) {
             serde_json::to_writer(&mut out, d)?;
             out.write_all(b"\n")?;
+            if let Some(plan) = plan.as_mut() {
+                plan(d, &mut responses);
+                for r in responses.drain(..) {
+                    serde_json::to_writer(&mut out, &r)?;
+                    out.write_all(b"\n")?;
+                }
+            }
         }
         docs.clear();
         raws.clear();

@@ -28,6 +28,7 @@ pub(crate) mod severity;
 pub(crate) mod state;
 
 pub use analyze::run_analyze;
+pub(crate) use analyze::{run_analyze_with, Plan};
 
 use crate::units::ConfigError;
 use allowlist::Allowlist;

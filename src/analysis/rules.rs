@@ -7,7 +7,7 @@
 //! ids that a `suppresses` list cannot find — so a bad file stops the binary at start, with
 //! the file and the problem named, rather than silently never firing.
 
-use super::detect::model::{PackSpec, RulePack};
+use super::detect::model::{PackSpec, Respond, RulePack};
 use super::fields::Glob;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -127,6 +127,8 @@ struct RuleSpec {
     suppresses: Vec<String>,
     #[serde(default)]
     context: Vec<String>,
+    #[serde(default)]
+    respond: Option<String>,
 }
 
 /// One correlation rule, validated.
@@ -152,6 +154,8 @@ pub(crate) struct Rule {
     pub(crate) suppresses: BTreeSet<String>,
     /// Attach the actor's downloads in the window.
     pub(crate) downloads_context: bool,
+    /// What a response stage may do with its finding (`respond` in the file).
+    pub(crate) respond: Option<Respond>,
 }
 
 impl Rule {
@@ -374,7 +378,17 @@ fn build_rule(spec: RuleSpec, check: &ReasonCheck<'_>) -> Result<Rule, String> {
     if spec.risk_score.is_some_and(|r| r > 100) {
         return Err(format!("rule {id:?}: risk_score must be 0..=100"));
     }
+    // Read as the detection rules read theirs, with the same message.
+    let respond = match spec.respond.as_deref().map(str::trim) {
+        None => None,
+        Some("invalidate_sessions") => Some(Respond::InvalidateSessions),
+        Some("reset_sessions") => Some(Respond::ResetSessions),
+        Some(other) => {
+            return Err(format!("rule {id:?}: respond: {other:?} is not a response; give invalidate_sessions or reset_sessions"))
+        }
+    };
     Ok(Rule {
+        respond,
         name: spec.name,
         description: spec.description,
         severity: spec.severity,
@@ -466,6 +480,47 @@ mod tests {
         assert_eq!(rs.baseline.reasons, set(&["excessive_downloads"]));
         assert_eq!(rs.baseline.floor, 3);
         assert!(rs.user_agent_as_reason);
+    }
+
+    /// In the default pack exactly these act: the stolen-session rules and activity after
+    /// deactivation; `respond` on an anomaly rule is checked like a detection's.
+    #[test]
+    fn the_default_responders_are_pinned_and_respond_is_validated() {
+        let rs = RuleSet::default_rules();
+        let mut responders: Vec<(&str, &str)> = rs
+            .rules
+            .iter()
+            .filter_map(|r| Some((r.id.as_str(), r.respond?.as_str())))
+            .chain(
+                rs.detections
+                    .rules
+                    .iter()
+                    .filter_map(|r| Some((r.id.as_str(), r.respond?.as_str()))),
+            )
+            .collect();
+        responders.sort();
+        assert_eq!(
+            responders,
+            [
+                ("slack.anomaly.stolen_session_scraping", "reset_sessions"),
+                ("slack.detect.activity_after_deactivation", "reset_sessions"),
+                (
+                    "slack.detect.session_new_network_and_user_agent",
+                    "invalidate_sessions"
+                ),
+            ]
+        );
+        let bad = "[[rule]]\nid = \"x\"\nname = \"x\"\ndescription = \"x\"\nseverity = \"high\"\nall = [\"tor\"]\nrespond = \"lock_account\"";
+        let e = RuleSet::parse(bad).unwrap_err();
+        assert!(
+            e.contains("respond") && e.contains("invalidate_sessions"),
+            "{e}"
+        );
+        let ok = bad.replace("lock_account", "invalidate_sessions");
+        assert_eq!(
+            RuleSet::parse(&ok).unwrap().rules[0].respond,
+            Some(Respond::InvalidateSessions)
+        );
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct Health {
     sink_ok: AtomicBool,
     /// Why the sink last failed (a bounded error kind).
     sink_error: Mutex<&'static str>,
+    /// Slack's error for the last enforced response, while responses are failing.
+    response_error: Mutex<Option<String>>,
 }
 
 impl Default for Health {
@@ -43,6 +45,7 @@ impl Health {
             excused_until: AtomicI64::new(0),
             sink_ok: AtomicBool::new(true),
             sink_error: Mutex::new(""),
+            response_error: Mutex::new(None),
         }
     }
 
@@ -76,6 +79,15 @@ impl Health {
         self.sink_ok.store(false, Ordering::Relaxed);
     }
 
+    /// The last enforced response failed with Slack's `error` (bounded by the caller), or
+    /// succeeded (`None`).
+    pub(crate) fn response_outcome(&self, error: Option<&str>) {
+        *self
+            .response_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = error.map(str::to_string);
+    }
+
     /// Ready at `now` if progress is at most `stale_after` old (or excused) and the sink is
     /// accepting.
     ///
@@ -86,6 +98,15 @@ impl Health {
         if !self.sink_ok.load(Ordering::Relaxed) {
             let kind = *self.sink_error.lock().unwrap_or_else(|p| p.into_inner());
             return Err(format!("the sink is refusing batches ({kind})"));
+        }
+        // Audit delivery goes on while responses fail; readiness says so, so that someone
+        // looks (a missing scope or a revoked admin token does not fix itself).
+        if let Some(e) = &*self
+            .response_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+        {
+            return Err(format!("responses are failing: Slack answered {e} to the last enforced action (see docs/response.md); audit events are still delivered"));
         }
         let last = self.last_ok.load(Ordering::Relaxed);
         if last == 0 {
@@ -144,6 +165,20 @@ mod tests {
             .unwrap_err()
             .contains("server_error"));
         h.sink_accepted();
+        assert!(h.readiness(1_001, STALE).is_ok());
+    }
+
+    #[test]
+    fn failing_responses_are_not_ready_until_one_succeeds() {
+        let h = Health::new();
+        h.page_delivered(1_000);
+        h.response_outcome(Some("missing_scope"));
+        let e = h.readiness(1_001, STALE).unwrap_err();
+        assert!(
+            e.contains("responses are failing") && e.contains("missing_scope"),
+            "{e}"
+        );
+        h.response_outcome(None);
         assert!(h.readiness(1_001, STALE).is_ok());
     }
 }

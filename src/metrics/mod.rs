@@ -197,6 +197,10 @@ pub(crate) const METRICS: &[(&str, Kind, &str)] = &[
      "Failed Slack requests in a row (0 after a success); --once gives up at 8, the daemon keeps retrying."),
     ("slack_source_errors_total", Counter,
      "Errors that stopped or redirected the pipeline, by stage and kind."),
+    ("slack_source_responses_total", Counter,
+     "Response documents delivered (--respond), by action (session_invalidate, session_reset), outcome (success, failure, unknown: not called) and mode (plan, enforce)."),
+    ("slack_source_responses_failing", Gauge,
+     "1 while the last enforced response failed (Slack answered an error), 0 after one succeeds; /readyz says so too. Audit delivery goes on either way."),
     ("slack_source_build_info", Gauge,
      "Always 1; the version label says which build runs."),
 ];
@@ -323,6 +327,18 @@ pub(crate) fn protocol_violation(kind: &'static str) {
 /// `n` Slack requests in a row have failed (0: the last one succeeded).
 pub(crate) fn slack_failing(n: u32) {
     metrics::gauge!("slack_source_slack_consecutive_failures").set(f64::from(n));
+}
+
+/// A response document was delivered: `action`, `outcome` and `mode` are bounded names.
+pub(crate) fn response_reported(action: &'static str, outcome: &'static str, mode: &'static str) {
+    metrics::counter!("slack_source_responses_total", "action" => action, "outcome" => outcome, "mode" => mode).increment(1);
+}
+
+/// An enforced response ended: `ok`, or Slack's error code (kept out of the labels: it is
+/// Slack's text, unbounded; `/readyz` shows it).
+pub(crate) fn response_enforced(ok: bool, error: Option<&str>) {
+    metrics::gauge!("slack_source_responses_failing").set(if ok { 0.0 } else { 1.0 });
+    health::HEALTH.response_outcome(error.filter(|_| !ok));
 }
 
 /// Something went wrong in `stage`.
@@ -459,7 +475,7 @@ mod tests {
                 "{name}: {help:?}"
             );
         }
-        assert_eq!(METRICS.len(), 28);
+        assert_eq!(METRICS.len(), 30);
         for &name in ZERO_AT_START {
             assert!(
                 METRICS.iter().any(|&(n, k, _)| n == name && k == Counter),

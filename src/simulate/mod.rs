@@ -13,7 +13,8 @@
 //! Layout: [`generator`] makes entries, `store` indexes them by second, `server` routes the
 //! connections [`crate::serve`] accepts, `logs` answers `/audit/v1/logs`, `cursor` signs cursors,
 //! `traffic` adds entries over time, `faults` decides what goes wrong, `catalog` serves
-//! `/actions` and `/schemas`.
+//! `/actions` and `/schemas`, `web_api` serves the Web API's admin methods under `/api/`
+//! (ending sessions, Slack's anomaly allowlist) with a token of their own.
 
 mod catalog;
 mod cursor;
@@ -26,9 +27,11 @@ mod server;
 mod shared;
 mod store;
 mod traffic;
+mod web_api;
 
 pub use faults::{FaultKind, Faults};
 pub use script::Reply;
+pub use web_api::{SimAllowlist, WebApiCall};
 
 use crate::shutdown::Shutdown;
 use crate::units::ConfigError;
@@ -93,6 +96,19 @@ pub struct SimulateArgs {
     /// How long a late entry stays invisible (`120` or `2m`).
     #[arg(long, default_value_t = DEFAULT_LATE_DELAY.as_secs().to_string())]
     pub(crate) late_delay: String,
+    /// Require this bearer token on the Web API's admin methods under /api/ (otherwise any
+    /// non-empty token but the audit token is accepted).
+    #[arg(long, env = "SLACK_AUDIT_SIM_ADMIN_TOKEN")]
+    pub(crate) admin_token: Option<String>,
+    /// CIDRs Slack's anomaly allowlist holds (admin.audit.anomaly.allow.getItem), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) trusted_cidr: Vec<String>,
+    /// AS numbers Slack's anomaly allowlist holds, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) trusted_asns: Vec<u64>,
+    /// Answer every Web API admin call with this Slack error (e.g. missing_scope).
+    #[arg(long)]
+    pub(crate) web_api_error: Option<String>,
 }
 
 /// Options of a simulator started in-process. `Default` serves nothing and injects nothing.
@@ -122,6 +138,13 @@ pub struct SimOptions {
     pub late_fraction: f64,
     /// How long late entries stay invisible.
     pub late_delay: Duration,
+    /// The bearer token the Web API's methods require; `None` accepts any non-empty one but
+    /// the audit `token`.
+    pub admin_token: Option<String>,
+    /// What `admin.audit.anomaly.allow.getItem` answers.
+    pub slack_allowlist: SimAllowlist,
+    /// A Slack error every Web API call answers (`missing_scope`...); `None`: they succeed.
+    pub web_api_error: Option<String>,
 }
 
 impl Default for SimOptions {
@@ -139,6 +162,9 @@ impl Default for SimOptions {
             burst_every: crate::units::default_duration(DEFAULT_BURST_EVERY),
             late_fraction: 0.0,
             late_delay: DEFAULT_LATE_DELAY,
+            admin_token: None,
+            slack_allowlist: SimAllowlist::default(),
+            web_api_error: None,
         }
     }
 }
@@ -196,6 +222,12 @@ impl SimOptions {
             burst_every: crate::units::parse_duration("burst-every", &args.burst_every)?,
             late_fraction: args.late_fraction,
             late_delay: parse_secs("late-delay", &args.late_delay)?,
+            admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
+            slack_allowlist: SimAllowlist {
+                trusted_cidr: args.trusted_cidr.clone(),
+                trusted_asns: args.trusted_asns.clone(),
+            },
+            web_api_error: args.web_api_error.clone().filter(|e| !e.is_empty()),
         })
     }
 }
@@ -262,6 +294,7 @@ pub struct SimHandle {
     /// Where it listens (the real port when started on port 0).
     pub addr: SocketAddr,
     shared: Arc<Shared>,
+    web: Arc<web_api::WebApiState>,
 }
 
 impl SimHandle {
@@ -332,6 +365,45 @@ impl SimHandle {
         self.shared.generation.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// `http://ADDR/api`, the `--web-api-url` to give `run`.
+    pub fn web_api_url(&self) -> String {
+        format!("http://{}/api", self.addr)
+    }
+
+    /// Queues scripted replies for the Web API's methods: the next calls that pass the token
+    /// check get them, one each, in order.
+    pub fn script_web_api(&self, replies: impl IntoIterator<Item = Reply>) {
+        lock(&self.web.script).push(replies);
+    }
+
+    /// Answers every Web API call that passes the token check and no other scripted reply
+    /// answers with `reply` (`None`: the methods answer for themselves again).
+    pub fn always_web_api(&self, reply: Option<Reply>) {
+        lock(&self.web.script).set_always(reply);
+    }
+
+    /// Replaces what `admin.audit.anomaly.allow.getItem` answers.
+    pub fn set_slack_allowlist(&self, allowlist: SimAllowlist) {
+        *lock(&self.web.allowlist) = allowlist;
+    }
+
+    /// The Web API calls received (the newest 10,000), oldest first; also served as NDJSON at
+    /// `GET /_sim/web_api_calls`.
+    pub fn web_api_calls(&self) -> Vec<WebApiCall> {
+        lock(&self.web.calls).iter().cloned().collect()
+    }
+
+    /// Waits until `n` Web API calls have been recorded since start.
+    pub async fn wait_web_api_calls(&self, n: usize) {
+        loop {
+            let served = self.web.served.notified();
+            if self.web.recorded.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            served.await;
+        }
+    }
+
     /// Replaces the fault probabilities for the following requests.
     pub fn set_faults(&self, faults: Faults) {
         *lock(&self.shared.faults) = faults;
@@ -390,6 +462,15 @@ pub async fn start(
         recorded: Default::default(),
         served: tokio::sync::Notify::new(),
     });
+    let web = Arc::new(web_api::WebApiState {
+        admin_token: options.admin_token.clone(),
+        audit_token: options.token.clone(),
+        allowlist: Mutex::new(options.slack_allowlist.clone()),
+        ..Default::default()
+    });
+    if let Some(code) = &options.web_api_error {
+        lock(&web.script).set_always(Some(Reply::error(code)));
+    }
     shared.store.insert(backfill);
     let plan = traffic::Plan {
         rate_per_sec: if options.rate_per_sec.is_finite() {
@@ -410,10 +491,16 @@ pub async fn start(
         plan,
         shutdown.clone(),
     ));
-    tokio::spawn(server::serve(listener, shared.clone(), shutdown));
+    tokio::spawn(server::serve(
+        listener,
+        shared.clone(),
+        web.clone(),
+        shutdown,
+    ));
     Ok(SimHandle {
         addr: local,
         shared,
+        web,
     })
 }
 
@@ -430,13 +517,14 @@ pub async fn run_simulate(args: SimulateArgs, shutdown: Shutdown) -> Result<(), 
     eprintln!("listening on {}", handle.addr);
     eprintln!(
         "slack-audit-source simulate: Audit Logs API at {url}/audit/v1/logs; {n} backfilled entries, {rate}/s live, story {story}, faults [{faults}], token {token}; \
-         ids of visible entries at {url}/_sim/ids",
+         ids of visible entries at {url}/_sim/ids; Web API admin methods at {url}/api/ (admin token {admin}), their calls at {url}/_sim/web_api_calls",
         url = handle.url(),
         n = handle.shared.store.len(),
         rate = options.rate_per_sec,
         story = if options.story { "on" } else { "off" },
         faults = args.faults,
         token = if options.token.is_some() { "required" } else { "any" },
+        admin = if options.admin_token.is_some() { "required" } else { "any but the audit token" },
     );
     let mut s = shutdown;
     s.wait().await;

@@ -1,5 +1,6 @@
 //! The simulator's HTTP side: routes (served by [`crate::serve`]'s accept loop), and the record of every `/logs`
-//! request. What `/logs` answers is decided in `logs`.
+//! request. What `/logs` answers is decided in `logs`, what the Web API's `/api/` methods
+//! answer in `web_api`.
 //!
 //! Only a stall waits, and it waits after the answer is fixed, so a stalled request sees the
 //! data of the moment it arrived. Connections are plain HTTP/1.1 (the API is reached over
@@ -8,6 +9,7 @@
 use super::catalog;
 use super::logs::{answer_logs, error_body, respond, scripted_record};
 use super::shared::{lock, Shared};
+use super::web_api;
 use super::RecordedRequest;
 use crate::serve::{accept_loop, http1, Limits};
 use crate::shutdown::Shutdown;
@@ -26,7 +28,12 @@ const GLITCH_HTML: &str = "<!DOCTYPE html><html lang=\"en-US\"><head><meta chars
 <body><h1>You\u{2019}ve found a glitch</h1><p>This page doesn\u{2019}t exist. (This is a Slack Audit Logs API simulator.)</p></body></html>";
 /// Serves until `shutdown` through the crate's accept loop, with no limits (a stall holds its
 /// connection on purpose); the open connections, stalled ones included, end with the loop.
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Shutdown) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    web: Arc<web_api::WebApiState>,
+    shutdown: Shutdown,
+) {
     let limits = Limits::none();
     accept_loop(
         listener,
@@ -34,18 +41,29 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: 
         limits.max_connections,
         "simulator",
         move |stream| {
-            let shared = shared.clone();
+            let (shared, web) = (shared.clone(), web.clone());
             http1(stream, limits, move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
+                let (shared, web) = (shared.clone(), web.clone());
+                async move { Ok::<_, std::convert::Infallible>(handle(&shared, &web, req).await) }
             })
         },
     )
     .await;
 }
 
-async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>> {
+async fn handle<B>(
+    shared: &Shared,
+    web: &web_api::WebApiState,
+    req: Request<B>,
+) -> Response<Full<Bytes>>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let path = req.uri().path().to_string();
+    if web_api::serves(&path) {
+        return web.answer(req).await;
+    }
     let query = req.uri().query().unwrap_or("").to_string();
     if req.method() != Method::GET && path.starts_with("/audit/v1/") {
         return respond(
@@ -61,6 +79,20 @@ async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>> {
                 .get(AUTHORIZATION)
                 .map(HeaderValue::as_bytes)
                 .map(<[u8]>::to_vec);
+            if is_admin_token(web, auth.as_deref()) {
+                // The admin token never belongs here: refused like any wrong token, and said.
+                eprintln!(
+                    "simulator: the Web API admin token was sent to the Audit Logs API; refused"
+                );
+                let mut rec = scripted_record(&query, auth.as_deref(), 200);
+                rec.error = Some("invalid_authentication".into());
+                record(shared, rec);
+                return respond(
+                    StatusCode::OK,
+                    "application/json; charset=utf-8",
+                    error_body("invalid_authentication"),
+                );
+            }
             let scripted = lock(&shared.script).next();
             if let Some(reply) = scripted {
                 record(
@@ -97,6 +129,9 @@ async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>> {
             }
             respond(StatusCode::OK, "application/x-ndjson", body)
         }
+        "/_sim/web_api_calls" => {
+            respond(StatusCode::OK, "application/x-ndjson", web.calls_ndjson())
+        }
         p if p.starts_with("/audit/v1/") => respond(
             StatusCode::NOT_FOUND,
             "application/json; charset=utf-8",
@@ -108,6 +143,19 @@ async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>> {
             GLITCH_HTML.to_string(),
         ),
     }
+}
+
+/// Whether `auth` carries the Web API's admin token (when the simulator has one).
+fn is_admin_token(web: &web_api::WebApiState, auth: Option<&[u8]>) -> bool {
+    let Some(admin) = web.admin_token.as_deref() else {
+        return false;
+    };
+    auth.and_then(|h| std::str::from_utf8(h).ok())
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .is_some_and(|t| t.trim() == admin)
 }
 
 /// Keeps `rec` among the newest [`MAX_RECORDED`] and wakes whoever waits for requests.

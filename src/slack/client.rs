@@ -74,8 +74,9 @@ impl TokenSource {
     }
 }
 
-/// The reason is phrased so that it never quotes the token.
-fn check_token(t: &SecretString) -> Result<(), String> {
+/// The reason is phrased so that it never quotes the token. Also checks the Web API's admin
+/// token (`crate::slack::web_api`).
+pub(crate) fn check_token(t: &SecretString) -> Result<(), String> {
     let s = t.expose_secret();
     if s.is_empty() {
         return Err("is empty".into());
@@ -261,19 +262,7 @@ impl SlackClient {
         let status = response.status();
         let headers = response.headers().clone();
         if !status.is_success() {
-            // An error answer needs its first bytes only (a JSON error, an HTML title).
-            let mut body = Vec::with_capacity(ERROR_BODY_MAX);
-            while body.len() < ERROR_BODY_MAX {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => {
-                        let room = ERROR_BODY_MAX - body.len();
-                        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                    }
-                    // The status says enough: a body cut short is still the answer.
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            return Ok((status, headers, body.into()));
+            return Ok((status, headers, read_error_body(&mut response).await.into()));
         }
         let too_large = || Error::TooLarge {
             limit: self.max_body,
@@ -292,15 +281,13 @@ impl SlackClient {
             .last_body_len
             .load(std::sync::atomic::Ordering::Relaxed) as u64;
         let expected = response.content_length().unwrap_or(guess);
-        let mut body = Vec::with_capacity(expected.min(MAX_RESERVE).min(self.max_body) as usize);
-        // A body cut short mid-stream is a transport error here, retried like one. Chunks
-        // come decoded, so the count is of decoded bytes: a bomb stops at the cap.
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if (body.len() + chunk.len()) as u64 > self.max_body {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
+        // A body cut short mid-stream is a transport error here, retried like one.
+        let body = read_capped(&mut response, self.max_body, expected)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => too_large(),
+                BodyError::Transport(e) => transport(e),
+            })?;
         self.last_body_len
             .store(body.len(), std::sync::atomic::Ordering::Relaxed);
         Ok((status, headers, body.into()))
@@ -375,6 +362,50 @@ impl SlackClient {
             }
         }
     }
+}
+
+/// Why [`read_capped`] stopped.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// The body decoded to more than the cap; the rest was not read.
+    TooLarge,
+    /// The connection failed mid-body.
+    Transport(reqwest::Error),
+}
+
+/// Reads a 2xx body into one buffer, refusing it past `max` decoded bytes. `expected` (a
+/// length header or a guess) sizes the buffer up front, capped, so a lying header cannot make
+/// us reserve gigabytes. Chunks come decoded, so the count is of decoded bytes: a gzip bomb
+/// stops at the cap. Shared by every client of Slack (`crate::slack::web_api` too).
+pub(crate) async fn read_capped(
+    response: &mut reqwest::Response,
+    max: u64,
+    expected: u64,
+) -> Result<Vec<u8>, BodyError> {
+    let mut body = Vec::with_capacity(expected.min(MAX_RESERVE).min(max) as usize);
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if (body.len() + chunk.len()) as u64 > max {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The first [`ERROR_BODY_MAX`] bytes of an error answer: enough for a JSON error or an HTML
+/// title. A body cut short is still the answer (the status says enough).
+pub(crate) async fn read_error_body(response: &mut reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::with_capacity(ERROR_BODY_MAX);
+    while body.len() < ERROR_BODY_MAX {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = ERROR_BODY_MAX - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body
 }
 
 /// Turns a status, headers and body into a page or a classified error.

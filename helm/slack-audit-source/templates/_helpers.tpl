@@ -86,3 +86,34 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
+
+{{/*
+The response mode as a string: a bare `off` in YAML arrives as false.
+*/}}
+{{- define "slack-audit-source.respondMode" -}}
+{{- $mode := toString .Values.respond.mode -}}
+{{- if eq $mode "false" -}}off{{- else -}}{{ $mode }}{{- end -}}
+{{- end }}
+
+{{/*
+Whether an admin token is configured (an existing Secret or one the chart makes).
+*/}}
+{{- define "slack-audit-source.respondToken" -}}
+{{- if or .Values.respond.existingSecret .Values.respond.token -}}true{{- end -}}
+{{- end }}
+
+{{- define "slack-audit-source.respondSecretName" -}}
+{{- if .Values.respond.existingSecret }}
+{{- .Values.respond.existingSecret }}
+{{- else }}
+{{- include "slack-audit-source.fullname" . }}-respond-token
+{{- end }}
+{{- end }}
+
+{{- define "slack-audit-source.respondSecretKey" -}}
+{{- if .Values.respond.existingSecret }}
+{{- .Values.respond.existingSecretKey }}
+{{- else -}}
+token
+{{- end }}
+{{- end }}

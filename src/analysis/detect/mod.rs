@@ -428,7 +428,7 @@ impl Detector {
         let doc = json!({"source": {"ip": ip.to_string(), "as": {"number": asn}}});
         self.allowlist
             .matches(&doc)
-            .is_some_and(|m| m.kind == "cidr" || m.kind == "asn")
+            .is_some_and(|m| matches!(m.kind, "cidr" | "asn" | "slack_cidr" | "slack_asn"))
     }
 
     /// Records a dedup key; false when it was there already.

@@ -348,6 +348,19 @@ fn allowlists_silence_rules() {
             .is_empty(),
         "a trusted network is not a new network"
     );
+
+    // Slack's own list (here its pasted getItem answer; live, `--slack-allowlist`) trusts a
+    // network just as the local file does.
+    let slack = Allowlist::parse(
+        r#"{"ok": true, "trusted_cidr": ["198.51.100.0/24"], "trusted_asns": []}"#,
+    )
+    .unwrap();
+    let mut d = detector_with(RuleSet::default_rules(), slack, None);
+    assert!(
+        d.evaluate_batch(&entries(&fixture("session_new_network"), "positive"))
+            .is_empty(),
+        "a network on Slack's list is not a new network"
+    );
 }
 
 #[test]
