@@ -173,8 +173,9 @@ pub(crate) fn assemble(
     }
     // Handed to the analyzer and not kept with the checkpoint: each save writes the live state.
     let saved = state.analysis.take().map(|a| a.0);
-    let analyzer = analysis::Analyzer::from_saved(&config.analysis, saved)?;
-    let pipeline = pipeline::Pipeline::new(mapping::Mapper::new(&config.mapping)?, analyzer);
+    let mapper = mapping::Mapper::new(&config.mapping)?;
+    let analyzer = analysis::Analyzer::from_saved(&config.analysis, saved, Some(mapper.geoip()))?;
+    let pipeline = pipeline::Pipeline::new(mapper, analyzer);
     let tracer = trace::Tracer::from_config(&config.observability)?;
     let mut client = slack::SlackClient::new(slack::client::ClientConfig {
         api_url: config.api_url,

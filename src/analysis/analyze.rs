@@ -42,7 +42,7 @@ pub async fn run_analyze(args: AnalyzeArgs) -> Result<(), crate::Error> {
         Some(path) => load_state(path)?,
         None => None,
     };
-    let mut analyzer = Analyzer::new(&config, saved.as_ref())?;
+    let mut analyzer = Analyzer::with_geoip(&config, saved.as_ref(), Some(mapper.geoip()))?;
     // Documents and the raw entries among them (the detection rules read raw entries: an ECS
     // document given as input goes through the anomaly analysis only).
     let mut emit = |(docs, raws): &mut (Vec<Value>, Vec<Value>)| -> std::io::Result<()> {

@@ -251,12 +251,26 @@ impl Analyzer {
     ///
     /// [`ConfigError`] for a state it cannot read (another format version, a corrupt value).
     pub fn new(config: &AnalysisConfig, state: Option<&Value>) -> Result<Analyzer, ConfigError> {
+        Analyzer::with_geoip(config, state, None)
+    }
+
+    /// [`Analyzer::new`] whose detections look addresses up in the mapping's GeoIP databases:
+    /// session rules compare ASNs with `--geoip-asn`, the new-country rule needs `--geoip-city`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Analyzer::new`].
+    pub(crate) fn with_geoip(
+        config: &AnalysisConfig,
+        state: Option<&Value>,
+        geoip: Option<&crate::mapping::geoip::GeoIp>,
+    ) -> Result<Analyzer, ConfigError> {
         let text = match state {
             None | Some(Value::Null) => None,
             // Cannot fail: a value always serialises.
             Some(v) => serde_json::value::to_raw_value(v).ok(),
         };
-        Analyzer::from_saved(config, text)
+        Analyzer::from_saved(config, text, geoip)
     }
 
     /// An analyzer resuming from the state saved in a checkpoint, as JSON text. Read straight
@@ -269,6 +283,7 @@ impl Analyzer {
     pub(crate) fn from_saved(
         config: &AnalysisConfig,
         state: Option<Box<RawValue>>,
+        geoip: Option<&crate::mapping::geoip::GeoIp>,
     ) -> Result<Analyzer, ConfigError> {
         let state = state.filter(|raw| raw.get().trim() != "null");
         if !config.enabled {
@@ -291,7 +306,10 @@ impl Analyzer {
         let detector = detect::Detector::new(
             config.rules.clone(),
             config.allowlist.clone(),
-            Box::new(detect::geo::NoGeo),
+            geoip.map_or_else(
+                || Box::new(detect::geo::NoGeo) as Box<dyn detect::geo::GeoLookup>,
+                detect::geo::GeoIpLookup::boxed,
+            ),
             detections,
         );
         if restored.window_secs != window_secs {
