@@ -169,14 +169,24 @@ fn classify(v: Value) -> Item {
 }
 
 /// An ECS document as it is; anything else through the mapping (which turns non-objects into
-/// `pipeline_error` documents). Appended to `into.0`; a raw entry (an object) also to `into.1`,
-/// for the detection rules.
+/// `pipeline_error` documents). Appended to `into.0`; a raw entry (an object, or an ECS
+/// document's `event.original`) also to `into.1`, for the detection rules.
 fn to_document(mapper: &mut Mapper, v: Value, into: &mut (Vec<Value>, Vec<Value>)) {
     let is_ecs = v.get("ecs").is_some()
         || v.get("event")
             .and_then(|e| e.get("action").or_else(|| e.get("kind")))
             .is_some();
     if is_ecs {
+        // A document that kept its raw entry (`--preserve-original-event`, as `demo` does)
+        // hands it to the detection rules, as `run` did.
+        if let Some(raw) = v
+            .pointer("/event/original")
+            .and_then(Value::as_str)
+            .and_then(|t| serde_json::from_str::<Value>(t).ok())
+            .filter(Value::is_object)
+        {
+            into.1.push(raw);
+        }
         into.0.push(v);
     } else {
         into.0.push(mapper.map_entry(&v.to_string(), Utc::now()));

@@ -425,14 +425,10 @@ async fn simulator_background_traffic_gives_no_finding() {
             .iter()
             .filter(|d| d.pointer("/event/action").and_then(Value::as_str) == Some("anomaly"))
             .count();
+        // No finding of any kind: neither the anomaly rules nor the detections.
         let alerts: Vec<&Value> = docs
             .iter()
             .filter(|d| d.pointer("/event/kind").and_then(Value::as_str) == Some("alert"))
-            .filter(|d| {
-                d.pointer("/slack/audit/analysis/finding/type")
-                    .and_then(Value::as_str)
-                    != Some("detection")
-            })
             .collect();
         assert!(
             anomalies > 20,
@@ -696,4 +692,107 @@ async fn geoip_reaches_the_detections_in_run_and_analyze() {
         1,
         "said once: {err}"
     );
+}
+
+/// The rules the eleven-day attack story fires (without GeoIP databases).
+const STORY_RULES: [&str; 10] = [
+    "slack.detect.activity_after_deactivation",
+    "slack.detect.app_installed",
+    "slack.detect.brute_force",
+    "slack.detect.brute_force_success",
+    "slack.detect.data_export",
+    "slack.detect.mass_session_reset",
+    "slack.detect.private_channel_made_public",
+    "slack.detect.role_change_to_owner",
+    "slack.detect.session_new_network",
+    "slack.detect.session_new_network_and_user_agent",
+];
+
+/// `simulate --attacks`: eleven days of ordinary traffic with the attack story in it. `run`
+/// against the simulator delivers exactly the story's findings (by rule id, one each, no other
+/// finding of any kind), and `analyze` over the same raw entries, oldest first and newest
+/// first, gives the same detection findings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_eleven_day_attack_story_gives_its_findings_through_run_and_analyze() {
+    use slack_audit_source::shutdown::Shutdown;
+    use slack_audit_source::simulate::{start, SimOptions};
+    use std::collections::BTreeSet;
+    let options = SimOptions {
+        seed: 7,
+        backfill_events: 4000,
+        backfill_secs: 11 * 86_400,
+        backfill_end: Some(crate::support::now() - 120),
+        attacks: true,
+        ..SimOptions::default()
+    };
+    let sim = start("127.0.0.1:0".parse().unwrap(), options, Shutdown::never())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = slack_audit_source::sink::stdout::SharedWriter::default();
+    let url = format!("http://{}", sim.addr);
+    let extra = [
+        "--initial-lookback",
+        "265h",
+        "--max-requests-per-minute",
+        "6000",
+        "--limit",
+        "500",
+        "--preserve-original-event",
+    ];
+    let config = crate::support::run_config(&url, dir.path(), &extra);
+    let overrides = slack_audit_source::Overrides::new().stdout(out.clone());
+    slack_audit_source::run_with(config, overrides, std::future::pending())
+        .await
+        .unwrap();
+    let docs: Vec<Value> = String::from_utf8(out.contents())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let alerts = findings(&docs);
+    let rules: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["rule"]["id"].as_str().unwrap_or_default())
+        .collect();
+    let mut sorted = rules.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted, STORY_RULES,
+        "run: one finding per attack rule, nothing else"
+    );
+    let by_run: BTreeSet<(String, String)> = alerts
+        .iter()
+        .map(|d| {
+            (
+                d["rule"]["id"].as_str().unwrap_or_default().to_string(),
+                d["slack"]["audit"]["analysis"]["finding"]["dedupe_key"].to_string(),
+            )
+        })
+        .collect();
+
+    let mut raw: Vec<Value> = docs
+        .iter()
+        .filter_map(|d| d["event"]["original"].as_str())
+        .map(|t| serde_json::from_str(t).unwrap())
+        .collect();
+    assert!(raw.len() > 4000, "{}", raw.len());
+    raw.sort_by_key(|e| e["date_create"].as_i64());
+    for order in ["oldest first", "newest first"] {
+        if order == "newest first" {
+            raw.reverse();
+        }
+        let (code, docs, err) = analyze(&[], &ndjson(&raw));
+        assert_eq!(code, 0, "{err}");
+        let got: BTreeSet<(String, String)> = findings(&docs)
+            .iter()
+            .map(|d| {
+                (
+                    d["rule"]["id"].as_str().unwrap_or_default().to_string(),
+                    d["slack"]["audit"]["analysis"]["finding"]["dedupe_key"].to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(got, by_run, "analyze, {order}");
+    }
 }
