@@ -1,6 +1,8 @@
 //! Integration tests: anomaly analysis through the library's public interface (pages, state
 //! round trips as the poller does them) and through the built binary's `analyze` command.
 
+// The mapping tests load the same writer; a module of their own keeps both files independent.
+#[allow(clippy::duplicate_mod)]
 #[path = "../../src/mapping/testdb.rs"]
 mod testdb;
 
