@@ -89,24 +89,27 @@ impl KeyEvents {
     }
 }
 
-/// Adds the event at `at` with id `id` (made by `ev` only when kept) to a sorted list of at
-/// most [`MAX_THEN_PER_KEY`], keeping the earliest events. Returns whether it was new; a later
+/// Adds the event at `at` with id `id` to a sorted list of at most [`MAX_THEN_PER_KEY`],
+/// keeping the earliest events; `fill` writes it over an event (a fresh one, or the one it
+/// pushes out of a full list, whose buffers it reuses). Returns whether it was new; a later
 /// event than all of a full list's is not kept, and the check for it runs on arrival all the
 /// same.
-pub fn insert_earliest(list: &mut Vec<Ev>, at: i64, id: &str, ev: impl FnOnce() -> Ev) -> bool {
+pub fn insert_earliest(list: &mut Vec<Ev>, at: i64, id: &str, fill: impl FnOnce(&mut Ev)) -> bool {
     if list.iter().any(|e| e.id == id) {
         return false;
     }
     // Ids differ from every held one, so (time, id) orders it as the whole event would.
-    if list.len() >= MAX_THEN_PER_KEY
-        && list
-            .last()
-            .is_some_and(|l| (l.at, l.id.as_str()) < (at, id))
-    {
+    let key = |e: &Ev| (e.at, e.id.as_str()) < (at, id);
+    if list.len() >= MAX_THEN_PER_KEY && list.last().is_some_and(key) {
         return true;
     }
-    let ev = ev();
-    let pos = list.partition_point(|e| e < &ev);
+    let mut ev = if list.len() >= MAX_THEN_PER_KEY {
+        list.pop().unwrap_or_default()
+    } else {
+        Ev::default()
+    };
+    let pos = list.partition_point(key);
+    fill(&mut ev);
     list.insert(pos, ev);
     list.truncate(MAX_THEN_PER_KEY);
     true

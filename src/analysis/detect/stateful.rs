@@ -254,7 +254,7 @@ pub(super) fn sequence<'r>(
                 }
             }
             // Checked on arrival only when enough `first` entries are held to fire.
-            if insert_earliest(&mut rec.b, at, &f.id, || f.ev(at))
+            if insert_earliest(&mut rec.b, at, &f.id, |ev| f.ev_into(at, ev))
                 && rec.a.len() >= first.count as usize
             {
                 check.push((key.into_owned(), vec![f.ev(at)]));
@@ -411,7 +411,7 @@ pub(super) fn track_session(d: &mut Detector, f: &Facts<'_>) {
 fn earliest(map: &mut std::collections::BTreeMap<String, Ev>, value: &str, f: &Facts<'_>, at: i64) {
     let room = map.len() < MAX_PER_SESSION;
     match map.get_mut(value) {
-        Some(held) if (at, f.id.as_ref()) < (held.at, held.id.as_str()) => *held = f.ev(at),
+        Some(held) if (at, f.id.as_ref()) < (held.at, held.id.as_str()) => f.ev_into(at, held),
         Some(_) => {}
         None if room => {
             map.insert(value.to_string(), f.ev(at));
