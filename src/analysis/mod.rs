@@ -86,7 +86,7 @@ pub struct AnalyzeArgs {
     /// Analysis options.
     #[command(flatten)]
     pub(crate) analysis: AnalysisArgs,
-    /// Mapping options, for raw entries (an ASN database fills source.as.number for trusted_asns).
+    /// Mapping options, for raw entries (an ASN database fills source.as.number for trusted_asns and has session rules compare ASNs; a city database turns the new-country rule on).
     #[command(flatten)]
     pub(crate) mapping: crate::mapping::MappingArgs,
     /// Also print every input document, annotated, each batch before its findings.

@@ -38,7 +38,7 @@ const CURL_UA: &str = "curl/8.5.0";
 /// What one beat of the story does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Act {
-    /// Failed login `n` of the brute force.
+    /// One failed login of the brute force.
     Failed,
     /// The brute force's successful login.
     Breach,
