@@ -2,8 +2,9 @@
 //! stderr.
 //!
 //! What a newcomer runs first (`cargo run --release -- demo`): no Slack org, no token. It
-//! streams the simulated org until the departing-salesperson story has played (about 45 s),
-//! catches up once more so the story's last event is in, and stops with a summary: events
+//! streams the simulated org until the departing-salesperson story (the first 45 s) and the
+//! attack story, compressed (the next 40 s), have played, catches up once more so their last
+//! events are in, and stops with a summary: events
 //! delivered, findings by rule, where the state is, and the `analyze` command that shows the
 //! findings again from the documents it kept. `--follow` keeps streaming until Ctrl-C, and
 //! `--duration` stops after a set time. The state dir (with a copy of the documents, both
@@ -46,7 +47,11 @@ pub async fn run_demo(
     let addr = "127.0.0.1:0".parse().expect("a literal socket address");
     let sim =
         crate::simulate::start(addr, crate::simulate::SimOptions::demo(), user.clone()).await?;
-    let story_end = STORY_OFFSETS.last().copied().unwrap_or(0);
+    let story_end = STORY_OFFSETS
+        .last()
+        .copied()
+        .unwrap_or(0)
+        .max(crate::simulate::generator::attacks::demo_end());
     let state_dir =
         std::env::temp_dir().join(format!("slack-audit-source-demo-{}", std::process::id()));
     let documents = state_dir.join(DOCUMENTS_FILE);
@@ -54,7 +59,7 @@ pub async fn run_demo(
         (Some(d), _) => format!("It stops after {}.", crate::units::format_duration(d)),
         (None, true) => "It keeps streaming until Ctrl-C.".into(),
         (None, false) => format!(
-            "It stops once the story has played (about {} s).",
+            "It stops once the stories have played (about {} s).",
             story_end + 5
         ),
     };
@@ -62,7 +67,9 @@ pub async fn run_demo(
         "slack-audit-source demo: a simulated Slack Audit Logs API is serving on http://{addr}\n\
          and `run` is polling it; ECS documents follow on stdout, one per line.\n\
          Watch for the departing salesperson: anomalies from \"Scrapers Inc\", then downloads of\n\
-         Glengarry-Leads.xlsx. {ending} State is kept in {state}.",
+         Glengarry-Leads.xlsx; then, from about 50 s, eleven days of attacks told in a minute (a brute\n\
+         force, a self-made owner, an admin-scoped app, mass session resets, a hijacked session...)\n\
+         and the detection findings they give. {ending} State is kept in {state}.",
         addr = sim.addr,
         state = state_dir.display()
     );

@@ -215,8 +215,9 @@ pub(crate) fn assemble(
     }
     // Handed to the analyzer and not kept with the checkpoint: each save writes the live state.
     let saved = state.analysis.take().map(|a| a.0);
-    let analyzer = analysis::Analyzer::from_saved(&config.analysis, saved)?;
-    let mut pipeline = pipeline::Pipeline::new(mapping::Mapper::new(&config.mapping)?, analyzer);
+    let mapper = mapping::Mapper::new(&config.mapping)?;
+    let analyzer = analysis::Analyzer::from_saved(&config.analysis, saved, Some(mapper.geoip()))?;
+    let mut pipeline = pipeline::Pipeline::new(mapper, analyzer);
     let tracer = trace::Tracer::from_config(&config.observability)?;
     // The Web API client, with the admin token (`--respond-token-file`): what the response
     // stage calls, and what reads Slack's allowlist. Apart from the Audit Logs client, which

@@ -61,7 +61,7 @@ pub(crate) async fn run_analyze_with(
         Some(path) => load_state(path)?,
         None => None,
     };
-    let mut analyzer = Analyzer::new(&config, saved.as_ref())?;
+    let mut analyzer = Analyzer::with_geoip(&config, saved.as_ref(), Some(mapper.geoip()))?;
     let mut plan = respond(&config);
     let mut responses = Vec::new();
     // Documents and the raw entries among them (the detection rules read raw entries: an ECS
@@ -197,22 +197,22 @@ fn classify(v: Value) -> Item {
 }
 
 /// An ECS document as it is; anything else through the mapping (which turns non-objects into
-/// `pipeline_error` documents). Appended to `into.0`; a raw entry (an object) also to `into.1`,
-/// for the detection rules.
+/// `pipeline_error` documents). Appended to `into.0`; a raw entry (an object, or an ECS
+/// document's `event.original`) also to `into.1`, for the detection rules.
 fn to_document(mapper: &mut Mapper, v: Value, into: &mut (Vec<Value>, Vec<Value>)) {
     let is_ecs = v.get("ecs").is_some()
         || v.get("event")
             .and_then(|e| e.get("action").or_else(|| e.get("kind")))
             .is_some();
     if is_ecs {
-        // A document mapped with `--preserve-original-event` carries its raw entry, which the
-        // detection rules read; without it, the document goes through the anomaly analysis only.
-        let original = v
+        // A document that kept its raw entry (`--preserve-original-event`, as `demo` does)
+        // hands it to the detection rules, as `run` did.
+        if let Some(raw) = v
             .pointer("/event/original")
             .and_then(Value::as_str)
-            .and_then(|text| serde_json::from_str::<Value>(text).ok())
-            .filter(Value::is_object);
-        if let Some(raw) = original {
+            .and_then(|t| serde_json::from_str::<Value>(t).ok())
+            .filter(Value::is_object)
+        {
             into.1.push(raw);
         }
         into.0.push(v);

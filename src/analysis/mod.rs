@@ -87,7 +87,7 @@ pub struct AnalyzeArgs {
     /// Analysis options.
     #[command(flatten)]
     pub(crate) analysis: AnalysisArgs,
-    /// Mapping options, for raw entries (an ASN database fills source.as.number for trusted_asns).
+    /// Mapping options, for raw entries (an ASN database fills source.as.number for trusted_asns and has session rules compare ASNs; a city database turns the new-country rule on).
     #[command(flatten)]
     pub(crate) mapping: crate::mapping::MappingArgs,
     /// Also print every input document, annotated, each batch before its findings.
@@ -252,12 +252,26 @@ impl Analyzer {
     ///
     /// [`ConfigError`] for a state it cannot read (another format version, a corrupt value).
     pub fn new(config: &AnalysisConfig, state: Option<&Value>) -> Result<Analyzer, ConfigError> {
+        Analyzer::with_geoip(config, state, None)
+    }
+
+    /// [`Analyzer::new`] whose detections look addresses up in the mapping's GeoIP databases:
+    /// session rules compare ASNs with `--geoip-asn`, the new-country rule needs `--geoip-city`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Analyzer::new`].
+    pub(crate) fn with_geoip(
+        config: &AnalysisConfig,
+        state: Option<&Value>,
+        geoip: Option<&crate::mapping::geoip::GeoIp>,
+    ) -> Result<Analyzer, ConfigError> {
         let text = match state {
             None | Some(Value::Null) => None,
             // Cannot fail: a value always serialises.
             Some(v) => serde_json::value::to_raw_value(v).ok(),
         };
-        Analyzer::from_saved(config, text)
+        Analyzer::from_saved(config, text, geoip)
     }
 
     /// An analyzer resuming from the state saved in a checkpoint, as JSON text. Read straight
@@ -270,6 +284,7 @@ impl Analyzer {
     pub(crate) fn from_saved(
         config: &AnalysisConfig,
         state: Option<Box<RawValue>>,
+        geoip: Option<&crate::mapping::geoip::GeoIp>,
     ) -> Result<Analyzer, ConfigError> {
         let state = state.filter(|raw| raw.get().trim() != "null");
         if !config.enabled {
@@ -292,7 +307,10 @@ impl Analyzer {
         let detector = detect::Detector::new(
             config.rules.clone(),
             config.allowlist.clone(),
-            Box::new(detect::geo::NoGeo),
+            geoip.map_or_else(
+                || Box::new(detect::geo::NoGeo) as Box<dyn detect::geo::GeoLookup>,
+                detect::geo::GeoIpLookup::boxed,
+            ),
             detections,
         );
         if restored.window_secs != window_secs {

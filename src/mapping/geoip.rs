@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Distinct addresses remembered before the cache is emptied; lookups decode several maps each.
 const CACHE_CAPACITY: usize = 16_384;
@@ -38,11 +39,12 @@ static NOWHERE: Location = Location {
     asn: None,
 };
 
-/// The open databases and a cache of answers.
+/// The open databases and a cache of answers. The databases are shared ([`GeoIp::share`]):
+/// the detections look addresses up too, without a second copy in memory.
 #[derive(Default)]
 pub(crate) struct GeoIp {
-    city: Option<Reader<Vec<u8>>>,
-    asn: Option<Reader<Vec<u8>>>,
+    city: Option<Arc<Reader<Vec<u8>>>>,
+    asn: Option<Arc<Reader<Vec<u8>>>>,
     cache: HashMap<IpAddr, Location>,
 }
 
@@ -70,10 +72,33 @@ impl GeoIp {
     /// DB, or is plainly the other kind (an ASN database given as the city one, or the reverse).
     pub(crate) fn open(city: Option<&Path>, asn: Option<&Path>) -> Result<GeoIp, ConfigError> {
         Ok(GeoIp {
-            city: city.map(|p| open_db("geoip-city", p, "ASN")).transpose()?,
-            asn: asn.map(|p| open_db("geoip-asn", p, "City")).transpose()?,
+            city: city
+                .map(|p| open_db("geoip-city", p, "ASN").map(Arc::new))
+                .transpose()?,
+            asn: asn
+                .map(|p| open_db("geoip-asn", p, "City").map(Arc::new))
+                .transpose()?,
             cache: HashMap::new(),
         })
+    }
+
+    /// The same databases, with a cache of its own.
+    pub(crate) fn share(&self) -> GeoIp {
+        GeoIp {
+            city: self.city.clone(),
+            asn: self.asn.clone(),
+            cache: HashMap::new(),
+        }
+    }
+
+    /// Whether a city database is open.
+    pub(crate) fn has_city(&self) -> bool {
+        self.city.is_some()
+    }
+
+    /// Whether an ASN database is open.
+    pub(crate) fn has_asn(&self) -> bool {
+        self.asn.is_some()
     }
 
     /// True when at least one database is open.

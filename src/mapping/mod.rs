@@ -384,6 +384,11 @@ impl Mapper {
         })
     }
 
+    /// The GeoIP databases it opened (the detections share them).
+    pub(crate) fn geoip(&self) -> &geoip::GeoIp {
+        &self.geoip
+    }
+
     /// Maps one raw entry (its JSON text) to exactly one document, never failing.
     pub fn map_entry(&mut self, raw: &str, fetched_at: DateTime<Utc>) -> Value {
         let mut buf = std::mem::take(&mut self.scratch);

@@ -71,6 +71,12 @@ pub struct SimulateArgs {
     /// Play the departing-salesperson story in the first minute.
     #[arg(long)]
     pub(crate) story: bool,
+    /// Add the eleven-day attack story to the backfill: a brute force ending in a login, an
+    /// admin making himself owner, an app with the admin scope, a private channel made public,
+    /// mass session resets, a hijacked session, activity after deactivation and an export,
+    /// dated over the eleven days before now (read them with `run --initial-lookback 265h`).
+    #[arg(long)]
+    pub(crate) attacks: bool,
     /// Require this bearer token (otherwise any non-empty bearer token is accepted).
     #[arg(long, env = "SLACK_AUDIT_SIM_TOKEN")]
     pub(crate) token: Option<String>,
@@ -126,6 +132,12 @@ pub struct SimOptions {
     pub backfill_end: Option<i64>,
     /// Play the departing-salesperson story in the first minute of traffic.
     pub story: bool,
+    /// Add the eleven-day attack story to the backfill, dated over the eleven days before
+    /// the backfill's end (`simulate --attacks`).
+    pub attacks: bool,
+    /// Play the attack story live, compressed into the minute after the departing-salesperson
+    /// story (what `demo` does).
+    pub attacks_live: bool,
     /// Fault probabilities and knobs.
     pub faults: Faults,
     /// The bearer token required; `None` accepts any non-empty one.
@@ -156,6 +168,8 @@ impl Default for SimOptions {
             backfill_secs: 0,
             backfill_end: None,
             story: false,
+            attacks: false,
+            attacks_live: false,
             faults: Faults::default(),
             token: None,
             burst: 0,
@@ -170,8 +184,9 @@ impl Default for SimOptions {
 }
 
 impl SimOptions {
-    /// What `demo` uses: an hour of backfill, two events a second, and the story in the
-    /// first minute. No faults: the demo shows the data, not the retries.
+    /// What `demo` uses: an hour of backfill, an event a second, the departing-salesperson
+    /// story in the first minute and the attack story, compressed, in the next. No faults: the
+    /// demo shows the data, not the retries.
     pub(crate) fn demo() -> SimOptions {
         SimOptions {
             seed: 42,
@@ -179,6 +194,7 @@ impl SimOptions {
             backfill_events: 12,
             backfill_secs: 3600,
             story: true,
+            attacks_live: true,
             ..SimOptions::default()
         }
     }
@@ -216,6 +232,8 @@ impl SimOptions {
                 .as_secs(),
             backfill_end: None,
             story: args.story,
+            attacks: args.attacks,
+            attacks_live: false,
             faults,
             token: args.token.clone().filter(|t| !t.is_empty()),
             burst: args.burst,
@@ -414,6 +432,7 @@ impl SimHandle {
 /// depends on how much live traffic happened to be generated before them.
 const STORY_SALT: u64 = 0x5354_4f52_5900_0001;
 const FAULT_SALT: u64 = 0x4641_554c_5400_0002;
+const ATTACK_SALT: u64 = 0x4154_5441_434b_0003;
 
 /// Starts a simulator on `addr`: binds, generates the backfill (on a blocking thread: a
 /// million entries take seconds), then serves and runs live traffic until `shutdown`.
@@ -472,6 +491,11 @@ pub async fn start(
         lock(&web.script).set_always(Some(Reply::error(code)));
     }
     shared.store.insert(backfill);
+    if options.attacks {
+        shared
+            .store
+            .insert(generator::attacks::eleven_days(seed ^ ATTACK_SALT, end));
+    }
     let plan = traffic::Plan {
         rate_per_sec: if options.rate_per_sec.is_finite() {
             options.rate_per_sec.max(0.0)
@@ -479,6 +503,7 @@ pub async fn start(
             0.0
         },
         story: options.story,
+        attacks: options.attacks_live,
         burst: options.burst,
         burst_every: options.burst_every,
         late_fraction: options.late_fraction,
@@ -516,12 +541,17 @@ pub async fn run_simulate(args: SimulateArgs, shutdown: Shutdown) -> Result<(), 
     let handle = start(addr, options.clone(), shutdown.clone()).await?;
     eprintln!("listening on {}", handle.addr);
     eprintln!(
-        "slack-audit-source simulate: Audit Logs API at {url}/audit/v1/logs; {n} backfilled entries, {rate}/s live, story {story}, faults [{faults}], token {token}; \
+        "slack-audit-source simulate: Audit Logs API at {url}/audit/v1/logs; {n} backfilled entries, {rate}/s live, story {story}, attacks {attacks}, faults [{faults}], token {token}; \
          ids of visible entries at {url}/_sim/ids; Web API admin methods at {url}/api/ (admin token {admin}), their calls at {url}/_sim/web_api_calls",
         url = handle.url(),
         n = handle.shared.store.len(),
         rate = options.rate_per_sec,
         story = if options.story { "on" } else { "off" },
+        attacks = if options.attacks {
+            "over the last eleven days"
+        } else {
+            "off"
+        },
         faults = args.faults,
         token = if options.token.is_some() { "required" } else { "any" },
         admin = if options.admin_token.is_some() { "required" } else { "any but the audit token" },

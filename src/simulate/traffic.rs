@@ -1,9 +1,11 @@
 //! Traffic over time: the backfill made at start, then live entries dated "now" at a steady
-//! rate, periodic same-second bursts, late-indexed entries, and the story's scheduled steps.
+//! rate, periodic same-second bursts, late-indexed entries, the story's scheduled steps and,
+//! for the demo, the attack story's beats.
 //!
 //! Time here is tokio's (so tests can pause and advance it), but entries are dated by the wall
 //! clock, because that is what the client compares `date_create` and `latest` with.
 
+use super::generator::attacks::{self, Beat};
 use super::generator::{Generator, STORY_OFFSETS};
 use super::server::unix_now;
 use super::shared::Shared;
@@ -24,6 +26,8 @@ pub(crate) struct Plan {
     pub(crate) rate_per_sec: f64,
     /// Play the story's steps at [`STORY_OFFSETS`].
     pub(crate) story: bool,
+    /// Play the attack story's beats at their demo offsets.
+    pub(crate) attacks: bool,
     /// Entries per live burst (0: none).
     pub(crate) burst: usize,
     /// Time between live bursts (at least a second).
@@ -36,7 +40,7 @@ pub(crate) struct Plan {
 
 impl Plan {
     fn is_idle(&self) -> bool {
-        self.rate_per_sec <= 0.0 && !self.story && self.burst == 0
+        self.rate_per_sec <= 0.0 && !self.story && !self.attacks && self.burst == 0
     }
 }
 
@@ -113,6 +117,12 @@ pub(crate) async fn run(
     let mut last = started;
     let mut owed = 0.0_f64;
     let mut story_step = 0;
+    let beats: Vec<Beat> = if plan.attacks {
+        attacks::beats()
+    } else {
+        Vec::new()
+    };
+    let mut beat = 0;
     let mut next_burst = started + plan.burst_every.max(Duration::from_secs(1));
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -132,6 +142,12 @@ pub(crate) async fn run(
             }
             story_step += 1;
         }
+        let mut played = Vec::new();
+        while beat < beats.len() && now >= started + Duration::from_secs(beats[beat].demo) {
+            played.push(story.attack_entry(&beats[beat], date));
+            beat += 1;
+        }
+        shared.store.insert(played);
         // At most a second's worth per tick: after a pause (or a jump of paused time in a
         // test) the simulator does not flood the store with a backlog.
         owed += plan.rate_per_sec
@@ -159,7 +175,8 @@ pub(crate) async fn run(
         }
         shared.store.insert(live);
         shared.store.release_due(now);
-        if plan.rate_per_sec <= 0.0 && plan.burst == 0 && story_step >= STORY_OFFSETS.len() {
+        let story_done = (!plan.story || story_step >= STORY_OFFSETS.len()) && beat >= beats.len();
+        if plan.rate_per_sec <= 0.0 && plan.burst == 0 && story_done {
             return;
         }
     }

@@ -1,6 +1,11 @@
 //! Integration tests: anomaly analysis through the library's public interface (pages, state
 //! round trips as the poller does them) and through the built binary's `analyze` command.
 
+// The mapping tests load the same writer; a module of their own keeps both files independent.
+#[allow(clippy::duplicate_mod)]
+#[path = "../../src/mapping/testdb.rs"]
+mod testdb;
+
 use serde_json::{json, Value};
 use slack_audit_source::analysis::{AnalysisArgs, AnalysisConfig, Analyzer};
 use std::io::Write;
@@ -422,14 +427,10 @@ async fn simulator_background_traffic_gives_no_finding() {
             .iter()
             .filter(|d| d.pointer("/event/action").and_then(Value::as_str) == Some("anomaly"))
             .count();
+        // No finding of any kind: neither the anomaly rules nor the detections.
         let alerts: Vec<&Value> = docs
             .iter()
             .filter(|d| d.pointer("/event/kind").and_then(Value::as_str) == Some("alert"))
-            .filter(|d| {
-                d.pointer("/slack/audit/analysis/finding/type")
-                    .and_then(Value::as_str)
-                    != Some("detection")
-            })
             .collect();
         assert!(
             anomalies > 20,
@@ -562,4 +563,238 @@ async fn detections_come_out_of_run_and_analyze_alike_in_both_orders() {
         err.contains("slack.detect.login_new_country") && err.contains("off"),
         "analyze says the country rule is off: {err}"
     );
+}
+
+/// Raw entries for the GeoIP test, dated in the last hours: session 1 moves within one ASN
+/// (AS1221, 1.128.0.0/11) across two /16s; session 2 moves from AS1221 to AS20712; user U7
+/// logs in from London (GB), then from Gibraltar (GI).
+fn geoip_entries() -> Vec<Value> {
+    let base = crate::support::now() - 3600;
+    let entry = |id: &str, at: i64, action: &str, user: &str, ip: &str, session: Option<i64>| {
+        let mut context = json!({"ip_address": ip, "ua": DESKTOP});
+        if let Some(s) = session {
+            context["session_id"] = json!(s);
+        }
+        json!({"id": id, "date_create": at, "action": action,
+               "actor": {"type": "user", "user": {"id": user, "name": user}},
+               "entity": {"type": "user", "user": {"id": user, "name": user}},
+               "context": context})
+    };
+    vec![
+        entry("g1", base, "user_login", "U5", "1.128.0.1", Some(501)),
+        entry(
+            "g2",
+            base + 60,
+            "file_downloaded",
+            "U5",
+            "1.150.0.1",
+            Some(501),
+        ),
+        entry("g3", base + 120, "user_login", "U6", "1.128.0.2", Some(601)),
+        entry(
+            "g4",
+            base + 180,
+            "file_downloaded",
+            "U6",
+            "81.2.69.143",
+            Some(601),
+        ),
+        entry("g5", base + 240, "user_login", "U7", "81.2.69.144", None),
+        entry("g6", base + 1800, "user_login", "U7", "2a02:ffc0::1", None),
+    ]
+}
+
+/// (rule id, what the finding is about) of the GeoIP test's detection findings.
+fn geo_findings(docs: &[Value]) -> std::collections::BTreeSet<(String, String)> {
+    docs.iter()
+        .filter(|d| d["slack"]["audit"]["analysis"]["finding"]["type"] == "detection")
+        .map(|d| {
+            let det = &d["slack"]["audit"]["analysis"]["detection"];
+            let about = match d["rule"]["id"].as_str() {
+                Some("slack.detect.login_new_country") => det["country"].to_string(),
+                _ => det["session"]["networks"].to_string(),
+            };
+            (
+                d["rule"]["id"].as_str().unwrap_or_default().to_string(),
+                about,
+            )
+        })
+        .collect()
+}
+
+/// With the ASN database, a session is new-network only when it changes ASN (not /16); with the
+/// city database the new-country rule is on. `run` and `analyze` alike. Without the databases,
+/// networks are /16s and `analyze` says once that the country rule is off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn geoip_reaches_the_detections_in_run_and_analyze() {
+    let dbs = tempfile::tempdir().unwrap();
+    let (city, asn) = testdb::write_test_databases(dbs.path());
+    let (city, asn) = (city.to_str().unwrap(), asn.to_str().unwrap());
+    let entries = geoip_entries();
+    let with: std::collections::BTreeSet<(String, String)> = [
+        (
+            "slack.detect.session_new_network",
+            r#"["AS1221","AS20712"]"#,
+        ),
+        ("slack.detect.login_new_country", r#""GI""#),
+    ]
+    .iter()
+    .map(|(r, a)| (r.to_string(), a.to_string()))
+    .collect();
+
+    let (code, docs, err) = analyze(
+        &["--geoip-asn", asn, "--geoip-city", city],
+        &ndjson(&entries),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(geo_findings(&docs), with, "analyze with the databases");
+    assert!(!err.contains("is off"), "{err}");
+
+    let sim = crate::support::simulator_with(entries.clone()).await;
+    let state = tempfile::tempdir().unwrap();
+    let out = slack_audit_source::sink::stdout::SharedWriter::default();
+    let url = format!("http://{}", sim.addr);
+    let flags = [
+        "--initial-lookback",
+        "3h",
+        "--geoip-asn",
+        asn,
+        "--geoip-city",
+        city,
+    ];
+    let config = crate::support::run_config(&url, state.path(), &flags);
+    let overrides = slack_audit_source::Overrides::new().stdout(out.clone());
+    slack_audit_source::run_with(config, overrides, std::future::pending())
+        .await
+        .unwrap();
+    let live: Vec<Value> = String::from_utf8(out.contents())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(geo_findings(&live), with, "run with the databases");
+
+    let (code, docs, err) = analyze(&[], &ndjson(&entries));
+    assert_eq!(code, 0, "{err}");
+    let without: std::collections::BTreeSet<(String, String)> = [
+        r#"["1.128.0.0/16","1.150.0.0/16"]"#,
+        r#"["1.128.0.0/16","81.2.0.0/16"]"#,
+    ]
+    .iter()
+    .map(|a| {
+        (
+            "slack.detect.session_new_network".to_string(),
+            a.to_string(),
+        )
+    })
+    .collect();
+    assert_eq!(geo_findings(&docs), without, "analyze without databases");
+    assert_eq!(
+        err.matches("slack.detect.login_new_country is off").count(),
+        1,
+        "said once: {err}"
+    );
+}
+
+/// The rules the eleven-day attack story fires (without GeoIP databases).
+const STORY_RULES: [&str; 10] = [
+    "slack.detect.activity_after_deactivation",
+    "slack.detect.app_installed",
+    "slack.detect.brute_force",
+    "slack.detect.brute_force_success",
+    "slack.detect.data_export",
+    "slack.detect.mass_session_reset",
+    "slack.detect.private_channel_made_public",
+    "slack.detect.role_change_to_owner",
+    "slack.detect.session_new_network",
+    "slack.detect.session_new_network_and_user_agent",
+];
+
+/// `simulate --attacks`: eleven days of ordinary traffic with the attack story in it. `run`
+/// against the simulator delivers exactly the story's findings (by rule id, one each, no other
+/// finding of any kind), and `analyze` over the same raw entries, oldest first and newest
+/// first, gives the same detection findings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_eleven_day_attack_story_gives_its_findings_through_run_and_analyze() {
+    use slack_audit_source::shutdown::Shutdown;
+    use slack_audit_source::simulate::{start, SimOptions};
+    use std::collections::BTreeSet;
+    let options = SimOptions {
+        seed: 7,
+        backfill_events: 4000,
+        backfill_secs: 11 * 86_400,
+        backfill_end: Some(crate::support::now() - 120),
+        attacks: true,
+        ..SimOptions::default()
+    };
+    let sim = start("127.0.0.1:0".parse().unwrap(), options, Shutdown::never())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = slack_audit_source::sink::stdout::SharedWriter::default();
+    let url = format!("http://{}", sim.addr);
+    let extra = [
+        "--initial-lookback",
+        "265h",
+        "--max-requests-per-minute",
+        "6000",
+        "--limit",
+        "500",
+        "--preserve-original-event",
+    ];
+    let config = crate::support::run_config(&url, dir.path(), &extra);
+    let overrides = slack_audit_source::Overrides::new().stdout(out.clone());
+    slack_audit_source::run_with(config, overrides, std::future::pending())
+        .await
+        .unwrap();
+    let docs: Vec<Value> = String::from_utf8(out.contents())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let alerts = findings(&docs);
+    let rules: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["rule"]["id"].as_str().unwrap_or_default())
+        .collect();
+    let mut sorted = rules.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted, STORY_RULES,
+        "run: one finding per attack rule, nothing else"
+    );
+    let by_run: BTreeSet<(String, String)> = alerts
+        .iter()
+        .map(|d| {
+            (
+                d["rule"]["id"].as_str().unwrap_or_default().to_string(),
+                d["slack"]["audit"]["analysis"]["finding"]["dedupe_key"].to_string(),
+            )
+        })
+        .collect();
+
+    let mut raw: Vec<Value> = docs
+        .iter()
+        .filter_map(|d| d["event"]["original"].as_str())
+        .map(|t| serde_json::from_str(t).unwrap())
+        .collect();
+    assert!(raw.len() > 4000, "{}", raw.len());
+    raw.sort_by_key(|e| e["date_create"].as_i64());
+    for order in ["oldest first", "newest first"] {
+        if order == "newest first" {
+            raw.reverse();
+        }
+        let (code, docs, err) = analyze(&[], &ndjson(&raw));
+        assert_eq!(code, 0, "{err}");
+        let got: BTreeSet<(String, String)> = findings(&docs)
+            .iter()
+            .map(|d| {
+                (
+                    d["rule"]["id"].as_str().unwrap_or_default().to_string(),
+                    d["slack"]["audit"]["analysis"]["finding"]["dedupe_key"].to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(got, by_run, "analyze, {order}");
+    }
 }

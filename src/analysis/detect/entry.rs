@@ -269,6 +269,26 @@ impl<'a> Facts<'a> {
         }
     }
 
+    /// [`Facts::ev`] written over `into`, reusing its buffers: newest-first input replaces a
+    /// held earliest event with almost every entry, and this costs no allocation then.
+    pub fn ev_into(&self, at: i64, into: &mut super::state::Ev) {
+        fn put(slot: &mut Option<String>, value: Option<impl std::fmt::Display>) {
+            match value {
+                Some(v) => {
+                    let text = slot.get_or_insert_with(String::new);
+                    text.clear();
+                    let _ = std::fmt::Write::write_fmt(text, format_args!("{v}"));
+                }
+                None => *slot = None,
+            }
+        }
+        into.at = at;
+        into.id.clear();
+        into.id.push_str(&self.id);
+        put(&mut into.ip, self.ip);
+        put(&mut into.session, self.session.as_deref());
+    }
+
     /// The actor's id unless it is one of Slack's placeholders.
     pub fn person_actor(&self) -> Option<&PersonRef<'a>> {
         self.actor

@@ -4,8 +4,9 @@
 //! for an address in no ASN record) it means a different /16 (IPv4) or /48 (IPv6). The
 //! new-country rule needs a country lookup and is off without one.
 
-#[cfg(test)]
 use crate::mapping::geoip::GeoIp;
+use serde_json::Value;
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// What session rules ask of GeoIP.
@@ -39,40 +40,75 @@ impl GeoLookup for NoGeo {
     }
 }
 
-/// The mapping's [`GeoIp`] as a lookup; the flags say which databases it was opened with.
-#[cfg(test)]
+/// Addresses remembered by [`GeoIpLookup`] before its memo is emptied.
+const MEMO_CAPACITY: usize = 16_384;
+
+/// The mapping's [`GeoIp`] as a lookup: the same databases (shared, not copied), answers
+/// remembered per address as numbers and codes, so a session's entries cost one hash lookup.
 #[derive(Debug)]
 pub struct GeoIpLookup {
-    /// The open databases.
-    pub geo: GeoIp,
-    /// `--geoip-asn` was given.
-    pub asn: bool,
-    /// `--geoip-city` was given.
-    pub city: bool,
+    geo: GeoIp,
+    asn: HashMap<IpAddr, Option<u64>>,
+    country: HashMap<IpAddr, Option<String>>,
 }
 
-#[cfg(test)]
+impl GeoIpLookup {
+    /// A lookup over the databases `geo` opened (`--geoip-asn`, `--geoip-city`); `None` when
+    /// it opened neither.
+    pub(crate) fn new(geo: &GeoIp) -> Option<GeoIpLookup> {
+        geo.is_enabled().then(|| GeoIpLookup {
+            geo: geo.share(),
+            asn: HashMap::new(),
+            country: HashMap::new(),
+        })
+    }
+
+    /// The lookup `geo` allows, or [`NoGeo`].
+    pub(crate) fn boxed(geo: &GeoIp) -> Box<dyn GeoLookup> {
+        match GeoIpLookup::new(geo) {
+            Some(g) => Box::new(g),
+            None => Box::new(NoGeo),
+        }
+    }
+}
+
+/// Reads one field of the JSON text the mapping keeps per address.
+fn field(text: Option<&str>, name: &str) -> Option<Value> {
+    serde_json::from_str::<Value>(text?)
+        .ok()?
+        .get(name)
+        .cloned()
+}
+
 impl GeoLookup for GeoIpLookup {
     fn has_asn(&self) -> bool {
-        self.asn
+        self.geo.has_asn()
     }
     fn has_country(&self) -> bool {
-        self.city
+        self.geo.has_city()
     }
     fn asn(&mut self, ip: IpAddr) -> Option<u64> {
-        let text = self.geo.lookup(ip).asn.as_deref()?;
-        serde_json::from_str::<serde_json::Value>(text)
-            .ok()?
-            .get("number")?
-            .as_u64()
+        if let Some(known) = self.asn.get(&ip) {
+            return *known;
+        }
+        if self.asn.len() >= MEMO_CAPACITY {
+            self.asn.clear();
+        }
+        let n = field(self.geo.lookup(ip).asn.as_deref(), "number").and_then(|v| v.as_u64());
+        self.asn.insert(ip, n);
+        n
     }
     fn country(&mut self, ip: IpAddr) -> Option<String> {
-        let text = self.geo.lookup(ip).geo.as_deref()?;
-        serde_json::from_str::<serde_json::Value>(text)
-            .ok()?
-            .get("country_iso_code")?
-            .as_str()
-            .map(str::to_string)
+        if let Some(known) = self.country.get(&ip) {
+            return known.clone();
+        }
+        if self.country.len() >= MEMO_CAPACITY {
+            self.country.clear();
+        }
+        let code = field(self.geo.lookup(ip).geo.as_deref(), "country_iso_code")
+            .and_then(|v| v.as_str().map(str::to_string));
+        self.country.insert(ip, code.clone());
+        code
     }
 }
 
@@ -85,14 +121,15 @@ mod tests {
     fn the_mapping_databases_answer_asn_and_country() {
         let dir = tempfile::tempdir().unwrap();
         let (city, asn) = testdb::write_test_databases(dir.path());
-        let mut g = GeoIpLookup {
-            geo: GeoIp::open(Some(&city), Some(&asn)).unwrap(),
-            asn: true,
-            city: true,
-        };
+        let mut g = GeoIpLookup::new(&GeoIp::open(Some(&city), Some(&asn)).unwrap()).unwrap();
+        assert!(g.has_asn() && g.has_country());
         let london = "81.2.69.143".parse().unwrap();
         assert_eq!(g.asn(london), Some(20712));
+        assert_eq!(g.asn(london), Some(20712), "remembered");
         assert_eq!(g.country(london), Some("GB".into()));
         assert_eq!(g.asn("192.168.1.1".parse().unwrap()), None);
+        let asn_only = GeoIpLookup::new(&GeoIp::open(None, Some(&asn)).unwrap()).unwrap();
+        assert!(asn_only.has_asn() && !asn_only.has_country());
+        assert!(GeoIpLookup::new(&GeoIp::default()).is_none());
     }
 }

@@ -182,6 +182,9 @@ pub struct Detector {
     network_rules: bool,
     country_rules: bool,
     reach: BTreeMap<String, i64>,
+    max_keys: BTreeMap<String, usize>,
+    /// Rules whose key cap was hit since start (warned once each), with keys forgotten.
+    capped: BTreeMap<String, u64>,
     country_secs: i64,
     dedup_secs: i64,
     allowlist_empty: bool,
@@ -215,6 +218,8 @@ impl Detector {
             network_rules: false,
             country_rules: false,
             reach: BTreeMap::new(),
+            max_keys: BTreeMap::new(),
+            capped: BTreeMap::new(),
             country_secs: 0,
             dedup_secs: 0,
             allowlist_empty: *allowlist == Allowlist::default(),
@@ -268,6 +273,7 @@ impl Detector {
             d.dedup_secs = d.dedup_secs.max(rule.dedup_secs);
             d.reach
                 .insert(rule.id.clone(), reach.saturating_add(rule.dedup_secs));
+            d.max_keys.insert(rule.id.clone(), rule.max_keys);
             d.active.push(i);
         }
         d.index = Arc::new(ActionIndex::build(&d.rules.detections.rules, &d.active));
@@ -342,12 +348,32 @@ impl Detector {
             out.extend(self.evaluate_facts(f));
         }
         self.state.batches = self.state.batches.saturating_add(1);
-        self.state.prune(&Reach {
+        let capped = self.state.prune(&Reach {
             per_rule: &self.reach,
             country_secs: self.country_secs,
             dedup_secs: self.dedup_secs,
+            max_keys: &self.max_keys,
         });
+        for (rule, forgot) in capped {
+            let cap = self.max_keys.get(&rule).copied().unwrap_or_default();
+            let total = self.capped.entry(rule.clone()).or_default();
+            if *total == 0 {
+                // Once per rule per start: a flood would otherwise warn on every page.
+                tracing::warn!(
+                    rule = %rule,
+                    max_keys = cap,
+                    "detection rule {rule} holds events for more keys than its max_keys ({cap}): the least recently active keys are forgotten (said once per rule until restart)"
+                );
+            }
+            *total = total.saturating_add(forgot as u64);
+        }
         out
+    }
+
+    #[cfg(test)]
+    /// Keys each rule forgot at its cap since start.
+    pub fn capped(&self) -> &BTreeMap<String, u64> {
+        &self.capped
     }
 
     #[cfg(test)]

@@ -19,6 +19,8 @@ pub const DEFAULT_DEDUP: &str = "24h";
 pub const MAX_SPAN_SECS: i64 = 366 * 86_400;
 /// Largest `count` accepted (each key keeps that many events).
 pub const MAX_COUNT: u32 = 1000;
+/// Largest `max_keys` accepted.
+pub const MAX_MAX_KEYS: usize = 100_000;
 
 /// `[detections]`: settings shared by every detection rule.
 #[derive(Debug, Deserialize, Default)]
@@ -82,6 +84,9 @@ struct RuleSpec {
     check: Option<String>,
     #[serde(default)]
     history: Option<String>,
+    // threshold and sequence
+    #[serde(default)]
+    max_keys: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -339,6 +344,9 @@ pub struct DetectionRule {
     pub allow_apps: BTreeSet<String>,
     /// Severity raises, first match wins.
     pub escalate: Vec<Escalation>,
+    /// Keys with events held for this rule (thresholds and sequences; see
+    /// [`super::state::DEFAULT_MAX_KEYS_PER_RULE`]).
+    pub max_keys: usize,
     /// The kind.
     pub kind: RuleKind,
 }
@@ -480,7 +488,7 @@ fn threat(t: ThreatSpec, at: &str) -> Result<Threat, String> {
 
 /// Keys that belong to other kinds must not be given: they would be silently ignored.
 fn refuse(spec: &RuleSpec, kind: &str, at: &str) -> Result<(), String> {
-    let given: [(&str, bool, &[&str]); 9] = [
+    let given: [(&str, bool, &[&str]); 10] = [
         (
             "actions",
             !spec.actions.is_empty(),
@@ -498,6 +506,11 @@ fn refuse(spec: &RuleSpec, kind: &str, at: &str) -> Result<(), String> {
         ),
         ("key", spec.key.is_some(), &["event", "threshold"]),
         ("count", spec.count.is_some(), &["threshold"]),
+        (
+            "max_keys",
+            spec.max_keys.is_some(),
+            &["threshold", "sequence"],
+        ),
         ("window", spec.window.is_some(), &["threshold"]),
         (
             "first",
@@ -673,7 +686,16 @@ fn build_rule(spec: RuleSpec, at: &str, default_dedup: i64) -> Result<DetectionR
             matcher: matcher(&[], &e.all, &e.any, &at_e, false)?,
         });
     }
+    let max_keys = spec
+        .max_keys
+        .unwrap_or(super::state::DEFAULT_MAX_KEYS_PER_RULE);
+    if !(1..=MAX_MAX_KEYS).contains(&max_keys) {
+        return Err(format!(
+            "{at}: max_keys: {max_keys} is out of range; give 1 to {MAX_MAX_KEYS}"
+        ));
+    }
     Ok(DetectionRule {
+        max_keys,
         threat: threat(spec.threat, at)?,
         dedup_secs: match &spec.dedup {
             Some(d) => duration(&format!("{at}: dedup"), d)?,

@@ -20,9 +20,12 @@ pub const DETECT_STATE_VERSION: u32 = 1;
 /// Dedup keys of emitted findings kept. At the cap the oldest periods go first; a finding for
 /// an evicted key could repeat if its evidence arrived again.
 pub const MAX_EMITTED: usize = 20_000;
-/// Keys with events held for threshold and sequence rules, all rules together. At the cap the
-/// least recently active keys are forgotten: a burst spread across the eviction is missed.
-pub const MAX_KEYS: usize = 20_000;
+/// Keys with events held per threshold or sequence rule, unless the rule's `max_keys` says
+/// otherwise. Each rule has its own cap, so a flood of keys on one rule (failed logins for
+/// thousands of made-up users) never evicts another rule's state. At a rule's cap its least
+/// recently active keys are forgotten, and a warning names the rule: a burst spread across
+/// the eviction is missed.
+pub const DEFAULT_MAX_KEYS_PER_RULE: usize = 10_000;
 /// Events held per key per rule (and per step of a sequence). At the cap the events farthest
 /// from the key's newest are dropped; a threshold up to this count still fires.
 pub const MAX_EVENTS_PER_KEY: usize = 256;
@@ -86,24 +89,27 @@ impl KeyEvents {
     }
 }
 
-/// Adds the event at `at` with id `id` (made by `ev` only when kept) to a sorted list of at
-/// most [`MAX_THEN_PER_KEY`], keeping the earliest events. Returns whether it was new; a later
+/// Adds the event at `at` with id `id` to a sorted list of at most [`MAX_THEN_PER_KEY`],
+/// keeping the earliest events; `fill` writes it over an event (a fresh one, or the one it
+/// pushes out of a full list, whose buffers it reuses). Returns whether it was new; a later
 /// event than all of a full list's is not kept, and the check for it runs on arrival all the
 /// same.
-pub fn insert_earliest(list: &mut Vec<Ev>, at: i64, id: &str, ev: impl FnOnce() -> Ev) -> bool {
+pub fn insert_earliest(list: &mut Vec<Ev>, at: i64, id: &str, fill: impl FnOnce(&mut Ev)) -> bool {
     if list.iter().any(|e| e.id == id) {
         return false;
     }
     // Ids differ from every held one, so (time, id) orders it as the whole event would.
-    if list.len() >= MAX_THEN_PER_KEY
-        && list
-            .last()
-            .is_some_and(|l| (l.at, l.id.as_str()) < (at, id))
-    {
+    let key = |e: &Ev| (e.at, e.id.as_str()) < (at, id);
+    if list.len() >= MAX_THEN_PER_KEY && list.last().is_some_and(key) {
         return true;
     }
-    let ev = ev();
-    let pos = list.partition_point(|e| e < &ev);
+    let mut ev = if list.len() >= MAX_THEN_PER_KEY {
+        list.pop().unwrap_or_default()
+    } else {
+        Ev::default()
+    };
+    let pos = list.partition_point(key);
+    fill(&mut ev);
     list.insert(pos, ev);
     list.truncate(MAX_THEN_PER_KEY);
     true
@@ -232,12 +238,17 @@ pub struct Reach<'a> {
     pub country_secs: i64,
     /// Longest dedup period of any rule.
     pub dedup_secs: i64,
+    /// Rule id → its key cap (`max_keys`).
+    pub max_keys: &'a BTreeMap<String, usize>,
 }
 
 impl DetectState {
-    /// Drops what can no longer matter, then enforces the caps.
-    pub fn prune(&mut self, reach: &Reach<'_>) {
-        let Some(hw) = self.high_water else { return };
+    /// Drops what can no longer matter, then enforces the caps. Returns the rules whose key
+    /// cap was hit, with how many keys each forgot.
+    pub fn prune(&mut self, reach: &Reach<'_>) -> Vec<(String, usize)> {
+        let Some(hw) = self.high_water else {
+            return Vec::new();
+        };
         let recent = |touched: u64, batches: u64| touched.saturating_add(1) >= batches;
         let batches = self.batches;
         for (rule, keys) in self.keys.iter_mut() {
@@ -245,23 +256,23 @@ impl DetectState {
             keys.retain(|_, k| k.newest() >= hw.saturating_sub(span) || recent(k.touched, batches));
         }
         self.keys.retain(|_, k| !k.is_empty());
-        let total: usize = self.keys.values().map(BTreeMap::len).sum();
-        if total > MAX_KEYS {
-            let mut all: Vec<(u64, i64, String, String)> = self
-                .keys
-                .iter()
-                .flat_map(|(r, ks)| {
-                    ks.iter()
-                        .map(move |(k, e)| (e.touched, e.newest(), r.clone(), k.clone()))
-                })
-                .collect();
-            all.sort();
-            for (_, _, r, k) in all.into_iter().take(total - MAX_KEYS) {
-                if let Some(ks) = self.keys.get_mut(&r) {
-                    ks.remove(&k);
-                }
+        let mut capped = Vec::new();
+        for (rule, keys) in self.keys.iter_mut() {
+            let cap = reach
+                .max_keys
+                .get(rule)
+                .copied()
+                .unwrap_or(DEFAULT_MAX_KEYS_PER_RULE);
+            let over = keys.len().saturating_sub(cap);
+            if over > 0 {
+                // Records holding only a sequence's `then` events go first: they matter only
+                // if a `first` arrives late, where a `first` (a deactivation) is the evidence.
+                evict(keys, cap, |k| {
+                    let holds_first = !k.a.is_empty() || !k.cancel.is_empty();
+                    (holds_first, k.touched, k.newest())
+                });
+                capped.push((rule.clone(), over));
             }
-            self.keys.retain(|_, k| !k.is_empty());
         }
         self.sessions.retain(|_, s| {
             s.last >= hw.saturating_sub(SESSION_TTL_SECS) || recent(s.touched, batches)
@@ -281,15 +292,16 @@ impl DetectState {
         let keep_from = hw.saturating_sub(reach.dedup_secs.saturating_add(EMITTED_SLACK_SECS));
         self.emitted.retain(|_, start| *start >= keep_from);
         evict(&mut self.emitted, MAX_EMITTED, |start| (0, *start));
+        capped
     }
 }
 
-fn evict<V, F: Fn(&V) -> (u64, i64)>(map: &mut BTreeMap<String, V>, cap: usize, age: F) {
+/// Keeps the `cap` entries whose `age` is greatest (the smallest go first).
+fn evict<V, A: Ord, F: Fn(&V) -> A>(map: &mut BTreeMap<String, V>, cap: usize, age: F) {
     if map.len() <= cap {
         return;
     }
-    let mut ages: Vec<((u64, i64), String)> =
-        map.iter().map(|(k, v)| (age(v), k.clone())).collect();
+    let mut ages: Vec<(A, String)> = map.iter().map(|(k, v)| (age(v), k.clone())).collect();
     ages.sort();
     for (_, k) in ages.into_iter().take(map.len() - cap) {
         map.remove(&k);

@@ -138,30 +138,42 @@ pub(super) fn threshold<'r>(
         return Vec::new();
     }
     // Every window the new event can complete ends at an event in [at, at + window]; most
-    // complete none, and then nothing is copied.
-    let full: Vec<(usize, usize)> = {
+    // complete none. A window whose dedup period has fired already is passed over too (a user
+    // who keeps failing keeps completing windows): only a finding copies events.
+    let candidates: Vec<(usize, usize, String, i64)> = {
         let events = &rec.a;
         let last = events.partition_point(|e| e.at <= at.saturating_add(*window_secs));
-        (from(events, at)..last)
-            .map(|end| {
-                (
-                    from(events, events[end].at.saturating_sub(*window_secs)),
-                    end,
-                )
-            })
-            .filter(|(lo, end)| end + 1 - lo >= *count as usize)
-            .collect()
+        let mut out = Vec::new();
+        let mut last_start = None;
+        for end in from(events, at)..last {
+            let lo = from(events, events[end].at.saturating_sub(*window_secs));
+            if end + 1 - lo < *count as usize {
+                continue;
+            }
+            let start = period(events[end].at, rule.dedup_secs);
+            if last_start == Some(start) {
+                continue;
+            }
+            last_start = Some(start);
+            out.push((lo, end, format!("{}|{key}|{start}", rule.id), start));
+        }
+        out
     };
+    let full: Vec<_> = candidates
+        .into_iter()
+        .filter(|c| !d.state.emitted.contains_key(&c.2))
+        .collect();
     if full.is_empty() {
         return Vec::new();
     }
+    let Some(rec) = d.state.keys.get(&rule.id).and_then(|k| k.get(key.as_ref())) else {
+        return Vec::new();
+    };
     let events = rec.a.clone();
-    let who = keyed_person(*key_by, &key, Some(&*rec));
+    let who = keyed_person(*key_by, &key, Some(rec));
     let key = key.into_owned();
     let mut hits = Vec::new();
-    for (lo, end) in full {
-        let start = period(events[end].at, rule.dedup_secs);
-        let dedupe_key = format!("{}|{key}|{start}", rule.id);
+    for (lo, end, dedupe_key, start) in full {
         if !d.claim(&dedupe_key, start) {
             continue;
         }
@@ -242,7 +254,7 @@ pub(super) fn sequence<'r>(
                 }
             }
             // Checked on arrival only when enough `first` entries are held to fire.
-            if insert_earliest(&mut rec.b, at, &f.id, || f.ev(at))
+            if insert_earliest(&mut rec.b, at, &f.id, |ev| f.ev_into(at, ev))
                 && rec.a.len() >= first.count as usize
             {
                 check.push((key.into_owned(), vec![f.ev(at)]));
@@ -264,18 +276,19 @@ pub(super) fn sequence<'r>(
             let lo =
                 b.at.saturating_sub(*within_secs)
                     .max(cancelled.unwrap_or(i64::MIN));
-            let before: Vec<Ev> = rec
-                .a
-                .iter()
-                .filter(|a| a.at >= lo && a.at <= b.at && a.id != b.id)
-                .cloned()
-                .collect();
-            if before.len() < first.count as usize {
+            let qualifies = |a: &&Ev| a.at >= lo && a.at <= b.at && a.id != b.id;
+            // Counted, and the dedup period looked up, before anything is copied: most
+            // `then` entries of a key that fired already fire nothing.
+            if rec.a.iter().filter(qualifies).count() < first.count as usize {
                 continue;
             }
-            let who = keyed_person(then.key, &key, Some(rec));
             let start = period(b.at, rule.dedup_secs);
             let dedupe_key = format!("{}|{key}|{start}", rule.id);
+            if d.state.emitted.contains_key(&dedupe_key) {
+                continue;
+            }
+            let before: Vec<Ev> = rec.a.iter().filter(qualifies).cloned().collect();
+            let who = keyed_person(then.key, &key, Some(rec));
             if !d.claim(&dedupe_key, start) {
                 continue;
             }
@@ -398,7 +411,7 @@ pub(super) fn track_session(d: &mut Detector, f: &Facts<'_>) {
 fn earliest(map: &mut std::collections::BTreeMap<String, Ev>, value: &str, f: &Facts<'_>, at: i64) {
     let room = map.len() < MAX_PER_SESSION;
     match map.get_mut(value) {
-        Some(held) if (at, f.id.as_ref()) < (held.at, held.id.as_str()) => *held = f.ev(at),
+        Some(held) if (at, f.id.as_ref()) < (held.at, held.id.as_str()) => f.ev_into(at, held),
         Some(_) => {}
         None if room => {
             map.insert(value.to_string(), f.ev(at));

@@ -442,6 +442,56 @@ fn state_stays_within_its_caps() {
     assert!(held.len() <= MAX_EVENTS_PER_KEY, "{}", held.len());
 }
 
+/// Each rule has its own key cap: failed logins for more made-up users than the brute-force
+/// rules' caps fill those two rules only; a deactivated user's record (another rule) stays,
+/// and their login afterwards still fires.
+#[test]
+fn a_flood_on_one_rule_never_evicts_another_rules_state() {
+    use super::state::DEFAULT_MAX_KEYS_PER_RULE;
+    const T0: i64 = 1_717_405_200;
+    let mut d = detector();
+    let deactivated = json!({"id": "d1", "date_create": T0, "action": "user_deactivated",
+        "actor": {"type": "user", "user": {"id": "UADMIN"}},
+        "entity": {"type": "user", "user": {"id": "UGONE"}}});
+    assert!(d.evaluate_batch(&[deactivated]).is_empty());
+    let n = DEFAULT_MAX_KEYS_PER_RULE + 60;
+    let flood: Vec<Value> = (0..n)
+        .map(|i| json!({"id": format!("f{i}"), "date_create": T0 + 60 + (i as i64 % 60),
+            "action": "user_login_failed", "actor": {"type": "user", "user": {"id": format!("UFAKE{i}")}}}))
+        .collect();
+    for page in flood.chunks(1000) {
+        assert!(d.evaluate_batch(page).is_empty());
+    }
+    for rule in [
+        "slack.detect.brute_force",
+        "slack.detect.brute_force_success",
+    ] {
+        assert_eq!(
+            d.state().keys[rule].len(),
+            DEFAULT_MAX_KEYS_PER_RULE,
+            "{rule}"
+        );
+        assert_eq!(d.capped()[rule], 60, "{rule}");
+    }
+    assert!(d.state().keys["slack.detect.activity_after_deactivation"].contains_key("UGONE"));
+    let login = json!({"id": "l1", "date_create": T0 + 600, "action": "user_login",
+        "actor": {"type": "user", "user": {"id": "UGONE"}}, "context": {"ip_address": "203.0.113.9"}});
+    let rules: Vec<String> = d.evaluate_batch(&[login]).iter().map(rule_of).collect();
+    assert_eq!(rules, ["slack.detect.activity_after_deactivation"]);
+
+    // A rule's own max_keys.
+    let text = DEFAULT_RULES.replacen(
+        "count = 10\nwindow = \"5m\"",
+        "count = 10\nwindow = \"5m\"\nmax_keys = 3",
+        1,
+    );
+    let mut d = detector_with(RuleSet::parse(&text).unwrap(), Allowlist::default(), None);
+    d.evaluate_batch(&flood[..5]);
+    assert_eq!(d.state().keys["slack.detect.brute_force"].len(), 3);
+    assert_eq!(d.state().keys["slack.detect.brute_force_success"].len(), 5);
+    assert_eq!(d.capped().get("slack.detect.brute_force"), Some(&2));
+}
+
 #[test]
 fn contributing_ids_are_capped_for_big_thresholds() {
     let text = DEFAULT_RULES.replacen(
@@ -475,6 +525,8 @@ fn bad_rules_name_the_rule_and_the_field() {
         ("kind = \"event\"\nactions = []", "actions"),
         ("kind = \"session\"\ncheck = \"new_city\"", "check"),
         ("kind = \"event\"\nactions = [\"a\"]\nkey = \"team\"", "key"),
+        ("kind = \"event\"\nactions = [\"a\"]\nmax_keys = 10", "max_keys"),
+        ("kind = \"threshold\"\nactions = [\"a\"]\ncount = 5\nwindow = \"5m\"\nmax_keys = 0", "max_keys"),
     ];
     for (body, field) in cases {
         let e = err(body);

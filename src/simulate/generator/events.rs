@@ -1,5 +1,6 @@
 //! The kinds of random entries: logins, files, channels, apps, roles, anomalies, prefs,
-//! canvases (an entity type no mapping knows), huddles and session resets.
+//! canvases (an entity type no mapping knows), huddles and session resets. All ordinary: the
+//! actions the detection rules look for belong to the attack story (`attacks`), not here.
 
 use super::cast::{
     random_ip, slack_suffix, API_UAS, BACKGROUND_REASONS, ENTERPRISE, FILES, LOCATIONS,
@@ -51,7 +52,7 @@ impl Generator {
             "public_channel_created",
             "private_channel_created",
             "public_channel_converted_to_private",
-            "private_channel_converted_to_public",
+            "public_channel_unarchive",
             "public_channel_archive",
             "channel_renamed",
         ];
@@ -61,7 +62,7 @@ impl Generator {
         let channel = self.channels[self.rng.random_range(0..self.channels.len())].clone();
         let private = match action {
             "private_channel_created" | "public_channel_converted_to_private" => true,
-            "public_channel_created" | "private_channel_converted_to_public" => false,
+            "public_channel_created" | "public_channel_unarchive" => false,
             _ => channel.private,
         };
         let mut d = self.begin(date, action);
@@ -110,14 +111,14 @@ impl Generator {
     pub(super) fn app_event(&mut self, date: i64) -> (i64, Stored) {
         let app = self.apps[self.rng.random_range(1..self.apps.len())].clone();
         let action = [
-            "app_installed",
-            "app_scopes_expanded",
-            "app_uninstalled",
-            "app_approved",
+            "app_token_preserved",
+            "bot_token_downgraded",
+            "org_app_future_workspace_install_enabled",
+            "app_removed_from_whitelist",
         ][self.rng.random_range(0..4)];
         let admin = self.users[4].clone();
         // Some app events are the app's bot acting: a bot user, an API client, context.app.
-        let by_bot = action == "app_scopes_expanded" && self.rng.random_bool(0.5);
+        let by_bot = action == "app_token_preserved" && self.rng.random_bool(0.5);
         let mut ctx = self.ctx_of(&admin);
         if by_bot {
             ctx.app = Some(&app);
@@ -146,9 +147,13 @@ impl Generator {
         d.context(&ctx);
         d.j.obj("details");
         match action {
-            "app_scopes_expanded" => {
-                d.j.strs("new_scopes", &[app.scopes, &["users:read.email"]].concat());
-                d.j.strs("previous_scopes", app.scopes);
+            "bot_token_downgraded" => {
+                // The same scopes before and after: no scope added.
+                d.j.strs("new_scopes", app.scopes);
+                d.j.strs(
+                    "previous_scopes",
+                    &[app.scopes, &["users:read.email"]].concat(),
+                );
                 d.j.strs("bot_scopes", app.bot_scopes);
             }
             _ => {
@@ -168,12 +173,12 @@ impl Generator {
     }
 
     pub(super) fn role_change(&mut self, date: i64) -> (i64, Stored) {
+        // Only changes between user and guest: a grant of admin or owner, or an elevated role
+        // taken away, is the attack story's.
         let (action, prev, new) = [
-            ("role_change_to_admin", "user", "admin"),
-            ("role_change_to_owner", "admin", "owner"),
-            ("role_change_to_user", "admin", "user"),
             ("role_change_to_guest", "user", "guest"),
-        ][self.rng.random_range(0..4)];
+            ("role_change_to_user", "guest", "user"),
+        ][self.rng.random_range(0..2)];
         let admin = self.users[4].clone();
         let u = self.user();
         let ctx = self.ctx_of(&admin);
@@ -189,9 +194,10 @@ impl Generator {
     }
 
     pub(super) fn lifecycle(&mut self, date: i64) -> (i64, Stored) {
+        // No user_deactivated: random traffic would go on using the account.
         let action = [
             "user_created",
-            "user_deactivated",
+            "guest_deactivated",
             "user_reactivated",
             "guest_created",
         ][self.rng.random_range(0..4)];
@@ -238,11 +244,18 @@ impl Generator {
         } else {
             u.ua
         };
+        // From another address, a session of its own: the user's session seen from a second
+        // network is what a detection rule looks for.
+        let session = if tor {
+            Session::Int(1_700_000_000_000 + self.rng.random_range(0..1_000_000_000))
+        } else {
+            self.session(u.session)
+        };
         let ctx = Ctx {
             workspace: None,
             ua,
             ip: &ip,
-            session: self.session(u.session),
+            session,
             app: None,
         };
         let location = LOCATIONS[self.rng.random_range(0..LOCATIONS.len())];
@@ -289,7 +302,7 @@ impl Generator {
         let action = [
             "pref.session_duration_changed",
             "pref.anomaly_event_response_changed",
-            "pref.two_factor_auth_changed",
+            "pref.enterprise_mobile_device_check",
         ][which];
         let mut d = self.begin(date, action);
         d.actor_user(&admin);
@@ -372,12 +385,14 @@ impl Generator {
         Generator::finish(date, d)
     }
 
-    /// Session resets: by Slack Security (`USLACKSECURITY`), or a bulk reset whose
-    /// `succeeded_users` is a JSON string "for historical reasons".
+    /// Session resets: by Slack Security (`USLACKSECURITY`), or now and then a bulk reset
+    /// whose `succeeded_users` is a JSON string "for historical reasons". Bulk resets are rare
+    /// and spread over four admins: at the demo's rate each does a few dozen a day, far from
+    /// the mass-reset rule's 60.
     pub(super) fn session_reset(&mut self, date: i64) -> (i64, Stored) {
         let u = self.user();
         let other = self.user();
-        if self.rng.random_bool(0.5) {
+        if self.rng.random_bool(0.9) {
             let ctx = Ctx {
                 workspace: None,
                 ua: "",
@@ -392,7 +407,7 @@ impl Generator {
             d.context(&ctx);
             return Generator::finish(date, d);
         }
-        let admin = self.users[4].clone();
+        let admin = self.users[self.rng.random_range(2..=5)].clone();
         let ctx = self.ctx_of(&admin);
         let mut d = self.begin(date, "bulk_session_reset_by_admin");
         d.actor_user(&admin);

@@ -7,8 +7,13 @@
 //! `context.app` only when an app acts; an entity type no mapping has heard of (`canvas_v9`);
 //! `succeeded_users` as a JSON string; `details` with a duplicated key; `ip_address: ""`.
 //!
-//! The departing-salesperson story is `Generator::story_entry`, timed by `STORY_OFFSETS`.
+//! The departing-salesperson story is `Generator::story_entry`, timed by `STORY_OFFSETS`; the
+//! eleven-day attack story is in `attacks`. Random traffic is ordinary: no action in it gives a
+//! detection finding (no privilege grants, app installs, channels made public, deactivations,
+//! bulk resets or sessions changing networks), and failed logins are one in a hundred entries,
+//! a typo now and then.
 
+pub(crate) mod attacks;
 mod cast;
 mod draft;
 mod events;
@@ -166,9 +171,9 @@ impl Generator {
     /// One random entry dated `date`.
     pub(crate) fn entry(&mut self, date: i64) -> (i64, Stored) {
         match self.rng.random_range(0..1000) {
-            0..=249 => self.user_event(date, "user_login"),
+            0..=249 | 340..=379 => self.user_event(date, "user_login"),
             250..=329 => self.user_event(date, "user_logout"),
-            330..=379 => self.user_event(date, "user_login_failed"),
+            330..=339 => self.user_event(date, "user_login_failed"),
             380..=529 => self.file_event(date, "file_downloaded"),
             530..=589 => self.file_event(date, "file_uploaded"),
             590..=649 => self.file_event(date, "file_shared"),
@@ -234,7 +239,7 @@ mod tests {
             if v["context"].get("app").is_some() {
                 assert!(matches!(
                     &*e.1.action,
-                    "file_downloaded" | "app_scopes_expanded"
+                    "file_downloaded" | "app_token_preserved"
                 ));
             }
         }
