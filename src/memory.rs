@@ -14,13 +14,6 @@
 /// The mmap threshold we fix: blocks this large or larger get their own mapping.
 pub(crate) const MMAP_THRESHOLD: usize = 1 << 20;
 
-/// The free memory glibc keeps at the top of a heap before giving it back on its own. Fixing
-/// the mmap threshold also fixes this one at its default, 128 KiB, so every page shrank the
-/// heaps and grew them again: a `brk` or `madvise` and fresh page faults a few dozen times a
-/// page, about a tenth of a 30,000-event backfill's CPU. Memory is still returned when it
-/// matters: [`return_free_memory`] trims whatever is free once the poller is caught up.
-pub(crate) const TRIM_THRESHOLD: usize = 32 << 20;
-
 /// Sets the allocator up for a long-running process with large, short-lived buffers; call
 /// once at start, before other threads exist.
 pub fn configure() {
@@ -29,7 +22,6 @@ pub fn configure() {
     // allocates, as glibc asks.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD as libc::c_int);
     }
 }
 

@@ -26,6 +26,8 @@
 
 use aho_corasick::AhoCorasick;
 use regex_filtered::{mapper, model::Model};
+use serde::de::{Deserializer as _, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use ua_parser::{device, os, user_agent as browser};
@@ -77,6 +79,7 @@ impl Shape {
     }
 }
 
+#[cfg(test)]
 /// The three lists of models, as saved.
 #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Prefilter {
@@ -85,8 +88,43 @@ struct Prefilter {
     device: Vec<Shape>,
 }
 
+#[cfg(test)]
 fn read_prefilter() -> Result<Prefilter, String> {
     serde_json::from_str(PREFILTER_JSON)
+        .map_err(|e| format!("cannot read the user-agent prefilter: {e}"))
+}
+
+/// The three lists of models as saved, each still text: read one at a time into its
+/// prefilter ([`push_models`]), so no list is held whole.
+#[derive(serde::Deserialize)]
+struct SavedPrefilter<'a> {
+    #[serde(borrow)]
+    browser: &'a RawValue,
+    #[serde(borrow)]
+    os: &'a RawValue,
+    #[serde(borrow)]
+    device: &'a RawValue,
+}
+
+/// Reads a saved list of models into `builder`, one model at a time; returns how many.
+fn push_models(saved: &RawValue, builder: &mut mapper::Builder) -> Result<usize, String> {
+    struct Push<'b>(&'b mut mapper::Builder);
+    impl<'de> Visitor<'de> for Push<'_> {
+        type Value = usize;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of literal models")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+            let mut n = 0;
+            while let Some(shape) = seq.next_element::<Shape>()? {
+                self.0.push(shape.model());
+                n += 1;
+            }
+            Ok(n)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(saved.get());
+    de.deserialize_seq(Push(builder))
         .map_err(|e| format!("cannot read the user-agent prefilter: {e}"))
 }
 
@@ -171,23 +209,20 @@ struct Domain<P, E> {
 }
 
 impl<P, E> Domain<P, E> {
-    /// `shapes` are the rules' literal models, one per rule in order; `build` compiles one
-    /// rule.
+    /// `saved` are the rules' literal models as saved, one per rule in order; `build`
+    /// compiles one rule.
     fn new(
         parsers: Vec<P>,
-        shapes: Vec<Shape>,
+        saved: &RawValue,
         build: fn(&P) -> Result<E, String>,
     ) -> Result<Self, String> {
-        if shapes.len() != parsers.len() {
+        let mut models = mapper::Builder::new(MIN_ATOM_LEN);
+        let read = push_models(saved, &mut models)?;
+        if read != parsers.len() {
             return Err(format!(
-                "the user-agent prefilter has {} models for {} rules",
-                shapes.len(),
+                "the user-agent prefilter has {read} models for {} rules",
                 parsers.len()
             ));
-        }
-        let mut models = mapper::Builder::new(MIN_ATOM_LEN);
-        for shape in shapes {
-            models.push(shape.model());
         }
         let (mapper, atoms) = models.build();
         let atoms = AhoCorasick::builder()
@@ -250,7 +285,8 @@ impl Rules {
     /// Reads the embedded rules and builds the prefilters; compiles no regex.
     fn new() -> Result<Rules, String> {
         let r = read_rules()?;
-        let shapes = read_prefilter()?;
+        let shapes: SavedPrefilter<'_> = serde_json::from_str(PREFILTER_JSON)
+            .map_err(|e| format!("cannot read the user-agent prefilter: {e}"))?;
         Ok(Rules {
             browser: Domain::new(r.user_agent_parsers, shapes.browser, |p| {
                 let one = browser::Parser {
