@@ -22,7 +22,7 @@ use crate::sink::Batch;
 use crate::slack::{EntryKey, Page};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 
 /// Entries mapped, analysed and sent at a time within a page.
@@ -50,7 +50,15 @@ pub(crate) struct Pipeline {
     entries: Vec<Value>,
     /// Whether [`Delivered::findings`] is kept (a response stage reads it).
     pub(crate) keep_findings: bool,
+    /// Whether the analysis wants the document of an ordinary event with this user agent as a
+    /// value ([`Analyzer::wants`]), by agent: an org has few, and the answer matches every
+    /// expected-agent pattern against the agent.
+    ua_wanted: HashMap<Box<str>, bool>,
 }
+
+/// Distinct agents whose answer is kept before [`Pipeline::ua_wanted`] is emptied and refilled;
+/// bounds memory on hostile input.
+const UA_WANTED_CAPACITY: usize = 4096;
 
 /// How one delivered entry reaches the detections.
 #[derive(Debug, Clone, Copy)]
@@ -111,6 +119,7 @@ impl Pipeline {
             lit: 0,
             entries: Vec::new(),
             keep_findings: false,
+            ua_wanted: HashMap::new(),
         }
     }
 
@@ -203,7 +212,7 @@ impl Chunks<'_> {
             // the analysis off too.
             if kind == DocKind::Event
                 && (action == Some("anomaly")
-                    || p.analyzer.wants(action, p.facts.user_agent.as_deref()))
+                    || wants_agent(&mut p.ua_wanted, &p.analyzer, p.facts.user_agent.as_deref()))
             {
                 // The analysis reads and annotates a value: parse what was just written.
                 let doc = serde_json::from_slice(&p.texts[start..])
@@ -256,6 +265,22 @@ impl Chunks<'_> {
     pub(crate) fn finish(self) -> Delivered {
         self.delivered
     }
+}
+
+/// [`Analyzer::wants`] for an event that is not an anomaly, remembered by user agent.
+fn wants_agent(cache: &mut HashMap<Box<str>, bool>, analyzer: &Analyzer, ua: Option<&str>) -> bool {
+    let Some(ua) = ua else {
+        return analyzer.wants(None, None);
+    };
+    if let Some(&wanted) = cache.get(ua) {
+        return wanted;
+    }
+    if cache.len() >= UA_WANTED_CAPACITY {
+        cache.clear();
+    }
+    let wanted = analyzer.wants(None, Some(ua));
+    cache.insert(ua.into(), wanted);
+    wanted
 }
 
 /// Notes how the entry just mapped reaches the detections: what the mapper read when no rule

@@ -63,17 +63,60 @@ pub(crate) struct Touched {
     pub(crate) actors: BTreeMap<String, Actor>,
 }
 
-/// Processes one page against `state`: `downloads` (actor, file) noted without a document
-/// first, then `docs`.
+/// An event that is not an anomaly, as the analysis keeps it, however it reached the analysis:
+/// as a document ([`observe`]) or noted from what mapping read of it
+/// ([`super::Analyzer::note_plain`]). [`note`] records it.
+#[derive(Debug)]
+pub(crate) struct Noted {
+    /// Its time (Unix ms), which moves the high-water mark.
+    at_ms: Option<i64>,
+    /// (actor, file) of a download by a known actor: the context of download findings.
+    download: Option<(String, FileRef)>,
+}
+
+impl Noted {
+    /// What the analysis keeps of an event with `action` by `actor` at `at_ms`; `file` gives
+    /// the file of a download (`event_id`, `id`, `name`) and is called for downloads only.
+    pub(crate) fn new(
+        action: &str,
+        actor: Option<&str>,
+        at_ms: Option<i64>,
+        file: impl FnOnce(i64) -> FileRef,
+    ) -> Noted {
+        let download = match (action, actor, at_ms) {
+            ("file_downloaded", Some(actor), Some(at)) => Some((actor.to_string(), file(at))),
+            _ => None,
+        };
+        Noted { at_ms, download }
+    }
+}
+
+/// Records an ordinary event: its time moves the high-water mark (which decides which windows
+/// are old enough to prune), and a download goes into its actor's window.
+fn note(s: &Settings, state: &mut State, noted: Noted) {
+    if let Some(t) = noted.at_ms {
+        advance_high_water(state, t);
+    }
+    if let Some((actor, file)) = noted.download {
+        record_download(s, state, &actor, file);
+    }
+}
+
+fn advance_high_water(state: &mut State, at_ms: i64) {
+    state.high_water_ms = Some(state.high_water_ms.map_or(at_ms, |h| h.max(at_ms)));
+}
+
+/// Processes one page against `state`: the events `noted` without a document first, then
+/// `docs`.
 pub(crate) fn process(
     settings: &Settings,
     state: &mut State,
-    downloads: Vec<(String, FileRef)>,
+    noted: impl IntoIterator<Item = Noted>,
     docs: &mut Vec<Value>,
 ) {
     state.pages = state.pages.saturating_add(1);
-    for (actor, file) in downloads {
-        record_download(settings, state, &actor, file);
+    for n in noted {
+        note(settings, state, n);
     }
     let mut touched = Touched::default();
     let mut ids: Vec<Option<String>> = Vec::with_capacity(docs.len());
@@ -123,23 +166,19 @@ fn observe(
     let actor = fields::string(doc, &["user", "id"]);
     let at_ms = fields::timestamp(doc).map(|t| t.timestamp_millis());
     let event_id = fields::string(doc, &["event", "id"]).unwrap_or_else(|| synthetic_id(doc));
-    if let Some(t) = at_ms {
-        state.high_water_ms = Some(state.high_water_ms.map_or(t, |h| h.max(t)));
-    }
     if action == "anomaly" {
+        if let Some(t) = at_ms {
+            advance_high_water(state, t);
+        }
         observe_anomaly(s, state, touched, doc, &event_id);
     } else {
-        if let (Some(actor), Some(at_ms)) = (&actor, at_ms) {
-            if action == "file_downloaded" {
-                let file = FileRef {
-                    at_ms,
-                    event_id: event_id.clone(),
-                    id: fields::string(doc, &["slack", "audit", "entity", "id"]),
-                    name: fields::string(doc, &["slack", "audit", "entity", "name"]),
-                };
-                record_download(s, state, actor, file);
-            }
-        }
+        let noted = Noted::new(&action, actor.as_deref(), at_ms, |at_ms| FileRef {
+            at_ms,
+            event_id: event_id.clone(),
+            id: fields::string(doc, &["slack", "audit", "entity", "id"]),
+            name: fields::string(doc, &["slack", "audit", "entity", "name"]),
+        });
+        note(s, state, noted);
         // A scraper's own events, flagged by our UA check, are a signal too (unless trusted),
         // but only when the UA is the actor's own client (see `ua_belongs_to_actor`).
         if unexpected_ua

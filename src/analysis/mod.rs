@@ -206,9 +206,9 @@ pub struct Analyzer {
     /// With `--no-analysis`, the saved state is handed back untouched, so turning analysis off
     /// for a while does not erase its history.
     kept: Option<Box<RawValue>>,
-    /// Downloads noted by [`Analyzer::note_plain`] since the last [`Analyzer::process`]:
-    /// (actor, file), recorded when that page is processed.
-    pending_downloads: Vec<(String, state::FileRef)>,
+    /// Events noted by [`Analyzer::note_plain`] since the last [`Analyzer::process`],
+    /// recorded when that chunk is processed.
+    noted: Vec<engine::Noted>,
     /// The detection rules over raw entries; `None` with `--no-analysis`.
     detector: Option<detect::Detector>,
 }
@@ -292,7 +292,7 @@ impl Analyzer {
                 settings: None,
                 state: State::new(),
                 kept: state,
-                pending_downloads: Vec::new(),
+                noted: Vec::new(),
                 detector: None,
             });
         }
@@ -329,7 +329,7 @@ impl Analyzer {
             settings: Some(settings),
             state: restored,
             kept: None,
-            pending_downloads: Vec::new(),
+            noted: Vec::new(),
             detector: Some(detector),
         })
     }
@@ -364,8 +364,7 @@ impl Analyzer {
     /// Annotates `docs` in place (one page, in order) and appends findings after them.
     pub fn process(&mut self, docs: &mut Vec<Value>) {
         if let Some(settings) = &self.settings {
-            let downloads = std::mem::take(&mut self.pending_downloads);
-            engine::process(settings, &mut self.state, downloads, docs);
+            engine::process(settings, &mut self.state, self.noted.drain(..), docs);
         }
     }
 
@@ -381,30 +380,26 @@ impl Analyzer {
             || user_agent.is_some_and(|ua| !engine::expected_user_agent(settings, ua))
     }
 
-    /// Records a document that [`Analyzer::wants`] passed over, from what mapping read of it:
-    /// its time moves the high-water mark (which decides which windows are old enough to
-    /// prune), and a download goes into its actor's window for the context of download
-    /// findings, as [`Analyzer::process`] would have put it there. Takes effect with the next
+    /// Records a document that [`Analyzer::wants`] passed over, from what mapping read of it,
+    /// as [`Analyzer::process`] would have recorded the document itself (one path, in the
+    /// engine: its time, and a download into its actor's window). Takes effect with the next
     /// [`Analyzer::process`], which the pipeline calls for every chunk.
     pub(crate) fn note_plain(&mut self, facts: &crate::mapping::Facts) {
         if self.settings.is_none() {
             return;
         }
         let ms = facts.timestamp_ms;
-        self.state.high_water_ms = Some(self.state.high_water_ms.map_or(ms, |h| h.max(ms)));
-        if facts.action.as_deref() == Some("file_downloaded") {
-            if let Some(actor) = &facts.user_id {
-                self.pending_downloads.push((
-                    actor.clone(),
-                    state::FileRef {
-                        at_ms: ms,
-                        event_id: facts.event_id.clone().unwrap_or_default(),
-                        id: facts.entity_id.clone(),
-                        name: facts.entity_name.clone(),
-                    },
-                ));
-            }
-        }
+        self.noted.push(engine::Noted::new(
+            facts.action.as_deref().unwrap_or_default(),
+            facts.user_id.as_deref(),
+            Some(ms),
+            |at_ms| state::FileRef {
+                at_ms,
+                event_id: facts.event_id.clone().unwrap_or_default(),
+                id: facts.entity_id.clone(),
+                name: facts.entity_name.clone(),
+            },
+        ));
     }
 
     /// The state to save with the checkpoint, ready to be serialised where it is written.

@@ -17,15 +17,157 @@
 //! that took 0.15 s of CPU and 25 MB, paid by every run, even one that delivered nothing. A
 //! prefilter of the literals each rule needs (how `ua_parser` itself picks the rules to try)
 //! names the candidates; the first candidate that matches is the answer, as with the whole set.
+//!
+//! What each rule needs is worked out from its pattern once, when the rules change, not at
+//! every start: `uap-core/prefilter.json` holds each rule's literal model (an and/or tree of
+//! literals, `regex_filtered`'s `Model`) in rule order, and a test checks it against the
+//! patterns (`UPDATE_PREFILTER=1 cargo test --lib prefilter_models_are_current` rewrites it).
+//! Parsing 1,196 patterns at start was most of the cost of the first new agent.
 
 use aho_corasick::AhoCorasick;
 use regex_filtered::{mapper, model::Model};
+use serde::de::{Deserializer as _, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use ua_parser::{device, os, user_agent as browser};
 
 /// The uap-core rules (as JSON), compiled into the binary.
 const REGEXES_JSON: &str = include_str!("uap-core/regexes.json");
+
+/// Each rule's literal model, worked out from its pattern (see the module doc): browsers,
+/// operating systems, devices.
+const PREFILTER_JSON: &str = include_str!("uap-core/prefilter.json");
+
+/// A rule's literal model as saved in `uap-core/prefilter.json`; [`Model`] without its ids.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Shape {
+    /// Any agent may match (no literal is needed, or the pattern could not be read).
+    All,
+    /// No agent matches.
+    Nothing,
+    /// The agent contains this literal.
+    Atom(String),
+    /// All of these hold.
+    And(Vec<Shape>),
+    /// One of these holds.
+    Or(Vec<Shape>),
+}
+
+impl Shape {
+    fn model(self) -> Model {
+        let id = || std::cell::Cell::new(usize::MAX);
+        match self {
+            Shape::All => Model::all(),
+            Shape::Nothing => Model::none(),
+            Shape::Atom(s) => Model::Atom(id(), s),
+            Shape::And(v) => Model::And(id(), v.into_iter().map(Shape::model).collect()),
+            Shape::Or(v) => Model::Or(id(), v.into_iter().map(Shape::model).collect()),
+        }
+    }
+
+    #[cfg(test)]
+    fn of(model: &Model) -> Shape {
+        match model {
+            Model::All(_) => Shape::All,
+            Model::None(_) => Shape::Nothing,
+            Model::Atom(_, s) => Shape::Atom(s.clone()),
+            Model::And(_, v) => Shape::And(v.iter().map(Shape::of).collect()),
+            Model::Or(_, v) => Shape::Or(v.iter().map(Shape::of).collect()),
+        }
+    }
+}
+
+#[cfg(test)]
+/// The three lists of models, as saved.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Prefilter {
+    browser: Vec<Shape>,
+    os: Vec<Shape>,
+    device: Vec<Shape>,
+}
+
+#[cfg(test)]
+fn read_prefilter() -> Result<Prefilter, String> {
+    serde_json::from_str(PREFILTER_JSON)
+        .map_err(|e| format!("cannot read the user-agent prefilter: {e}"))
+}
+
+/// The three lists of models as saved, each still text: read one at a time into its
+/// prefilter ([`push_models`]), so no list is held whole.
+#[derive(serde::Deserialize)]
+struct SavedPrefilter<'a> {
+    #[serde(borrow)]
+    browser: &'a RawValue,
+    #[serde(borrow)]
+    os: &'a RawValue,
+    #[serde(borrow)]
+    device: &'a RawValue,
+}
+
+/// Reads a saved list of models into `builder`, one model at a time; returns how many.
+fn push_models(saved: &RawValue, builder: &mut mapper::Builder) -> Result<usize, String> {
+    struct Push<'b>(&'b mut mapper::Builder);
+    impl<'de> Visitor<'de> for Push<'_> {
+        type Value = usize;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of literal models")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+            let mut n = 0;
+            while let Some(shape) = seq.next_element::<Shape>()? {
+                self.0.push(shape.model());
+                n += 1;
+            }
+            Ok(n)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(saved.get());
+    de.deserialize_seq(Push(builder))
+        .map_err(|e| format!("cannot read the user-agent prefilter: {e}"))
+}
+
+#[cfg(test)]
+/// A rule's literal model worked out from its pattern as written: `ua_parser` narrows `\d`,
+/// `\w` and long `{0,n}` before compiling, so the written one matches at least as much and its
+/// literals are needed by the compiled one too. A pattern this cannot read is always a
+/// candidate.
+fn model_of(pattern: &str, ignore_case: bool) -> Model {
+    regex_syntax::ParserBuilder::new()
+        .case_insensitive(ignore_case)
+        .build()
+        .parse(pattern)
+        .ok()
+        .and_then(|hir| Model::new(&hir).ok())
+        .unwrap_or_else(Model::all)
+}
+
+#[cfg(test)]
+/// The prefilter worked out from the rules' patterns, as `uap-core/prefilter.json` must hold it.
+fn work_out_prefilter() -> Prefilter {
+    let r = read_rules().expect("the embedded rules read");
+    let shapes = |it: Vec<(&str, bool)>| -> Vec<Shape> {
+        it.into_iter()
+            .map(|(p, i)| Shape::of(&model_of(p, i)))
+            .collect()
+    };
+    Prefilter {
+        browser: shapes(
+            r.user_agent_parsers
+                .iter()
+                .map(|p| (&*p.regex, false))
+                .collect(),
+        ),
+        os: shapes(r.os_parsers.iter().map(|p| (&*p.regex, false)).collect()),
+        device: shapes(
+            r.device_parsers
+                .iter()
+                .map(|p| (&*p.regex, p.regex_flag == Some(device::Flag::IgnoreCase)))
+                .collect(),
+        ),
+    }
+}
 
 /// Distinct agents kept before the cache is emptied and refilled; bounds memory on hostile input.
 const CACHE_CAPACITY: usize = 4096;
@@ -67,26 +209,20 @@ struct Domain<P, E> {
 }
 
 impl<P, E> Domain<P, E> {
-    /// `regex` gives a rule's pattern and whether it ignores case; `build` compiles one rule.
+    /// `saved` are the rules' literal models as saved, one per rule in order; `build`
+    /// compiles one rule.
     fn new(
         parsers: Vec<P>,
-        regex: fn(&P) -> (&str, bool),
+        saved: &RawValue,
         build: fn(&P) -> Result<E, String>,
     ) -> Result<Self, String> {
         let mut models = mapper::Builder::new(MIN_ATOM_LEN);
-        for p in &parsers {
-            let (pattern, ignore_case) = regex(p);
-            // The pattern as written: `ua_parser` narrows `\d`, `\w` and long `{0,n}` before
-            // compiling, so the written one matches at least as much and its literals are
-            // needed by the compiled one too. A pattern this cannot read is always a candidate.
-            let model = regex_syntax::ParserBuilder::new()
-                .case_insensitive(ignore_case)
-                .build()
-                .parse(pattern)
-                .ok()
-                .and_then(|hir| Model::new(&hir).ok())
-                .unwrap_or_else(Model::all);
-            models.push(model);
+        let read = push_models(saved, &mut models)?;
+        if read != parsers.len() {
+            return Err(format!(
+                "the user-agent prefilter has {read} models for {} rules",
+                parsers.len()
+            ));
         }
         let (mapper, atoms) = models.build();
         let atoms = AhoCorasick::builder()
@@ -149,64 +285,54 @@ impl Rules {
     /// Reads the embedded rules and builds the prefilters; compiles no regex.
     fn new() -> Result<Rules, String> {
         let r = read_rules()?;
+        let shapes: SavedPrefilter<'_> = serde_json::from_str(PREFILTER_JSON)
+            .map_err(|e| format!("cannot read the user-agent prefilter: {e}"))?;
         Ok(Rules {
-            browser: Domain::new(
-                r.user_agent_parsers,
-                |p| (&p.regex, false),
-                |p| {
-                    let one = browser::Parser {
-                        regex: p.regex.clone(),
-                        family_replacement: p.family_replacement.clone(),
-                        v1_replacement: p.v1_replacement.clone(),
-                        v2_replacement: p.v2_replacement.clone(),
-                        v3_replacement: p.v3_replacement.clone(),
-                        v4_replacement: p.v4_replacement.clone(),
-                    };
-                    browser::Builder::new()
-                        .push(one)
-                        .map_err(compile_error)?
-                        .build()
-                        .map_err(compile_error)
-                },
-            )?,
-            os: Domain::new(
-                r.os_parsers,
-                |p| (&p.regex, false),
-                |p| {
-                    let one = os::Parser {
-                        regex: p.regex.clone(),
-                        os_replacement: p.os_replacement.clone(),
-                        os_v1_replacement: p.os_v1_replacement.clone(),
-                        os_v2_replacement: p.os_v2_replacement.clone(),
-                        os_v3_replacement: p.os_v3_replacement.clone(),
-                        os_v4_replacement: p.os_v4_replacement.clone(),
-                    };
-                    os::Builder::new()
-                        .push(one)
-                        .map_err(compile_error)?
-                        .build()
-                        .map_err(compile_error)
-                },
-            )?,
-            device: Domain::new(
-                r.device_parsers,
-                |p| (&p.regex, p.regex_flag == Some(device::Flag::IgnoreCase)),
-                |p| {
-                    let one = device::Parser {
-                        regex: p.regex.clone(),
-                        regex_flag: (p.regex_flag == Some(device::Flag::IgnoreCase))
-                            .then_some(device::Flag::IgnoreCase),
-                        device_replacement: p.device_replacement.clone(),
-                        brand_replacement: p.brand_replacement.clone(),
-                        model_replacement: p.model_replacement.clone(),
-                    };
-                    device::Builder::new()
-                        .push(one)
-                        .map_err(compile_error)?
-                        .build()
-                        .map_err(compile_error)
-                },
-            )?,
+            browser: Domain::new(r.user_agent_parsers, shapes.browser, |p| {
+                let one = browser::Parser {
+                    regex: p.regex.clone(),
+                    family_replacement: p.family_replacement.clone(),
+                    v1_replacement: p.v1_replacement.clone(),
+                    v2_replacement: p.v2_replacement.clone(),
+                    v3_replacement: p.v3_replacement.clone(),
+                    v4_replacement: p.v4_replacement.clone(),
+                };
+                browser::Builder::new()
+                    .push(one)
+                    .map_err(compile_error)?
+                    .build()
+                    .map_err(compile_error)
+            })?,
+            os: Domain::new(r.os_parsers, shapes.os, |p| {
+                let one = os::Parser {
+                    regex: p.regex.clone(),
+                    os_replacement: p.os_replacement.clone(),
+                    os_v1_replacement: p.os_v1_replacement.clone(),
+                    os_v2_replacement: p.os_v2_replacement.clone(),
+                    os_v3_replacement: p.os_v3_replacement.clone(),
+                    os_v4_replacement: p.os_v4_replacement.clone(),
+                };
+                os::Builder::new()
+                    .push(one)
+                    .map_err(compile_error)?
+                    .build()
+                    .map_err(compile_error)
+            })?,
+            device: Domain::new(r.device_parsers, shapes.device, |p| {
+                let one = device::Parser {
+                    regex: p.regex.clone(),
+                    regex_flag: (p.regex_flag == Some(device::Flag::IgnoreCase))
+                        .then_some(device::Flag::IgnoreCase),
+                    device_replacement: p.device_replacement.clone(),
+                    brand_replacement: p.brand_replacement.clone(),
+                    model_replacement: p.model_replacement.clone(),
+                };
+                device::Builder::new()
+                    .push(one)
+                    .map_err(compile_error)?
+                    .build()
+                    .map_err(compile_error)
+            })?,
         })
     }
 
@@ -500,6 +626,28 @@ mod tests {
         assert!(
             !v["version"].as_str().unwrap_or("").contains('\u{666}'),
             "{v}"
+        );
+    }
+
+    /// `uap-core/prefilter.json` is what the patterns of `uap-core/regexes.json` give; with
+    /// `UPDATE_PREFILTER=1` it is rewritten from them (after the rules changed).
+    #[test]
+    fn prefilter_models_are_current() {
+        let worked_out = work_out_prefilter();
+        if std::env::var_os("UPDATE_PREFILTER").is_some() {
+            let path = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/src/mapping/uap-core/prefilter.json"
+            );
+            let mut text = serde_json::to_string(&worked_out).unwrap();
+            text.push('\n');
+            std::fs::write(path, text).unwrap();
+            return;
+        }
+        let saved = read_prefilter().unwrap();
+        assert!(
+            saved == worked_out,
+            "uap-core/prefilter.json is stale: run UPDATE_PREFILTER=1 cargo test --lib prefilter_models_are_current"
         );
     }
 
