@@ -403,7 +403,6 @@ async fn simulator_background_traffic_gives_no_finding() {
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let out = slack_audit_source::sink::stdout::SharedWriter::default();
         let url = format!("http://{}", sim.addr);
         let extra = [
             "--initial-lookback",
@@ -413,16 +412,7 @@ async fn simulator_background_traffic_gives_no_finding() {
             "--limit",
             "500",
         ];
-        let config = crate::support::run_config(&url, dir.path(), &extra);
-        let overrides = slack_audit_source::Overrides::new().stdout(out.clone());
-        slack_audit_source::run_with(config, overrides, std::future::pending())
-            .await
-            .unwrap();
-        let docs: Vec<Value> = String::from_utf8(out.contents())
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let (docs, _) = crate::support::run_once_in_process(&url, dir.path(), &extra).await;
         let anomalies = docs
             .iter()
             .filter(|d| d.pointer("/event/action").and_then(Value::as_str) == Some("anomaly"))
@@ -541,18 +531,10 @@ async fn detections_come_out_of_run_and_analyze_alike_in_both_orders() {
 
     let sim = crate::support::simulator_with(all.clone()).await;
     let state = tempfile::tempdir().unwrap();
-    let out = slack_audit_source::sink::stdout::SharedWriter::default();
     let url = format!("http://{}", sim.addr);
-    let config = crate::support::run_config(&url, state.path(), &["--initial-lookback", "3h"]);
-    let overrides = slack_audit_source::Overrides::new().stdout(out.clone());
-    slack_audit_source::run_with(config, overrides, std::future::pending())
-        .await
-        .unwrap();
-    let live: Vec<Value> = String::from_utf8(out.contents())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (live, _) =
+        crate::support::run_once_in_process(&url, state.path(), &["--initial-lookback", "3h"])
+            .await;
     assert_eq!(detections(&live), expected, "run");
 
     all.reverse();
@@ -652,7 +634,6 @@ async fn geoip_reaches_the_detections_in_run_and_analyze() {
 
     let sim = crate::support::simulator_with(entries.clone()).await;
     let state = tempfile::tempdir().unwrap();
-    let out = slack_audit_source::sink::stdout::SharedWriter::default();
     let url = format!("http://{}", sim.addr);
     let flags = [
         "--initial-lookback",
@@ -662,16 +643,7 @@ async fn geoip_reaches_the_detections_in_run_and_analyze() {
         "--geoip-city",
         city,
     ];
-    let config = crate::support::run_config(&url, state.path(), &flags);
-    let overrides = slack_audit_source::Overrides::new().stdout(out.clone());
-    slack_audit_source::run_with(config, overrides, std::future::pending())
-        .await
-        .unwrap();
-    let live: Vec<Value> = String::from_utf8(out.contents())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (live, _) = crate::support::run_once_in_process(&url, state.path(), &flags).await;
     assert_eq!(geo_findings(&live), with, "run with the databases");
 
     let (code, docs, err) = analyze(&[], &ndjson(&entries));
@@ -731,7 +703,6 @@ async fn the_eleven_day_attack_story_gives_its_findings_through_run_and_analyze(
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let out = slack_audit_source::sink::stdout::SharedWriter::default();
     let url = format!("http://{}", sim.addr);
     let extra = [
         "--initial-lookback",
@@ -742,16 +713,7 @@ async fn the_eleven_day_attack_story_gives_its_findings_through_run_and_analyze(
         "500",
         "--preserve-original-event",
     ];
-    let config = crate::support::run_config(&url, dir.path(), &extra);
-    let overrides = slack_audit_source::Overrides::new().stdout(out.clone());
-    slack_audit_source::run_with(config, overrides, std::future::pending())
-        .await
-        .unwrap();
-    let docs: Vec<Value> = String::from_utf8(out.contents())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (docs, _) = crate::support::run_once_in_process(&url, dir.path(), &extra).await;
     let alerts = findings(&docs);
     let rules: Vec<&str> = alerts
         .iter()

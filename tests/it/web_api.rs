@@ -179,20 +179,9 @@ fn scraping_entries() -> Vec<Value> {
 /// `run --once` against `sim` with `extra` flags; the documents delivered.
 async fn run_once(sim: &SimHandle, extra: &[&str]) -> (Vec<Value>, String) {
     let state = tempfile::tempdir().unwrap();
-    let out = slack_audit_source::sink::stdout::SharedWriter::default();
     let mut flags = vec!["--initial-lookback", "1h"];
     flags.extend_from_slice(extra);
-    let config = crate::support::run_config(&sim.url(), state.path(), &flags);
-    let overrides = slack_audit_source::Overrides::new().stdout(out.clone());
-    slack_audit_source::run_with(config, overrides, std::future::pending())
-        .await
-        .unwrap();
-    let text = String::from_utf8(out.contents()).unwrap();
-    let docs = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (docs, text)
+    crate::support::run_once_in_process(&sim.url(), state.path(), &flags).await
 }
 
 fn anomaly_findings(docs: &[Value]) -> Vec<&Value> {

@@ -134,6 +134,30 @@ pub fn run_config(
     .expect("valid test config")
 }
 
+/// `run --once`, in process, against the API at `url` with its state in `state` and `extra`
+/// flags ([`run_config`]): the documents it delivered on stdout, and their text.
+pub async fn run_once_in_process(
+    url: &str,
+    state: &std::path::Path,
+    extra: &[&str],
+) -> (Vec<Value>, String) {
+    let out = slack_audit_source::sink::stdout::SharedWriter::default();
+    let overrides = slack_audit_source::Overrides::new().stdout(out.clone());
+    slack_audit_source::run_with(
+        run_config(url, state, extra),
+        overrides,
+        std::future::pending(),
+    )
+    .await
+    .expect("run --once ends well");
+    let text = String::from_utf8(out.contents()).expect("documents are UTF-8");
+    let docs = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one document per line"))
+        .collect();
+    (docs, text)
+}
+
 /// The one builder of a `slack-audit-source run` command: against `api_url` with `state`,
 /// [`TEST_RUN_FLAGS`] then `extra` (later flags override earlier ones), [`TEST_TOKEN`] in
 /// `SLACK_AUDIT_TOKEN`, no token file or config file inherited from the environment, and stdin
