@@ -261,32 +261,29 @@ impl<'a> Facts<'a> {
 
     /// This entry as remembered evidence, at time `at`.
     pub fn ev(&self, at: i64) -> super::state::Ev {
-        super::state::Ev {
-            at,
-            id: self.id.to_string(),
-            ip: self.ip.map(|ip| ip.to_string()),
-            session: self.session.as_ref().map(|s| s.to_string()),
-        }
+        let mut ev = super::state::Ev::default();
+        self.ev_into(at, &mut ev);
+        ev
     }
 
     /// [`Facts::ev`] written over `into`, reusing its buffers: newest-first input replaces a
     /// held earliest event with almost every entry, and this costs no allocation then.
     pub fn ev_into(&self, at: i64, into: &mut super::state::Ev) {
-        fn put(slot: &mut Option<String>, value: Option<impl std::fmt::Display>) {
-            match value {
-                Some(v) => {
-                    let text = slot.get_or_insert_with(String::new);
-                    text.clear();
-                    let _ = std::fmt::Write::write_fmt(text, format_args!("{v}"));
-                }
-                None => *slot = None,
-            }
-        }
         into.at = at;
         into.id.clear();
         into.id.push_str(&self.id);
-        put(&mut into.ip, self.ip);
-        put(&mut into.session, self.session.as_deref());
+        match self.ip {
+            Some(ip) => ip_into(ip, into.ip.get_or_insert_with(String::new)),
+            None => into.ip = None,
+        }
+        match self.session.as_deref() {
+            Some(session) => {
+                let text = into.session.get_or_insert_with(String::new);
+                text.clear();
+                text.push_str(session);
+            }
+            None => into.session = None,
+        }
     }
 
     /// The actor's id unless it is one of Slack's placeholders.
@@ -310,6 +307,31 @@ impl<'a> Facts<'a> {
             KeyBy::Session => self.session.as_deref().map(b),
             KeyBy::Entity => self.entity_id.as_deref().map(b),
             KeyBy::Event => Some(b(self.id.as_ref())),
+        }
+    }
+}
+
+/// Writes `ip` over `out` as `Display` writes it; an IPv4 address (most of them) without the
+/// formatting machinery, which costs more than the rest of remembering an event.
+pub fn ip_into(ip: IpAddr, out: &mut String) {
+    out.clear();
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(_) => {
+            let _ = std::fmt::Write::write_fmt(out, format_args!("{ip}"));
         }
     }
 }
@@ -381,6 +403,23 @@ mod tests {
             "the synthetic id is stable"
         );
         assert_eq!(f.at, None);
+    }
+
+    #[test]
+    fn an_ip_is_written_as_display_writes_it() {
+        let mut out = String::from("left over");
+        for text in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "203.0.113.255",
+            "255.255.255.255",
+            "2001:db8::1",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = text.parse().unwrap();
+            ip_into(ip, &mut out);
+            assert_eq!(out, ip.to_string());
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! What the detection engine remembers between batches and across restarts, and its caps.
 //!
-//! Serialised with serde for the checkpoint; every map is a `BTreeMap`, so the same input gives
-//! the same bytes. Every collection is capped; at a cap the entries whose newest event is
+//! Serialised with serde for the checkpoint, every map in key order, so the same input gives the
+//! same bytes. The large maps, looked up several times per entry, are hashed ([`Index`]) and
+//! sorted only when saved; nothing that decides output iterates them in their own order. Every collection is capped; at a cap the entries whose newest event is
 //! oldest go first (see [`DetectState::prune`]). What a cap costs is written next to it.
 //!
 //! A record is kept while its newest event lies within its rule's reach of the newest event
@@ -9,8 +10,42 @@
 //! reads newest first, far behind the high-water mark, and one key's events are spread over
 //! adjacent pages.
 
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use std::collections::{BTreeMap, HashMap};
+
+/// A string-keyed map looked up on every entry: a `HashMap` (std's keyed hasher, so crafted ids
+/// cannot make lookups slow), saved as a JSON object in key order, the same bytes a `BTreeMap`
+/// gave, and read from one. Anything whose order decides output sorts first ([`evict`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Index<V>(pub HashMap<String, V>);
+
+impl<V> Default for Index<V> {
+    fn default() -> Self {
+        Index(HashMap::new())
+    }
+}
+
+impl<V> std::ops::Deref for Index<V> {
+    type Target = HashMap<String, V>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<V> std::ops::DerefMut for Index<V> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl<V: Serialize> Serialize for Index<V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut all: Vec<(&String, &V)> = self.0.iter().collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        s.collect_map(all)
+    }
+}
 
 /// Emitted dedup keys outlive their period by this much (event time), so that a late-indexed
 /// or re-read entry cannot fire the same finding twice.
@@ -207,13 +242,13 @@ pub struct DetectState {
     /// Newest event time seen (Unix s).
     pub high_water: Option<i64>,
     /// Dedup key → start of its period (Unix s).
-    pub emitted: BTreeMap<String, i64>,
+    pub emitted: Index<i64>,
     /// Rule id → key → events.
-    pub keys: BTreeMap<String, BTreeMap<String, KeyEvents>>,
+    pub keys: Index<Index<KeyEvents>>,
     /// Session id → what it was seen from.
-    pub sessions: BTreeMap<String, Session>,
+    pub sessions: Index<Session>,
     /// User id → login countries.
-    pub countries: BTreeMap<String, Countries>,
+    pub countries: Index<Countries>,
 }
 
 impl Default for DetectState {
@@ -222,10 +257,10 @@ impl Default for DetectState {
             version: DETECT_STATE_VERSION,
             batches: 0,
             high_water: None,
-            emitted: BTreeMap::new(),
-            keys: BTreeMap::new(),
-            sessions: BTreeMap::new(),
-            countries: BTreeMap::new(),
+            emitted: Index::default(),
+            keys: Index::default(),
+            sessions: Index::default(),
+            countries: Index::default(),
         }
     }
 }
@@ -292,12 +327,15 @@ impl DetectState {
         let keep_from = hw.saturating_sub(reach.dedup_secs.saturating_add(EMITTED_SLACK_SECS));
         self.emitted.retain(|_, start| *start >= keep_from);
         evict(&mut self.emitted, MAX_EMITTED, |start| (0, *start));
+        // In rule order, as the warnings were always said.
+        capped.sort();
         capped
     }
 }
 
-/// Keeps the `cap` entries whose `age` is greatest (the smallest go first).
-fn evict<V, A: Ord, F: Fn(&V) -> A>(map: &mut BTreeMap<String, V>, cap: usize, age: F) {
+/// Keeps the `cap` entries whose `age` is greatest (the smallest go first; ties by key, so the
+/// map's own order never decides).
+fn evict<V, A: Ord, F: Fn(&V) -> A>(map: &mut HashMap<String, V>, cap: usize, age: F) {
     if map.len() <= cap {
         return;
     }
