@@ -849,16 +849,20 @@ mod against_simulator {
         let dir = tempfile::tempdir().unwrap();
         let audit_file = dir.path().join("audit-token");
         std::fs::write(&audit_file, AUDIT).unwrap();
-        let mut logs = crate::slack::SlackClient::new(crate::slack::client::ClientConfig {
-            api_url: Url::parse(&s.url()).unwrap(),
-            token: crate::slack::TokenSource::file(audit_file).unwrap(),
-            max_rpm: 60_000,
-            request_timeout: Duration::from_secs(10),
-            tracer: None,
-            max_response_bytes: 1 << 20,
-            give_up_after: None,
-        })
-        .unwrap();
+        // An Audit Logs client reading its token from `path`.
+        let audit_client = |path: std::path::PathBuf| {
+            crate::slack::SlackClient::new(crate::slack::client::ClientConfig {
+                api_url: Url::parse(&s.url()).unwrap(),
+                token: crate::slack::TokenSource::file(path).unwrap(),
+                max_rpm: 60_000,
+                request_timeout: Duration::from_secs(10),
+                tracer: None,
+                max_response_bytes: 1 << 20,
+                give_up_after: None,
+            })
+            .unwrap()
+        };
+        let mut logs = audit_client(audit_file);
         let api = client(&s, &dir, ADMIN, fast());
         let filters = crate::slack::api::Filters::default();
         let query = crate::slack::Query {
@@ -892,16 +896,7 @@ mod against_simulator {
         );
         let admin_file = dir.path().join("admin-as-audit");
         std::fs::write(&admin_file, ADMIN).unwrap();
-        let mut wrong = crate::slack::SlackClient::new(crate::slack::client::ClientConfig {
-            api_url: Url::parse(&s.url()).unwrap(),
-            token: crate::slack::TokenSource::file(admin_file).unwrap(),
-            max_rpm: 60_000,
-            request_timeout: Duration::from_secs(10),
-            tracer: None,
-            max_response_bytes: 1 << 20,
-            give_up_after: None,
-        })
-        .unwrap();
+        let mut wrong = audit_client(admin_file);
         assert!(wrong.fetch_page(&query).await.unwrap_err().is_fatal());
         // A rotated admin token goes out from the next call on.
         std::fs::write(dir.path().join("admin-token"), "xoxp-admin-rotated").unwrap();
