@@ -41,11 +41,12 @@ use crate::analysis::rules::RuleSet;
 use document::Hit;
 pub use entry::Light;
 use entry::{Facts, PersonRef};
+use foldhash::{HashMap, HashSet};
 use geo::GeoLookup;
 use model::{DetectionRule, KeyBy, RuleKind, SessionCheck};
 use serde_json::{json, Value};
 use state::{DetectState, Reach};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What the pipeline needs to hand an entry to the engine.
@@ -213,7 +214,7 @@ impl Detector {
             state: state.unwrap_or_default(),
             active: Vec::new(),
             off: Vec::new(),
-            actions: HashSet::new(),
+            actions: HashSet::default(),
             any_action: false,
             network_rules: false,
             country_rules: false,
