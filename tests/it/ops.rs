@@ -277,6 +277,14 @@ async fn the_demo_ends_by_itself_with_a_summary_and_a_way_to_see_the_findings_ag
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("demo: done."), "{stderr}");
+    // Its two runs share one process: a rule that is off is said so once.
+    assert_eq!(
+        stderr
+            .matches("slack.detect.login_new_country is off")
+            .count(),
+        1,
+        "{stderr}"
+    );
     let findings: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())

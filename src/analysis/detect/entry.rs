@@ -372,24 +372,70 @@ pub fn normalise_ua(ua: &str) -> String {
 /// [`normalise_ua`] into `out` (cleared first).
 pub fn normalise_ua_into(ua: &str, out: &mut String) {
     out.clear();
-    let mut in_digits = false;
-    for c in ua.trim().chars() {
-        if c.is_ascii_digit() {
-            if !in_digits {
-                out.push('#');
+    let ua = ua.trim();
+    let b = ua.as_bytes();
+    // Copied a run at a time: digits are ASCII, so every cut falls between characters.
+    let (mut from, mut i) = (0, 0);
+    while i < b.len() {
+        if b[i].is_ascii_digit() {
+            out.push_str(&ua[from..i]);
+            out.push('#');
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
             }
-            in_digits = true;
+            from = i;
         } else {
-            in_digits = false;
-            out.push(c.to_ascii_lowercase());
+            i += 1;
         }
     }
+    out.push_str(&ua[from..]);
+    out.make_ascii_lowercase();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The normalisation as first written, a character at a time: the reference.
+    fn normalise_by_char(ua: &str) -> String {
+        let mut out = String::new();
+        let mut in_digits = false;
+        for c in ua.trim().chars() {
+            if c.is_ascii_digit() {
+                if !in_digits {
+                    out.push('#');
+                }
+                in_digits = true;
+            } else {
+                in_digits = false;
+                out.push(c.to_ascii_lowercase());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn user_agents_normalise_with_versions_folded() {
+        assert_eq!(
+            normalise_ua(" Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) Chrome/131.0.0.0 "),
+            "mozilla/#.# (macintosh; intel mac os x #_#_#) chrome/#.#.#.#"
+        );
+        assert_eq!(
+            normalise_ua("Slack/24.12.10.0 (Android 15; Pixel 8 Pro)"),
+            "slack/#.#.#.# (android #; pixel # pro)"
+        );
+        assert_eq!(normalise_ua("12ab34"), "#ab#");
+        assert_eq!(normalise_ua("ÉCLAIR١٢ X"), "Éclair١٢ x");
+        assert_eq!(normalise_ua(""), "");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn user_agent_normalisation_matches_the_reference(ua in "[ a-zA-Z0-9./;()_É١😀-]{0,40}") {
+            proptest::prop_assert_eq!(normalise_ua(&ua), normalise_by_char(&ua));
+        }
+    }
 
     #[test]
     fn a_bare_entry_says_what_it_lacked() {

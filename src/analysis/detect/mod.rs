@@ -67,7 +67,11 @@ impl Interest {
     }
 }
 
-/// A rule that is off, and why (said once when the detector is built).
+/// Rules this process has said are off.
+static SAID_OFF: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// A rule that is off, and why (said once, when the first detector is built).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Off {
     /// The rule.
@@ -203,7 +207,7 @@ impl std::fmt::Debug for Detector {
 
 impl Detector {
     /// A detector over `rules`' detection rules, resuming from `state` (from
-    /// [`Detector::state`] earlier). Logs once, at warn level, each rule that is off.
+    /// [`Detector::state`] earlier). Logs at warn level each rule that is off, once per process.
     pub fn new(
         rules: Arc<RuleSet>,
         allowlist: Arc<Allowlist>,
@@ -279,7 +283,14 @@ impl Detector {
         }
         d.index = Arc::new(ActionIndex::build(&d.rules.detections.rules, &d.active));
         for off in &d.off {
-            tracing::warn!(rule = %off.rule, "detection rule {} is off: {}", off.rule, off.why);
+            // Once per process: `demo` builds its run twice, and a warning said twice reads
+            // as two problems.
+            let first = SAID_OFF
+                .lock()
+                .map_or(true, |mut said| said.insert(off.rule.clone()));
+            if first {
+                tracing::warn!(rule = %off.rule, "detection rule {} is off: {}", off.rule, off.why);
+            }
         }
         d
     }

@@ -336,9 +336,11 @@ impl Condition {
     /// [`Condition::holds`] for an entry whose `action` is `action` (non-empty), for a
     /// condition [`Condition::on_action`]; the same answer, without the entry.
     pub(crate) fn holds_action(&self, action: &str) -> bool {
+        // Trimmed once: a rule that takes any action asks this of every entry.
+        let trimmed = action.trim();
         let str_same = |want: &Value| match want {
-            Value::String(b) => action.trim().eq_ignore_ascii_case(b.trim()),
-            Value::Number(n) => action.trim() == n.to_string(),
+            Value::String(b) => trimmed.eq_ignore_ascii_case(b.trim()),
+            Value::Number(n) => trimmed == n.to_string(),
             _ => false,
         };
         let raw = match &self.test {
