@@ -356,11 +356,6 @@ impl Analyzer {
         }
     }
 
-    /// Detection rules that are off, and why.
-    pub fn detections_off(&self) -> &[detect::Off] {
-        self.detector.as_ref().map_or(&[], |d| d.off())
-    }
-
     /// Annotates `docs` in place (one page, in order) and appends findings after them.
     pub fn process(&mut self, docs: &mut Vec<Value>) {
         if let Some(settings) = &self.settings {

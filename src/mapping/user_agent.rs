@@ -90,8 +90,12 @@ struct Prefilter {
 
 #[cfg(test)]
 fn read_prefilter() -> Result<Prefilter, String> {
-    serde_json::from_str(PREFILTER_JSON)
-        .map_err(|e| format!("cannot read the user-agent prefilter: {e}"))
+    serde_json::from_str(PREFILTER_JSON).map_err(prefilter_error)
+}
+
+/// What a prefilter that does not read says.
+fn prefilter_error(e: serde_json::Error) -> String {
+    format!("cannot read the user-agent prefilter: {e}")
 }
 
 /// The three lists of models as saved, each still text: read one at a time into its
@@ -124,8 +128,7 @@ fn push_models(saved: &RawValue, builder: &mut mapper::Builder) -> Result<usize,
         }
     }
     let mut de = serde_json::Deserializer::from_str(saved.get());
-    de.deserialize_seq(Push(builder))
-        .map_err(|e| format!("cannot read the user-agent prefilter: {e}"))
+    de.deserialize_seq(Push(builder)).map_err(prefilter_error)
 }
 
 #[cfg(test)]
@@ -285,8 +288,8 @@ impl Rules {
     /// Reads the embedded rules and builds the prefilters; compiles no regex.
     fn new() -> Result<Rules, String> {
         let r = read_rules()?;
-        let shapes: SavedPrefilter<'_> = serde_json::from_str(PREFILTER_JSON)
-            .map_err(|e| format!("cannot read the user-agent prefilter: {e}"))?;
+        let shapes: SavedPrefilter<'_> =
+            serde_json::from_str(PREFILTER_JSON).map_err(prefilter_error)?;
         Ok(Rules {
             browser: Domain::new(r.user_agent_parsers, shapes.browser, |p| {
                 let one = browser::Parser {

@@ -295,6 +295,7 @@ impl Detector {
         d
     }
 
+    #[cfg(test)]
     /// Rules that are off, and why.
     pub fn off(&self) -> &[Off] {
         &self.off
