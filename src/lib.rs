@@ -35,6 +35,7 @@ pub mod checkpoint;
 pub mod config;
 #[cfg(feature = "simulator")]
 pub mod demo;
+pub mod doc;
 pub(crate) mod error;
 pub(crate) mod fnv;
 pub mod mapping;

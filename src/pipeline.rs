@@ -9,13 +9,16 @@
 //! A page goes out in chunks of [`CHUNK`] entries, so memory stays bounded at `--limit 9999`.
 //! Each entry is parsed once by the mapper, which writes its document as text and notes what
 //! routing and the analysis need. Most documents (not anomalies, an expected user agent) stay
-//! text: the analysis only notes them (a download's file, the time). The others are parsed
-//! back into JSON values for the analysis, which may annotate them and add findings. The
-//! page's order is kept within a chunk, findings last.
+//! text: the analysis only notes them (a download's file, the time). The others are read back
+//! into a borrowed tree ([`Node`]) for the analysis, which may annotate them and add
+//! findings; a tree rather than a `serde_json::Value`, which cost a third of a backfill's CPU
+//! time in allocating and freeing (BENCHMARKS.md). The page's order is kept within a chunk,
+//! findings last.
 
 use crate::analysis::detect::{Item, Light};
 use crate::analysis::{Analyzer, SavedState};
 use crate::checkpoint::Window;
+use crate::mapping::tree::Node;
 use crate::mapping::{DetectFacts, DocKind, Facts, Mapper};
 use crate::metrics::labels::Tally;
 use crate::sink::Batch;
@@ -35,10 +38,10 @@ pub(crate) struct Pipeline {
     analyzer: Analyzer,
     /// Where each delivered entry's document comes from, in page order.
     slots: Vec<Slot>,
-    /// The documents the analysis reads, as values.
-    docs: Vec<Value>,
     /// The documents written straight to text, one after another; `Slot::Plain` ranges.
     texts: Vec<u8>,
+    /// The documents the analysis reads, as written, one after another; `Slot::Doc` ranges.
+    doc_texts: Vec<u8>,
     facts: Facts,
     /// What the detections read of each delivered entry of the chunk, in page order.
     detect: Vec<Detect>,
@@ -74,8 +77,9 @@ enum Detect {
 enum Slot {
     /// Written straight to text: its bytes in the chunk's text buffer.
     Plain(Range<usize>),
-    /// The i-th JSON value handed to the analysis.
-    Doc(usize),
+    /// Handed to the analysis: its text in the chunk's analysed-text buffer, and the index of
+    /// its entry in the page (to map it again should that text not read back).
+    Doc { text: Range<usize>, entry: usize },
 }
 
 /// What the poller knows of the window, to tell new entries from ones already delivered.
@@ -111,8 +115,8 @@ impl Pipeline {
             mapper,
             analyzer,
             slots: Vec::new(),
-            docs: Vec::new(),
             texts: Vec::new(),
+            doc_texts: Vec::new(),
             facts: Facts::default(),
             detect: Vec::new(),
             lights: Vec::new(),
@@ -195,6 +199,7 @@ impl Chunks<'_> {
         }
         let p = &mut *self.pipeline;
         p.texts.clear();
+        p.doc_texts.clear();
         let first = self.next;
         for (i, key) in (first..self.page.len()).zip(self.keys.by_ref().take(CHUNK)) {
             self.next = i + 1;
@@ -208,18 +213,20 @@ impl Chunks<'_> {
                 p.mapper
                     .write_entry_noting(raw, self.fetched_at, &mut p.texts, &mut p.facts);
             let action = p.facts.action.as_deref();
-            // Anomalies always: their reasons are counted in the metrics from the value, with
+            // Anomalies always: their reasons are counted in the metrics from the document, with
             // the analysis off too.
             if kind == DocKind::Event
                 && (action == Some("anomaly")
                     || wants_agent(&mut p.ua_wanted, &p.analyzer, p.facts.user_agent.as_deref()))
             {
-                // The analysis reads and annotates a value: parse what was just written.
-                let doc = serde_json::from_slice(&p.texts[start..])
-                    .unwrap_or_else(|_| p.mapper.map_entry(raw, self.fetched_at));
+                // The analysis reads and annotates the document: it is read back after the loop.
+                let at = p.doc_texts.len();
+                p.doc_texts.extend_from_slice(&p.texts[start..]);
                 p.texts.truncate(start);
-                p.slots.push(Slot::Doc(p.docs.len()));
-                p.docs.push(doc);
+                p.slots.push(Slot::Doc {
+                    text: at..p.doc_texts.len(),
+                    entry: i,
+                });
             } else {
                 p.analyzer.note_plain(&p.facts);
                 let kind = match kind {
@@ -234,30 +241,49 @@ impl Chunks<'_> {
             }
             self.delivered.keys.push(key);
         }
-        let analysed = p.docs.len();
-        p.analyzer.process(&mut p.docs);
-        let findings = detect(p);
+        let detected = detect(p);
+        let mut docs: Vec<Node<'_>> = Vec::new();
+        for slot in &p.slots {
+            if let Slot::Doc { text, entry } = slot {
+                let doc = serde_json::from_slice(&p.doc_texts[text.clone()]).unwrap_or_else(|_| {
+                    let raw = self.page.entry(*entry).unwrap_or_default();
+                    Node::from(p.mapper.map_entry(raw, self.fetched_at))
+                });
+                docs.push(doc);
+            }
+        }
+        let analysed = docs.len();
+        p.analyzer.process(&mut docs);
         batch.clear();
         let tally = &mut self.delivered.tally;
+        let mut next_doc = docs.iter();
         for slot in p.slots.drain(..) {
             match slot {
                 Slot::Plain(range) => {
                     batch.push_with(|out| out.extend_from_slice(&p.texts[range]));
                 }
-                Slot::Doc(i) => {
-                    batch.push(&p.docs[i]);
-                    tally.add(&p.docs[i]);
+                Slot::Doc { .. } => {
+                    if let Some(doc) = next_doc.next() {
+                        batch.push(doc);
+                        tally.add(doc);
+                    }
                 }
             }
         }
-        for finding in p.docs[analysed..].iter().chain(&findings) {
+        for finding in &docs[analysed..] {
             batch.push(finding);
             tally.add(finding);
             if p.keep_findings {
-                self.delivered.findings.push(finding.clone());
+                self.delivered.findings.push(finding.to_value());
             }
         }
-        p.docs.clear();
+        for finding in detected {
+            batch.push(&finding);
+            tally.add(&finding);
+            if p.keep_findings {
+                self.delivered.findings.push(finding);
+            }
+        }
         true
     }
 

@@ -13,7 +13,6 @@
 use super::fields::{self, Glob};
 use ipnet::IpNet;
 use serde::Deserialize;
-use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
@@ -260,7 +259,7 @@ impl Allowlist {
 
     /// The first entry `doc` matches, checked in a fixed order (person, network, ASN, client)
     /// so the annotation is deterministic when several match.
-    pub(crate) fn matches(&self, doc: &Value) -> Option<AllowMatch> {
+    pub(crate) fn matches(&self, doc: &impl crate::doc::Doc) -> Option<AllowMatch> {
         for path in [&["user", "id"][..], &["user", "email"][..]] {
             if let Some(u) = fields::string(doc, path) {
                 if self.users.contains(&u.to_ascii_lowercase()) {
@@ -380,7 +379,7 @@ fn parse_net(s: &str) -> Result<IpNet, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn list() -> Allowlist {
         Allowlist::parse(

@@ -18,6 +18,7 @@ use super::state::{
     Emitted, FileRef, State, Window, DAY_SECS, MAX_IDS_PER_REASON, MAX_IPS_PER_WINDOW,
     MAX_SEEN_PER_WINDOW,
 };
+use crate::doc::{Doc, Field};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -108,11 +109,11 @@ fn advance_high_water(state: &mut State, at_ms: i64) {
 
 /// Processes one page against `state`: the events `noted` without a document first, then
 /// `docs`.
-pub(crate) fn process(
+pub(crate) fn process<D: Doc>(
     settings: &Settings,
     state: &mut State,
     noted: impl IntoIterator<Item = Noted>,
-    docs: &mut Vec<Value>,
+    docs: &mut Vec<D>,
 ) {
     state.pages = state.pages.saturating_add(1);
     for n in noted {
@@ -131,7 +132,7 @@ pub(crate) fn process(
     };
     findings.extend(baseline::evaluate(&settings.rules.baseline, state, &days));
     link_findings(docs, &ids, &findings);
-    docs.extend(findings.iter().map(Finding::to_document));
+    docs.extend(findings.iter().map(|f| D::from(f.to_document())));
     state.prune(settings.window_secs, settings.rules.baseline.history_days);
 }
 
@@ -141,7 +142,7 @@ fn observe(
     s: &Settings,
     state: &mut State,
     touched: &mut Touched,
-    doc: &mut Value,
+    doc: &mut impl Doc,
 ) -> Option<String> {
     if !doc.is_object() {
         return None;
@@ -216,7 +217,7 @@ fn observe_anomaly(
     s: &Settings,
     state: &mut State,
     touched: &mut Touched,
-    doc: &mut Value,
+    doc: &mut impl Doc,
     event_id: &str,
 ) {
     let raw = fields::reasons(doc);
@@ -269,7 +270,7 @@ fn observe_anomaly(
 }
 
 fn signal<'a>(
-    doc: &Value,
+    doc: &impl Doc,
     actor: Option<&'a str>,
     at_ms: Option<i64>,
     event_id: &'a str,
@@ -443,7 +444,7 @@ fn correlation_finding(
 }
 
 /// Adds `slack.audit.analysis.finding_ids` to this page's documents that contributed.
-fn link_findings(docs: &mut [Value], ids: &[Option<String>], findings: &[Finding]) {
+fn link_findings(docs: &mut [impl Doc], ids: &[Option<String>], findings: &[Finding]) {
     if findings.is_empty() {
         return;
     }
@@ -467,9 +468,12 @@ fn link_findings(docs: &mut [Value], ids: &[Option<String>], findings: &[Finding
 /// Whether `context.ua` is the client of the person in `user.id`. Not when an app triggered
 /// the event (`context.app`: the UA is the app's HTTP client and the actor its installer, as for
 /// eDiscovery downloads), nor for `user_channel_join`, whose context is the inviter's.
-fn ua_belongs_to_actor(doc: &Value, action: &str) -> bool {
+fn ua_belongs_to_actor(doc: &impl Doc, action: &str) -> bool {
     action != "user_channel_join"
-        && fields::get(doc, &["slack", "audit", "context", "app"]).is_none_or(Value::is_null)
+        && matches!(
+            doc.at(&["slack", "audit", "context", "app"]),
+            None | Some(Field::Null)
+        )
 }
 
 pub(crate) fn expected_user_agent(s: &Settings, ua: &str) -> bool {
@@ -488,12 +492,8 @@ fn window_start(at_ms: i64, window_secs: i64) -> i64 {
 }
 
 /// An id for a document without `event.id` (seen in transformed data), from its content.
-fn synthetic_id(doc: &Value) -> String {
-    let part = |p: &[&str]| {
-        fields::get(doc, p)
-            .map(Value::to_string)
-            .unwrap_or_default()
-    };
+fn synthetic_id(doc: &impl Doc) -> String {
+    let part = |p: &[&str]| doc.json_at(p).unwrap_or_default();
     let parts = [
         part(&["@timestamp"]),
         part(&["event", "action"]),

@@ -2,11 +2,13 @@
 //!
 //! Documents come from the mapping, from `analyze`'s stdin or from older versions of this
 //! binary, so every accessor tolerates a missing field or a value of the wrong type: it
-//! answers `None` (or nothing) rather than failing. Nothing here panics.
+//! answers `None` (or nothing) rather than failing. Nothing here panics. They read any
+//! [`Doc`]: a `serde_json::Value`, or the tree the pipeline reads a written document into.
 
+use crate::doc::{Doc, Field};
 use crate::fnv::Fnv128;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// The value at a dotted path of object keys, e.g. `["user", "id"]`.
 pub(crate) fn get<'a>(doc: &'a Value, path: &[&str]) -> Option<&'a Value> {
@@ -14,19 +16,19 @@ pub(crate) fn get<'a>(doc: &'a Value, path: &[&str]) -> Option<&'a Value> {
 }
 
 /// A non-empty string at `path`; numbers are accepted too (ids sometimes arrive as numbers).
-pub(crate) fn string(doc: &Value, path: &[&str]) -> Option<String> {
-    match get(doc, path)? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Value::Number(n) => Some(n.to_string()),
+pub(crate) fn string(doc: &impl Doc, path: &[&str]) -> Option<String> {
+    match doc.at(path)? {
+        Field::Str(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Field::Number(n) => Some(n.to_string()),
         _ => None,
     }
 }
 
 /// An unsigned integer at `path`, from a number or a numeric string (`"16509"`, `"AS16509"`).
-pub(crate) fn unsigned(doc: &Value, path: &[&str]) -> Option<u64> {
-    match get(doc, path)? {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => parse_asn(s),
+pub(crate) fn unsigned(doc: &impl Doc, path: &[&str]) -> Option<u64> {
+    match doc.at(path)? {
+        Field::Number(n) => n.as_u64(),
+        Field::Str(s) => parse_asn(s),
         _ => None,
     }
 }
@@ -42,8 +44,8 @@ pub(crate) fn parse_asn(s: &str) -> Option<u64> {
 }
 
 /// `@timestamp` as a time; `None` when absent or not RFC 3339.
-pub(crate) fn timestamp(doc: &Value) -> Option<DateTime<Utc>> {
-    let s = get(doc, &["@timestamp"])?.as_str()?;
+pub(crate) fn timestamp(doc: &impl Doc) -> Option<DateTime<Utc>> {
+    let s = doc.str_at(&["@timestamp"])?;
     DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|t| t.with_timezone(&Utc))
@@ -51,13 +53,11 @@ pub(crate) fn timestamp(doc: &Value) -> Option<DateTime<Utc>> {
 
 /// The anomaly's `slack.audit.details.reason`: an array of strings as Slack documents it, but
 /// a single string or a JSON-encoded array (seen in transformed data) are read too.
-pub(crate) fn reasons(doc: &Value) -> Vec<String> {
+pub(crate) fn reasons(doc: &impl Doc) -> Vec<String> {
     let mut out = Vec::new();
-    match get(doc, &["slack", "audit", "details", "reason"]) {
-        Some(Value::Array(items)) => {
-            out.extend(items.iter().filter_map(Value::as_str).map(str::to_string))
-        }
-        Some(Value::String(s)) => match serde_json::from_str::<Vec<String>>(s) {
+    match doc.at(&["slack", "audit", "details", "reason"]) {
+        Some(Field::Array(items)) => out.extend(items.into_iter().map(str::to_string)),
+        Some(Field::Str(s)) => match serde_json::from_str::<Vec<String>>(s) {
             Ok(list) => out.extend(list),
             Err(_) => out.extend(s.split(',').map(str::to_string)),
         },
@@ -69,28 +69,10 @@ pub(crate) fn reasons(doc: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Sets `value` at `path`, creating objects on the way. Returns `false` (and changes nothing)
-/// when something on the way exists but is not an object: we annotate, never overwrite data.
-pub(crate) fn set(doc: &mut Value, path: &[&str], value: Value) -> bool {
-    let Some((last, parents)) = path.split_last() else {
-        return false;
-    };
-    let mut cur = doc;
-    for key in parents {
-        let Some(obj) = cur.as_object_mut() else {
-            return false;
-        };
-        cur = obj
-            .entry((*key).to_string())
-            .or_insert_with(|| Value::Object(Map::new()));
-    }
-    match cur.as_object_mut() {
-        Some(obj) => {
-            obj.insert((*last).to_string(), value);
-            true
-        }
-        None => false,
-    }
+/// Sets `value` at `path`, creating objects on the way ([`Doc::set`]): `false`, and nothing
+/// changed, when something on the way is not an object.
+pub(crate) fn set(doc: &mut impl Doc, path: &[&str], value: Value) -> bool {
+    doc.set(path, value)
 }
 
 /// RFC 3339 UTC with milliseconds, the format of `@timestamp` in docs/mapping.md.
@@ -194,17 +176,6 @@ mod tests {
         assert_eq!(r(json!(["tor", "ASN"])), vec!["tor", "asn"]);
         assert_eq!(r(json!("tor")), vec!["tor"]);
         assert_eq!(r(json!("[\"tor\",\"asn\"]")), vec!["tor", "asn"]);
-    }
-
-    #[test]
-    fn set_never_overwrites_a_non_object() {
-        let mut doc = json!({"slack": "text"});
-        assert!(!set(&mut doc, &["slack", "audit", "x"], json!(1)));
-        assert_eq!(doc, json!({"slack": "text"}));
-        let mut doc = json!({});
-        assert!(set(&mut doc, &["slack", "audit", "x"], json!(1)));
-        assert_eq!(doc, json!({"slack": {"audit": {"x": 1}}}));
-        assert!(!set(&mut json!(3), &["a"], json!(1)));
     }
 
     #[test]

@@ -357,7 +357,7 @@ impl Analyzer {
     }
 
     /// Annotates `docs` in place (one page, in order) and appends findings after them.
-    pub fn process(&mut self, docs: &mut Vec<Value>) {
+    pub fn process<D: crate::doc::Doc>(&mut self, docs: &mut Vec<D>) {
         if let Some(settings) = &self.settings {
             engine::process(settings, &mut self.state, self.noted.drain(..), docs);
         }

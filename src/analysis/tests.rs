@@ -946,7 +946,7 @@ fn noted_downloads_leave_the_same_state_as_processed_ones() {
         docs.push(serde_json::from_slice::<Value>(&text).unwrap());
     }
     processed.process(&mut docs);
-    noted.process(&mut Vec::new());
+    noted.process(&mut Vec::<Value>::new());
     let (p, n) = (processed.state().unwrap(), noted.state().unwrap());
     assert_eq!(p["windows"], n["windows"]);
     assert_eq!(p["high_water_ms"], n["high_water_ms"]);

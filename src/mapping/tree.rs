@@ -5,9 +5,15 @@
 //! of that time allocating a `String` per key and value and a B-tree per object, then freeing
 //! them. This tree allocates one vector per object or array. Duplicate keys keep the first
 //! position and the last value, which is what `Value` (and Elasticsearch) would show.
+//!
+//! The pipeline also reads each document it hands the analysis back into this tree, which the
+//! analysis annotates ([`Doc`]) and the sink writes. Written out, an object's keys are sorted,
+//! so the text is byte for byte what the same `Value` gives.
 
+use crate::doc::{Doc, Field};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::Number;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Number, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
@@ -43,6 +49,22 @@ impl<'a> Obj<'a> {
     /// The value of `key`.
     pub(crate) fn get(&self, key: &str) -> Option<&Node<'a>> {
         self.members.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// The value of `key`, to change it.
+    fn get_mut(&mut self, key: &str) -> Option<&mut Node<'a>> {
+        self.members
+            .iter_mut()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
+    /// Sets `key` to `value`, in place when the key is there, else at the end.
+    fn insert(&mut self, key: &str, value: Node<'a>) {
+        match self.get_mut(key) {
+            Some(v) => *v = value,
+            None => self.members.push((Cow::Owned(key.to_string()), value)),
+        }
     }
 
     /// Whether `key` is present.
@@ -110,6 +132,103 @@ impl<'a> Node<'a> {
                     .map(|(k, v)| (k.to_string(), v.to_value()))
                     .collect(),
             ),
+        }
+    }
+}
+
+impl Node<'_> {
+    /// The node at a path of object keys.
+    fn get_path(&self, path: &[&str]) -> Option<&Self> {
+        path.iter().try_fold(self, |node, key| match node {
+            Node::Object(obj) => obj.get(key),
+            _ => None,
+        })
+    }
+}
+
+impl From<Value> for Node<'_> {
+    fn from(value: Value) -> Self {
+        match value {
+            Value::Null => Node::Null,
+            Value::Bool(b) => Node::Bool(b),
+            Value::Number(n) => Node::Number(n),
+            Value::String(s) => Node::Str(Cow::Owned(s)),
+            Value::Array(items) => Node::Array(items.into_iter().map(Node::from).collect()),
+            Value::Object(map) => Node::Object(Obj {
+                members: map
+                    .into_iter()
+                    .map(|(k, v)| (Cow::Owned(k), Node::from(v)))
+                    .collect(),
+            }),
+        }
+    }
+}
+
+impl Doc for Node<'_> {
+    fn at(&self, path: &[&str]) -> Option<Field<'_>> {
+        Some(match self.get_path(path)? {
+            Node::Null => Field::Null,
+            Node::Bool(b) => Field::Bool(*b),
+            Node::Number(n) => Field::Number(n),
+            Node::Str(s) => Field::Str(s),
+            Node::Array(items) => Field::Array(items.iter().filter_map(Node::as_str).collect()),
+            Node::Object(_) => Field::Object,
+        })
+    }
+
+    fn json_at(&self, path: &[&str]) -> Option<String> {
+        // Writing to a String cannot fail: no I/O, and keys are strings.
+        self.get_path(path)
+            .and_then(|node| serde_json::to_string(node).ok())
+    }
+
+    fn set(&mut self, path: &[&str], value: Value) -> bool {
+        let Some((last, parents)) = path.split_last() else {
+            return false;
+        };
+        // As for a `Value`: objects are created only where a key is missing, so a refusal
+        // always comes before any change.
+        let mut cur = self;
+        for key in parents {
+            let Node::Object(obj) = cur else {
+                return false;
+            };
+            if !obj.contains_key(key) {
+                obj.insert(key, Node::Object(Obj::default()));
+            }
+            let Some(next) = obj.get_mut(key) else {
+                return false;
+            };
+            cur = next;
+        }
+        match cur {
+            Node::Object(obj) => {
+                obj.insert(last, Node::from(value));
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Written as `serde_json` writes a `Value`: object keys sorted (keys are unique).
+impl Serialize for Node<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Node::Null => serializer.serialize_unit(),
+            Node::Bool(b) => serializer.serialize_bool(*b),
+            Node::Number(n) => n.serialize(serializer),
+            Node::Str(s) => serializer.serialize_str(s),
+            Node::Array(items) => serializer.collect_seq(items),
+            Node::Object(obj) => {
+                let mut sorted: Vec<&Member<'_>> = obj.members.iter().collect();
+                sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                let mut map = serializer.serialize_map(Some(sorted.len()))?;
+                for (k, v) in sorted {
+                    map.serialize_entry(k.as_ref(), v)?;
+                }
+                map.end()
+            }
         }
     }
 }
@@ -236,6 +355,47 @@ mod tests {
             node.to_value(),
             serde_json::from_str::<serde_json::Value>(text).unwrap()
         );
+    }
+
+    #[test]
+    fn writes_as_a_value_would_with_keys_sorted() {
+        let text = r#"{"z":{"b":[1,2.5,"a\u0000\"b",{"y":null,"x":true}],"a":-3},"m":"é","a":{}}"#;
+        let node: Node = serde_json::from_str(text).unwrap();
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_string(&node).unwrap(), value.to_string());
+        assert_eq!(Node::from(value.clone()).to_value(), value);
+        assert_eq!(node.json_at(&["z"]), value.json_at(&["z"]));
+    }
+
+    #[test]
+    fn reads_and_sets_like_a_value() {
+        let text = r#"{"slack":{"audit":{"details":{"reason":["a",1,"b"]}}},"user":"x","n":5}"#;
+        let mut node: Node = serde_json::from_str(text).unwrap();
+        let mut value: serde_json::Value = serde_json::from_str(text).unwrap();
+        for path in [
+            &["slack", "audit", "details", "reason"][..],
+            &["user"],
+            &["user", "id"],
+            &["n"],
+            &["slack"],
+            &["missing"],
+        ] {
+            assert_eq!(node.at(path), value.at(path), "{path:?}");
+        }
+        assert!(node.is_object());
+        for (path, v) in [
+            (&["slack", "audit", "analysis", "reasons"][..], json!(["x"])),
+            (&["slack", "audit", "analysis", "allowlisted"], json!(false)),
+            (&["slack", "audit", "analysis", "reasons"], json!(["y"])),
+            (&["user", "id"], json!("refused")),
+            (&["n", "x"], json!(1)),
+            (&["fresh", "path"], json!({"k": [1]})),
+            (&[], json!(1)),
+        ] {
+            assert_eq!(node.set(path, v.clone()), value.set(path, v), "{path:?}");
+        }
+        assert_eq!(serde_json::to_string(&node).unwrap(), value.to_string());
+        assert!(!Node::Null.set(&["a"], json!(1)));
     }
 
     #[test]

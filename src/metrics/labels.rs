@@ -6,7 +6,7 @@
 //! The lists below are the actions the mapping categorises (docs/mapping.md) plus those the
 //! analytics care about (docs/slack-api.md §6), and the 18 reasons of docs/slack-api.md §7.
 
-use serde_json::Value;
+use crate::doc::{Doc, Field};
 
 /// Actions counted under their own name; sorted, so lookup is a binary search.
 pub(crate) const KNOWN_ACTIONS: &[&str] = &[
@@ -146,7 +146,7 @@ impl Tally {
 
     /// Counts `docs`.
     #[cfg(test)]
-    pub(crate) fn of(docs: &[Value]) -> Tally {
+    pub(crate) fn of(docs: &[serde_json::Value]) -> Tally {
         let mut t = Tally::new();
         for doc in docs {
             t.add(doc);
@@ -155,10 +155,9 @@ impl Tally {
     }
 
     /// Counts one document.
-    pub(crate) fn add(&mut self, doc: &Value) {
-        let event = doc.get("event");
-        let action = event.and_then(|e| e.get("action")).and_then(Value::as_str);
-        let kind = event.and_then(|e| e.get("kind")).and_then(Value::as_str);
+    pub(crate) fn add(&mut self, doc: &impl Doc) {
+        let action = doc.str_at(&["event", "action"]);
+        let kind = doc.str_at(&["event", "kind"]);
         let a = self.add_kind(action, kind);
         // Only Slack's own anomaly events: an analysis alert may quote the reasons again.
         if kind == Some("event") && name_at(KNOWN_ACTIONS, a) == "anomaly" {
@@ -169,15 +168,9 @@ impl Tally {
         }
     }
 
-    fn count_finding(&mut self, doc: &Value) {
-        let rule = doc
-            .pointer("/rule/id")
-            .and_then(Value::as_str)
-            .unwrap_or(OTHER);
-        let severity = match doc
-            .pointer("/slack/audit/analysis/severity")
-            .and_then(Value::as_str)
-        {
+    fn count_finding(&mut self, doc: &impl Doc) {
+        let rule = doc.str_at(&["rule", "id"]).unwrap_or(OTHER);
+        let severity = match doc.str_at(&["slack", "audit", "analysis", "severity"]) {
             Some("low") => "low",
             Some("medium") => "medium",
             Some("high") => "high",
@@ -210,16 +203,15 @@ impl Tally {
         a
     }
 
-    fn count_reasons(&mut self, doc: &Value) {
-        let reasons = doc.pointer("/slack/audit/details/reason");
-        match reasons {
-            Some(Value::Array(items)) => {
-                for r in items.iter().filter_map(Value::as_str) {
+    fn count_reasons(&mut self, doc: &impl Doc) {
+        match doc.at(&["slack", "audit", "details", "reason"]) {
+            Some(Field::Array(items)) => {
+                for r in items {
                     self.reasons[index_in(KNOWN_REASONS, Some(r))] += 1;
                 }
             }
             // Tolerate a single string where Slack documents an array.
-            Some(Value::String(r)) => self.reasons[index_in(KNOWN_REASONS, Some(r))] += 1,
+            Some(Field::Str(r)) => self.reasons[index_in(KNOWN_REASONS, Some(r))] += 1,
             _ => {}
         }
     }

@@ -7,7 +7,6 @@ pub mod http;
 pub mod stdout;
 
 use crate::shutdown::Shutdown;
-use serde_json::Value;
 
 /// A chunk of a page's documents, serialised once as NDJSON lines.
 #[derive(Debug, Default, Clone)]
@@ -28,11 +27,12 @@ impl Batch {
         self.ends.clear();
     }
 
-    /// Appends one document as a line.
-    pub fn push(&mut self, doc: &Value) {
-        // Serialising a Value into a Vec cannot fail: no I/O, and map keys are strings.
+    /// Appends one document (a `serde_json::Value`, or the pipeline's tree) as a line.
+    pub fn push(&mut self, doc: &(impl crate::doc::Doc + serde::Serialize)) {
+        // Serialising a document into a Vec cannot fail: no I/O, map keys are strings, and
+        // numbers are serde_json's own.
         serde_json::to_writer(&mut self.buf, doc)
-            .expect("serialising a serde_json::Value to memory cannot fail");
+            .expect("serialising a JSON document to memory cannot fail");
         self.buf.push(b'\n');
         self.ends.push(self.buf.len());
     }
