@@ -434,4 +434,83 @@ mod tests {
         assert_eq!(obj.len(), 51);
         assert_eq!(obj.get("k7").unwrap().to_value(), json!(57));
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                "\\PC{0,8}|[\"\\\\\u{0}-\u{1f}é]{0,4}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 40, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..5).prop_map(Value::from),
+                    prop::collection::btree_map("[a-zA-Z_@.é]{0,6}", inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// `v` as JSON text with every object's keys in reverse order, so a tree read from it
+        /// has to sort them to write what the value writes.
+        fn reversed(v: &Value, out: &mut String) {
+            match v {
+                Value::Array(items) => {
+                    out.push('[');
+                    for (i, item) in items.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        reversed(item, out);
+                    }
+                    out.push(']');
+                }
+                Value::Object(map) => {
+                    out.push('{');
+                    for (i, (k, item)) in map.iter().rev().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        out.push_str(&Value::from(k.as_str()).to_string());
+                        out.push(':');
+                        reversed(item, out);
+                    }
+                    out.push('}');
+                }
+                other => out.push_str(&other.to_string()),
+            }
+        }
+
+        proptest! {
+            /// What the pipeline writes for an analysed document is what writing the same
+            /// document as a `Value` gave, before and after an annotation.
+            #[test]
+            fn a_tree_writes_and_annotates_as_a_value_does(
+                v in json_value(),
+                path in prop::collection::vec("[a-c]", 0..4),
+                annotation in json_value(),
+            ) {
+                let mut text = String::new();
+                reversed(&v, &mut text);
+                let mut node: Node = serde_json::from_str(&text).unwrap();
+                let mut value: Value = serde_json::from_str(&text).unwrap();
+                prop_assert_eq!(serde_json::to_string(&node).unwrap(), value.to_string());
+                let path: Vec<&str> = path.iter().map(String::as_str).collect();
+                prop_assert_eq!(node.at(&path), value.at(&path));
+                prop_assert_eq!(node.json_at(&path), value.json_at(&path));
+                prop_assert_eq!(
+                    node.set(&path, annotation.clone()),
+                    value.set(&path, annotation)
+                );
+                prop_assert_eq!(serde_json::to_string(&node).unwrap(), value.to_string());
+            }
+        }
+    }
 }
