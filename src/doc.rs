@@ -3,7 +3,7 @@
 //! The pipeline hands the analysis the borrowed tree of a document the mapping has just
 //! written (`mapping::tree::Node`: one allocation per object, none per string); `analyze`,
 //! the findings and the tests hand it `serde_json::Value`s. Building a `Value` for each
-//! analysed document was a third of a backfill's CPU time, for 7% of its entries (see
+//! analysed document was about a fifth of a backfill's CPU time, for 7% of its entries (see
 //! BENCHMARKS.md), so the readers are written once, against [`Doc`], and both kinds serve.
 //!
 //! A leaf: it imports nothing of this crate, so the metrics (below the mapping) and the

@@ -11,8 +11,8 @@
 //! routing and the analysis need. Most documents (not anomalies, an expected user agent) stay
 //! text: the analysis only notes them (a download's file, the time). The others are read back
 //! into a borrowed tree ([`Node`]) for the analysis, which may annotate them and add
-//! findings; a tree rather than a `serde_json::Value`, which cost a third of a backfill's CPU
-//! time in allocating and freeing (BENCHMARKS.md). The page's order is kept within a chunk,
+//! findings; a tree rather than a `serde_json::Value`, whose allocating and freeing cost about
+//! a fifth of a backfill's CPU time (BENCHMARKS.md). The page's order is kept within a chunk,
 //! findings last.
 
 use crate::analysis::detect::{Item, Light};
