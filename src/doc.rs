@@ -57,12 +57,14 @@ pub trait Doc: From<Value> {
     }
 }
 
+/// The value at a path of object keys in a `Value`.
+pub fn value_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, key| v.as_object()?.get(*key))
+}
+
 impl Doc for Value {
     fn at(&self, path: &[&str]) -> Option<Field<'_>> {
-        let v = path
-            .iter()
-            .try_fold(self, |v, key| v.as_object()?.get(*key))?;
-        Some(match v {
+        Some(match value_at(self, path)? {
             Value::Null => Field::Null,
             Value::Bool(b) => Field::Bool(*b),
             Value::Number(n) => Field::Number(n),
@@ -73,9 +75,7 @@ impl Doc for Value {
     }
 
     fn json_at(&self, path: &[&str]) -> Option<String> {
-        path.iter()
-            .try_fold(self, |v, key| v.as_object()?.get(*key))
-            .map(Value::to_string)
+        value_at(self, path).map(Value::to_string)
     }
 
     fn set(&mut self, path: &[&str], value: Value) -> bool {

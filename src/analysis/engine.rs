@@ -157,7 +157,7 @@ fn observe(
     let unexpected_ua = fields::string(doc, &["user_agent", "original"])
         .is_some_and(|ua| !expected_user_agent(s, &ua));
     if unexpected_ua {
-        fields::set(
+        Doc::set(
             doc,
             &["slack", "audit", "analysis", "unexpected_user_agent"],
             Value::Bool(true),
@@ -226,13 +226,13 @@ fn observe_anomaly(
     let allow = s.allowlist.matches(doc);
     let base = ["slack", "audit", "analysis"];
     let at = |k: &'static str| [base[0], base[1], base[2], k];
-    fields::set(doc, &at("reasons"), json!(reasons));
+    Doc::set(doc, &at("reasons"), json!(reasons));
     if !implied.is_empty() {
-        fields::set(doc, &at("implied_reasons"), json!(implied));
+        Doc::set(doc, &at("implied_reasons"), json!(implied));
     }
-    fields::set(doc, &at("allowlisted"), Value::Bool(allow.is_some()));
+    Doc::set(doc, &at("allowlisted"), Value::Bool(allow.is_some()));
     if let Some(AllowMatch { kind, entry }) = &allow {
-        fields::set(
+        Doc::set(
             doc,
             &at("allowlist_match"),
             json!({"kind": kind, "entry": entry}),
@@ -245,7 +245,7 @@ fn observe_anomaly(
         return;
     };
     let start = window_start(sig.at_ms, s.window_secs);
-    fields::set(
+    Doc::set(
         doc,
         &at("window"),
         json!({"start": fields::rfc3339(fields::from_millis(start * 1000)), "end": fields::rfc3339(fields::from_millis((start + s.window_secs) * 1000))}),
@@ -456,7 +456,7 @@ fn link_findings(docs: &mut [impl Doc], ids: &[Option<String>], findings: &[Find
             .map(Finding::id)
             .collect();
         if !linked.is_empty() {
-            fields::set(
+            Doc::set(
                 doc,
                 &["slack", "audit", "analysis", "finding_ids"],
                 json!(linked),

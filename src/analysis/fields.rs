@@ -1,4 +1,5 @@
-//! Reading and writing the few ECS fields the analysis needs, on documents of any shape.
+//! Reading the few ECS fields the analysis needs, on documents of any shape (writing is
+//! [`Doc::set`]), and the small helpers around them: times, stable ids, user-agent globs.
 //!
 //! Documents come from the mapping, from `analyze`'s stdin or from older versions of this
 //! binary, so every accessor tolerates a missing field or a value of the wrong type: it
@@ -12,7 +13,7 @@ use serde_json::Value;
 
 /// The value at a dotted path of object keys, e.g. `["user", "id"]`.
 pub(crate) fn get<'a>(doc: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(doc, |v, key| v.as_object()?.get(*key))
+    crate::doc::value_at(doc, path)
 }
 
 /// A non-empty string at `path`; numbers are accepted too (ids sometimes arrive as numbers).
@@ -67,12 +68,6 @@ pub(crate) fn reasons(doc: &impl Doc) -> Vec<String> {
         .map(|r| r.trim().to_ascii_lowercase())
         .filter(|r| !r.is_empty())
         .collect()
-}
-
-/// Sets `value` at `path`, creating objects on the way ([`Doc::set`]): `false`, and nothing
-/// changed, when something on the way is not an object.
-pub(crate) fn set(doc: &mut impl Doc, path: &[&str], value: Value) -> bool {
-    doc.set(path, value)
 }
 
 /// RFC 3339 UTC with milliseconds, the format of `@timestamp` in docs/mapping.md.

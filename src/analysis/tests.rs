@@ -1,6 +1,7 @@
 //! Behaviour of the analysis over pages of ECS documents built here in the mapping's shape.
 
 use super::*;
+use crate::doc::Doc;
 use serde_json::json;
 
 const T0: i64 = 1_700_000_000 - 1_700_000_000 % 86_400 + 3 * 3600; // 03:00 UTC on some day
@@ -24,7 +25,7 @@ fn event(id: &str, action: &str, user: &str, at: i64) -> Value {
 
 fn anomaly(id: &str, user: &str, at: i64, reasons: &[&str]) -> Value {
     let mut d = event(id, "anomaly", user, at);
-    fields::set(
+    Doc::set(
         &mut d,
         &["slack", "audit", "details", "reason"],
         json!(reasons),
@@ -34,7 +35,7 @@ fn anomaly(id: &str, user: &str, at: i64, reasons: &[&str]) -> Value {
 
 fn download(id: &str, user: &str, at: i64, file: &str) -> Value {
     let mut d = event(id, "file_downloaded", user, at);
-    fields::set(
+    Doc::set(
         &mut d,
         &["slack", "audit", "entity"],
         json!({"id": format!("F{id}"), "name": file, "entity_type": "file"}),
@@ -43,7 +44,7 @@ fn download(id: &str, user: &str, at: i64, file: &str) -> Value {
 }
 
 fn with(mut d: Value, path: &[&str], v: Value) -> Value {
-    fields::set(&mut d, path, v);
+    Doc::set(&mut d, path, v);
     d
 }
 
@@ -673,12 +674,12 @@ fn background(n: usize, seed: u64) -> Vec<Value> {
             } else {
                 event(&format!("b{i}"), action, &user, at)
             };
-            fields::set(
+            Doc::set(
                 &mut d,
                 &["user_agent", "original"],
                 json!(uas[next(uas.len() as u64) as usize]),
             );
-            fields::set(
+            Doc::set(
                 &mut d,
                 &["source", "ip"],
                 json!(format!("203.0.113.{}", next(250))),

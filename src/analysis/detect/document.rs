@@ -12,6 +12,7 @@ use super::state::Ev;
 use crate::analysis::fields::{self, stable_id};
 use crate::analysis::finding::{Actor, Finding, Kind, MAX_CONTRIBUTING};
 use crate::analysis::rules::Severity;
+use crate::doc::Doc;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 
@@ -100,7 +101,7 @@ impl Hit<'_> {
         let mut doc = finding.to_document();
         let id = self.id();
         let set = |doc: &mut Value, path: &[&str], v: Value| {
-            fields::set(doc, path, v);
+            doc.set(path, v);
         };
         set(&mut doc, &["event", "id"], json!(id));
         set(
