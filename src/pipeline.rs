@@ -514,10 +514,9 @@ mod tests {
     /// A page from entry texts, as the client would build it.
     fn page(entries: &[serde_json::Value]) -> Page {
         let body = serde_json::json!({ "entries": entries }).to_string();
-        let body = bytes::Bytes::from(body);
-        let parsed: crate::slack::api::LogsResponse<'_> = serde_json::from_slice(&body).unwrap();
-        let raws = parsed.entries.unwrap();
-        Page::from_body(body.clone(), &raws, None)
+        let parsed: crate::slack::api::LogsResponse<'_> = serde_json::from_str(&body).unwrap();
+        let spans = Page::spans(body.as_bytes(), &parsed.entries.unwrap());
+        Page::new(body, spans, None)
     }
 
     /// An entry already delivered at `low` is skipped; an anomaly goes through the analysis

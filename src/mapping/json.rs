@@ -239,22 +239,26 @@ fn needs_escape(bytes: &[u8]) -> bool {
     // Sets a byte's high bit where that byte of `v` is below `n` (exact for n <= 128, and a
     // zero byte is "below 1"); no false negatives, which is all correctness needs here.
     let below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGHS;
+    let special = |v: u64| {
+        below(v, 0x20)
+            | below(v ^ (ONES * u64::from(b'"')), 1)
+            | below(v ^ (ONES * u64::from(b'\\')), 1)
+            != 0
+    };
     let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let v = u64::from_le_bytes(word);
-        let hits = below(v, 0x20)
-            | below(v ^ (ONES * u64::from(b'"')), 1)
-            | below(v ^ (ONES * u64::from(b'\\')), 1);
-        if hits != 0 {
+        if special(u64::from_le_bytes(word)) {
             return true;
         }
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    // The last bytes as one more word, padded with a byte that needs no escape: most keys
+    // and many values are shorter than eight bytes.
+    let rest = chunks.remainder();
+    let mut word = [b'a'; 8];
+    word[..rest.len()].copy_from_slice(rest);
+    special(u64::from_le_bytes(word))
 }
 
 #[cfg(test)]

@@ -99,8 +99,8 @@ fn describe(v: &Value) -> String {
 /// One page of raw entries, newest first, and where to go next.
 #[derive(Debug, Default)]
 pub struct Page {
-    /// The response body, shared with nothing else.
-    body: bytes::Bytes,
+    /// The response body, checked once to be UTF-8, and shared with nothing else.
+    body: String,
     /// Where each entry lies in `body`, in Slack's order.
     spans: Vec<std::ops::Range<usize>>,
     /// `None` when the chain ends.
@@ -108,17 +108,26 @@ pub struct Page {
 }
 
 impl Page {
-    /// A page over `body`, whose `entries` were parsed from it (they borrow from it).
+    /// A page over `body`; `spans` are [`Page::spans`] of the entries parsed from it.
+    pub(crate) fn new(
+        body: String,
+        spans: Vec<std::ops::Range<usize>>,
+        next_cursor: Option<String>,
+    ) -> Page {
+        Page {
+            body,
+            spans,
+            next_cursor,
+        }
+    }
+
+    /// Where each of `entries`, parsed from `body` (they borrow from it), lies in it.
     ///
     /// An entry that does not lie inside `body` cannot come from serde's borrowing parse; it
     /// is kept as an empty entry (mapped to a `pipeline_error`) rather than trusted.
-    pub(crate) fn from_body(
-        body: bytes::Bytes,
-        entries: &[&RawValue],
-        next_cursor: Option<String>,
-    ) -> Page {
+    pub(crate) fn spans(body: &[u8], entries: &[&RawValue]) -> Vec<std::ops::Range<usize>> {
         let base = body.as_ptr() as usize;
-        let spans = entries
+        entries
             .iter()
             .map(|raw| {
                 let start = (raw.get().as_ptr() as usize).wrapping_sub(base);
@@ -129,12 +138,22 @@ impl Page {
                     0..0
                 }
             })
+            .collect()
+    }
+
+    /// A page holding a copy of `entries`, one after another: for a body that is not UTF-8
+    /// outside its entries (serde checks each entry it borrows).
+    pub(crate) fn copied(entries: &[&RawValue], next_cursor: Option<String>) -> Page {
+        let mut body = String::with_capacity(entries.iter().map(|e| e.get().len()).sum());
+        let spans = entries
+            .iter()
+            .map(|e| {
+                let start = body.len();
+                body.push_str(e.get());
+                start..body.len()
+            })
             .collect();
-        Page {
-            body,
-            spans,
-            next_cursor,
-        }
+        Page::new(body, spans, next_cursor)
     }
 
     /// How many entries the page holds.
@@ -149,10 +168,13 @@ impl Page {
 
     /// The i-th entry's text, as Slack sent it; `None` past the end.
     pub(crate) fn entry(&self, i: usize) -> Option<&str> {
-        let span = self.spans.get(i)?.clone();
-        // serde checked every entry is UTF-8 when it borrowed it; this cannot fail, and if it
-        // did the entry would become a `pipeline_error`, not a panic.
-        Some(std::str::from_utf8(self.body.get(span)?).unwrap_or_default())
+        // A span off a character boundary cannot come from serde's parse; were it to, the
+        // entry would be empty (a `pipeline_error`), not a panic.
+        Some(
+            self.body
+                .get(self.spans.get(i)?.clone())
+                .unwrap_or_default(),
+        )
     }
 
     /// The entries' texts in Slack's order.
@@ -173,7 +195,83 @@ pub(crate) struct EntryKey {
 
 impl EntryKey {
     /// Reads `id` and `date_create` from a raw entry, never failing.
+    ///
+    /// Almost every entry is read by a scan of its top level ([`EntryKey::read_plain`]);
+    /// anything that scan does not accept is read by serde, which defines the answer.
     pub(crate) fn read(raw: &str) -> EntryKey {
+        EntryKey::read_plain(raw).unwrap_or_else(|| EntryKey::read_general(raw))
+    }
+
+    /// The key of the common entry, read without building anything: an object whose keys
+    /// hold no escapes, with at most one `id`, a non-empty string without escapes, and at
+    /// most one `date_create`, an integer without sign, fraction or exponent. `None` for
+    /// anything else (or text that is not valid JSON, which the page's parse already
+    /// refused), which [`EntryKey::read_general`] answers.
+    ///
+    /// Why: serde's reading of the key walks every member's value and builds a `Value`
+    /// for the two it keeps; it was a tenth of a backlog's instructions (BENCHMARKS.md).
+    fn read_plain(raw: &str) -> Option<EntryKey> {
+        let b = raw.as_bytes();
+        let mut i = skip_ws(b, 0);
+        if b.get(i) != Some(&b'{') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let (mut id, mut date_create, mut has_date) = (None, None, false);
+        if b.get(i) == Some(&b'}') {
+            i += 1;
+        } else {
+            loop {
+                let (key, end) = plain_string(raw, i)?;
+                i = skip_ws(b, end);
+                if b.get(i) != Some(&b':') {
+                    return None;
+                }
+                i = skip_ws(b, i + 1);
+                match key {
+                    "id" if id.is_none() => {
+                        let (value, end) = plain_string(raw, i)?;
+                        if value.is_empty() {
+                            return None;
+                        }
+                        id = Some(value);
+                        i = end;
+                    }
+                    "date_create" if !has_date => {
+                        let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+                        // 18 digits always fit an i64; longer, and fractions, go to serde.
+                        if digits == 0 || digits > 18 {
+                            return None;
+                        }
+                        date_create = raw[i..i + digits].parse::<i64>().ok();
+                        has_date = true;
+                        i += digits;
+                    }
+                    "id" | "date_create" => return None,
+                    _ => i = skip_value(b, i)?,
+                }
+                i = skip_ws(b, i);
+                match b.get(i) {
+                    Some(b',') => i = skip_ws(b, i + 1),
+                    Some(b'}') => {
+                        i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        if skip_ws(b, i) != b.len() {
+            return None;
+        }
+        Some(EntryKey {
+            id: id.map_or_else(|| hashed_id(raw), str::to_string),
+            date_create,
+        })
+    }
+
+    /// Reads `id` and `date_create` with serde: the definition of the key.
+    fn read_general(raw: &str) -> EntryKey {
         #[derive(Deserialize)]
         struct Head {
             #[serde(default)]
@@ -188,7 +286,7 @@ impl EntryKey {
         let id = match id {
             Some(Value::String(s)) if !s.is_empty() => s,
             Some(Value::Number(n)) => n.to_string(),
-            _ => format!("sha:{:016x}", Fnv::hash(raw.as_bytes())),
+            _ => hashed_id(raw),
         };
         let date_create = date.and_then(|d| match d {
             Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
@@ -196,6 +294,103 @@ impl EntryKey {
             _ => None,
         });
         EntryKey { id, date_create }
+    }
+}
+
+/// The id of an entry that has no usable one: a hash of its bytes, so dedup still works.
+fn hashed_id(raw: &str) -> String {
+    format!("sha:{:016x}", Fnv::hash(raw.as_bytes()))
+}
+
+/// The index of the first byte at or after `i` that is not JSON whitespace.
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The index of the first `"` or `\\` at or after `i`, eight bytes at a time (SWAR): the
+/// strings of an entry are short, too short for `memchr`'s setup to pay.
+fn quote_or_backslash(b: &[u8], mut i: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // A byte's high bit set where that byte of `v` is zero; exact for the lowest such byte,
+    // which is the one used.
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let v = u64::from_le_bytes(chunk.try_into().ok()?);
+        let hits = zero(v ^ (ONES * u64::from(b'"'))) | zero(v ^ (ONES * u64::from(b'\\')));
+        if hits != 0 {
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b.get(i..)?
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\')
+        .map(|n| i + n)
+}
+
+/// The string starting at `i` (its opening quote) and the index after it, when it holds no
+/// escape; `None` otherwise.
+fn plain_string(raw: &str, i: usize) -> Option<(&str, usize)> {
+    let b = raw.as_bytes();
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let end = quote_or_backslash(b, i + 1)?;
+    if b[end] != b'"' {
+        return None;
+    }
+    Some((raw.get(i + 1..end)?, end + 1))
+}
+
+/// The index after the string starting at `i` (its opening quote), escapes and all.
+fn skip_string(b: &[u8], i: usize) -> Option<usize> {
+    let mut i = i + 1;
+    loop {
+        i = quote_or_backslash(b, i)?;
+        if b[i] == b'"' {
+            return Some(i + 1);
+        }
+        // A backslash: it and the byte it escapes (a `\u` escape's digits are plain bytes).
+        i += 2;
+    }
+}
+
+/// The index after the JSON value starting at `i`, for valid JSON; `None` when the text ends
+/// first.
+fn skip_value(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => skip_string(b, i),
+        b'{' | b'[' => {
+            let (mut i, mut depth) = (i, 0usize);
+            loop {
+                match *b.get(i)? {
+                    b'"' => {
+                        i = skip_string(b, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        // A number, `true`, `false` or `null`: up to what follows it.
+        _ => Some(
+            b[i..]
+                .iter()
+                .position(|c| matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .map_or(b.len(), |n| i + n),
+        ),
     }
 }
 
@@ -301,5 +496,127 @@ mod tests {
             keys[4].id,
             EntryKey::read(r#"{"id":"c","id":"d","date_create":4}"#).id
         );
+    }
+
+    #[test]
+    fn a_common_entry_is_read_by_the_scan_as_serde_reads_it() {
+        let entry = r#"{"id":"e30b","date_create":1796680303,"action":"user_login",
+            "actor":{"type":"user","user":{"id":"W1","name":"A \"B\" \\ C"}},
+            "entity":{"type":"app","app":{"scopes":["a","b"],"is_distributed":true,"n":-1.5e3}},
+            "context":{"ua":"Mozilla/5.0 {[(\"}]} \\","session_id":1733516583391},"details":null}"#;
+        let plain = EntryKey::read_plain(entry).expect("the common shape is scanned");
+        assert_eq!(plain, EntryKey::read_general(entry));
+        assert_eq!(plain.id, "e30b");
+        assert_eq!(plain.date_create, Some(1796680303));
+        // Keys anywhere in the object, with whitespace around everything, and none at all.
+        for raw in [
+            " { \"x\" : [ 1 , { \"id\" : \"inner\" } ] , \"date_create\" : 7 , \"id\" : \"k\" } ",
+            r#"{"date_create":0}"#,
+            "{}",
+        ] {
+            assert_eq!(
+                EntryKey::read_plain(raw),
+                Some(EntryKey::read_general(raw)),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_the_scan_does_not_accept_goes_to_serde() {
+        for raw in [
+            r#"{"id":"c","id":"d","date_create":4}"#,
+            r#"{"id":"a","date_create":4,"date_create":5}"#,
+            r#"{"\u0069d":"a","date_create":4}"#,
+            r#"{"id":"a\nb","date_create":4}"#,
+            r#"{"id":12,"date_create":4}"#,
+            r#"{"id":"","date_create":4}"#,
+            r#"{"id":"a","date_create":4.5}"#,
+            r#"{"id":"a","date_create":-4}"#,
+            r#"{"id":"a","date_create":"4"}"#,
+            r#"{"id":"a","date_create":1e3}"#,
+            r#"{"id":"a","date_create":12345678901234567890}"#,
+            r#"["id","a"]"#,
+            r#""not an object""#,
+            "",
+        ] {
+            assert_eq!(EntryKey::read_plain(raw), None, "{raw}");
+            assert_eq!(EntryKey::read(raw), EntryKey::read_general(raw), "{raw}");
+        }
+    }
+
+    mod props {
+        use super::super::EntryKey;
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                "\\PC{0,8}|[\"\\\\{}\\[\\],:\u{0}-\u{1f}é]{0,4}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 24, 5, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    prop::collection::btree_map("(id|date_create|[a-z\"\\\\]{0,4})", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// A top-level member: a key (often `id` or `date_create`, maybe repeated or escaped)
+        /// and its value.
+        fn member() -> impl Strategy<Value = (String, Value)> {
+            let key = prop_oneof![
+                Just("id".to_string()),
+                Just("date_create".to_string()),
+                "[a-z\"\\\\]{0,5}",
+            ];
+            let value = prop_oneof![
+                "[a-z0-9\\-]{0,12}".prop_map(Value::from),
+                (0i64..4_000_000_000).prop_map(Value::from),
+                json_value(),
+            ];
+            (key, value)
+        }
+
+        proptest! {
+            /// Whatever the scan answers is what serde answers, whatever the spacing.
+            #[test]
+            fn the_scan_agrees_with_serde(
+                members in prop::collection::vec(member(), 0..6),
+                spaced in any::<bool>(),
+                escaped_key in any::<bool>(),
+            ) {
+                let sep = if spaced { " \n\t" } else { "" };
+                let mut raw = format!("{sep}{{{sep}");
+                for (i, (k, v)) in members.iter().enumerate() {
+                    if i > 0 {
+                        raw.push_str(&format!("{sep},{sep}"));
+                    }
+                    let key = if escaped_key && k == "id" {
+                        "\"\\u0069d\"".to_string()
+                    } else {
+                        serde_json::to_string(k).unwrap()
+                    };
+                    let value = if spaced {
+                        serde_json::to_string_pretty(v).unwrap()
+                    } else {
+                        v.to_string()
+                    };
+                    raw.push_str(&format!("{key}{sep}:{sep}{value}"));
+                }
+                raw.push_str(&format!("{sep}}}{sep}"));
+                let general = EntryKey::read_general(&raw);
+                if let Some(plain) = EntryKey::read_plain(&raw) {
+                    prop_assert_eq!(plain, general, "{}", raw);
+                }
+                prop_assert_eq!(EntryKey::read(&raw), EntryKey::read_general(&raw));
+            }
+        }
     }
 }

@@ -242,14 +242,7 @@ impl SlackClient {
     async fn exchange(
         &self,
         request: reqwest::Request,
-    ) -> Result<
-        (
-            reqwest::StatusCode,
-            reqwest::header::HeaderMap,
-            bytes::Bytes,
-        ),
-        Error,
-    > {
+    ) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, Vec<u8>), Error> {
         let transport = |e: reqwest::Error| {
             if e.is_timeout() {
                 Error::Timeout(self.timeout)
@@ -262,7 +255,7 @@ impl SlackClient {
         let status = response.status();
         let headers = response.headers().clone();
         if !status.is_success() {
-            return Ok((status, headers, read_error_body(&mut response).await.into()));
+            return Ok((status, headers, read_error_body(&mut response).await));
         }
         let too_large = || Error::TooLarge {
             limit: self.max_body,
@@ -290,7 +283,7 @@ impl SlackClient {
             })?;
         self.last_body_len
             .store(body.len(), std::sync::atomic::Ordering::Relaxed);
-        Ok((status, headers, body.into()))
+        Ok((status, headers, body))
     }
 
     /// Fetches a page, retrying what is worth retrying: waits out `Retry-After`, backs off on
@@ -412,7 +405,7 @@ pub(crate) async fn read_error_body(response: &mut reqwest::Response) -> Vec<u8>
 fn classify(
     status: reqwest::StatusCode,
     headers: &reqwest::header::HeaderMap,
-    body: bytes::Bytes,
+    body: Vec<u8>,
 ) -> Result<Page, Error> {
     let retry_after = headers
         .get(RETRY_AFTER)
@@ -430,13 +423,20 @@ fn classify(
             location,
         });
     }
+    // The body is checked to be UTF-8 once, here, so that neither serde nor the page checks
+    // each entry again as text. One that is not is parsed as bytes, exactly as before.
+    let body = String::from_utf8(body).map_err(|e| e.into_bytes());
+    let bytes: &[u8] = match &body {
+        Ok(text) => text.as_bytes(),
+        Err(bytes) => bytes,
+    };
     // serde reads a struct from a JSON array too (fields by position); a body that is not an
     // object is never a Slack answer, so refuse it before it could pass for a page.
-    let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    let parsed: Result<LogsResponse<'_>, serde_json::Error> = if is_object {
-        serde_json::from_slice(&body)
-    } else {
-        Err(serde::de::Error::custom("the body is not a JSON object"))
+    let is_object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let parsed: Result<LogsResponse<'_>, serde_json::Error> = match &body {
+        Ok(text) if is_object => serde_json::from_str(text),
+        Err(bytes) if is_object => serde_json::from_slice(bytes),
+        _ => Err(serde::de::Error::custom("the body is not a JSON object")),
     };
     if status.as_u16() == 429 {
         let code = parsed
@@ -451,7 +451,7 @@ fn classify(
     if status.is_success() {
         let r = parsed.map_err(|e| Error::Decode {
             reason: e.to_string(),
-            snippet: snippet(&body),
+            snippet: snippet(bytes),
         })?;
         if let Some(code) = r.error_code() {
             return Err(Error::from_code(&code, retry_after));
@@ -460,12 +460,20 @@ fn classify(
             kind: "cursor_not_a_string",
             detail,
         })?;
-        return match &r.entries {
-            Some(entries) => Ok(Page::from_body(body.clone(), entries, next_cursor)),
-            None => Err(Error::NoEntries {
-                snippet: snippet(&body),
-            }),
+        let Some(entries) = &r.entries else {
+            return Err(Error::NoEntries {
+                snippet: snippet(bytes),
+            });
         };
+        return Ok(match &body {
+            Ok(_) => {
+                let spans = Page::spans(bytes, entries);
+                drop(r);
+                Page::new(body.unwrap_or_default(), spans, next_cursor)
+            }
+            // Only text outside the entries was not UTF-8: serde checked each entry.
+            Err(_) => Page::copied(entries, next_cursor),
+        });
     }
     // A documented error code in a non-2xx JSON body wins over the status.
     if let Some(code) = parsed.ok().and_then(|r| r.error_code()) {
@@ -480,9 +488,9 @@ fn classify(
             hint: "Slack refused the credentials; use a user token (xoxp-) of an Enterprise org Owner with auditlogs:read",
         }),
         404 => Err(Error::Fatal { code: "http_404".into(), hint: "no Audit Logs API at this URL; check --api-url (https://api.slack.com, not slack.com/api)" }),
-        408 | 500..=599 => Err(Error::Http { status: status.as_u16(), snippet: snippet(&body) }),
+        408 | 500..=599 => Err(Error::Http { status: status.as_u16(), snippet: snippet(bytes) }),
         s if (400..500).contains(&s) => Err(Error::Fatal { code: format!("http_{s}"), hint: "Slack refused the request; check --api-url and the filters" }),
-        s => Err(Error::Http { status: s, snippet: snippet(&body) }),
+        s => Err(Error::Http { status: s, snippet: snippet(bytes) }),
     }
 }
 
@@ -492,11 +500,35 @@ mod tests {
     use reqwest::header::HeaderMap;
     use reqwest::StatusCode;
 
+    /// The body is checked to be UTF-8 once; one that is not is read as serde reads bytes:
+    /// an entry that is not UTF-8 refuses the page, text outside the entries does not.
+    #[test]
+    fn a_body_that_is_not_utf8_is_read_as_bytes() {
+        let body = |before: &[u8], after: &[u8]| [before, &[0xff], after].concat();
+        let page = classify(
+            StatusCode::OK,
+            &HeaderMap::new(),
+            body(
+                br#"{"note":""#,
+                br#"","entries":[{"id":"a","date_create":1}]}"#,
+            ),
+        )
+        .unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page.entry(0), Some(r#"{"id":"a","date_create":1}"#));
+        let refused = classify(
+            StatusCode::OK,
+            &HeaderMap::new(),
+            body(br#"{"entries":[{"id":""#, br#"","date_create":1}]}"#),
+        );
+        assert!(matches!(refused, Err(Error::Decode { .. })), "{refused:?}");
+    }
+
     fn page(status: u16, body: &str) -> Result<Page, Error> {
         classify(
             StatusCode::from_u16(status).unwrap(),
             &HeaderMap::new(),
-            bytes::Bytes::copy_from_slice(body.as_bytes()),
+            body.as_bytes().to_vec(),
         )
     }
 
@@ -554,16 +586,11 @@ mod tests {
         let e = classify(
             StatusCode::TOO_MANY_REQUESTS,
             &h,
-            bytes::Bytes::from_static(br#"{"ok":false,"error":"ratelimited"}"#),
+            br#"{"ok":false,"error":"ratelimited"}"#.to_vec(),
         )
         .unwrap_err();
         assert_eq!(e.action(), Action::Wait(Duration::from_secs(7)));
-        let e = classify(
-            StatusCode::TOO_MANY_REQUESTS,
-            &HeaderMap::new(),
-            bytes::Bytes::new(),
-        )
-        .unwrap_err();
+        let e = classify(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), Vec::new()).unwrap_err();
         assert_eq!(
             e.action(),
             Action::Wait(crate::slack::error::DEFAULT_RETRY_AFTER)
@@ -576,18 +603,13 @@ mod tests {
         for huge in ["1e20", "18446744073709551616", "inf"] {
             let mut h = HeaderMap::new();
             h.insert(RETRY_AFTER, HeaderValue::from_static(huge));
-            let e = classify(StatusCode::TOO_MANY_REQUESTS, &h, bytes::Bytes::new()).unwrap_err();
+            let e = classify(StatusCode::TOO_MANY_REQUESTS, &h, Vec::new()).unwrap_err();
             assert_eq!(
                 e.action(),
                 Action::Wait(crate::slack::error::MAX_RETRY_AFTER),
                 "{huge}"
             );
-            let p = classify(
-                StatusCode::OK,
-                &h,
-                bytes::Bytes::from_static(br#"{"entries":[]}"#),
-            )
-            .unwrap();
+            let p = classify(StatusCode::OK, &h, br#"{"entries":[]}"#.to_vec()).unwrap();
             assert!(p.is_empty(), "{huge}");
         }
     }
@@ -601,7 +623,7 @@ mod tests {
             reqwest::header::LOCATION,
             HeaderValue::from_static("https://elsewhere.example/login"),
         );
-        let e = classify(StatusCode::FOUND, &h, bytes::Bytes::new()).unwrap_err();
+        let e = classify(StatusCode::FOUND, &h, Vec::new()).unwrap_err();
         assert!(e.is_fatal());
         assert!(
             e.to_string().contains("https://elsewhere.example/login"),
@@ -710,14 +732,14 @@ mod fuzz {
                 h.insert(RETRY_AFTER, v);
             }
             if let Ok(s) = StatusCode::from_u16(status) {
-                let _ = classify(s, &h, body.into());
+                let _ = classify(s, &h, body);
             }
         }
 
         #[test]
         fn arbitrary_json_is_a_page_only_with_an_entries_array(body in json_value()) {
             let bytes = serde_json::to_vec(&body).unwrap();
-            match classify(StatusCode::OK, &HeaderMap::new(), bytes.into()) {
+            match classify(StatusCode::OK, &HeaderMap::new(), bytes) {
                 Ok(page) => {
                     let entries = body.get("entries").and_then(|e| e.as_array());
                     prop_assert!(entries.is_some());
