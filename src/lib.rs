@@ -55,6 +55,8 @@ pub mod sink;
 pub mod slack;
 pub(crate) mod statedir;
 pub mod status;
+#[cfg(test)]
+mod testing;
 pub(crate) mod text;
 pub mod trace;
 pub(crate) mod units;

@@ -441,21 +441,7 @@ mod tests {
         use serde_json::Value;
 
         fn json_value() -> impl Strategy<Value = Value> {
-            let leaf = prop_oneof![
-                Just(Value::Null),
-                any::<bool>().prop_map(Value::from),
-                any::<i64>().prop_map(Value::from),
-                any::<u64>().prop_map(Value::from),
-                any::<f64>().prop_map(Value::from),
-                "\\PC{0,8}|[\"\\\\\u{0}-\u{1f}é]{0,4}".prop_map(Value::from),
-            ];
-            leaf.prop_recursive(4, 40, 6, |inner| {
-                prop_oneof![
-                    prop::collection::vec(inner.clone(), 0..5).prop_map(Value::from),
-                    prop::collection::btree_map("[a-zA-Z_@.é]{0,6}", inner, 0..6)
-                        .prop_map(|m| Value::Object(m.into_iter().collect())),
-                ]
-            })
+            crate::testing::json_value("[a-zA-Z_@.é]{0,6}")
         }
 
         /// `v` as JSON text with every object's keys in reverse order, so a tree read from it

@@ -551,21 +551,7 @@ mod tests {
         use serde_json::Value;
 
         fn json_value() -> impl Strategy<Value = Value> {
-            let leaf = prop_oneof![
-                Just(Value::Null),
-                any::<bool>().prop_map(Value::from),
-                any::<i64>().prop_map(Value::from),
-                any::<u64>().prop_map(Value::from),
-                any::<f64>().prop_map(Value::from),
-                "\\PC{0,8}|[\"\\\\{}\\[\\],:\u{0}-\u{1f}é]{0,4}".prop_map(Value::from),
-            ];
-            leaf.prop_recursive(3, 24, 5, |inner| {
-                prop_oneof![
-                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-                    prop::collection::btree_map("(id|date_create|[a-z\"\\\\]{0,4})", inner, 0..4)
-                        .prop_map(|m| Value::Object(m.into_iter().collect())),
-                ]
-            })
+            crate::testing::json_value("(id|date_create|[a-z\"\\\\]{0,4})")
         }
 
         /// A top-level member: a key (often `id` or `date_create`, maybe repeated or escaped)

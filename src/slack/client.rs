@@ -698,30 +698,14 @@ mod fuzz {
     use reqwest::StatusCode;
 
     fn json_value() -> impl Strategy<Value = serde_json::Value> {
-        let leaf = prop_oneof![
-            Just(serde_json::Value::Null),
-            any::<bool>().prop_map(serde_json::Value::from),
-            any::<i64>().prop_map(serde_json::Value::from),
-            ".{0,12}".prop_map(serde_json::Value::from),
-        ];
-        leaf.prop_recursive(4, 32, 6, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
-                prop::collection::btree_map(
-                    prop_oneof![
-                        Just("entries".to_string()),
-                        Just("ok".to_string()),
-                        Just("error".to_string()),
-                        Just("response_metadata".to_string()),
-                        Just("next_cursor".to_string()),
-                        "[a-z_]{1,8}"
-                    ],
-                    inner,
-                    0..6
-                )
-                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-            ]
-        })
+        crate::testing::json_value(prop_oneof![
+            Just("entries".to_string()),
+            Just("ok".to_string()),
+            Just("error".to_string()),
+            Just("response_metadata".to_string()),
+            Just("next_cursor".to_string()),
+            "[a-z_]{1,8}"
+        ])
     }
 
     proptest! {
