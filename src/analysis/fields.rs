@@ -9,12 +9,6 @@
 use crate::doc::{Doc, Field};
 use crate::fnv::Fnv128;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::Value;
-
-/// The value at a dotted path of object keys, e.g. `["user", "id"]`.
-pub(crate) fn get<'a>(doc: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    crate::doc::value_at(doc, path)
-}
 
 /// A non-empty string at `path`; numbers are accepted too (ids sometimes arrive as numbers).
 pub(crate) fn string(doc: &impl Doc, path: &[&str]) -> Option<String> {
@@ -147,7 +141,7 @@ impl Glob {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     #[test]
     fn accessors_tolerate_any_shape() {

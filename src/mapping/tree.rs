@@ -67,6 +67,19 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// The value of `key`, an empty object added at the end first when the key is missing.
+    fn get_or_insert_object(&mut self, key: &str) -> &mut Node<'a> {
+        let i = match self.members.iter().position(|(k, _)| k == key) {
+            Some(i) => i,
+            None => {
+                self.members
+                    .push((Cow::Owned(key.to_string()), Node::Object(Obj::default())));
+                self.members.len() - 1
+            }
+        };
+        &mut self.members[i].1
+    }
+
     /// Whether `key` is present.
     pub(crate) fn contains_key(&self, key: &str) -> bool {
         self.get(key).is_some()
@@ -193,13 +206,7 @@ impl Doc for Node<'_> {
             let Node::Object(obj) = cur else {
                 return false;
             };
-            if !obj.contains_key(key) {
-                obj.insert(key, Node::Object(Obj::default()));
-            }
-            let Some(next) = obj.get_mut(key) else {
-                return false;
-            };
-            cur = next;
+            cur = obj.get_or_insert_object(key);
         }
         match cur {
             Node::Object(obj) => {

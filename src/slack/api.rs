@@ -141,19 +141,24 @@ impl Page {
             .collect()
     }
 
-    /// A page holding a copy of `entries`, one after another: for a body that is not UTF-8
-    /// outside its entries (serde checks each entry it borrows).
-    pub(crate) fn copied(entries: &[&RawValue], next_cursor: Option<String>) -> Page {
-        let mut body = String::with_capacity(entries.iter().map(|e| e.get().len()).sum());
-        let spans = entries
+    /// A page holding a copy of each entry of `body`, one after another: for a body that is
+    /// not UTF-8 outside its entries, whose `spans` serde checked to be UTF-8.
+    pub(crate) fn copied(
+        body: &[u8],
+        spans: &[std::ops::Range<usize>],
+        next_cursor: Option<String>,
+    ) -> Page {
+        let mut text = String::with_capacity(spans.iter().map(|r| r.len()).sum());
+        let spans = spans
             .iter()
-            .map(|e| {
-                let start = body.len();
-                body.push_str(e.get());
-                start..body.len()
+            .map(|r| {
+                let start = text.len();
+                let entry = body.get(r.clone()).unwrap_or_default();
+                text.push_str(std::str::from_utf8(entry).unwrap_or_default());
+                start..text.len()
             })
             .collect();
-        Page::new(body, spans, next_cursor)
+        Page::new(text, spans, next_cursor)
     }
 
     /// How many entries the page holds.

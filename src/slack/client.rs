@@ -465,14 +465,11 @@ fn classify(
                 snippet: snippet(bytes),
             });
         };
-        return Ok(match &body {
-            Ok(_) => {
-                let spans = Page::spans(bytes, entries);
-                drop(r);
-                Page::new(body.unwrap_or_default(), spans, next_cursor)
-            }
+        let spans = Page::spans(bytes, entries);
+        return Ok(match body {
+            Ok(text) => Page::new(text, spans, next_cursor),
             // Only text outside the entries was not UTF-8: serde checked each entry.
-            Err(_) => Page::copied(entries, next_cursor),
+            Err(bytes) => Page::copied(&bytes, &spans, next_cursor),
         });
     }
     // A documented error code in a non-2xx JSON body wins over the status.

@@ -12,7 +12,7 @@ use super::state::Ev;
 use crate::analysis::fields::{self, stable_id};
 use crate::analysis::finding::{Actor, Finding, Kind, MAX_CONTRIBUTING};
 use crate::analysis::rules::Severity;
-use crate::doc::Doc;
+use crate::doc::{value_at, Doc};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 
@@ -126,7 +126,7 @@ impl Hit<'_> {
                 target.insert("full_name".into(), json!(n));
             }
             set(&mut doc, &["user", "target"], Value::Object(target));
-            let mut related: Vec<Value> = fields::get(&doc, &["related", "user"])
+            let mut related: Vec<Value> = value_at(&doc, &["related", "user"])
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
@@ -138,7 +138,7 @@ impl Hit<'_> {
             set(&mut doc, &["related", "user"], Value::Array(related));
         }
         let analysis = ["slack", "audit", "analysis"];
-        if let Some(a) = fields::get(&doc, &analysis).cloned() {
+        if let Some(a) = value_at(&doc, &analysis).cloned() {
             let mut a = a;
             if let Some(obj) = a.as_object_mut() {
                 // Anomaly reasons mean nothing for a detection.
