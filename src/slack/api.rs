@@ -527,6 +527,27 @@ mod tests {
         }
     }
 
+    /// Hostile sizes: the scan walks nesting without recursion and strings without copying,
+    /// so a deep or huge member costs time in proportion to its bytes, never stack.
+    #[test]
+    fn deep_and_huge_members_are_stepped_over() {
+        let deep = format!(
+            r#"{{"x":{}{},"id":"k","date_create":5,"s":"{}"}}"#,
+            "[{\"a\":".repeat(200_000),
+            "1}]".repeat(200_000),
+            "\\\"".repeat(100_000)
+        );
+        assert_eq!(
+            EntryKey::read_plain(&deep),
+            Some(EntryKey {
+                id: "k".into(),
+                date_create: Some(5)
+            })
+        );
+        // Cut short: not a key the scan can vouch for.
+        assert_eq!(EntryKey::read_plain(&deep[..deep.len() / 2]), None);
+    }
+
     #[test]
     fn what_the_scan_does_not_accept_goes_to_serde() {
         for raw in [
